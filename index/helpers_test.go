@@ -1,0 +1,78 @@
+package index
+
+import (
+	"context"
+	"testing"
+
+	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/tokenize"
+)
+
+// testEnv is a store, a local key provider and a keyring in temporary
+// directories.
+type testEnv struct {
+	dir   string
+	home  string
+	st    *store.Pebble
+	kr    *keys.Keyring
+	prov  *keys.LocalProvider
+	opts  Options
+}
+
+func newEnv(t testing.TB) *testEnv {
+	t.Helper()
+	e := &testEnv{dir: t.TempDir(), home: t.TempDir()}
+	e.reopenStore(t)
+	var err error
+	if e.prov, err = keys.NewLocalProvider(e.home); err != nil {
+		t.Fatal(err)
+	}
+	if e.kr, err = keys.NewKeyring(e.prov, keys.KeyringOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.kr.Close(); e.st.Close() })
+	e.opts = Options{Keyring: e.kr, NoSync: true}
+	return e
+}
+
+func (e *testEnv) reopenStore(t testing.TB) {
+	t.Helper()
+	if e.st != nil {
+		e.st.Close()
+	}
+	st, err := store.OpenPebble(e.dir, store.PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.st = st
+}
+
+func (e *testEnv) create(t testing.TB, name string, m *tokenize.Mapping) *Instance {
+	t.Helper()
+	in, err := Create(context.Background(), e.st, name, m, Meta{}, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	return in
+}
+
+func (e *testEnv) open(t testing.TB, name string) *Instance {
+	t.Helper()
+	in, err := Open(context.Background(), e.st, name, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	return in
+}
+
+func mustMapping(t testing.TB, js string) *tokenize.Mapping {
+	t.Helper()
+	m, err := tokenize.ParseMapping([]byte(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

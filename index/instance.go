@@ -1,0 +1,648 @@
+package index
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/blevesearch/bleve/v2"
+
+	"github.com/blindex/blindex/internal/seal"
+	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/tokenize"
+)
+
+// FormatVersion is the on-disk format version this package writes and reads.
+const FormatVersion = 1
+
+// Key-space layout of the store: manifests are readable without any key;
+// everything else is a sealed record under an instance prefix.
+const (
+	nsManifest byte = 0x00 // 0x00 'M' ‖ instance name → manifest JSON
+	nsRecord   byte = 0x01 // 0x01 ‖ prefix(8) ‖ label(16) → sealed value
+	prefixSize      = 8
+)
+
+// Options configures an open instance. The zero value is valid except for
+// Keyring, which is required.
+type Options struct {
+	// Keyring unwraps and leases the instance's root keys. Required.
+	Keyring *keys.Keyring
+	// Logger receives operational logs; never content, terms, ids or keys.
+	// Default: discarded.
+	Logger *slog.Logger
+	// CacheBytes bounds the cache of decrypted posting lists. Default 256 MiB.
+	CacheBytes int64
+	// NoSync commits batches without waiting for the disk. Default false:
+	// an acknowledged batch survives a crash.
+	NoSync bool
+	// AnalysisWorkers is the number of goroutines analyzing a batch.
+	// Default GOMAXPROCS.
+	AnalysisWorkers int
+	// BlockPostings is the target number of postings in a full posting
+	// block. Default 4096.
+	BlockPostings int
+	// MaxSmallBlocks is how many small posting blocks a term may collect
+	// before they are merged. Default 8.
+	MaxSmallBlocks int
+	// CompactEvery is how many state log entries accumulate before they are
+	// folded into a new snapshot. Default 64.
+	CompactEvery int
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	c := *o
+	var errs []error
+	if c.Keyring == nil {
+		errs = append(errs, errors.New("index: Options.Keyring is required"))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 256 << 20
+	}
+	if c.AnalysisWorkers == 0 {
+		c.AnalysisWorkers = runtime.GOMAXPROCS(0)
+	}
+	if c.BlockPostings == 0 {
+		c.BlockPostings = 4096
+	}
+	if c.MaxSmallBlocks == 0 {
+		c.MaxSmallBlocks = 8
+	}
+	if c.CompactEvery == 0 {
+		c.CompactEvery = 64
+	}
+	if c.CacheBytes < 0 || c.AnalysisWorkers < 0 || c.BlockPostings < 16 || c.MaxSmallBlocks < 2 || c.CompactEvery < 1 {
+		errs = append(errs, errors.New("index: Options has a negative or too small value"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// Meta describes an instance: who owns it and where its data lives. It is
+// fixed at creation and readable without the instance's key.
+type Meta struct {
+	Org     string `json:"org,omitempty"`
+	Site    string `json:"site,omitempty"`
+	Product string `json:"product,omitempty"`
+	Region  string `json:"region,omitempty"`
+	BYOK    bool   `json:"byok"`
+}
+
+// Generation is one root key generation in a manifest.
+type Generation struct {
+	Gen     uint32    `json:"gen"`
+	Wrapped []byte    `json:"wrapped"`
+	Created time.Time `json:"created"`
+}
+
+// Manifest is an instance's unsealed descriptor: format, metadata, wrapping
+// key id and wrapped root keys. It holds nothing secret.
+type Manifest struct {
+	Format      int          `json:"format"`
+	Name        string       `json:"name"`
+	Prefix      []byte       `json:"prefix"`
+	Meta        Meta         `json:"meta"`
+	KeyID       string       `json:"key_id"`
+	Generations []Generation `json:"generations"`
+	Current     uint32       `json:"current"`
+	Created     time.Time    `json:"created"`
+	// Reencrypt is the state of an unfinished re-encryption, if any.
+	Reencrypt *ReencryptState `json:"reencrypt,omitempty"`
+}
+
+// ReencryptState records the progress of an online re-encryption.
+type ReencryptState struct {
+	From uint32 `json:"from"`
+	To   uint32 `json:"to"`
+}
+
+func manifestKey(name string) []byte {
+	return append([]byte{nsManifest, 'M'}, name...)
+}
+
+// ReadManifest reads an instance's manifest without any key.
+func ReadManifest(st store.Store, name string) (*Manifest, error) {
+	b, err := st.Get(manifestKey(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: instance %q does not exist; create it first", ErrNotFound, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, &CorruptError{Kind: "manifest", Label: []byte(name), Err: err}
+	}
+	if m.Format != FormatVersion {
+		return nil, fmt.Errorf("%w: instance %q has format %d, this blindex reads format %d; use a matching blindex version", ErrFormat, name, m.Format, FormatVersion)
+	}
+	if len(m.Prefix) != prefixSize || m.Name != name {
+		return nil, &CorruptError{Kind: "manifest", Label: []byte(name), Err: errIdentity}
+	}
+	return &m, nil
+}
+
+// ListInstances returns the names of the instances in a store.
+func ListInstances(st store.Store) ([]string, error) {
+	var names []string
+	err := st.Iterate([]byte{nsManifest, 'M'}, func(k, _ []byte) error {
+		names = append(names, string(k[2:]))
+		return nil
+	})
+	return names, err
+}
+
+func validName(name string) error {
+	if name == "" || len(name) > 200 || !utf8.ValidString(name) {
+		return fmt.Errorf("%w: an instance name must be 1 to 200 bytes of UTF-8", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// genKeys are one generation's derived keys and the lease epoch they were
+// derived at.
+type genKeys struct {
+	keys  *seal.Keys
+	epoch uint64
+}
+
+// Instance is an open index instance. It is safe for concurrent use: any
+// number of searches and one writer at a time.
+type Instance struct {
+	name    string
+	st      store.Store
+	opts    Options
+	prefix  []byte
+	mapping *tokenize.Mapping
+	log     *slog.Logger
+
+	manMu sync.Mutex
+	man   *Manifest
+
+	leaseMu sync.Mutex
+	leases  map[uint32]*keys.Lease
+
+	// mu guards the decrypted state: keys, dictionary, id map, cache.
+	// Searches hold it shared for their whole run; commits and locking
+	// hold it exclusively.
+	mu     sync.RWMutex
+	gens   map[uint32]*genKeys
+	state  *state
+	hd     head
+	closed bool
+
+	writeMu sync.Mutex // one writer at a time
+	cache   *blockCache
+	bleve   bleve.Index
+
+	m metrics
+}
+
+// Create creates an instance named name in st with mapping m and opens it.
+// A fresh root key is generated through the keyring's provider and only its
+// wrapped form is stored.
+func Create(ctx context.Context, st store.Store, name string, m *tokenize.Mapping, meta Meta, opts Options) (*Instance, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := validName(name); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		m = tokenize.DefaultMapping()
+	}
+	if _, err := st.Get(manifestKey(name)); err == nil {
+		return nil, fmt.Errorf("%w: instance %q; open it, or delete it first", ErrExists, name)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	prefix := make([]byte, prefixSize)
+	rand.Read(prefix)
+	ec := keys.EncryptionContext{Org: meta.Org, Instance: name, Generation: 1}
+	root, wrapped, err := o.Keyring.Provider().GenerateRootKey(ctx, ec)
+	if err != nil {
+		return nil, fmt.Errorf("index: create instance %q: generate root key: %w", name, err)
+	}
+	k, err := seal.Derive(root, 1)
+	keys.Zero(root)
+	if err != nil {
+		return nil, err
+	}
+	defer k.Zero()
+	now := time.Now().UTC()
+	man := &Manifest{
+		Format: FormatVersion, Name: name, Prefix: prefix, Meta: meta,
+		KeyID:       o.Keyring.Provider().KeyID(),
+		Generations: []Generation{{Gen: 1, Wrapped: wrapped, Created: now}},
+		Current:     1, Created: now,
+	}
+	mb, err := json.Marshal(man)
+	if err != nil {
+		return nil, err
+	}
+	var b store.Batch
+	b.Set(manifestKey(name), mb)
+	hkey := recordKey(prefix, k.Label(seal.PurposeHead))
+	b.Set(hkey, k.Seal(nil, hkey, encodeHead(head{gen: 1})))
+	mkey := recordKey(prefix, k.Label(seal.PurposeInternal, []byte("mapping")))
+	b.Set(mkey, k.Seal(nil, mkey, encodeChunk(kindInternal, 0, 0, m.JSON())))
+	if err := st.Apply(&b, true); err != nil {
+		return nil, fmt.Errorf("index: create instance %q: %w", name, err)
+	}
+	return open(ctx, st, man, o)
+}
+
+// Open opens an existing instance.
+func Open(ctx context.Context, st store.Store, name string, opts Options) (*Instance, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	man, err := ReadManifest(st, name)
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, st, man, o)
+}
+
+func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Instance, error) {
+	in := &Instance{
+		name: man.Name, st: st, opts: o, prefix: man.Prefix, man: man, log: o.Logger,
+		leases: map[uint32]*keys.Lease{}, gens: map[uint32]*genKeys{},
+		cache: newBlockCache(o.CacheBytes),
+	}
+	for _, g := range man.Generations {
+		if err := in.openLease(ctx, g); err != nil {
+			in.closeLeases()
+			return nil, err
+		}
+	}
+	if err := in.unlock(); err != nil {
+		in.closeLeases()
+		return nil, err
+	}
+	mb, err := in.readInternal("mapping")
+	if err != nil {
+		in.closeLeases()
+		return nil, err
+	}
+	in.mapping, err = tokenize.ParseMapping(mb)
+	if err != nil {
+		in.closeLeases()
+		return nil, fmt.Errorf("index: instance %q: stored mapping: %w", man.Name, err)
+	}
+	if in.bleve, err = newBleveIndex(in); err != nil {
+		in.closeLeases()
+		return nil, err
+	}
+	return in, nil
+}
+
+func (in *Instance) openLease(ctx context.Context, g Generation) error {
+	ec := keys.EncryptionContext{Org: in.man.Meta.Org, Instance: in.name, Generation: g.Gen}
+	l, err := in.opts.Keyring.Open(ctx, ec, g.Wrapped)
+	if err != nil {
+		return fmt.Errorf("index: instance %q: unwrap root key generation %d: %w", in.name, g.Gen, err)
+	}
+	l.OnLock(in.lockDown)
+	in.leaseMu.Lock()
+	in.leases[g.Gen] = l
+	in.leaseMu.Unlock()
+	return nil
+}
+
+func (in *Instance) closeLeases() {
+	in.leaseMu.Lock()
+	for g, l := range in.leases {
+		l.Close()
+		delete(in.leases, g)
+	}
+	in.leaseMu.Unlock()
+}
+
+// lockDown zeroes every derived key and drops the decrypted state and
+// caches. It runs when a lease locks.
+func (in *Instance) lockDown() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.dropLocked()
+	in.m.locks.Add(1)
+}
+
+func (in *Instance) dropLocked() {
+	for g, k := range in.gens {
+		k.keys.Zero()
+		delete(in.gens, g)
+	}
+	in.state = nil
+	in.cache.clear()
+}
+
+// unlock makes sure that the keys of every generation are derived from a
+// valid lease and the state is loaded. It returns an error wrapping
+// ErrKeyRevoked when any lease is locked.
+func (in *Instance) unlock() error {
+	in.leaseMu.Lock()
+	type acquired struct {
+		gen   uint32
+		key   []byte
+		epoch uint64
+	}
+	var got []acquired
+	defer func() {
+		for _, a := range got {
+			keys.Zero(a.key)
+		}
+	}()
+	for g, l := range in.leases {
+		err := l.WithKey(func(key []byte, epoch uint64) error {
+			got = append(got, acquired{g, append([]byte(nil), key...), epoch})
+			return nil
+		})
+		if err != nil {
+			in.leaseMu.Unlock()
+			return fmt.Errorf("index: instance %q is locked: %w", in.name, err)
+		}
+	}
+	in.leaseMu.Unlock()
+
+	in.mu.RLock()
+	fresh := in.state != nil && !in.closed
+	for _, a := range got {
+		if gk := in.gens[a.gen]; gk == nil || gk.epoch != a.epoch {
+			fresh = false
+		}
+	}
+	closed := in.closed
+	in.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if fresh {
+		return nil
+	}
+
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, a := range got {
+		if gk := in.gens[a.gen]; gk != nil && gk.epoch == a.epoch {
+			continue
+		}
+		k, err := seal.Derive(a.key, a.gen)
+		if err != nil {
+			return err
+		}
+		if old := in.gens[a.gen]; old != nil {
+			old.keys.Zero()
+			in.state = nil
+			in.cache.clear()
+		}
+		in.gens[a.gen] = &genKeys{keys: k, epoch: a.epoch}
+	}
+	if in.state == nil {
+		st, hd, err := in.loadState()
+		if err != nil {
+			return err
+		}
+		in.state, in.hd = st, hd
+	}
+	return nil
+}
+
+func recordKey(prefix []byte, label [seal.LabelSize]byte) []byte {
+	k := make([]byte, 0, 1+prefixSize+seal.LabelSize)
+	k = append(k, nsRecord)
+	k = append(k, prefix...)
+	return append(k, label[:]...)
+}
+
+func (in *Instance) key(label [seal.LabelSize]byte) []byte { return recordKey(in.prefix, label) }
+
+// currentKeys returns the current generation's keys. Caller holds mu.
+func (in *Instance) currentKeys() (*seal.Keys, error) {
+	in.manMu.Lock()
+	g := in.man.Current
+	in.manMu.Unlock()
+	return in.keysFor(g)
+}
+
+// keysFor returns a generation's keys. Caller holds mu.
+func (in *Instance) keysFor(gen uint32) (*seal.Keys, error) {
+	gk := in.gens[gen]
+	if gk == nil {
+		return nil, fmt.Errorf("index: instance %q is locked or generation %d is unknown: %w", in.name, gen, ErrKeyRevoked)
+	}
+	return gk.keys, nil
+}
+
+// openRecord reads and opens the record at label under k; kind names it in
+// errors. A missing record is ErrNotFound.
+func (in *Instance) openRecord(k *seal.Keys, label [seal.LabelSize]byte, kind byte) ([]byte, error) {
+	key := in.key(label)
+	v, err := in.st.Get(key)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	pt, err := k.Open(key, v)
+	if err != nil {
+		in.m.corrupt.Add(1)
+		return nil, &CorruptError{Kind: kindName(kind), Label: label[:], Err: err}
+	}
+	return pt, nil
+}
+
+func (in *Instance) corrupt(kind byte, label [seal.LabelSize]byte, err error) error {
+	in.m.corrupt.Add(1)
+	return &CorruptError{Kind: kindName(kind), Label: label[:], Err: err}
+}
+
+func (in *Instance) readInternal(name string) ([]byte, error) {
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	k, err := in.currentKeys()
+	if err != nil {
+		return nil, err
+	}
+	label := k.Label(seal.PurposeInternal, []byte(name))
+	pt, err := in.openRecord(k, label, kindInternal)
+	if errors.Is(err, ErrNotFound) {
+		return nil, in.corrupt(kindInternal, label, errors.New("missing"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	data, err := decodeChunk(pt, kindInternal, 0, 0)
+	if err != nil {
+		return nil, in.corrupt(kindInternal, label, err)
+	}
+	return data, nil
+}
+
+// loadState reads the head, the snapshot and the log. Caller holds mu.
+func (in *Instance) loadState() (*state, head, error) {
+	k, err := in.currentKeys()
+	if err != nil {
+		return nil, head{}, err
+	}
+	hl := k.Label(seal.PurposeHead)
+	pt, err := in.openRecord(k, hl, kindHead)
+	if errors.Is(err, ErrNotFound) {
+		return nil, head{}, in.corrupt(kindHead, hl, errors.New("missing"))
+	}
+	if err != nil {
+		return nil, head{}, err
+	}
+	hd, err := decodeHead(pt)
+	if err == nil && hd.gen != k.Generation() {
+		err = errIdentity
+	}
+	if err != nil {
+		return nil, head{}, in.corrupt(kindHead, hl, err)
+	}
+	st := newState()
+	if hd.snapID != 0 {
+		var data []byte
+		for c := uint32(0); c < hd.snapChunks; c++ {
+			part, err := in.readChunk(k, kindSnapshot, seal.PurposeSnapshot, hd.snapID, c)
+			if err != nil {
+				return nil, head{}, err
+			}
+			data = append(data, part...)
+		}
+		if st, err = decodeSnapshot(data); err != nil {
+			return nil, head{}, in.corrupt(kindSnapshot, hl, err)
+		}
+	}
+	for seq := hd.logStart; seq < hd.logEnd; seq++ {
+		label := k.LabelUint(seal.PurposeLog, seq)
+		pt, err := in.openRecord(k, label, kindLog)
+		if errors.Is(err, ErrNotFound) {
+			err = in.corrupt(kindLog, label, errors.New("missing"))
+		}
+		if err != nil {
+			return nil, head{}, err
+		}
+		l, err := decodeLog(pt, seq)
+		if err != nil {
+			return nil, head{}, in.corrupt(kindLog, label, err)
+		}
+		st.apply(l)
+	}
+	return st, hd, nil
+}
+
+func chunkLabel(k *seal.Keys, p seal.Purpose, id uint64, c uint32) [seal.LabelSize]byte {
+	var b [12]byte
+	putU64(b[:8], id)
+	putU32(b[8:], c)
+	return k.Label(p, b[:])
+}
+
+func (in *Instance) readChunk(k *seal.Keys, kind byte, p seal.Purpose, id uint64, c uint32) ([]byte, error) {
+	label := chunkLabel(k, p, id, c)
+	pt, err := in.openRecord(k, label, kind)
+	if errors.Is(err, ErrNotFound) {
+		return nil, in.corrupt(kind, label, errors.New("missing"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	data, err := decodeChunk(pt, kind, id, c)
+	if err != nil {
+		return nil, in.corrupt(kind, label, err)
+	}
+	return data, nil
+}
+
+// Name returns the instance's name.
+func (in *Instance) Name() string { return in.name }
+
+// Mapping returns the instance's mapping.
+func (in *Instance) Mapping() *tokenize.Mapping { return in.mapping }
+
+// Manifest returns a copy of the instance's manifest.
+func (in *Instance) Manifest() Manifest {
+	in.manMu.Lock()
+	defer in.manMu.Unlock()
+	m := *in.man
+	m.Generations = append([]Generation(nil), m.Generations...)
+	return m
+}
+
+// DocCount returns the number of live documents.
+func (in *Instance) DocCount() (uint64, error) {
+	if err := in.unlock(); err != nil {
+		return 0, err
+	}
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.state == nil {
+		return 0, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
+	}
+	return in.state.liveCount, nil
+}
+
+// Close closes the instance: keys are zeroed and caches dropped. Pending
+// writes have committed when Close returns (a batch in progress finishes).
+func (in *Instance) Close() error {
+	in.writeMu.Lock()
+	defer in.writeMu.Unlock()
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return nil
+	}
+	in.closed = true
+	in.dropLocked()
+	in.mu.Unlock()
+	in.closeLeases()
+	if in.bleve != nil {
+		in.bleve.Close()
+	}
+	return nil
+}
+
+// metrics are the instance's counters.
+type metrics struct {
+	docsIndexed, docsDeleted, batches, searches, corrupt, locks atomic.Uint64
+	blocksWritten, blocksMerged, blockReads, cacheHits          atomic.Uint64
+}
+
+// Metrics is a snapshot of an instance's counters.
+type Metrics struct {
+	DocsIndexed   uint64 // documents indexed (updates included)
+	DocsDeleted   uint64 // documents deleted (updates included)
+	Batches       uint64 // batches committed
+	Searches      uint64 // searches run
+	Corrupt       uint64 // records that failed to open or disagreed
+	Locks         uint64 // times the instance locked
+	BlocksWritten uint64 // posting blocks written
+	BlocksMerged  uint64 // posting blocks folded into others
+	BlockReads    uint64 // posting blocks read from the store
+	CacheHits     uint64 // posting lists served from the cache
+}
+
+// Metrics returns a snapshot of the instance's counters.
+func (in *Instance) Metrics() Metrics {
+	return Metrics{
+		DocsIndexed: in.m.docsIndexed.Load(), DocsDeleted: in.m.docsDeleted.Load(),
+		Batches: in.m.batches.Load(), Searches: in.m.searches.Load(), Corrupt: in.m.corrupt.Load(),
+		Locks: in.m.locks.Load(), BlocksWritten: in.m.blocksWritten.Load(), BlocksMerged: in.m.blocksMerged.Load(),
+		BlockReads: in.m.blockReads.Load(), CacheHits: in.m.cacheHits.Load(),
+	}
+}

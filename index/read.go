@@ -1,0 +1,439 @@
+package index
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/blevesearch/bleve/v2/document"
+	bindex "github.com/blevesearch/bleve_index_api"
+
+	"github.com/blindex/blindex/internal/seal"
+)
+
+// reader is a consistent view of an instance for one search, in the shape
+// of bleve's index.IndexReader, so that bleve's own searchers, scorers and
+// collectors run over blinded terms and sealed posting blocks. It holds the
+// instance's lock shared until Close.
+type reader struct {
+	in     *Instance
+	st     *state
+	closed bool
+}
+
+var (
+	_ bindex.IndexReader = (*reader)(nil)
+	_ bindex.BM25Reader  = (*reader)(nil)
+)
+
+// newReader returns a reader, or an error wrapping ErrKeyRevoked when the
+// instance is locked.
+func (in *Instance) newReader() (*reader, error) {
+	if err := in.unlock(); err != nil {
+		return nil, err
+	}
+	in.mu.RLock()
+	if in.state == nil || in.closed {
+		in.mu.RUnlock()
+		if in.closed {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
+	}
+	return &reader{in: in, st: in.state}, nil
+}
+
+func (r *reader) Close() error {
+	if !r.closed {
+		r.closed = true
+		r.in.mu.RUnlock()
+	}
+	return nil
+}
+
+// postings returns the merged posting list of a term, from the cache or
+// the store. Caller holds in.mu shared.
+func (in *Instance) postings(st *state, field string, term []byte) (*postingList, error) {
+	te := st.term(field, term)
+	if te == nil {
+		return &postingList{}, nil
+	}
+	ck := cacheKey(field, term)
+	if pl := in.cache.get(ck); pl != nil {
+		in.m.cacheHits.Add(1)
+		return pl, nil
+	}
+	var pl *postingList
+	var blinders map[blinderKey]*seal.TermBlinder
+	if len(te.blocks) > 1 {
+		blinders = map[blinderKey]*seal.TermBlinder{}
+	}
+	for i, b := range te.blocks {
+		p, err := in.readBlock(blinders, field, term, b.gen, uint32(i))
+		if err != nil {
+			return nil, err
+		}
+		if len(p.docs) != int(b.count) {
+			return nil, fmt.Errorf("%w: a posting block holds %d postings, the dictionary says %d", ErrCorrupt, len(p.docs), b.count)
+		}
+		if pl == nil {
+			pl = p
+			continue
+		}
+		if len(p.docs) > 0 && len(pl.docs) > 0 && p.docs[0] <= pl.docs[len(pl.docs)-1] {
+			return nil, fmt.Errorf("%w: posting blocks of a term are out of order", ErrCorrupt)
+		}
+		for j := range p.docs {
+			pl.appendFrom(p, j)
+		}
+	}
+	if pl == nil {
+		pl = &postingList{}
+	}
+	in.cache.put(ck, pl)
+	return pl, nil
+}
+
+func (r *reader) TermFieldReader(ctx context.Context, term []byte, field string, includeFreq, includeNorm, includeTermVectors bool) (bindex.TermFieldReader, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	pl, err := r.in.postings(r.st, field, term)
+	if err != nil {
+		return nil, err
+	}
+	tr := &termReader{st: r.st, pl: pl, term: string(term), vectors: includeTermVectors && pl.hasVectors()}
+	for _, d := range pl.docs {
+		if r.st.isLive(d) {
+			tr.count++
+		}
+	}
+	return tr, nil
+}
+
+// termReader iterates the live postings of one term.
+type termReader struct {
+	st      *state
+	pl      *postingList
+	term    string
+	vectors bool
+	i       int
+	count   uint64
+}
+
+func (t *termReader) Next(pre *bindex.TermFieldDoc) (*bindex.TermFieldDoc, error) {
+	for t.i < len(t.pl.docs) {
+		i := t.i
+		t.i++
+		if !t.st.isLive(t.pl.docs[i]) {
+			continue
+		}
+		return t.fill(i, pre), nil
+	}
+	return nil, nil
+}
+
+func (t *termReader) fill(i int, pre *bindex.TermFieldDoc) *bindex.TermFieldDoc {
+	if pre == nil {
+		pre = &bindex.TermFieldDoc{}
+	} else {
+		pre.Reset()
+	}
+	pre.Term = t.term
+	pre.ID = bindex.NewIndexInternalID(pre.ID, t.pl.docs[i])
+	pre.Freq = uint64(t.pl.freqs[i])
+	// bleve's zap stores the norm as a float32 of 1/√length; BM25 turns it
+	// back into a length, so the rounding must be the same.
+	pre.Norm = float64(float32(1.0 / math.Sqrt(float64(t.pl.lens[i]))))
+	if t.vectors {
+		locs := t.pl.locs[t.pl.locOff[i]:t.pl.locOff[i+1]]
+		for j := range locs {
+			pre.Vectors = append(pre.Vectors, &locs[j])
+		}
+	}
+	return pre
+}
+
+func (t *termReader) Advance(id bindex.IndexInternalID, pre *bindex.TermFieldDoc) (*bindex.TermFieldDoc, error) {
+	target := id.Value()
+	docs := t.pl.docs[t.i:]
+	t.i += sort.Search(len(docs), func(j int) bool { return docs[j] >= target })
+	return t.Next(pre)
+}
+
+func (t *termReader) Count() uint64 { return t.count }
+func (t *termReader) Close() error  { return nil }
+func (t *termReader) Size() int     { return 64 }
+
+// docIDReader iterates live document numbers, all of them or a given set.
+type docIDReader struct {
+	st   *state
+	next uint64
+	only []uint64 // sorted; nil means all
+	i    int
+}
+
+func (d *docIDReader) Next() (bindex.IndexInternalID, error) {
+	if d.only != nil {
+		for d.i < len(d.only) {
+			n := d.only[d.i]
+			d.i++
+			if d.st.isLive(n) {
+				return bindex.NewIndexInternalID(nil, n), nil
+			}
+		}
+		return nil, nil
+	}
+	n, ok := d.st.nextLive(d.next)
+	if !ok {
+		return nil, nil
+	}
+	d.next = n + 1
+	return bindex.NewIndexInternalID(nil, n), nil
+}
+
+func (d *docIDReader) Advance(id bindex.IndexInternalID) (bindex.IndexInternalID, error) {
+	target := id.Value()
+	if d.only != nil {
+		rest := d.only[d.i:]
+		d.i += sort.Search(len(rest), func(j int) bool { return rest[j] >= target })
+	} else if target > d.next {
+		d.next = target
+	}
+	return d.Next()
+}
+
+func (d *docIDReader) Size() int    { return 64 }
+func (d *docIDReader) Close() error { return nil }
+
+func (r *reader) DocIDReaderAll() (bindex.DocIDReader, error) {
+	return &docIDReader{st: r.st}, nil
+}
+
+func (r *reader) DocIDReaderOnly(ids []string) (bindex.DocIDReader, error) {
+	only := make([]uint64, 0, len(ids))
+	for _, id := range ids {
+		if n, ok := r.st.ids[id]; ok {
+			only = append(only, n)
+		}
+	}
+	sort.Slice(only, func(a, b int) bool { return only[a] < only[b] })
+	return &docIDReader{st: r.st, only: only}, nil
+}
+
+// fieldDict iterates a field's sorted terms between bounds.
+type fieldDict struct {
+	f     *fieldState
+	terms []string
+	i     int
+	entry bindex.DictEntry
+}
+
+func (d *fieldDict) Next() (*bindex.DictEntry, error) {
+	if d.i >= len(d.terms) {
+		return nil, nil
+	}
+	t := d.terms[d.i]
+	d.i++
+	d.entry = bindex.DictEntry{Term: t, Count: d.f.terms[t].df}
+	return &d.entry, nil
+}
+
+func (d *fieldDict) Close() error      { return nil }
+func (d *fieldDict) Cardinality() int  { return len(d.terms) }
+func (d *fieldDict) BytesRead() uint64 { return 0 }
+
+func (r *reader) dict(field string, lo, hi func(terms []string) int) (bindex.FieldDict, error) {
+	f := r.st.field(field)
+	if f == nil {
+		return &fieldDict{f: &fieldState{}}, nil
+	}
+	terms := f.sortedTerms()
+	a, b := 0, len(terms)
+	if lo != nil {
+		a = lo(terms)
+	}
+	if hi != nil {
+		b = hi(terms)
+	}
+	if b < a {
+		b = a
+	}
+	return &fieldDict{f: f, terms: terms[a:b]}, nil
+}
+
+func (r *reader) FieldDict(field string) (bindex.FieldDict, error) {
+	return r.dict(field, nil, nil)
+}
+
+// FieldDictRange iterates terms in [start, end], both inclusive; an empty
+// bound is open, as in bleve's scorch.
+func (r *reader) FieldDictRange(field string, start, end []byte) (bindex.FieldDict, error) {
+	var lo, hi func([]string) int
+	if len(start) > 0 {
+		lo = func(t []string) int { return sort.SearchStrings(t, string(start)) }
+	}
+	if len(end) > 0 {
+		hi = func(t []string) int {
+			return sort.Search(len(t), func(i int) bool { return t[i] > string(end) })
+		}
+	}
+	return r.dict(field, lo, hi)
+}
+
+func (r *reader) FieldDictPrefix(field string, prefix []byte) (bindex.FieldDict, error) {
+	p := string(prefix)
+	return r.dict(field,
+		func(t []string) int { return sort.SearchStrings(t, p) },
+		func(t []string) int {
+			return sort.Search(len(t), func(i int) bool { return t[i] > p && !strings.HasPrefix(t[i], p) })
+		})
+}
+
+// storedDocument reads a live document's record. Caller holds in.mu.
+func (in *Instance) storedDocument(st *state, num uint64) (storedDoc, error) {
+	k, err := in.keysFor(st.docGen[num])
+	if err != nil {
+		return storedDoc{}, err
+	}
+	label := k.LabelUint(seal.PurposeDoc, num)
+	pt, err := in.openRecord(k, label, kindDoc)
+	if errors.Is(err, ErrNotFound) {
+		return storedDoc{}, in.corrupt(kindDoc, label, errors.New("missing"))
+	}
+	if err != nil {
+		return storedDoc{}, err
+	}
+	d, err := decodeDoc(pt, num)
+	if err != nil {
+		return storedDoc{}, in.corrupt(kindDoc, label, err)
+	}
+	if d.id != st.extIDs[num] {
+		return storedDoc{}, in.corrupt(kindDoc, label, errIdentity)
+	}
+	return d, nil
+}
+
+// Document returns the stored fields of a document, as bleve's scorch does.
+func (r *reader) Document(id string) (bindex.Document, error) {
+	n, ok := r.st.ids[id]
+	if !ok {
+		return nil, nil
+	}
+	sd, err := r.in.storedDocument(r.st, n)
+	if err != nil {
+		return nil, err
+	}
+	var data any
+	if err := json.Unmarshal(sd.body, &data); err != nil {
+		return nil, fmt.Errorf("%w: stored document is not JSON", ErrCorrupt)
+	}
+	full := document.NewDocument(id)
+	if err := r.in.mapping.Bleve().MapDocument(full, data); err != nil {
+		return nil, err
+	}
+	out := document.NewDocument(id)
+	for _, f := range full.Fields {
+		if f.Options().IsStored() {
+			out.AddField(f)
+		}
+	}
+	return out, nil
+}
+
+// forward reads a live document's forward index. Caller holds in.mu.
+func (in *Instance) forward(st *state, num uint64) ([]forwardField, error) {
+	k, err := in.keysFor(st.docGen[num])
+	if err != nil {
+		return nil, err
+	}
+	label := k.LabelUint(seal.PurposeForward, num)
+	pt, err := in.openRecord(k, label, kindForward)
+	if errors.Is(err, ErrNotFound) {
+		return nil, in.corrupt(kindForward, label, errors.New("missing"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	f, err := decodeForward(pt, num)
+	if err != nil {
+		return nil, in.corrupt(kindForward, label, err)
+	}
+	return f, nil
+}
+
+type docValueReader struct {
+	r      *reader
+	fields map[string]bool
+}
+
+func (d *docValueReader) VisitDocValues(id bindex.IndexInternalID, visit bindex.DocValueVisitor) error {
+	n := id.Value()
+	if !d.r.st.isLive(n) {
+		return nil
+	}
+	fwd, err := d.r.in.forward(d.r.st, n)
+	if err != nil {
+		return err
+	}
+	for _, f := range fwd {
+		if f.docValues && d.fields[f.name] {
+			for _, t := range f.terms {
+				visit(f.name, t)
+			}
+		}
+	}
+	return nil
+}
+
+func (d *docValueReader) BytesRead() uint64 { return 0 }
+
+func (r *reader) DocValueReader(fields []string) (bindex.DocValueReader, error) {
+	set := make(map[string]bool, len(fields))
+	for _, f := range fields {
+		set[f] = true
+	}
+	return &docValueReader{r: r, fields: set}, nil
+}
+
+func (r *reader) Fields() ([]string, error) {
+	out := make([]string, len(r.st.fields))
+	for i, f := range r.st.fields {
+		out[i] = f.name
+	}
+	return out, nil
+}
+
+func (r *reader) GetInternal(key []byte) ([]byte, error) { return nil, nil }
+
+func (r *reader) DocCount() (uint64, error) { return r.st.liveCount, nil }
+
+func (r *reader) ExternalID(id bindex.IndexInternalID) (string, error) {
+	n := id.Value()
+	if n >= uint64(len(r.st.extIDs)) || r.st.extIDs[n] == "" {
+		return "", fmt.Errorf("%w: document number not live", ErrNotFound)
+	}
+	return r.st.extIDs[n], nil
+}
+
+func (r *reader) InternalID(id string) (bindex.IndexInternalID, error) {
+	n, ok := r.st.ids[id]
+	if !ok {
+		return nil, nil
+	}
+	return bindex.NewIndexInternalID(nil, n), nil
+}
+
+// FieldCardinality is the number of distinct terms in the field's
+// dictionary, which bleve's BM25 uses for the average field length.
+func (r *reader) FieldCardinality(field string) (int, error) {
+	f := r.st.field(field)
+	if f == nil {
+		return 0, nil
+	}
+	return len(f.terms), nil
+}

@@ -1,0 +1,341 @@
+package index
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	bindex "github.com/blevesearch/bleve_index_api"
+)
+
+// Record kinds: the first byte of every record payload. Persisted; explicit
+// numbers that must never change.
+const (
+	kindPosting  byte = 1
+	kindDoc      byte = 2
+	kindForward  byte = 3
+	kindLog      byte = 4
+	kindHead     byte = 5
+	kindSnapshot byte = 6
+	kindInternal byte = 7
+)
+
+// kindName names a record kind in error messages.
+func kindName(k byte) string {
+	switch k {
+	case kindPosting:
+		return "posting block"
+	case kindDoc:
+		return "stored document"
+	case kindForward:
+		return "forward index"
+	case kindLog:
+		return "state log entry"
+	case kindHead:
+		return "head"
+	case kindSnapshot:
+		return "state snapshot"
+	case kindInternal:
+		return "internal value"
+	}
+	return fmt.Sprintf("kind %d", k)
+}
+
+// postingList is a decoded posting block (or several merged): documents in
+// ascending order with their term frequency, field length and, when the
+// field keeps term vectors, the term's locations.
+type postingList struct {
+	docs   []uint64
+	freqs  []uint32
+	lens   []uint32
+	locOff []uint32 // len(docs)+1 offsets into locs; nil without vectors
+	locs   []bindex.TermFieldVector
+}
+
+func (p *postingList) hasVectors() bool { return p.locOff != nil }
+
+func (p *postingList) size() int {
+	n := 64 + len(p.docs)*20 + len(p.locOff)*4
+	for i := range p.locs {
+		n += 64 + len(p.locs[i].ArrayPositions)*8
+	}
+	return n
+}
+
+// append adds posting i of q to p.
+func (p *postingList) appendFrom(q *postingList, i int) {
+	p.docs = append(p.docs, q.docs[i])
+	p.freqs = append(p.freqs, q.freqs[i])
+	p.lens = append(p.lens, q.lens[i])
+	if q.locOff != nil {
+		if p.locOff == nil {
+			p.locOff = []uint32{0}
+		}
+		p.locs = append(p.locs, q.locs[q.locOff[i]:q.locOff[i+1]]...)
+		p.locOff = append(p.locOff, uint32(len(p.locs)))
+	}
+}
+
+// encodePosting encodes a posting block for field/term.
+func encodePosting(field string, term []byte, p *postingList) []byte {
+	e := enc{b: make([]byte, 0, 16+len(term)+len(p.docs)*6+len(p.locs)*8)}
+	e.byte1(kindPosting)
+	e.str(field)
+	e.bytes(term)
+	flags := byte(0)
+	if p.hasVectors() {
+		flags = 1
+	}
+	e.byte1(flags)
+	e.uvarint(uint64(len(p.docs)))
+	var prev uint64
+	for i, d := range p.docs {
+		e.uvarint(d - prev)
+		prev = d
+		e.uvarint(uint64(p.freqs[i]))
+		e.uvarint(uint64(p.lens[i]))
+	}
+	if flags&1 != 0 {
+		// Location field names: a small table, referenced by index+1
+		// (0 means the posting's own field).
+		var names []string
+		for i := range p.locs {
+			if f := p.locs[i].Field; f != "" && f != field && !slices.Contains(names, f) {
+				names = append(names, f)
+			}
+		}
+		e.uvarint(uint64(len(names)))
+		for _, n := range names {
+			e.str(n)
+		}
+		for i := range p.docs {
+			locs := p.locs[p.locOff[i]:p.locOff[i+1]]
+			e.uvarint(uint64(len(locs)))
+			for _, l := range locs {
+				ref := 0
+				if l.Field != "" && l.Field != field {
+					ref = slices.Index(names, l.Field) + 1
+				}
+				e.uvarint(uint64(ref))
+				e.uvarint(l.Pos)
+				e.uvarint(l.Start)
+				e.uvarint(l.End - l.Start)
+				e.uvarint(uint64(len(l.ArrayPositions)))
+				for _, a := range l.ArrayPositions {
+					e.uvarint(a)
+				}
+			}
+		}
+	}
+	return e.b
+}
+
+// decodePosting decodes a posting block and checks that it belongs to
+// field/term.
+func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
+	d := dec{b: b}
+	if d.byte1() != kindPosting {
+		return nil, errShort
+	}
+	f := d.bytes()
+	t := d.bytes()
+	if d.err == nil && (string(f) != field || !bytes.Equal(t, term)) {
+		return nil, errIdentity
+	}
+	flags := d.byte1()
+	n := d.count(3)
+	p := &postingList{docs: make([]uint64, n), freqs: make([]uint32, n), lens: make([]uint32, n)}
+	var prev uint64
+	for i := 0; i < n; i++ {
+		prev += d.uvarint()
+		if i > 0 && prev <= p.docs[i-1] {
+			d.fail()
+		}
+		p.docs[i] = prev
+		p.freqs[i] = uint32(d.uvarint())
+		p.lens[i] = uint32(d.uvarint())
+	}
+	if flags&1 != 0 {
+		nn := d.count(1)
+		names := make([]string, nn)
+		for i := range names {
+			names[i] = d.str()
+		}
+		p.locOff = make([]uint32, 1, n+1)
+		for i := 0; i < n && d.err == nil; i++ {
+			nl := d.count(5)
+			for j := 0; j < nl && d.err == nil; j++ {
+				var l bindex.TermFieldVector
+				ref := d.uvarint()
+				switch {
+				case ref == 0:
+					l.Field = field
+				case ref <= uint64(len(names)):
+					l.Field = names[ref-1]
+				default:
+					d.fail()
+				}
+				l.Pos = d.uvarint()
+				l.Start = d.uvarint()
+				l.End = l.Start + d.uvarint()
+				na := d.count(1)
+				if na > 0 {
+					l.ArrayPositions = make([]uint64, na)
+					for k := range l.ArrayPositions {
+						l.ArrayPositions[k] = d.uvarint()
+					}
+				}
+				p.locs = append(p.locs, l)
+			}
+			p.locOff = append(p.locOff, uint32(len(p.locs)))
+		}
+	} else if flags != 0 {
+		d.fail()
+	}
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// storedDoc is a stored document record: the caller's id and JSON body.
+type storedDoc struct {
+	num  uint64
+	id   string
+	body []byte
+}
+
+func encodeDoc(s storedDoc) []byte {
+	e := enc{b: make([]byte, 0, 16+len(s.id)+len(s.body))}
+	e.byte1(kindDoc)
+	e.uvarint(s.num)
+	e.str(s.id)
+	e.bytes(s.body)
+	return e.b
+}
+
+func decodeDoc(b []byte, num uint64) (storedDoc, error) {
+	d := dec{b: b}
+	if d.byte1() != kindDoc {
+		return storedDoc{}, errShort
+	}
+	s := storedDoc{num: d.uvarint(), id: d.str(), body: d.bytes()}
+	if err := d.done(); err != nil {
+		return storedDoc{}, err
+	}
+	if s.num != num {
+		return storedDoc{}, errIdentity
+	}
+	return s, nil
+}
+
+// forwardField is one field of a forward index record: the distinct terms
+// the document has in it.
+type forwardField struct {
+	name      string
+	docValues bool
+	terms     [][]byte
+}
+
+func encodeForward(num uint64, fields []forwardField) []byte {
+	e := enc{}
+	e.byte1(kindForward)
+	e.uvarint(num)
+	e.uvarint(uint64(len(fields)))
+	for _, f := range fields {
+		e.str(f.name)
+		if f.docValues {
+			e.byte1(1)
+		} else {
+			e.byte1(0)
+		}
+		e.uvarint(uint64(len(f.terms)))
+		for _, t := range f.terms {
+			e.bytes(t)
+		}
+	}
+	return e.b
+}
+
+func decodeForward(b []byte, num uint64) ([]forwardField, error) {
+	d := dec{b: b}
+	if d.byte1() != kindForward {
+		return nil, errShort
+	}
+	if d.uvarint() != num && d.err == nil {
+		return nil, errIdentity
+	}
+	fields := make([]forwardField, d.count(3))
+	for i := range fields {
+		fields[i].name = d.str()
+		fields[i].docValues = d.byte1() == 1
+		fields[i].terms = make([][]byte, d.count(1))
+		for j := range fields[i].terms {
+			fields[i].terms[j] = d.bytes()
+		}
+	}
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return fields, nil
+}
+
+// head is the root of an instance's sealed state for one generation: where
+// the snapshot and the log are.
+type head struct {
+	gen        uint32
+	logStart   uint64 // first log sequence number not in the snapshot
+	logEnd     uint64 // next log sequence number
+	snapID     uint64 // 0: no snapshot
+	snapChunks uint32
+	seals      uint64 // values sealed under this generation so far
+}
+
+func encodeHead(h head) []byte {
+	e := enc{}
+	e.byte1(kindHead)
+	e.u32(h.gen)
+	e.uvarint(h.logStart)
+	e.uvarint(h.logEnd)
+	e.uvarint(h.snapID)
+	e.uvarint(uint64(h.snapChunks))
+	e.uvarint(h.seals)
+	return e.b
+}
+
+func decodeHead(b []byte) (head, error) {
+	d := dec{b: b}
+	if d.byte1() != kindHead {
+		return head{}, errShort
+	}
+	h := head{gen: d.u32(), logStart: d.uvarint(), logEnd: d.uvarint(), snapID: d.uvarint(), snapChunks: uint32(d.uvarint()), seals: d.uvarint()}
+	if h.logStart > h.logEnd {
+		d.fail()
+	}
+	return h, d.done()
+}
+
+func encodeChunk(kind byte, id uint64, n uint32, data []byte) []byte {
+	e := enc{b: make([]byte, 0, len(data)+24)}
+	e.byte1(kind)
+	e.uvarint(id)
+	e.uvarint(uint64(n))
+	e.bytes(data)
+	return e.b
+}
+
+func decodeChunk(b []byte, kind byte, id uint64, n uint32) ([]byte, error) {
+	d := dec{b: b}
+	if d.byte1() != kind {
+		return nil, errShort
+	}
+	gotID, gotN := d.uvarint(), d.uvarint()
+	data := d.bytes()
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	if gotID != id || gotN != uint64(n) {
+		return nil, errIdentity
+	}
+	return data, nil
+}

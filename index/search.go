@@ -1,0 +1,112 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/registry"
+	bindex "github.com/blevesearch/bleve_index_api"
+)
+
+// bleveIndexType is the name under which the adapter below is known to
+// bleve's registry. It is registered once, on first use, and only reachable
+// through newBleveIndex, which hands it the instance directly.
+const bleveIndexType = "blindex-sealed"
+
+var registerOnce sync.Once
+
+// bleveAdapter presents an Instance to bleve as an index.Index, so that
+// bleve's own search pipeline (query → searchers → BM25 → collectors →
+// stored fields, sort, facets, highlighting) runs over the sealed index.
+// Writes never come through it: they go through Instance.Apply.
+type bleveAdapter struct {
+	in *Instance
+}
+
+var _ bindex.Index = (*bleveAdapter)(nil)
+
+var errWriteThroughBleve = errors.New("index: internal error: writes must go through Instance.Apply")
+
+func (a *bleveAdapter) Open() error                         { return nil }
+func (a *bleveAdapter) Close() error                        { return nil }
+func (a *bleveAdapter) Update(bindex.Document) error        { return errWriteThroughBleve }
+func (a *bleveAdapter) Delete(string) error                 { return errWriteThroughBleve }
+func (a *bleveAdapter) Batch(*bindex.Batch) error           { return errWriteThroughBleve }
+func (a *bleveAdapter) SetInternal(key, val []byte) error   { return nil }
+func (a *bleveAdapter) DeleteInternal(key []byte) error     { return nil }
+func (a *bleveAdapter) StatsMap() map[string]interface{}    { return map[string]interface{}{} }
+func (a *bleveAdapter) Reader() (bindex.IndexReader, error) { return a.in.newReader() }
+
+func newBleveIndex(in *Instance) (bleve.Index, error) {
+	registerOnce.Do(func() {
+		registry.RegisterIndexType(bleveIndexType, func(storeName string, config map[string]interface{}, _ *bindex.AnalysisQueue) (bindex.Index, error) {
+			in, ok := config["blindex.instance"].(*Instance)
+			if !ok {
+				return nil, errors.New("index: internal error: bleve adapter without an instance")
+			}
+			return &bleveAdapter{in: in}, nil
+		})
+	})
+	// An empty path keeps bleve from writing its plaintext index_meta.json
+	// (which would name every field) anywhere.
+	return bleve.NewUsing("", in.mapping.Bleve(), bleveIndexType, bleveIndexType, map[string]interface{}{"blindex.instance": in})
+}
+
+// MaxResultWindow bounds from+size of a search request.
+const MaxResultWindow = 10000
+
+// Search runs a bleve search request over the instance and returns bleve's
+// search result. Sorting defaults to score, then document id, so that ties
+// are reproducible. Invalid queries are errors wrapping ErrInvalidQuery; a
+// locked instance gives an error wrapping ErrKeyRevoked.
+func (in *Instance) Search(ctx context.Context, req *bleve.SearchRequest) (*bleve.SearchResult, error) {
+	if req == nil || req.Query == nil {
+		return nil, fmt.Errorf("%w: the search request has no query", ErrInvalidQuery)
+	}
+	if req.Size < 0 || req.From < 0 || req.From+req.Size > MaxResultWindow {
+		return nil, fmt.Errorf("%w: size and from must be non-negative and from+size at most %d", ErrInvalidQuery, MaxResultWindow)
+	}
+	if v, ok := req.Query.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+		}
+	}
+	if err := in.unlock(); err != nil {
+		return nil, err
+	}
+	if len(req.Sort) == 0 {
+		req.SortBy([]string{"-_score", "_id"})
+	}
+	in.m.searches.Add(1)
+	res, err := in.bleve.SearchInContext(ctx, req)
+	if err != nil {
+		switch {
+		case errors.Is(err, ErrKeyRevoked), errors.Is(err, ErrCorrupt), errors.Is(err, ErrClosed),
+			errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	return res, nil
+}
+
+// Get returns the stored JSON body of a document.
+func (in *Instance) Get(ctx context.Context, id string) ([]byte, error) {
+	r, err := in.newReader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	n, ok := r.st.ids[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: no document with that id", ErrNotFound)
+	}
+	d, err := in.storedDocument(r.st, n)
+	if err != nil {
+		return nil, err
+	}
+	return d.body, nil
+}

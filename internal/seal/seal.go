@@ -1,0 +1,329 @@
+// Package seal is blindex's record cryptography: key derivation from an
+// instance root key, pseudorandom record labels, and the sealed value
+// envelope (pad, then AES-256-GCM with the record's full key as additional
+// data).
+//
+// # Derivation
+//
+// Every key is derived from the root key of one generation with HKDF-SHA256
+// under a versioned, named info string (the constants below), one per
+// purpose; per-field term keys add the field name to the info. Nothing
+// derived for one purpose can be used for another.
+//
+// # Envelope
+//
+//	sealed = format(1) ‖ generation(4, big endian) ‖ nonce(12) ‖ AES-256-GCM(padded)
+//	padded = flags(1) ‖ uvarint(len(payload)) ‖ payload ‖ zeros to the size class
+//	AD     = "blindex/v1/record" ‖ format ‖ generation ‖ record key
+//
+// The payload is snappy-compressed before padding when that makes it smaller
+// (compress before sealing, never after). Because the additional data holds
+// the record's full key (instance prefix and label) and the generation, a
+// value moved to another label, instance or generation fails to open.
+//
+// A [Keys] MUST NOT seal more than [SealLimit] values: random 96-bit nonces
+// are safe far below 2^32 seals per key. The engine rotates to a new
+// generation before that.
+package seal
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+
+	"github.com/golang/snappy"
+)
+
+// FormatVersion is the first byte of every sealed value.
+const FormatVersion byte = 1
+
+// SealLimit is the number of seals after which a generation's sealing key
+// MUST NOT be used again (random nonces; NIST SP 800-38D allows 2^32).
+const SealLimit = 1 << 31
+
+// LabelSize is the size of a record label in bytes.
+const LabelSize = 16
+
+// Overhead is the envelope's fixed size beyond the padded plaintext.
+const Overhead = 1 + 4 + 12 + 16
+
+// HKDF info strings, one per purpose. Changing any of them changes every
+// label and key: they are part of the on-disk format (v1).
+const (
+	infoSeal  = "blindex/v1/seal"   // AES-256-GCM key for every value
+	infoTerm  = "blindex/v1/term/"  // + field name: per-field term blinding key
+	infoLabel = "blindex/v1/label/" // + purpose name: record-label keys
+	adPrefix  = "blindex/v1/record" // additional data prefix
+	flagSnap  = 1                   // payload is snappy-compressed
+)
+
+// Purpose names a kind of record; each has its own label key.
+type Purpose uint8
+
+// Record purposes. The numbers are persisted in the derivation (by name) and
+// must never change.
+const (
+	PurposeDoc      Purpose = 1 // stored document, by document number
+	PurposeForward  Purpose = 2 // forward index, by document number
+	PurposeLog      Purpose = 3 // state log entry, by sequence number
+	PurposeSnapshot Purpose = 4 // state snapshot chunk, by (snapshot id, chunk)
+	PurposeHead     Purpose = 5 // the head record (one per generation)
+	PurposeIDMap    Purpose = 6 // external id → document number
+	PurposeAttach   Purpose = 7 // attachment chunks
+	PurposeInternal Purpose = 8 // engine-internal values
+	numPurposes             = 9
+)
+
+var purposeNames = [numPurposes]string{"", "doc", "forward", "log", "snapshot", "head", "idmap", "attach", "internal"}
+
+var (
+	// ErrCorrupt reports a sealed value that fails to open: tampered,
+	// truncated, moved to another key, or sealed under another key.
+	ErrCorrupt = errors.New("seal: record failed authentication (corrupt, tampered or moved)")
+	// ErrGeneration reports a value sealed under a generation other than
+	// the one given to Open.
+	ErrGeneration = errors.New("seal: record sealed under another key generation")
+)
+
+// Keys holds the keys derived from one generation's root key.
+type Keys struct {
+	gen      uint32
+	aead     cipher.AEAD
+	sealKey  []byte
+	labels   [numPurposes][]byte
+	termMu   sync.Mutex
+	termRoot []byte            // HKDF output under infoTerm; per-field keys derive from it
+	terms    map[string][]byte // field → term key
+	seals    atomic.Uint64
+	macPool  [numPurposes]sync.Pool
+}
+
+// Derive derives a generation's keys from its root key. The caller keeps
+// ownership of root (and should zero it); Keys holds only derived keys.
+func Derive(root []byte, gen uint32) (*Keys, error) {
+	if len(root) != 32 {
+		return nil, fmt.Errorf("seal: root key must be 32 bytes")
+	}
+	k := &Keys{gen: gen, terms: make(map[string][]byte)}
+	var err error
+	if k.sealKey, err = hkdf.Key(sha256.New, root, nil, infoSeal, 32); err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(k.sealKey)
+	if err != nil {
+		return nil, err
+	}
+	if k.aead, err = cipher.NewGCM(block); err != nil {
+		return nil, err
+	}
+	for p := 1; p < numPurposes; p++ {
+		if k.labels[p], err = hkdf.Key(sha256.New, root, nil, infoLabel+purposeNames[p], 32); err != nil {
+			return nil, err
+		}
+		key := k.labels[p]
+		k.macPool[p].New = func() any { return hmac.New(sha256.New, key) }
+	}
+	// Per-field term keys derive lazily from termRoot, so that Keys never
+	// holds the root key itself.
+	if k.termRoot, err = hkdf.Key(sha256.New, root, nil, infoTerm, 32); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Generation returns the generation these keys belong to.
+func (k *Keys) Generation() uint32 { return k.gen }
+
+// Seals returns the number of values sealed with these keys.
+func (k *Keys) Seals() uint64 { return k.seals.Load() }
+
+// Zero overwrites every derived key. The Keys must not be used afterwards.
+func (k *Keys) Zero() {
+	clear(k.sealKey)
+	for _, l := range k.labels {
+		clear(l)
+	}
+	k.termMu.Lock()
+	clear(k.termRoot)
+	for _, t := range k.terms {
+		clear(t)
+	}
+	k.terms = nil
+	k.termMu.Unlock()
+	k.aead = nil
+}
+
+// Label returns the label of a record of the given purpose identified by
+// parts (each length-prefixed, so ("ab","c") and ("a","bc") differ).
+func (k *Keys) Label(p Purpose, parts ...[]byte) [LabelSize]byte {
+	m := k.macPool[p].Get().(hash.Hash)
+	m.Reset()
+	var lb [binary.MaxVarintLen64]byte
+	for _, part := range parts {
+		m.Write(lb[:binary.PutUvarint(lb[:], uint64(len(part)))])
+		m.Write(part)
+	}
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	k.macPool[p].Put(m)
+	var out [LabelSize]byte
+	copy(out[:], sum[:])
+	return out
+}
+
+// LabelUint is Label of one big-endian uint64.
+func (k *Keys) LabelUint(p Purpose, n uint64) [LabelSize]byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return k.Label(p, b[:])
+}
+
+// TermBlinder blinds the terms of one field.
+type TermBlinder struct {
+	mac hash.Hash
+}
+
+// Blinder returns a blinder for field's terms. A blinder is not safe for
+// concurrent use; get one per goroutine.
+func (k *Keys) Blinder(field string) *TermBlinder {
+	k.termMu.Lock()
+	fk, ok := k.terms[field]
+	if !ok {
+		var err error
+		fk, err = hkdf.Key(sha256.New, k.termRoot, nil, infoTerm+field, 32)
+		if err != nil {
+			k.termMu.Unlock()
+			panic("seal: internal error: hkdf: " + err.Error())
+		}
+		k.terms[field] = fk
+	}
+	k.termMu.Unlock()
+	return &TermBlinder{mac: hmac.New(sha256.New, fk)}
+}
+
+// TermKey returns K_t = HMAC(K_term(field), term), the key of term's posting
+// block labels.
+func (b *TermBlinder) TermKey(term []byte) [32]byte {
+	b.mac.Reset()
+	b.mac.Write(term)
+	var out [32]byte
+	b.mac.Sum(out[:0])
+	return out
+}
+
+// BlockLabel returns HMAC(K_t, i): the label of posting block i of a term.
+func BlockLabel(termKey *[32]byte, i uint32) [LabelSize]byte {
+	m := hmac.New(sha256.New, termKey[:])
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], i)
+	m.Write(b[:])
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	var out [LabelSize]byte
+	copy(out[:], sum[:])
+	return out
+}
+
+// PaddedSize returns the size class of a padded plaintext of n bytes: at
+// least 64, then multiples of an eighth of the enclosing power of two, so
+// padding costs at most 12.5% and sizes reveal only a class.
+func PaddedSize(n int) int {
+	if n <= 64 {
+		return 64
+	}
+	step := 1 << (bits.Len(uint(n-1)) - 3)
+	return (n + step - 1) / step * step
+}
+
+// Seal seals payload for the record at key (instance prefix ‖ label) and
+// appends the envelope to dst.
+func (k *Keys) Seal(dst, key, payload []byte) []byte {
+	flags := byte(0)
+	body := payload
+	if len(payload) > 128 {
+		c := snappy.Encode(nil, payload)
+		if len(c) < len(payload)*7/8 {
+			body, flags = c, flagSnap
+		}
+	}
+	var lb [binary.MaxVarintLen64]byte
+	nl := binary.PutUvarint(lb[:], uint64(len(body)))
+	size := PaddedSize(1 + nl + len(body))
+
+	need := Overhead + size
+	start := len(dst)
+	dst = append(dst, make([]byte, need)...)
+	out := dst[start:]
+	out[0] = FormatVersion
+	binary.BigEndian.PutUint32(out[1:5], k.gen)
+	nonce := out[5:17]
+	rand.Read(nonce)
+	pt := out[17 : 17+size]
+	pt[0] = flags
+	copy(pt[1:], lb[:nl])
+	copy(pt[1+nl:], body)
+	// the rest of pt is already zero
+	ad := k.ad(key)
+	k.aead.Seal(pt[:0], nonce, pt, ad)
+	k.seals.Add(1)
+	return dst
+}
+
+func (k *Keys) ad(key []byte) []byte {
+	ad := make([]byte, 0, len(adPrefix)+5+len(key))
+	ad = append(ad, adPrefix...)
+	ad = append(ad, FormatVersion)
+	ad = binary.BigEndian.AppendUint32(ad, k.gen)
+	return append(ad, key...)
+}
+
+// SealedGeneration returns the generation a sealed value claims, without
+// authenticating it.
+func SealedGeneration(sealed []byte) (uint32, error) {
+	if len(sealed) < Overhead || sealed[0] != FormatVersion {
+		return 0, ErrCorrupt
+	}
+	return binary.BigEndian.Uint32(sealed[1:5]), nil
+}
+
+// Open authenticates and opens a value sealed for the record at key and
+// returns its payload (a new slice).
+func (k *Keys) Open(key, sealed []byte) ([]byte, error) {
+	if len(sealed) < Overhead+64 || sealed[0] != FormatVersion {
+		return nil, ErrCorrupt
+	}
+	if gen := binary.BigEndian.Uint32(sealed[1:5]); gen != k.gen {
+		return nil, ErrGeneration
+	}
+	pt, err := k.aead.Open(nil, sealed[5:17], sealed[17:], k.ad(key))
+	if err != nil {
+		return nil, ErrCorrupt
+	}
+	n, nl := binary.Uvarint(pt[1:])
+	if nl <= 0 || n > uint64(len(pt)-1-nl) {
+		return nil, ErrCorrupt
+	}
+	body := pt[1+nl : 1+nl+int(n)]
+	switch pt[0] {
+	case 0:
+		return body, nil
+	case flagSnap:
+		out, err := snappy.Decode(nil, body)
+		if err != nil {
+			return nil, ErrCorrupt
+		}
+		return out, nil
+	default:
+		return nil, ErrCorrupt
+	}
+}
