@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"encoding/hex"
 	"testing"
 
 	"github.com/blindex/blindex/keys"
@@ -12,12 +13,12 @@ import (
 // testEnv is a store, a local key provider and a keyring in temporary
 // directories.
 type testEnv struct {
-	dir   string
-	home  string
-	st    *store.Pebble
-	kr    *keys.Keyring
-	prov  *keys.LocalProvider
-	opts  Options
+	dir  string
+	home string
+	st   *store.Pebble
+	kr   *keys.Keyring
+	prov *keys.LocalProvider
+	opts Options
 }
 
 func newEnv(t testing.TB) *testEnv {
@@ -76,3 +77,7 @@ func mustMapping(t testing.TB, js string) *tokenize.Mapping {
 	}
 	return m
 }
+
+type storeBatch = store.Batch
+
+func hexLabel(key []byte) string { return hex.EncodeToString(key[1+prefixSize:]) }

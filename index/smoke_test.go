@@ -59,3 +59,54 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("after reopen: %v %+v", err, res)
 	}
 }
+
+func TestCheckFindsProblems(t *testing.T) {
+	e := newEnv(t)
+	in := e.create(t, "chk", mustMapping(t, testMapping))
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if err := in.Index(ctx,
+			Document{ID: "A-1", Body: []byte(`{"key":"A-1","project":"HDFS","summary":"Datanode connection refused on restart","votes":3}`)},
+			Document{ID: "A-2", Body: []byte(`{"key":"A-2","project":"YARN","summary":"ResourceManager crash when connection reset","votes":1}`)},
+		); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := in.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Documents != 2 || rep.Records == 0 {
+		t.Fatalf("clean instance: %+v", rep)
+	}
+	// Remove one record behind the engine's back: check must name it.
+	var victim []byte
+	e.st.Iterate([]byte{nsRecord}, func(k, v []byte) error {
+		if victim == nil {
+			victim = append([]byte(nil), k...)
+		}
+		return nil
+	})
+	var b storeBatch
+	b.Delete(victim)
+	if err := e.st.Apply(&b, true); err != nil {
+		t.Fatal(err)
+	}
+	in.cache.clear()
+	rep, err = in.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() {
+		t.Fatal("check missed a deleted record")
+	}
+	found := false
+	for _, p := range rep.Problems {
+		if p.Label == hexLabel(victim) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("check did not name the deleted record: %+v", rep.Problems)
+	}
+}

@@ -1,0 +1,204 @@
+package index
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/blindex/blindex/internal/seal"
+)
+
+// CheckReport is the result of Check.
+type CheckReport struct {
+	Records   int       // records read and opened
+	Documents uint64    // live documents
+	Terms     int       // dictionary entries across fields
+	Problems  []Problem // empty when the instance agrees with itself
+}
+
+// Problem is one disagreement found by Check. It names records by kind and
+// label, never by content.
+type Problem struct {
+	Kind   string // record kind
+	Label  string // hex label, or "" when the problem is not one record's
+	Reason string
+}
+
+// OK reports whether Check found no problem.
+func (r *CheckReport) OK() bool { return len(r.Problems) == 0 }
+
+// maxProblems bounds a report.
+const maxProblems = 1000
+
+// Check opens every record of the instance and verifies that the index
+// agrees with itself: every record authenticates under its generation's key
+// and sits at the label its content implies; every live document has its
+// stored document and forward index; every dictionary entry's posting blocks
+// exist with the recorded counts, in order; postings and forward indexes
+// agree on which terms each live document has; no record is left over.
+// The instance stays usable while it runs (writes wait).
+func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
+	in.writeMu.Lock()
+	defer in.writeMu.Unlock()
+	r, err := in.newReader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	st := r.st
+	rep := &CheckReport{Documents: st.liveCount}
+	add := func(kind string, label []byte, format string, args ...any) {
+		if len(rep.Problems) < maxProblems {
+			rep.Problems = append(rep.Problems, Problem{Kind: kind, Label: hex.EncodeToString(label), Reason: fmt.Sprintf(format, args...)})
+		}
+	}
+
+	// Every record the state says exists, by key.
+	expected := map[string]string{} // record key → kind name
+	k, err := in.currentKeys()
+	if err != nil {
+		return nil, err
+	}
+	expect := func(label [seal.LabelSize]byte, kind byte) {
+		expected[string(in.key(label))] = kindName(kind)
+	}
+	expect(k.Label(seal.PurposeHead), kindHead)
+	expect(k.Label(seal.PurposeInternal, []byte("mapping")), kindInternal)
+	hd := in.hd
+	for c := uint32(0); c < hd.snapChunks; c++ {
+		expect(chunkLabel(k, seal.PurposeSnapshot, hd.snapID, c), kindSnapshot)
+	}
+	for seq := hd.logStart; seq < hd.logEnd; seq++ {
+		expect(k.LabelUint(seal.PurposeLog, seq), kindLog)
+	}
+
+	// Documents: stored document and forward index of every live one; the
+	// number of terms each forward index lists, to compare with postings.
+	fwdTerms := map[uint64]int{}
+	for n, ok := st.nextLive(0); ok; n, ok = st.nextLive(n + 1) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		dk, err := in.keysFor(st.docGen[n])
+		if err != nil {
+			return nil, err
+		}
+		expect(dk.LabelUint(seal.PurposeDoc, n), kindDoc)
+		expect(dk.LabelUint(seal.PurposeForward, n), kindForward)
+		if _, err := in.storedDocument(st, n); err != nil {
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				return nil, err
+			}
+			add(ce.Kind, ce.Label, "%v", ce.Err)
+		}
+		fwd, err := in.forward(st, n)
+		if err != nil {
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				return nil, err
+			}
+			add(ce.Kind, ce.Label, "%v", ce.Err)
+			continue
+		}
+		total := 0
+		for _, f := range fwd {
+			total += len(f.terms)
+			for _, t := range f.terms {
+				if st.term(f.name, t) == nil {
+					add(kindName(kindForward), nil, "a live document's forward index lists a term missing from the dictionary")
+				}
+			}
+		}
+		fwdTerms[n] = total
+	}
+
+	// Terms: every block exists, opens, holds the recorded count, in order.
+	postTerms := map[uint64]int{}
+	for _, f := range st.fields {
+		for t, te := range f.terms {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			rep.Terms++
+			var df uint64
+			var last uint64
+			first := true
+			for i, b := range te.blocks {
+				bk, err := in.keysFor(b.gen)
+				if err != nil {
+					return nil, err
+				}
+				tk := bk.Blinder(f.name).TermKey([]byte(t))
+				label := seal.BlockLabel(&tk, uint32(i))
+				expect(label, kindPosting)
+				pl, err := in.readBlock(nil, f.name, []byte(t), b.gen, uint32(i))
+				if err != nil {
+					var ce *CorruptError
+					if !errors.As(err, &ce) {
+						return nil, err
+					}
+					add(ce.Kind, ce.Label, "%v", ce.Err)
+					continue
+				}
+				if len(pl.docs) != int(b.count) {
+					add(kindName(kindPosting), label[:], "holds %d postings, the dictionary says %d", len(pl.docs), b.count)
+				}
+				if len(pl.docs) > 0 && !first && pl.docs[0] <= last {
+					add(kindName(kindPosting), label[:], "postings out of order with the previous block")
+				}
+				for _, d := range pl.docs {
+					if st.isLive(d) {
+						postTerms[d]++
+					}
+				}
+				if len(pl.docs) > 0 {
+					last, first = pl.docs[len(pl.docs)-1], false
+				}
+				df += uint64(len(pl.docs))
+			}
+			if df != te.df {
+				add("dictionary", nil, "a term's document frequency is %d, its blocks hold %d postings", te.df, df)
+			}
+		}
+	}
+	for n, c := range fwdTerms {
+		if postTerms[n] != c {
+			add("dictionary", nil, "a live document has %d terms in its forward index and %d in postings", c, postTerms[n])
+		}
+	}
+
+	// Every stored record: opens under its generation, is expected.
+	prefix := append([]byte{nsRecord}, in.prefix...)
+	err = in.st.Iterate(prefix, func(key, value []byte) error {
+		rep.Records++
+		label := key[len(prefix):]
+		gen, err := seal.SealedGeneration(value)
+		if err != nil {
+			add("record", label, "not a sealed value")
+			return nil
+		}
+		gk := in.gens[gen]
+		if gk == nil {
+			add("record", label, "sealed under generation %d, which this instance does not have", gen)
+			return nil
+		}
+		if _, err := gk.keys.Open(key, value); err != nil {
+			add("record", label, "fails authentication: %v", err)
+			return nil
+		}
+		if _, ok := expected[string(key)]; !ok {
+			add("record", label, "left over: no part of the index refers to it")
+		}
+		delete(expected, string(key))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for key, kind := range expected {
+		add(kind, []byte(key[len(prefix):]), "missing")
+	}
+	return rep, nil
+}
