@@ -54,6 +54,11 @@ type Options struct {
 	// MaxSmallBlocks is how many small posting blocks a term may collect
 	// before they are merged. Default 8.
 	MaxSmallBlocks int
+	// Secrets holds per-instance shredding secrets (see SecretStore). When
+	// set, Create gives the instance a secret and Open requires it. Default
+	// nil: no secret; deleting such an instance destroys its wrapped keys
+	// only.
+	Secrets SecretStore
 	// CompactEvery is how many state log entries accumulate before they are
 	// folded into a new snapshot. Default 64.
 	CompactEvery int
@@ -117,14 +122,9 @@ type Manifest struct {
 	Generations []Generation `json:"generations"`
 	Current     uint32       `json:"current"`
 	Created     time.Time    `json:"created"`
-	// Reencrypt is the state of an unfinished re-encryption, if any.
-	Reencrypt *ReencryptState `json:"reencrypt,omitempty"`
-}
-
-// ReencryptState records the progress of an online re-encryption.
-type ReencryptState struct {
-	From uint32 `json:"from"`
-	To   uint32 `json:"to"`
+	// Shred is true when the root key also depends on a secret kept in
+	// a SecretStore outside the data directory.
+	Shred bool `json:"shred,omitempty"`
 }
 
 func manifestKey(name string) []byte {
@@ -161,6 +161,12 @@ func ListInstances(st store.Store) ([]string, error) {
 		return nil
 	})
 	return names, err
+}
+
+// secretID names an instance's shredding secret: the name and the random
+// prefix, so that a re-created instance of the same name gets a new one.
+func secretID(name string, prefix []byte) string {
+	return name + "\x00" + string(prefix)
 }
 
 func validName(name string) error {
@@ -202,6 +208,8 @@ type Instance struct {
 	hd     head
 	closed bool
 
+	secret []byte // shredding secret, nil when the instance has none
+
 	writeMu sync.Mutex // one writer at a time
 	cache   *blockCache
 	bleve   bleve.Index
@@ -231,9 +239,21 @@ func Create(ctx context.Context, st store.Store, name string, m *tokenize.Mappin
 	prefix := make([]byte, prefixSize)
 	rand.Read(prefix)
 	ec := keys.EncryptionContext{Org: meta.Org, Instance: name, Generation: 1}
-	root, wrapped, err := o.Keyring.Provider().GenerateRootKey(ctx, ec)
+	unwrapped, wrapped, err := o.Keyring.Provider().GenerateRootKey(ctx, ec)
 	if err != nil {
 		return nil, fmt.Errorf("index: create instance %q: generate root key: %w", name, err)
+	}
+	defer keys.Zero(unwrapped)
+	var secret []byte
+	if o.Secrets != nil {
+		if secret, err = o.Secrets.Create(secretID(name, prefix)); err != nil {
+			return nil, err
+		}
+		defer keys.Zero(secret)
+	}
+	root, err := instanceRoot(unwrapped, secret)
+	if err != nil {
+		return nil, err
 	}
 	k, err := seal.Derive(root, 1)
 	keys.Zero(root)
@@ -246,7 +266,7 @@ func Create(ctx context.Context, st store.Store, name string, m *tokenize.Mappin
 		Format: FormatVersion, Name: name, Prefix: prefix, Meta: meta,
 		KeyID:       o.Keyring.Provider().KeyID(),
 		Generations: []Generation{{Gen: 1, Wrapped: wrapped, Created: now}},
-		Current:     1, Created: now,
+		Current:     1, Created: now, Shred: secret != nil,
 	}
 	mb, err := json.Marshal(man)
 	if err != nil {
@@ -259,6 +279,9 @@ func Create(ctx context.Context, st store.Store, name string, m *tokenize.Mappin
 	mkey := recordKey(prefix, k.Label(seal.PurposeInternal, []byte("mapping")))
 	b.Set(mkey, k.Seal(nil, mkey, encodeChunk(kindInternal, 0, 0, m.JSON())))
 	if err := st.Apply(&b, true); err != nil {
+		if secret != nil {
+			o.Secrets.Destroy(secretID(name, prefix))
+		}
 		return nil, fmt.Errorf("index: create instance %q: %w", name, err)
 	}
 	return open(ctx, st, man, o)
@@ -282,6 +305,16 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 		name: man.Name, st: st, opts: o, prefix: man.Prefix, man: man, log: o.Logger,
 		leases: map[uint32]*keys.Lease{}, gens: map[uint32]*genKeys{},
 		cache: newBlockCache(o.CacheBytes),
+	}
+	if man.Shred {
+		if o.Secrets == nil {
+			return nil, fmt.Errorf("%w: instance %q needs its secret store (Options.Secrets)", ErrInvalidArgument, man.Name)
+		}
+		secret, err := o.Secrets.Get(secretID(man.Name, man.Prefix))
+		if err != nil {
+			return nil, fmt.Errorf("index: instance %q cannot be opened: %w", man.Name, err)
+		}
+		in.secret = secret
 	}
 	for _, g := range man.Generations {
 		if err := in.openLease(ctx, g); err != nil {
@@ -400,7 +433,12 @@ func (in *Instance) unlock() error {
 		if gk := in.gens[a.gen]; gk != nil && gk.epoch == a.epoch {
 			continue
 		}
-		k, err := seal.Derive(a.key, a.gen)
+		root, err := instanceRoot(a.key, in.secret)
+		if err != nil {
+			return err
+		}
+		k, err := seal.Derive(root, a.gen)
+		keys.Zero(root)
 		if err != nil {
 			return err
 		}
@@ -609,6 +647,7 @@ func (in *Instance) Close() error {
 	}
 	in.closed = true
 	in.dropLocked()
+	keys.Zero(in.secret)
 	in.mu.Unlock()
 	in.closeLeases()
 	if in.bleve != nil {
