@@ -1,0 +1,203 @@
+package index
+
+import (
+	"fmt"
+	"regexp/syntax"
+	"sort"
+	"sync"
+
+	bindex "github.com/blevesearch/bleve_index_api"
+	"github.com/blevesearch/vellum"
+	lev "github.com/blevesearch/vellum/levenshtein"
+	vregexp "github.com/blevesearch/vellum/regexp"
+)
+
+// The reader expands regexp, wildcard and fuzzy terms with the same
+// automata as bleve's scorch (vellum's regexp and Levenshtein automata, with
+// transpositions counting as one edit), over the decrypted, sorted term
+// dictionary, so that the same terms match.
+
+var (
+	_ bindex.IndexReaderRegexp   = (*reader)(nil)
+	_ bindex.IndexReaderFuzzy    = (*reader)(nil)
+	_ bindex.IndexReaderContains = (*reader)(nil)
+)
+
+var (
+	levOnce sync.Once
+	levErr  error
+	lev1    *lev.LevenshteinAutomatonBuilder
+	lev2    *lev.LevenshteinAutomatonBuilder
+)
+
+func levBuilder(fuzziness int) (*lev.LevenshteinAutomatonBuilder, error) {
+	levOnce.Do(func() {
+		if lev1, levErr = lev.NewLevenshteinAutomatonBuilder(1, true); levErr != nil {
+			return
+		}
+		lev2, levErr = lev.NewLevenshteinAutomatonBuilder(2, true)
+	})
+	if levErr != nil {
+		return nil, levErr
+	}
+	switch fuzziness {
+	case 1:
+		return lev1, nil
+	case 2:
+		return lev2, nil
+	}
+	return nil, fmt.Errorf("%w: fuzziness must be 1 or 2", ErrInvalidQuery)
+}
+
+// automatonDict iterates the terms of a prefix range that an automaton
+// accepts. When the automaton rejects a term at byte i, every following
+// term sharing its first i+1 bytes is rejected too, so the iterator seeks
+// past them (the sorted list stands in for scorch's FST).
+type automatonDict struct {
+	f     *fieldState
+	terms []string
+	i     int
+	a     vellum.Automaton
+	dist  func(string) uint8 // edit distance of an accepted term, or nil
+	entry bindex.DictEntry
+}
+
+func (d *automatonDict) Next() (*bindex.DictEntry, error) {
+	for d.i < len(d.terms) {
+		t := d.terms[d.i]
+		ok, failAt := automatonMatch(d.a, t)
+		if ok {
+			d.i++
+			var dist uint8
+			if d.dist != nil {
+				dist = d.dist(t)
+			}
+			d.entry = bindex.DictEntry{Term: t, Count: d.f.terms[t].df, EditDistance: dist}
+			return &d.entry, nil
+		}
+		if failAt < 0 {
+			d.i++
+			continue
+		}
+		// Skip every term with the prefix t[:failAt+1].
+		p := t[:failAt+1]
+		rest := d.terms[d.i+1:]
+		past := func(j int) bool { return len(rest[j]) < len(p) || rest[j][:len(p)] != p }
+		// Gallop: the block of skipped terms is usually short.
+		hi := 1
+		for hi < len(rest) && !past(hi-1) {
+			hi *= 2
+		}
+		hi = min(hi, len(rest))
+		lo := hi / 2
+		d.i += 1 + lo + sort.Search(hi-lo, func(j int) bool { return past(lo + j) })
+	}
+	return nil, nil
+}
+
+func (d *automatonDict) Close() error      { return nil }
+func (d *automatonDict) Cardinality() int  { return len(d.terms) }
+func (d *automatonDict) BytesRead() uint64 { return 0 }
+
+// prefixTerms returns the sorted terms of field starting with prefix.
+func (r *reader) prefixTerms(field, prefix string) (*fieldState, []string) {
+	f := r.st.field(field)
+	if f == nil {
+		return &fieldState{}, nil
+	}
+	terms := f.sortedTerms()
+	if prefix == "" {
+		return f, terms
+	}
+	lo := sort.SearchStrings(terms, prefix)
+	hi := lo + sort.Search(len(terms)-lo, func(i int) bool {
+		t := terms[lo+i]
+		return len(t) < len(prefix) || t[:len(prefix)] != prefix
+	})
+	return f, terms[lo:hi]
+}
+
+// automatonMatch runs a over t. When a can no longer match after reading
+// t[:i+1], it returns false and i; when it rejects t only at its end, -1.
+func automatonMatch(a vellum.Automaton, t string) (bool, int) {
+	s := a.Start()
+	for i := 0; i < len(t); i++ {
+		s = a.Accept(s, t[i])
+		if !a.CanMatch(s) {
+			return false, i
+		}
+	}
+	return a.IsMatch(s), -1
+}
+
+func (r *reader) FieldDictRegexp(field, pattern string) (bindex.FieldDict, error) {
+	d, _, err := r.FieldDictRegexpAutomaton(field, pattern)
+	return d, err
+}
+
+func (r *reader) FieldDictRegexpAutomaton(field, pattern string) (bindex.FieldDict, bindex.RegexAutomaton, error) {
+	parsed, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	re, err := vregexp.NewParsedWithLimit(pattern, parsed, vregexp.DefaultLimit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	f, terms := r.prefixTerms(field, literalPrefix(parsed))
+	return &automatonDict{f: f, terms: terms, a: re}, re, nil
+}
+
+func (r *reader) FieldDictFuzzy(field, term string, fuzziness int, prefix string) (bindex.FieldDict, error) {
+	d, _, err := r.FieldDictFuzzyAutomaton(field, term, fuzziness, prefix)
+	return d, err
+}
+
+func (r *reader) FieldDictFuzzyAutomaton(field, term string, fuzziness int, prefix string) (bindex.FieldDict, bindex.FuzzyAutomaton, error) {
+	b, err := levBuilder(fuzziness)
+	if err != nil {
+		return nil, nil, err
+	}
+	dfa, err := b.BuildDfa(term, uint8(fuzziness))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	f, terms := r.prefixTerms(field, prefix)
+	return &automatonDict{f: f, terms: terms, a: dfa, dist: func(t string) uint8 {
+		_, d := dfa.MatchAndDistance(t)
+		return d
+	}}, dfa, nil
+}
+
+// literalPrefix returns the literal prefix of a parsed regexp, as bleve's
+// scorch computes it.
+func literalPrefix(s *syntax.Regexp) string {
+	for s != nil && s.Op == syntax.OpConcat {
+		if len(s.Sub) < 1 {
+			return ""
+		}
+		s = s.Sub[0]
+	}
+	if s.Op == syntax.OpLiteral && s.Flags&syntax.FoldCase == 0 {
+		return string(s.Rune)
+	}
+	return ""
+}
+
+// containsDict answers whether a field's dictionary has a term.
+type containsDict struct{ f *fieldState }
+
+func (c containsDict) Contains(key []byte) (bool, error) {
+	if c.f == nil {
+		return false, nil
+	}
+	_, ok := c.f.terms[string(key)]
+	return ok, nil
+}
+
+func (c containsDict) BytesRead() uint64 { return 0 }
+func (c containsDict) Close() error      { return nil }
+
+func (r *reader) FieldDictContains(field string) (bindex.FieldDictContains, error) {
+	return containsDict{f: r.st.field(field)}, nil
+}
