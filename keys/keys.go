@@ -10,6 +10,34 @@
 //
 // Plaintext keys returned by a provider belong to the caller, who MUST zero them
 // (with [Zero]) when they are no longer needed.
+//
+// # Entry points
+//
+//   - [Provider]: the two-method interface a wrapping key is plugged in
+//     through. [NewLocalProvider] is the embedded default (a key file);
+//     package awskms is AWS KMS (BYOK); package kmstest runs a real local
+//     KMS for tests.
+//   - [Keyring] and [Lease]: one keyring per encryption configuration. It
+//     holds each instance's unwrapped root key for a lease (the revocation
+//     bound), re-validates it with the provider before the lease ends,
+//     locks every lease at once on revocation, fails closed when the lease
+//     runs out during an outage, and unlocks by itself when the provider
+//     accepts the key again. [Lease.Acquire] never calls the provider.
+//   - [AuditLog]: one JSON line per provider call.
+//   - Errors: [ErrKeyRevoked], [ErrKeyUnavailable], [ErrInvalidWrappedKey],
+//     [ErrInvalidContext], [ErrClosed]; [Classify] maps any provider error to
+//     its [ErrorClass].
+//
+// # Invariants
+//
+//   - Key material never appears in an error, a log line, a status or an
+//     audit line.
+//   - Provider calls made by a keyring are O(leases × time / lease), never
+//     per Acquire, and concurrent re-validations of one wrapped key are one
+//     call.
+//   - A lease whose deadline has passed without a successful re-validation
+//     refuses Acquire, whatever its background goroutine is doing.
+//   - Locking zeroes the key before OnLock callbacks run.
 package keys
 
 import (
