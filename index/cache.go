@@ -6,7 +6,7 @@ import (
 )
 
 // blockCache is an LRU cache of decrypted, decoded posting lists (all
-// blocks of a term merged), bounded in bytes. It is cleared when the
+// blocks of a term merged) and decrypted packs, bounded in bytes. It is cleared when the
 // instance locks.
 type blockCache struct {
 	mu    sync.Mutex
@@ -18,7 +18,7 @@ type blockCache struct {
 
 type cacheItem struct {
 	key  string
-	pl   *postingList
+	val  any
 	size int64
 }
 
@@ -30,18 +30,24 @@ func cacheKey(field string, term []byte) string {
 	return field + "\x00" + string(term)
 }
 
-func (c *blockCache) get(key string) *postingList {
+func (c *blockCache) get(key string) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[key]; ok {
 		c.ll.MoveToFront(e)
-		return e.Value.(*cacheItem).pl
+		return e.Value.(*cacheItem).val
 	}
 	return nil
 }
 
-func (c *blockCache) put(key string, pl *postingList) {
-	sz := int64(pl.size() + len(key))
+// getPostings returns a cached posting list.
+func (c *blockCache) getPostings(key string) *postingList {
+	pl, _ := c.get(key).(*postingList)
+	return pl
+}
+
+func (c *blockCache) put(key string, val any, size int) {
+	sz := int64(size + len(key))
 	if sz > c.max/4 {
 		return
 	}
@@ -51,7 +57,7 @@ func (c *blockCache) put(key string, pl *postingList) {
 		c.size -= e.Value.(*cacheItem).size
 		c.ll.Remove(e)
 	}
-	c.items[key] = c.ll.PushFront(&cacheItem{key: key, pl: pl, size: sz})
+	c.items[key] = c.ll.PushFront(&cacheItem{key: key, val: val, size: sz})
 	c.size += sz
 	for c.size > c.max {
 		e := c.ll.Back()

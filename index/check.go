@@ -41,6 +41,9 @@ const maxProblems = 1000
 func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	in.writeMu.Lock()
 	defer in.writeMu.Unlock()
+	if err := in.loadAttachMeta(ctx); err != nil {
+		return nil, err
+	}
 	r, err := in.newReader()
 	if err != nil {
 		return nil, err
@@ -104,7 +107,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 		}
 		total := 0
 		for _, f := range fwd {
-			total += len(f.terms)
+			total += f.count
 			for _, t := range f.terms {
 				if st.term(f.name, t) == nil {
 					add(kindName(kindForward), nil, "a live document's forward index lists a term missing from the dictionary")
@@ -130,10 +133,16 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 				if err != nil {
 					return nil, err
 				}
-				tk := bk.Blinder(f.name).TermKey([]byte(t))
-				label := seal.BlockLabel(&tk, uint32(i))
-				expect(label, kindPosting)
-				pl, err := in.readBlock(nil, f.name, []byte(t), b.gen, uint32(i))
+				var label [seal.LabelSize]byte
+				if b.pack != 0 {
+					label = bk.LabelUint(seal.PurposePack, b.pack)
+					expect(label, kindPack)
+				} else {
+					tk := bk.Blinder(f.name).TermKey([]byte(t))
+					label = seal.BlockLabel(&tk, uint32(i))
+					expect(label, kindPosting)
+				}
+				pl, err := in.readBlock(nil, f.name, []byte(t), b, uint32(i))
 				if err != nil {
 					var ce *CorruptError
 					if !errors.As(err, &ce) {
@@ -169,6 +178,10 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 		}
 	}
 
+	if err := in.checkAttachments(ctx, st, expected, add); err != nil {
+		return nil, err
+	}
+
 	// Every stored record: opens under its generation, is expected.
 	prefix := append([]byte{nsRecord}, in.prefix...)
 	err = in.st.Iterate(prefix, func(key, value []byte) error {
@@ -180,6 +193,9 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 			return nil
 		}
 		gk := in.gens[gen]
+		if gen == attachMetaGen {
+			gk = in.attachMetaGenKeys()
+		}
 		if gk == nil {
 			add("record", label, "sealed under generation %d, which this instance does not have", gen)
 			return nil

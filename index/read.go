@@ -63,7 +63,7 @@ func (in *Instance) postings(st *state, field string, term []byte) (*postingList
 		return &postingList{}, nil
 	}
 	ck := cacheKey(field, term)
-	if pl := in.cache.get(ck); pl != nil {
+	if pl := in.cache.getPostings(ck); pl != nil {
 		in.m.cacheHits.Add(1)
 		return pl, nil
 	}
@@ -73,7 +73,7 @@ func (in *Instance) postings(st *state, field string, term []byte) (*postingList
 		blinders = map[blinderKey]*seal.TermBlinder{}
 	}
 	for i, b := range te.blocks {
-		p, err := in.readBlock(blinders, field, term, b.gen, uint32(i))
+		p, err := in.readBlock(blinders, field, term, b, uint32(i))
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +94,7 @@ func (in *Instance) postings(st *state, field string, term []byte) (*postingList
 	if pl == nil {
 		pl = &postingList{}
 	}
-	in.cache.put(ck, pl)
+	in.cache.put(ck, pl, pl.size())
 	return pl, nil
 }
 

@@ -37,6 +37,8 @@ func kindName(k byte) string {
 		return "state snapshot"
 	case kindInternal:
 		return "internal value"
+	case kindPack:
+		return "posting pack"
 	}
 	return fmt.Sprintf("kind %d", k)
 }
@@ -229,12 +231,14 @@ func decodeDoc(b []byte, num uint64) (storedDoc, error) {
 	return s, nil
 }
 
-// forwardField is one field of a forward index record: the distinct terms
-// the document has in it.
+// forwardField is one field of a forward index record: how many distinct
+// terms the document has in it (to cross-check postings), and, for fields
+// with doc values, the terms themselves (for sorting and facets).
 type forwardField struct {
 	name      string
 	docValues bool
-	terms     [][]byte
+	count     int
+	terms     [][]byte // only with docValues
 }
 
 func encodeForward(num uint64, fields []forwardField) []byte {
@@ -244,14 +248,15 @@ func encodeForward(num uint64, fields []forwardField) []byte {
 	e.uvarint(uint64(len(fields)))
 	for _, f := range fields {
 		e.str(f.name)
+		e.uvarint(uint64(f.count))
 		if f.docValues {
 			e.byte1(1)
+			e.uvarint(uint64(len(f.terms)))
+			for _, t := range f.terms {
+				e.bytes(t)
+			}
 		} else {
 			e.byte1(0)
-		}
-		e.uvarint(uint64(len(f.terms)))
-		for _, t := range f.terms {
-			e.bytes(t)
 		}
 	}
 	return e.b
@@ -268,10 +273,13 @@ func decodeForward(b []byte, num uint64) ([]forwardField, error) {
 	fields := make([]forwardField, d.count(3))
 	for i := range fields {
 		fields[i].name = d.str()
+		fields[i].count = int(d.uvarint())
 		fields[i].docValues = d.byte1() == 1
-		fields[i].terms = make([][]byte, d.count(1))
-		for j := range fields[i].terms {
-			fields[i].terms[j] = d.bytes()
+		if fields[i].docValues {
+			fields[i].terms = make([][]byte, d.count(1))
+			for j := range fields[i].terms {
+				fields[i].terms[j] = d.bytes()
+			}
 		}
 	}
 	if err := d.done(); err != nil {
@@ -338,4 +346,54 @@ func decodeChunk(b []byte, kind byte, id uint64, n uint32) ([]byte, error) {
 		return nil, errIdentity
 	}
 	return data, nil
+}
+
+// kindPack marks a pack record: small posting blocks of many terms sealed
+// together, so that rare terms do not cost a record each and a snapshot
+// cannot tell how many terms a batch touched.
+const kindPack byte = 8
+
+// encodePack encodes a pack of encoded posting blocks.
+func encodePack(id uint64, blocks [][]byte) []byte {
+	n := 16
+	for _, b := range blocks {
+		n += len(b) + 4
+	}
+	e := enc{b: make([]byte, 0, n)}
+	e.byte1(kindPack)
+	e.uvarint(id)
+	e.uvarint(uint64(len(blocks)))
+	for _, b := range blocks {
+		e.bytes(b)
+	}
+	return e.b
+}
+
+// decodePack decodes a pack into its blocks, keyed by field "\x00" term.
+func decodePack(b []byte, id uint64) (map[string][]byte, error) {
+	d := dec{b: b}
+	if d.byte1() != kindPack {
+		return nil, errShort
+	}
+	if got := d.uvarint(); d.err == nil && got != id {
+		return nil, errIdentity
+	}
+	n := d.count(4)
+	out := make(map[string][]byte, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		blk := d.bytes()
+		h := dec{b: blk}
+		if h.byte1() != kindPosting {
+			return nil, errShort
+		}
+		f, t := h.bytes(), h.bytes()
+		if h.err != nil {
+			return nil, errShort
+		}
+		out[string(f)+"\x00"+string(t)] = blk
+	}
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -183,6 +183,9 @@ func (in *Instance) Reencrypt(ctx context.Context, progress func(ReencryptProgre
 			progress(p)
 		}
 	}
+	if err := in.reencryptAttachments(ctx, cur, &p, progress); err != nil {
+		return err
+	}
 	return in.retireGenerations()
 }
 
@@ -204,7 +207,7 @@ func (in *Instance) reencryptBatch(cur uint32) (int, error) {
 		in.mu.RUnlock()
 		return 0, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
-	w := &batchWriter{in: in, st: st, k: k, blinders: map[blinderKey]*seal.TermBlinder{}}
+	w := &batchWriter{in: in, st: st, k: k, blinders: map[blinderKey]*seal.TermBlinder{}, packBase: packBase(in.hd.logEnd, 0)}
 	moved, err := w.prepareReencrypt(cur)
 	in.mu.RUnlock()
 	if err != nil || moved == 0 {
@@ -254,40 +257,35 @@ func (w *batchWriter) prepareReencrypt(cur uint32) (int, error) {
 				continue
 			}
 			tk := w.k.Blinder(f.name).TermKey([]byte(t))
-			blocks := make([]blockRef, len(te.blocks))
+			var merged postingList
 			for i, b := range te.blocks {
-				pl, err := in.readBlock(w.blinders, f.name, []byte(t), b.gen, uint32(i))
+				pl, err := in.readBlock(w.blinders, f.name, []byte(t), b, uint32(i))
 				if err != nil {
 					return 0, err
 				}
-				bl, err := w.blinder(b.gen, f.name)
-				if err != nil {
-					return 0, err
+				if i == 0 && pl.locOff != nil {
+					merged.locOff = []uint32{0}
 				}
-				otk := bl.TermKey([]byte(t))
-				if b.gen != cur {
-					w.batch.Delete(in.key(seal.BlockLabel(&otk, uint32(i))))
+				for j := range pl.docs {
+					merged.appendFrom(pl, j)
 				}
-				w.put(seal.BlockLabel(&tk, uint32(i)), encodePosting(f.name, []byte(t), pl))
-				blocks[i] = blockRef{gen: cur, count: b.count}
 			}
-			w.entry.terms = append(w.entry.terms, termUpdate{field: f.name, term: t, blocks: blocks, df: te.df})
+			blocks, err := w.rewrite(nil, 0, te.blocks, &tk, f.name, []byte(t), &merged)
+			if err != nil {
+				return 0, err
+			}
+			w.entry.terms = append(w.entry.terms, termUpdate{field: f.name, term: t, blocks: blocks, df: uint64(len(merged.docs))})
 			w.touched = append(w.touched, cacheKey(f.name, []byte(t)))
 			terms++
-			moved += len(blocks)
+			moved += len(te.blocks)
 		}
 	}
 	if moved == 0 {
 		return 0, nil
 	}
+	w.flushPack()
 	w.entry.nextDoc = st.nextDoc
-	hd := in.hd
-	w.entry.seq = hd.logEnd
-	w.put(w.k.LabelUint(seal.PurposeLog, hd.logEnd), encodeLog(&w.entry))
-	hd.logEnd++
-	hd.seals += uint64(w.batch.Len()) + 1
-	w.put(w.k.Label(seal.PurposeHead), encodeHead(hd))
-	w.newHead = hd
+	w.finish()
 	return moved, nil
 }
 
@@ -312,6 +310,10 @@ func (in *Instance) retireGenerations() error {
 				used[b.gen] = true
 			}
 		}
+	}
+	if err := in.attachGenerations(st, used); err != nil {
+		in.mu.RUnlock()
+		return err
 	}
 	in.mu.RUnlock()
 	man := in.Manifest()

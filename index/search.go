@@ -8,6 +8,7 @@ import (
 
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/registry"
+	"github.com/blevesearch/bleve/v2/search"
 	bindex "github.com/blevesearch/bleve_index_api"
 )
 
@@ -77,7 +78,9 @@ func (in *Instance) Search(ctx context.Context, req *bleve.SearchRequest) (*blev
 	if err := in.unlock(); err != nil {
 		return nil, err
 	}
-	if len(req.Sort) == 0 {
+	// bleve's request constructors default to sorting by score alone,
+	// which leaves ties in internal order; break them by document id.
+	if len(req.Sort) == 0 || (len(req.Sort) == 1 && isScoreDesc(req.Sort[0])) {
 		req.SortBy([]string{"-_score", "_id"})
 	}
 	in.m.searches.Add(1)
@@ -91,6 +94,11 @@ func (in *Instance) Search(ctx context.Context, req *bleve.SearchRequest) (*blev
 		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
 	return res, nil
+}
+
+func isScoreDesc(s search.SearchSort) bool {
+	sc, ok := s.(*search.SortScore)
+	return ok && sc.Desc
 }
 
 // Get returns the stored JSON body of a document.

@@ -13,10 +13,13 @@ import (
 var errIdentity = errors.New("index: record identity does not match its label")
 
 // blockRef describes one posting block of a term: the generation its label
-// and seal belong to and how many postings it holds.
+// and seal belong to, how many postings it holds, and, for a small block,
+// the pack record it lives in (0: a record of its own at the term's block
+// label).
 type blockRef struct {
 	gen   uint32
 	count uint32
+	pack  uint64
 }
 
 // termEntry is a term's entry in the in-memory dictionary.
@@ -60,10 +63,27 @@ type state struct {
 	live      []uint64          // bitset by document number
 	liveCount uint64
 	nextDoc   uint64
+	packRefs  map[uint64]int    // pack id → blocks that live in it
+	packGen   map[uint64]uint32 // pack id → generation
 }
 
 func newState() *state {
-	return &state{fieldID: map[string]int{}, ids: map[string]uint64{}}
+	return &state{fieldID: map[string]int{}, ids: map[string]uint64{}, packRefs: map[uint64]int{}, packGen: map[uint64]uint32{}}
+}
+
+// refPacks adds d to the reference counts of the packs that blocks use.
+func (s *state) refPacks(blocks []blockRef, d int) {
+	for _, b := range blocks {
+		if b.pack == 0 {
+			continue
+		}
+		s.packRefs[b.pack] += d
+		s.packGen[b.pack] = b.gen
+		if s.packRefs[b.pack] <= 0 {
+			delete(s.packRefs, b.pack)
+			delete(s.packGen, b.pack)
+		}
+	}
 }
 
 func (s *state) isLive(n uint64) bool {
@@ -177,14 +197,16 @@ func encodeBlocks(e *enc, bs []blockRef) {
 	for _, b := range bs {
 		e.u32(b.gen)
 		e.uvarint(uint64(b.count))
+		e.uvarint(b.pack)
 	}
 }
 
 func decodeBlocks(d *dec) []blockRef {
-	bs := make([]blockRef, d.count(5))
+	bs := make([]blockRef, d.count(6))
 	for i := range bs {
 		bs[i].gen = d.u32()
 		bs[i].count = uint32(d.uvarint())
+		bs[i].pack = d.uvarint()
 	}
 	return bs
 }
@@ -248,6 +270,10 @@ func (s *state) apply(l *logEntry) {
 		}
 		f := s.fields[fi]
 		te, ok := f.terms[t.term]
+		if ok {
+			s.refPacks(te.blocks, -1)
+		}
+		s.refPacks(t.blocks, +1)
 		if len(t.blocks) == 0 {
 			if ok {
 				delete(f.terms, t.term)
@@ -323,6 +349,7 @@ func decodeSnapshot(b []byte) (*state, error) {
 			te := &termEntry{df: d.uvarint()}
 			te.blocks = decodeBlocks(&d)
 			f.terms[t] = te
+			s.refPacks(te.blocks, +1)
 		}
 	}
 	if err := d.done(); err != nil {

@@ -56,6 +56,14 @@ func (in *Instance) Delete(ctx context.Context, ids ...string) error {
 // cannot index fails the whole batch with a *DocumentError and nothing of the
 // batch is written.
 func (in *Instance) Apply(ctx context.Context, ops []Op) error {
+	in.att.mu.RLock()
+	defer in.att.mu.RUnlock()
+	return in.apply(ctx, ops, nil)
+}
+
+// apply is Apply with an attachment change (attach.go) committed in the
+// same batch; ac is nil for none. Caller holds in.att.mu.
+func (in *Instance) apply(ctx context.Context, ops []Op, ac *attachChange) error {
 	if len(ops) == 0 {
 		return nil
 	}
@@ -66,7 +74,7 @@ func (in *Instance) Apply(ctx context.Context, ops []Op) error {
 		}
 		last[op.ID] = i
 	}
-	docs, err := in.analyze(ctx, ops, last)
+	docs, err := in.analyze(ctx, ops, last, ac)
 	if err != nil {
 		return err
 	}
@@ -84,7 +92,7 @@ func (in *Instance) Apply(ctx context.Context, ops []Op) error {
 		in.mu.RUnlock()
 		return fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
-	w := &batchWriter{in: in, st: st, k: cur.keys, blinders: map[blinderKey]*seal.TermBlinder{}}
+	w := &batchWriter{in: in, st: st, k: cur.keys, blinders: map[blinderKey]*seal.TermBlinder{}, attach: ac}
 	err = w.prepare(ops, last, docs)
 	in.mu.RUnlock()
 	if err != nil {
@@ -112,9 +120,30 @@ func (in *Instance) currentGen() uint32 {
 	return in.man.Current
 }
 
-// analyze validates and analyzes the documents of a batch in parallel.
-func (in *Instance) analyze(ctx context.Context, ops []Op, last map[string]int) ([]*document.Document, error) {
-	docs := make([]*document.Document, len(ops))
+// docPostings is one analyzed document's postings and forward index,
+// computed by the analysis workers in parallel.
+type docPostings struct {
+	fwd   []forwardField
+	terms []termPosting
+}
+
+// termPosting is one term of one document.
+type termPosting struct {
+	field   string
+	term    string
+	freq    uint32
+	length  uint32
+	vectors bool
+	locs    []bindex.TermFieldVector
+}
+
+// analyze validates and analyzes the documents of a batch in parallel and
+// collects their postings.
+func (in *Instance) analyze(ctx context.Context, ops []Op, last map[string]int, ac *attachChange) ([]*docPostings, error) {
+	if err := in.loadAttachMeta(ctx); err != nil {
+		return nil, err
+	}
+	docs := make([]*docPostings, len(ops))
 	errs := make([]error, len(ops))
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -124,7 +153,12 @@ func (in *Instance) analyze(ctx context.Context, ops []Op, last map[string]int) 
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				docs[i], errs[i] = in.mapping.Analyze(ops[i].ID, ops[i].Body)
+				doc, err := in.analyzeOp(ctx, ops[i], ac)
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				docs[i] = collectPostings(doc)
 			}
 		}()
 	}
@@ -141,10 +175,89 @@ func (in *Instance) analyze(ctx context.Context, ops []Op, last map[string]int) 
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return nil, &DocumentError{Index: i, Err: err}
+			return nil, documentError(i, err)
 		}
 	}
 	return docs, ctx.Err()
+}
+
+// collectPostings returns one analyzed document's postings and forward
+// index. Fields of the same name (array elements) are merged as bleve's
+// segment builder does: lengths add up and term frequencies merge.
+func collectPostings(doc *document.Document) *docPostings {
+	type acc struct {
+		length    int
+		tfs       bindex.TokenFrequencies
+		vectors   bool
+		docValues bool
+	}
+	var names []string
+	fields := map[string]*acc{}
+	visit := func(f bindex.Field) {
+		if !f.Options().IsIndexed() {
+			return
+		}
+		name := f.Name()
+		a := fields[name]
+		if a == nil {
+			a = &acc{tfs: bindex.TokenFrequencies{}, vectors: f.Options().IncludeTermVectors(), docValues: f.Options().IncludeDocValues()}
+			fields[name] = a
+			names = append(names, name)
+		}
+		a.length += f.AnalyzedLength()
+		// Not TokenFrequencies.MergeAll: it rewrites the Field of the
+		// incoming locations in place, and a field's locations are shared
+		// with the composite (_all) built from it, so merging _all would
+		// relabel the field's own locations as "_all" (and _all's as
+		// "_all" instead of their source field). A location without a
+		// field is the field's own.
+		for term, tf := range f.AnalyzedTokenFrequencies() {
+			acc := a.tfs[term]
+			if acc == nil {
+				acc = &bindex.TokenFreq{Term: tf.Term}
+				a.tfs[term] = acc
+			}
+			acc.SetFrequency(acc.Frequency() + tf.Frequency())
+			for _, l := range tf.Locations {
+				lc := *l
+				if lc.Field == "" {
+					lc.Field = name
+				}
+				acc.Locations = append(acc.Locations, &lc)
+			}
+		}
+	}
+	doc.VisitFields(visit)
+	doc.VisitComposite(func(cf bindex.CompositeField) { visit(cf) })
+
+	dp := &docPostings{fwd: make([]forwardField, 0, len(names))}
+	for _, name := range names {
+		a := fields[name]
+		ff := forwardField{name: name, docValues: a.docValues, count: len(a.tfs)}
+		for term, tf := range a.tfs {
+			if a.docValues {
+				ff.terms = append(ff.terms, []byte(term))
+			}
+			tp := termPosting{field: name, term: term, freq: uint32(tf.Frequency()), length: uint32(a.length), vectors: a.vectors}
+			if a.vectors {
+				tp.locs = make([]bindex.TermFieldVector, len(tf.Locations))
+				for j, l := range tf.Locations {
+					field := l.Field
+					if field == "" {
+						field = name
+					}
+					tp.locs[j] = bindex.TermFieldVector{
+						Field: field, ArrayPositions: l.ArrayPositions,
+						Pos: uint64(l.Position), Start: uint64(l.Start), End: uint64(l.End),
+					}
+				}
+			}
+			dp.terms = append(dp.terms, tp)
+		}
+		sort.Slice(ff.terms, func(i, j int) bool { return string(ff.terms[i]) < string(ff.terms[j]) })
+		dp.fwd = append(dp.fwd, ff)
+	}
+	return dp
 }
 
 type blinderKey struct {
@@ -159,6 +272,13 @@ type pbuild struct {
 	pl    postingList
 }
 
+// Packing: encoded posting blocks up to smallBlock bytes are sealed
+// together in pack records of about packTarget bytes.
+const (
+	smallBlock = 2 << 10
+	packTarget = 16 << 10
+)
+
 // batchWriter prepares one batch's records against the state.
 type batchWriter struct {
 	in       *Instance
@@ -170,6 +290,14 @@ type batchWriter struct {
 	deleted  map[uint64]bool
 	touched  []string // cache keys to invalidate
 	newHead  head
+	attach   *attachChange // committed with the batch; nil for none
+
+	// packs
+	packBase uint64
+	packNext uint64
+	packCur  uint64
+	packBlks [][]byte
+	packSize int
 }
 
 func (w *batchWriter) blinder(gen uint32, field string) (*seal.TermBlinder, error) {
@@ -191,9 +319,46 @@ func (w *batchWriter) put(label [seal.LabelSize]byte, payload []byte) {
 	w.batch.Set(key, w.k.Seal(nil, key, payload))
 }
 
+// emit writes one posting block of a term as block idx, into the current
+// pack when it is small, and returns its reference.
+func (w *batchWriter) emit(tk *[32]byte, field string, term []byte, pl *postingList, idx uint32) blockRef {
+	enc := encodePosting(field, term, pl)
+	ref := blockRef{gen: w.k.Generation(), count: uint32(len(pl.docs))}
+	w.in.m.blocksWritten.Add(1)
+	if len(enc) > smallBlock {
+		w.put(seal.BlockLabel(tk, idx), enc)
+		return ref
+	}
+	if w.packCur == 0 {
+		w.packNext++
+		w.packCur = w.packBase + w.packNext
+	}
+	ref.pack = w.packCur
+	w.packBlks = append(w.packBlks, enc)
+	w.packSize += len(enc)
+	if w.packSize >= packTarget {
+		w.flushPack()
+	}
+	return ref
+}
+
+func (w *batchWriter) flushPack() {
+	if w.packCur == 0 {
+		return
+	}
+	w.put(w.k.LabelUint(seal.PurposePack, w.packCur), encodePack(w.packCur, w.packBlks))
+	w.packCur, w.packBlks, w.packSize = 0, nil, 0
+}
+
+// packBase returns the first pack id of a batch's worker: pack ids are
+// unique because log sequence numbers only grow.
+func packBase(seq uint64, worker int) uint64 {
+	return (seq+1)<<24 | uint64(worker)<<20
+}
+
 // prepare computes every record of the batch. Caller holds in.mu shared and
 // in.writeMu.
-func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*document.Document) error {
+func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings) error {
 	st := w.st
 	gen := w.k.Generation()
 	w.deleted = map[uint64]bool{}
@@ -215,14 +380,36 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*document.Do
 			w.batch.Delete(w.in.key(k.LabelUint(seal.PurposeForward, old)))
 		}
 		if op.Delete {
+			if err := w.dropAttachments(op.ID); err != nil {
+				return err
+			}
 			continue
 		}
 		num := next
 		next++
 		w.entry.added = append(w.entry.added, docAdd{num: num, id: op.ID, gen: gen})
 		w.put(w.k.LabelUint(seal.PurposeDoc, num), encodeDoc(storedDoc{num: num, id: op.ID, body: op.Body}))
-		fwd := collectPostings(docs[i], num, builds, &order)
-		w.put(w.k.LabelUint(seal.PurposeForward, num), encodeForward(num, fwd))
+		w.put(w.k.LabelUint(seal.PurposeForward, num), encodeForward(num, docs[i].fwd))
+		for _, tp := range docs[i].terms {
+			key := tp.field + "\x00" + tp.term
+			b := builds[key]
+			if b == nil {
+				b = &pbuild{field: tp.field, term: []byte(tp.term)}
+				if tp.vectors {
+					b.pl.locOff = []uint32{0}
+				}
+				builds[key] = b
+				order = append(order, b)
+			}
+			p := &b.pl
+			p.docs = append(p.docs, num)
+			p.freqs = append(p.freqs, tp.freq)
+			p.lens = append(p.lens, tp.length)
+			if p.locOff != nil {
+				p.locs = append(p.locs, tp.locs...)
+				p.locOff = append(p.locOff, uint32(len(p.locs)))
+			}
+		}
 	}
 	w.entry.nextDoc = next
 	sort.Slice(order, func(a, b int) bool {
@@ -231,9 +418,78 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*document.Do
 		}
 		return string(order[a].term) < string(order[b].term)
 	})
-	for _, b := range order {
-		if err := w.writeTerm(b); err != nil {
+	if err := w.writeTerms(order); err != nil {
+		return err
+	}
+	if w.attach != nil {
+		if err := w.in.stageAttachChange(&w.batch, st, w.attach); err != nil {
 			return err
+		}
+	}
+	w.finish()
+	return nil
+}
+
+// writeTerms writes the terms' postings, in parallel: each worker seals its
+// share into its own batch and packs, then the shares are joined in order.
+func (w *batchWriter) writeTerms(order []*pbuild) error {
+	workers := min(w.in.opts.AnalysisWorkers, max(1, len(order)/2048))
+	parts := make([]*batchWriter, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(order)/workers, (p+1)*len(order)/workers
+		tw := &batchWriter{in: w.in, st: w.st, k: w.k, deleted: w.deleted,
+			blinders: map[blinderKey]*seal.TermBlinder{}, packBase: packBase(w.in.hd.logEnd, p)}
+		parts[p] = tw
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, b := range order[lo:hi] {
+				if errs[p] = tw.writeTerm(b); errs[p] != nil {
+					return
+				}
+			}
+			tw.flushPack()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, tw := range parts {
+		w.batch.Ops = append(w.batch.Ops, tw.batch.Ops...)
+		w.entry.terms = append(w.entry.terms, tw.entry.terms...)
+		w.touched = append(w.touched, tw.touched...)
+	}
+	return nil
+}
+
+// finish deletes the packs that no block uses any more and adds the log
+// entry and the new head to the batch.
+func (w *batchWriter) finish() {
+	delta := map[uint64]int{}
+	gens := map[uint64]uint32{}
+	for _, t := range w.entry.terms {
+		if te := w.st.term(t.field, []byte(t.term)); te != nil {
+			for _, b := range te.blocks {
+				if b.pack != 0 {
+					delta[b.pack]--
+					gens[b.pack] = b.gen
+				}
+			}
+		}
+		for _, b := range t.blocks {
+			if b.pack != 0 {
+				delta[b.pack]++
+			}
+		}
+	}
+	for id, d := range delta {
+		if d < 0 && w.st.packRefs[id]+d <= 0 {
+			if k, err := w.in.keysFor(gens[id]); err == nil {
+				w.batch.Delete(w.in.key(k.LabelUint(seal.PurposePack, id)))
+			}
 		}
 	}
 	hd := w.in.hd
@@ -243,77 +499,6 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*document.Do
 	hd.seals += uint64(w.batch.Len()) + 1
 	w.put(w.k.Label(seal.PurposeHead), encodeHead(hd))
 	w.newHead = hd
-	return nil
-}
-
-// collectPostings adds one analyzed document's postings to builds and
-// returns its forward index. Fields of the same name (array elements) are
-// merged as bleve's segment builder does: lengths add up and term
-// frequencies merge.
-func collectPostings(doc *document.Document, num uint64, builds map[string]*pbuild, order *[]*pbuild) []forwardField {
-	type acc struct {
-		length    int
-		tfs       bindex.TokenFrequencies
-		vectors   bool
-		docValues bool
-	}
-	var names []string
-	fields := map[string]*acc{}
-	visit := func(f bindex.Field) {
-		if !f.Options().IsIndexed() {
-			return
-		}
-		name := f.Name()
-		a := fields[name]
-		if a == nil {
-			a = &acc{tfs: bindex.TokenFrequencies{}, vectors: f.Options().IncludeTermVectors(), docValues: f.Options().IncludeDocValues()}
-			fields[name] = a
-			names = append(names, name)
-		}
-		a.length += f.AnalyzedLength()
-		a.tfs.MergeAll(name, f.AnalyzedTokenFrequencies())
-	}
-	doc.VisitFields(visit)
-	doc.VisitComposite(func(cf bindex.CompositeField) { visit(cf) })
-
-	fwd := make([]forwardField, 0, len(names))
-	for _, name := range names {
-		a := fields[name]
-		ff := forwardField{name: name, docValues: a.docValues, terms: make([][]byte, 0, len(a.tfs))}
-		for term, tf := range a.tfs {
-			ff.terms = append(ff.terms, []byte(term))
-			key := name + "\x00" + term
-			b := builds[key]
-			if b == nil {
-				b = &pbuild{field: name, term: []byte(term)}
-				if a.vectors {
-					b.pl.locOff = []uint32{0}
-				}
-				builds[key] = b
-				*order = append(*order, b)
-			}
-			p := &b.pl
-			p.docs = append(p.docs, num)
-			p.freqs = append(p.freqs, uint32(tf.Frequency()))
-			p.lens = append(p.lens, uint32(a.length))
-			if p.locOff != nil {
-				for _, l := range tf.Locations {
-					field := l.Field
-					if field == "" {
-						field = name
-					}
-					p.locs = append(p.locs, bindex.TermFieldVector{
-						Field: field, ArrayPositions: l.ArrayPositions,
-						Pos: uint64(l.Position), Start: uint64(l.Start), End: uint64(l.End),
-					})
-				}
-				p.locOff = append(p.locOff, uint32(len(p.locs)))
-			}
-		}
-		sort.Slice(ff.terms, func(i, j int) bool { return string(ff.terms[i]) < string(ff.terms[j]) })
-		fwd = append(fwd, ff)
-	}
-	return fwd
 }
 
 // writeTerm writes a term's new postings: as a new block, or merged with
@@ -338,11 +523,8 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 	tk := cur.TermKey(b.term)
 	blocks := append([]blockRef(nil), old...)
 	if tail+1 <= in.opts.MaxSmallBlocks {
-		idx := uint32(len(blocks))
-		w.put(seal.BlockLabel(&tk, idx), encodePosting(b.field, b.term, &b.pl))
-		blocks = append(blocks, blockRef{gen: gen, count: uint32(len(b.pl.docs))})
+		blocks = append(blocks, w.emit(&tk, b.field, b.term, &b.pl, uint32(len(blocks))))
 		df += uint64(len(b.pl.docs))
-		in.m.blocksWritten.Add(1)
 	} else {
 		start := len(old) - tail
 		var merged postingList
@@ -350,7 +532,7 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 			merged.locOff = []uint32{0}
 		}
 		for i := start; i < len(old); i++ {
-			pl, err := in.readBlock(w.blinders, b.field, b.term, old[i].gen, uint32(i))
+			pl, err := in.readBlock(w.blinders, b.field, b.term, old[i], uint32(i))
 			if err != nil {
 				return err
 			}
@@ -365,32 +547,9 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 			merged.appendFrom(&b.pl, j)
 		}
 		df += uint64(len(merged.docs))
-		blocks = blocks[:start]
-		for off := 0; off < len(merged.docs); off += full {
-			end := min(off+full, len(merged.docs))
-			var part postingList
-			if merged.locOff != nil {
-				part.locOff = []uint32{0}
-			}
-			for j := off; j < end; j++ {
-				part.appendFrom(&merged, j)
-			}
-			idx := uint32(len(blocks))
-			w.put(seal.BlockLabel(&tk, idx), encodePosting(b.field, b.term, &part))
-			blocks = append(blocks, blockRef{gen: gen, count: uint32(end - off)})
-			in.m.blocksWritten.Add(1)
-		}
-		// Delete the old tail blocks that were not overwritten in place.
-		for i := start; i < len(old); i++ {
-			if old[i].gen == gen && i < len(blocks) {
-				continue
-			}
-			bl, err := w.blinder(old[i].gen, b.field)
-			if err != nil {
-				return err
-			}
-			otk := bl.TermKey(b.term)
-			w.batch.Delete(in.key(seal.BlockLabel(&otk, uint32(i))))
+		blocks, err = w.rewrite(blocks, start, old, &tk, b.field, b.term, &merged)
+		if err != nil {
+			return err
 		}
 		in.m.blocksMerged.Add(uint64(tail))
 	}
@@ -399,15 +558,71 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 	return nil
 }
 
+// rewrite replaces blocks[start:] (old[start:] in the store) with merged,
+// cut into full blocks, and deletes the old records that are not
+// overwritten in place. It returns the new block list.
+func (w *batchWriter) rewrite(blocks []blockRef, start int, old []blockRef, tk *[32]byte, field string, term []byte, merged *postingList) ([]blockRef, error) {
+	full := w.in.opts.BlockPostings
+	gen := w.k.Generation()
+	blocks = blocks[:start]
+	for off := 0; off < len(merged.docs); off += full {
+		end := min(off+full, len(merged.docs))
+		var part postingList
+		if merged.locOff != nil {
+			part.locOff = []uint32{0}
+		}
+		for j := off; j < end; j++ {
+			part.appendFrom(merged, j)
+		}
+		if off > 0 {
+			// A pack holds at most one block of a term (decodePack keys
+			// its blocks by field and term): the next block of this term
+			// goes to a new pack.
+			w.flushPack()
+		}
+		blocks = append(blocks, w.emit(tk, field, term, &part, uint32(len(blocks))))
+	}
+	for i := start; i < len(old); i++ {
+		if old[i].pack != 0 {
+			continue // packs are freed by reference count in finish
+		}
+		if old[i].gen == gen && i < len(blocks) && blocks[i].pack == 0 {
+			continue // overwritten in place
+		}
+		bl, err := w.blinder(old[i].gen, field)
+		if err != nil {
+			return nil, err
+		}
+		otk := bl.TermKey(term)
+		w.batch.Delete(w.in.key(seal.BlockLabel(&otk, uint32(i))))
+	}
+	return blocks, nil
+}
+
 // readBlock reads and decodes block i of a term. Caller holds in.mu.
-func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, field string, term []byte, gen, i uint32) (*postingList, error) {
-	k, err := in.keysFor(gen)
+func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, field string, term []byte, ref blockRef, i uint32) (*postingList, error) {
+	k, err := in.keysFor(ref.gen)
 	if err != nil {
 		return nil, err
 	}
+	if ref.pack != 0 {
+		pack, label, err := in.readPack(k, ref.pack)
+		if err != nil {
+			return nil, err
+		}
+		enc, ok := pack[field+"\x00"+string(term)]
+		if !ok {
+			return nil, in.corrupt(kindPack, label, errors.New("a posting block the dictionary places here is missing"))
+		}
+		pl, err := decodePosting(enc, field, term)
+		if err != nil {
+			return nil, in.corrupt(kindPack, label, err)
+		}
+		return pl, nil
+	}
 	var bl *seal.TermBlinder
 	if blinders != nil {
-		bk := blinderKey{gen, field}
+		bk := blinderKey{ref.gen, field}
 		if bl = blinders[bk]; bl == nil {
 			bl = k.Blinder(field)
 			blinders[bk] = bl
@@ -430,6 +645,29 @@ func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, field s
 		return nil, in.corrupt(kindPosting, label, err)
 	}
 	return pl, nil
+}
+
+// readPack reads and decodes a pack, through the cache.
+func (in *Instance) readPack(k *seal.Keys, id uint64) (map[string][]byte, [seal.LabelSize]byte, error) {
+	label := k.LabelUint(seal.PurposePack, id)
+	ck := "\x01pack\x00" + string(label[:])
+	if p, ok := in.cache.get(ck).(map[string][]byte); ok {
+		return p, label, nil
+	}
+	pt, err := in.openRecord(k, label, kindPack)
+	if errors.Is(err, ErrNotFound) {
+		return nil, label, in.corrupt(kindPack, label, errors.New("missing"))
+	}
+	if err != nil {
+		return nil, label, err
+	}
+	in.m.blockReads.Add(1)
+	p, err := decodePack(pt, id)
+	if err != nil {
+		return nil, label, in.corrupt(kindPack, label, err)
+	}
+	in.cache.put(ck, p, len(pt)+len(p)*48)
+	return p, label, nil
 }
 
 // commit applies the prepared batch to the store and the state atomically.

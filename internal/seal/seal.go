@@ -16,7 +16,7 @@
 //	padded = flags(1) ‖ uvarint(len(payload)) ‖ payload ‖ zeros to the size class
 //	AD     = "blindex/v1/record" ‖ format ‖ generation ‖ record key
 //
-// The payload is snappy-compressed before padding when that makes it smaller
+// The payload is zstd-compressed before padding when that makes it smaller
 // (compress before sealing, never after). Because the additional data holds
 // the record's full key (instance prefix and label) and the generation, a
 // value moved to another label, instance or generation fails to open.
@@ -41,7 +41,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/zstd"
 )
 
 // FormatVersion is the first byte of every sealed value.
@@ -63,8 +63,9 @@ const (
 	infoSeal  = "blindex/v1/seal"   // AES-256-GCM key for every value
 	infoTerm  = "blindex/v1/term/"  // + field name: per-field term blinding key
 	infoLabel = "blindex/v1/label/" // + purpose name: record-label keys
+	infoSub   = "blindex/v1/subkey" // root of SubKey's per-object keys (attachment streams)
 	adPrefix  = "blindex/v1/record" // additional data prefix
-	flagSnap  = 1                   // payload is snappy-compressed
+	flagZstd  = 1                   // payload is zstd-compressed
 )
 
 // Purpose names a kind of record; each has its own label key.
@@ -81,10 +82,11 @@ const (
 	PurposeIDMap    Purpose = 6 // external id → document number
 	PurposeAttach   Purpose = 7 // attachment chunks
 	PurposeInternal Purpose = 8 // engine-internal values
-	numPurposes             = 9
+	PurposePack     Purpose = 9 // a pack of small posting blocks, by pack id
+	numPurposes             = 10
 )
 
-var purposeNames = [numPurposes]string{"", "doc", "forward", "log", "snapshot", "head", "idmap", "attach", "internal"}
+var purposeNames = [numPurposes]string{"", "doc", "forward", "log", "snapshot", "head", "idmap", "attach", "internal", "pack"}
 
 var (
 	// ErrCorrupt reports a sealed value that fails to open: tampered,
@@ -103,6 +105,7 @@ type Keys struct {
 	labels   [numPurposes][]byte
 	termMu   sync.Mutex
 	termRoot []byte            // HKDF output under infoTerm; per-field keys derive from it
+	subRoot  []byte            // HKDF output under infoSub; SubKey derives from it
 	terms    map[string][]byte // field → term key
 	seals    atomic.Uint64
 	macPool  [numPurposes]sync.Pool
@@ -138,7 +141,24 @@ func Derive(root []byte, gen uint32) (*Keys, error) {
 	if k.termRoot, err = hkdf.Key(sha256.New, root, nil, infoTerm, 32); err != nil {
 		return nil, err
 	}
+	if k.subRoot, err = hkdf.Key(sha256.New, root, nil, infoSub, 32); err != nil {
+		return nil, err
+	}
 	return k, nil
+}
+
+// SubKey derives size bytes of key material for one object of purpose p
+// (e.g. the STREAM key of one attachment upload), with HKDF-SHA256 from this
+// generation's root: info = "blindex/v1/subkey/" ‖ purpose name ‖ 0x00 ‖ id.
+// Different (p, id) give independent keys. The caller MUST zero the result
+// when done and MUST NOT use it after the Keys are zeroed.
+func (k *Keys) SubKey(p Purpose, id []byte, size int) []byte {
+	info := infoSub + "/" + purposeNames[p] + "\x00" + string(id)
+	out, err := hkdf.Key(sha256.New, k.subRoot, nil, info, size)
+	if err != nil {
+		panic("seal: internal error: hkdf: " + err.Error())
+	}
+	return out
 }
 
 // Generation returns the generation these keys belong to.
@@ -155,6 +175,7 @@ func (k *Keys) Zero() {
 	}
 	k.termMu.Lock()
 	clear(k.termRoot)
+	clear(k.subRoot)
 	for _, t := range k.terms {
 		clear(t)
 	}
@@ -222,17 +243,44 @@ func (b *TermBlinder) TermKey(term []byte) [32]byte {
 }
 
 // BlockLabel returns HMAC(K_t, i): the label of posting block i of a term.
+// It is HMAC-SHA256 (RFC 2104) written out with pooled hashes, since it runs
+// once per posting block written or read.
 func BlockLabel(termKey *[32]byte, i uint32) [LabelSize]byte {
-	m := hmac.New(sha256.New, termKey[:])
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], i)
-	m.Write(b[:])
-	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
+	var ipad, opad [sha256.BlockSize]byte
+	for j := range ipad {
+		ipad[j], opad[j] = 0x36, 0x5c
+	}
+	for j, b := range termKey {
+		ipad[j] ^= b
+		opad[j] ^= b
+	}
+	h := shaPool.Get().(hash.Hash)
+	h.Reset()
+	h.Write(ipad[:])
+	var msg [4]byte
+	binary.BigEndian.PutUint32(msg[:], i)
+	h.Write(msg[:])
+	var inner, sum [sha256.Size]byte
+	h.Sum(inner[:0])
+	h.Reset()
+	h.Write(opad[:])
+	h.Write(inner[:])
+	h.Sum(sum[:0])
+	shaPool.Put(h)
 	var out [LabelSize]byte
 	copy(out[:], sum[:])
 	return out
 }
+
+var shaPool = sync.Pool{New: func() any { return sha256.New() }}
+
+// The zstd coders are safe for concurrent EncodeAll/DecodeAll. The decoder
+// bounds memory so that a tampered length cannot exhaust it (the envelope is
+// authenticated before decoding in any case).
+var (
+	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+)
 
 // PaddedSize returns the size class of a padded plaintext of n bytes: at
 // least 64, then multiples of an eighth of the enclosing power of two, so
@@ -251,9 +299,9 @@ func (k *Keys) Seal(dst, key, payload []byte) []byte {
 	flags := byte(0)
 	body := payload
 	if len(payload) > 128 {
-		c := snappy.Encode(nil, payload)
+		c := zstdEncoder.EncodeAll(payload, nil)
 		if len(c) < len(payload)*7/8 {
-			body, flags = c, flagSnap
+			body, flags = c, flagZstd
 		}
 	}
 	var lb [binary.MaxVarintLen64]byte
@@ -317,8 +365,8 @@ func (k *Keys) Open(key, sealed []byte) ([]byte, error) {
 	switch pt[0] {
 	case 0:
 		return body, nil
-	case flagSnap:
-		out, err := snappy.Decode(nil, body)
+	case flagZstd:
+		out, err := zstdDecoder.DecodeAll(body, nil)
 		if err != nil {
 			return nil, ErrCorrupt
 		}
