@@ -233,6 +233,9 @@ func (c *Catalog) instanceOptions(kr *keys.Keyring) Options {
 	o := c.opts.Instance
 	o.Keyring = kr
 	o.Secrets = c.secrets
+	if o.MetadataProvider == nil {
+		o.MetadataProvider = c.opts.Local // attachment metadata stays outside BYOK
+	}
 	if o.Logger == nil {
 		o.Logger = c.opts.Logger
 	}
@@ -339,12 +342,47 @@ func (c *Catalog) Instance(ctx context.Context, name string) (*Instance, error) 
 	if err != nil {
 		return nil, err
 	}
-	in, err := open(ctx, c.st, man, c.instanceOptions(kr))
+	io := c.instanceOptions(kr)
+	o, err := io.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	// Unwrapping calls the provider (KMS): do it without holding the
+	// catalog's lock, so that a slow KMS does not stall other instances.
+	c.mu.Unlock()
+	in, err := open(ctx, c.st, man, o)
+	c.mu.Lock()
+	if err != nil {
+		return nil, err
+	}
+	if c.closed {
+		in.Close()
+		return nil, ErrClosed
+	}
+	if other := c.open[name]; other != nil {
+		in.Close() // opened concurrently by another caller
+		c.tick++
+		other.used = c.tick
+		return other.in, nil
+	}
 	c.remember(name, in)
 	return in, nil
+}
+
+// KeyringMetrics returns the counters of every keyring the catalog holds,
+// by configuration ("local" for instances that are not BYOK, else "byok:"
+// and the organisation).
+func (c *Catalog) KeyringMetrics() map[string]keys.KeyringMetrics {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]keys.KeyringMetrics, len(c.keyrings))
+	for id, kr := range c.keyrings {
+		if id == "" {
+			id = "local"
+		}
+		out[id] = kr.Metrics()
+	}
+	return out
 }
 
 // Manifest reads an instance's manifest (no key needed).

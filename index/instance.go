@@ -62,6 +62,12 @@ type Options struct {
 	// CompactEvery is how many state log entries accumulate before they are
 	// folded into a new snapshot. Default 64.
 	CompactEvery int
+	// MetadataProvider wraps the instance's attachment-metadata key, which
+	// is deliberately outside BYOK so that a locked instance can still list
+	// its attachments (see AddAttachment). The Catalog sets it to its local
+	// provider. Default nil: the Keyring's provider, so that metadata is
+	// wrapped by the instance's own (possibly BYOK) key.
+	MetadataProvider keys.Provider
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -125,6 +131,9 @@ type Manifest struct {
 	// Shred is true when the root key also depends on a secret kept in
 	// a SecretStore outside the data directory.
 	Shred bool `json:"shred,omitempty"`
+	// Attach is the wrapped attachment-metadata key; nil for instances
+	// created before attachments existed, until their first attachment.
+	Attach *AttachKey `json:"attach,omitempty"`
 }
 
 func manifestKey(name string) []byte {
@@ -210,7 +219,8 @@ type Instance struct {
 
 	secret []byte // shredding secret, nil when the instance has none
 
-	writeMu sync.Mutex // one writer at a time
+	writeMu sync.Mutex  // one writer at a time
+	att     attachState // attachments (attach.go)
 	cache   *blockCache
 	bleve   bleve.Index
 
@@ -244,6 +254,10 @@ func Create(ctx context.Context, st store.Store, name string, m *tokenize.Mappin
 		return nil, fmt.Errorf("index: create instance %q: generate root key: %w", name, err)
 	}
 	defer keys.Zero(unwrapped)
+	attachKey, err := newAttachKey(ctx, o, name, meta.Org)
+	if err != nil {
+		return nil, fmt.Errorf("index: create instance %q: %w", name, err)
+	}
 	var secret []byte
 	if o.Secrets != nil {
 		if secret, err = o.Secrets.Create(secretID(name, prefix)); err != nil {
@@ -266,7 +280,7 @@ func Create(ctx context.Context, st store.Store, name string, m *tokenize.Mappin
 		Format: FormatVersion, Name: name, Prefix: prefix, Meta: meta,
 		KeyID:       o.Keyring.Provider().KeyID(),
 		Generations: []Generation{{Gen: 1, Wrapped: wrapped, Created: now}},
-		Current:     1, Created: now, Shred: secret != nil,
+		Current:     1, Created: now, Shred: secret != nil, Attach: attachKey,
 	}
 	mb, err := json.Marshal(man)
 	if err != nil {
@@ -647,6 +661,7 @@ func (in *Instance) Close() error {
 	}
 	in.closed = true
 	in.dropLocked()
+	in.att.zero()
 	keys.Zero(in.secret)
 	in.mu.Unlock()
 	in.closeLeases()

@@ -223,6 +223,9 @@ func decodeLog(b []byte, seq uint64) (*logEntry, error) {
 	l.added = make([]docAdd, d.count(6))
 	for i := range l.added {
 		l.added[i] = docAdd{num: d.uvarint(), id: d.str(), gen: d.u32()}
+		if l.added[i].id == "" {
+			d.fail() // ids are never empty; "" means "not live" in the state
+		}
 	}
 	l.deleted = make([]uint64, d.count(1))
 	for i := range l.deleted {
@@ -332,7 +335,7 @@ func decodeSnapshot(b []byte) (*state, error) {
 	l.added = make([]docAdd, nlive)
 	for i := range l.added {
 		l.added[i] = docAdd{num: d.uvarint(), id: d.str(), gen: d.u32()}
-		if l.added[i].num >= s.nextDoc {
+		if l.added[i].num >= s.nextDoc || l.added[i].id == "" {
 			d.fail()
 			break
 		}

@@ -113,13 +113,19 @@ func (p *Pebble) Iterate(prefix []byte, fn func(key, value []byte) error) error 
 	if err != nil {
 		return fmt.Errorf("store: iterate: %w", err)
 	}
+	// The callback gets copies (in buffers reused from one key to the
+	// next): Pebble's own key and value slices point into its memtable and
+	// block cache, and a caller writing to them would change the store.
+	var kbuf, vbuf []byte
 	for it.First(); it.Valid(); it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
 			return fmt.Errorf("store: iterate: %w", err)
 		}
-		if err := fn(it.Key(), v); err != nil {
+		kbuf = append(kbuf[:0], it.Key()...)
+		vbuf = append(vbuf[:0], v...)
+		if err := fn(kbuf, vbuf); err != nil {
 			it.Close()
 			return err
 		}
@@ -135,9 +141,18 @@ func (p *Pebble) DeletePrefix(prefix []byte) error {
 	if p.closed.Load() {
 		return ErrClosed
 	}
+	if len(prefix) == 0 {
+		return fmt.Errorf("store: refusing to delete the whole key space")
+	}
 	end := prefixEnd(prefix)
 	if end == nil {
-		return fmt.Errorf("store: refusing to delete the whole key space")
+		// A prefix of 0xff bytes has no finite upper bound: every key from
+		// the prefix on has it. Extend the range past the last such key.
+		last, err := p.lastKey(prefix)
+		if err != nil || last == nil {
+			return err
+		}
+		end = append(last, 0)
 	}
 	if err := p.db.DeleteRange(prefix, end, pebble.Sync); err != nil {
 		return fmt.Errorf("store: delete prefix: %w", err)
@@ -148,6 +163,22 @@ func (p *Pebble) DeletePrefix(prefix []byte) error {
 		return fmt.Errorf("store: compact deleted range: %w", err)
 	}
 	return nil
+}
+
+// lastKey returns the greatest key with prefix, or nil when there is none.
+func (p *Pebble) lastKey(prefix []byte) ([]byte, error) {
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("store: delete prefix: %w", err)
+	}
+	var last []byte
+	if it.Last() {
+		last = append([]byte(nil), it.Key()...)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("store: delete prefix: %w", err)
+	}
+	return last, nil
 }
 
 // Flush writes the memtable to disk (used by tests and the dump command).

@@ -1,0 +1,350 @@
+package index
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+
+	"github.com/blindex/blindex/internal/stream"
+	"github.com/blindex/blindex/store"
+)
+
+// This file holds what Check, Reencrypt and retiring generations need to
+// know about attachments.
+
+// attachMetaGenKeys returns the metadata keys as a generation's keys, for
+// Check to open directory records with (they are sealed under
+// attachMetaGen); nil when not unwrapped.
+func (in *Instance) attachMetaGenKeys() *genKeys {
+	mk := in.att.metaKeys()
+	if mk == nil {
+		return nil
+	}
+	return &genKeys{keys: mk}
+}
+
+// checkAttachments adds every attachment record that live documents' directories
+// refer to to expected (record key → kind), and reports to add what does
+// not open or agree: every complete attachment's chunks are opened as a
+// STREAM, in order, and must add up to its size. Caller (Check) holds mu
+// shared and writeMu; the metadata key is loaded (loadAttachMeta).
+func (in *Instance) checkAttachments(ctx context.Context, st *state, expected map[string]string, add func(kind string, label []byte, format string, args ...any)) error {
+	mk := in.att.metaKeys()
+	if mk == nil {
+		return nil
+	}
+	var buf []byte
+	defer func() { clear(buf[:cap(buf)]) }()
+	for n, ok := st.nextLive(0); ok; n, ok = st.nextLive(n + 1) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		docID := st.extIDs[n]
+		dl := attachDirLabel(mk, docID)
+		dir, err := in.readDir(mk, docID)
+		if err != nil {
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				return err
+			}
+			expected[string(in.key(dl))] = attachDirKind
+			add(ce.Kind, ce.Label, "%v", ce.Err)
+			continue
+		}
+		if len(dir) == 0 {
+			continue
+		}
+		expected[string(in.key(dl))] = attachDirKind
+		for i := range dir {
+			e := &dir[i]
+			gk := in.gens[e.gen]
+			if gk == nil {
+				add(attachDirKind, dl[:], "an attachment is sealed under generation %d, which this instance does not have", e.gen)
+				continue
+			}
+			k := gk.keys
+			if e.pending {
+				// An upload in progress, or chunks left by a crash (swept by
+				// the next upload to the document or its deletion).
+				for j := uint64(0); ; j++ {
+					key := in.key(attachChunkLabel(k, e.id, j))
+					if _, err := in.st.Get(key); err != nil {
+						break
+					}
+					expected[string(key)] = attachChunkKind
+				}
+				continue
+			}
+			for j := uint64(0); j < e.chunks; j++ {
+				expected[string(in.key(attachChunkLabel(k, e.id, j)))] = attachChunkKind
+			}
+			if e.indexed {
+				tl := attachTextLabel(k, e.id)
+				expected[string(in.key(tl))] = attachTextKind
+				pt, err := in.openRecord(k, tl, kindAttachText)
+				if err == nil {
+					_, err = decodeAttachText(pt, e.id)
+				}
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					add(attachTextKind, tl[:], "%v", err)
+				}
+			}
+			o, err := in.newOpener(k, e)
+			if err != nil {
+				return err
+			}
+			var total uint64
+			complete := true
+			for j := uint64(0); j < e.chunks; j++ {
+				buf, err = in.readAttachChunk(k, o, e, j, buf[:0])
+				if errors.Is(err, errChunkMissing) {
+					complete = false // reported as missing below
+					break
+				}
+				if err != nil {
+					var ce *CorruptError
+					if !errors.As(err, &ce) {
+						return err
+					}
+					add(ce.Kind, ce.Label, "%v", ce.Err)
+					complete = false
+					break
+				}
+				total += uint64(len(buf))
+			}
+			if complete && total != e.size {
+				add(attachDirKind, dl[:], "an attachment holds %d bytes, its metadata says %d", total, e.size)
+			}
+		}
+	}
+	return nil
+}
+
+// attachGenerations marks in used every generation an attachment record
+// is sealed under. Caller holds mu shared and writeMu.
+func (in *Instance) attachGenerations(st *state, used map[uint32]bool) error {
+	mk := in.att.metaKeys()
+	if mk == nil {
+		if in.Manifest().Attach != nil {
+			return errors.New("index: the attachment metadata key is not loaded; nothing was retired")
+		}
+		return nil
+	}
+	for n, ok := st.nextLive(0); ok; n, ok = st.nextLive(n + 1) {
+		dir, err := in.readDir(mk, st.extIDs[n])
+		if err != nil {
+			return err
+		}
+		for _, e := range dir {
+			used[e.gen] = true
+		}
+	}
+	return nil
+}
+
+// liveDocIDs returns up to max ids of live documents from document number
+// from on, and the number to continue from.
+func (in *Instance) liveDocIDs(from uint64, max int) ([]string, uint64, error) {
+	if err := in.unlock(); err != nil {
+		return nil, 0, err
+	}
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	st := in.state
+	if st == nil {
+		return nil, 0, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
+	}
+	var ids []string
+	n, ok := st.nextLive(from)
+	for ; ok && len(ids) < max; n, ok = st.nextLive(n + 1) {
+		ids = append(ids, st.extIDs[n])
+	}
+	if !ok {
+		return ids, st.nextDoc, nil
+	}
+	return ids, n, nil
+}
+
+// reencryptAttachments moves every attachment sealed under an older
+// generation to generation cur. Attachments stay readable throughout (a
+// reader switches to the new records).
+func (in *Instance) reencryptAttachments(ctx context.Context, cur uint32, p *ReencryptProgress, progress func(ReencryptProgress)) error {
+	mk, err := in.attachMeta(ctx)
+	if err != nil || mk == nil {
+		return err
+	}
+	for from := uint64(0); ; {
+		ids, next, err := in.liveDocIDs(from, 1024)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			dir, err := in.readDir(mk, id)
+			if err != nil {
+				return err
+			}
+			for _, e := range dir {
+				if e.pending || e.gen == cur {
+					continue
+				}
+				recs := int(e.chunks)
+				if e.indexed {
+					recs++
+				}
+				p.Total += recs
+				err := in.moveAttachment(ctx, id, e, cur)
+				if errors.Is(err, ErrAttachmentGone) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				p.Done += recs
+				if progress != nil {
+					progress(*p)
+				}
+			}
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		from = next
+	}
+}
+
+// moveAttachment rewrites one attachment under generation cur: new
+// chunk records under a new STREAM key (a new salt), written in batches,
+// then one commit that switches the directory entry, moves the text
+// record and deletes the old records.
+func (in *Instance) moveAttachment(ctx context.Context, docID string, e attachEntry, cur uint32) error {
+	mk := in.att.metaKeys()
+	ne := e
+	ne.gen = cur
+	rand.Read(ne.salt[:])
+	if err := in.unlock(); err != nil {
+		return err
+	}
+	in.mu.RLock()
+	ok, err1 := in.keysFor(e.gen)
+	nk, err2 := in.keysFor(cur)
+	if err := errors.Join(err1, err2); err != nil {
+		in.mu.RUnlock()
+		return err
+	}
+	opener, err1 := in.newOpener(ok, &e)
+	sealer, err2 := in.newSealer(nk, &ne)
+	in.mu.RUnlock()
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	written := uint64(0)
+	cleanup := func() {
+		var b store.Batch
+		in.mu.RLock()
+		if nk, err := in.keysFor(cur); err == nil {
+			for i := uint64(0); i < written; i++ {
+				b.Delete(in.key(attachChunkLabel(nk, ne.id, i)))
+			}
+		}
+		in.mu.RUnlock()
+		in.st.Apply(&b, false)
+	}
+	var b store.Batch
+	var plain []byte
+	defer func() { clear(plain[:cap(plain)]) }()
+	for i := uint64(0); i < e.chunks; i++ {
+		if err := ctx.Err(); err != nil {
+			cleanup()
+			return err
+		}
+		err := in.unlock()
+		if err == nil {
+			in.mu.RLock()
+			err = in.moveChunk(&b, opener, sealer, &e, &ne, i, &plain)
+			in.mu.RUnlock()
+		}
+		if errors.Is(err, errChunkMissing) {
+			err = ErrAttachmentGone // deleted meanwhile, or corrupt: Check tells
+		}
+		if err == nil && (b.Len() == attachBatchChunks || i == e.chunks-1) {
+			written = i + 1
+			if err = in.st.Apply(&b, false); err == nil {
+				b = store.Batch{}
+			}
+		}
+		if err != nil {
+			cleanup()
+			return err
+		}
+	}
+	var text []byte
+	if e.indexed {
+		var err error
+		if text, err = in.readAttachText(&e); err != nil {
+			cleanup()
+			return err
+		}
+	}
+
+	in.att.mu.Lock()
+	defer in.att.mu.Unlock()
+	in.writeMu.Lock()
+	defer in.writeMu.Unlock()
+	err := func() error {
+		if err := in.unlock(); err != nil {
+			return err
+		}
+		in.mu.RLock()
+		defer in.mu.RUnlock()
+		dir, err := in.readDir(mk, docID)
+		if err != nil {
+			return err
+		}
+		i := dir.find(e.id)
+		if i < 0 || dir[i].pending || dir[i].gen != e.gen || dir[i].salt != e.salt {
+			return ErrAttachmentGone
+		}
+		nk, err := in.keysFor(cur)
+		if err != nil {
+			return err
+		}
+		var b store.Batch
+		if err := in.deleteAttachRecords(&b, &dir[i]); err != nil {
+			return err
+		}
+		if e.indexed {
+			key := in.key(attachTextLabel(nk, ne.id))
+			b.Set(key, nk.Seal(nil, key, encodeAttachText(ne.id, text)))
+		}
+		dir[i] = ne
+		in.putDir(&b, mk, docID, dir)
+		return in.st.Apply(&b, !in.opts.NoSync)
+	}()
+	if err != nil {
+		cleanup()
+	}
+	return err
+}
+
+// moveChunk re-seals chunk i of e as chunk i of ne into b. Caller holds mu.
+func (in *Instance) moveChunk(b *store.Batch, o *stream.Opener, s *stream.Sealer, e, ne *attachEntry, i uint64, plain *[]byte) error {
+	ok, err := in.keysFor(e.gen)
+	if err != nil {
+		return err
+	}
+	nk, err := in.keysFor(ne.gen)
+	if err != nil {
+		return err
+	}
+	if *plain, err = in.readAttachChunk(ok, o, e, i, (*plain)[:0]); err != nil {
+		return err
+	}
+	sealed, err := s.Seal(nil, *plain, i == e.chunks-1)
+	if err != nil {
+		return err
+	}
+	key := in.key(attachChunkLabel(nk, ne.id, i))
+	b.Set(key, nk.Seal(nil, key, encodeAttachChunk(ne.id, i, sealed)))
+	return nil
+}

@@ -1,0 +1,1428 @@
+package index
+
+// BYOK lifecycle tests against a real KMS API server: local-kms, started on
+// loopback by keys/kmstest, reached through the real AWS KMS provider
+// (keys/awskms) that a Catalog builds for each encryption configuration. No
+// mock of the KMS client anywhere: revocation is DisableKey /
+// ScheduleKeyDeletion on the server, outages are a proxy in front of it that
+// delays, answers 503 or throttles.
+//
+// Every test is named TestBYOK* (go test ./index/ -run BYOK). They are
+// timing-based by nature (leases of 1 to 3 seconds); the bounds asserted
+// are the product's promises (revocation within the lease, no lock before
+// the lease runs out during an outage), with slack only where the promise
+// has none.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/blevesearch/bleve/v2"
+
+	"github.com/blindex/blindex/internal/seal"
+	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/keys/awskms"
+	"github.com/blindex/blindex/keys/kmstest"
+	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/tokenize"
+)
+
+// byokMapping is the mapping of every BYOK test instance.
+const byokMapping = `{
+ "default_analyzer": "en",
+ "default_field": "_all",
+ "scoring_model": "bm25",
+ "default_mapping": {
+  "enabled": true, "dynamic": true,
+  "properties": {
+   "key": {"fields": [{"name": "key", "type": "text", "analyzer": "keyword", "index": true, "store": true, "include_in_all": false}]},
+   "project": {"fields": [{"name": "project", "type": "text", "analyzer": "keyword", "index": true, "docvalues": true, "include_in_all": false}]},
+   "summary": {"fields": [{"name": "summary", "type": "text", "analyzer": "en", "index": true, "store": true, "include_term_vectors": true, "include_in_all": true}]},
+   "votes": {"fields": [{"name": "votes", "type": "number", "index": true, "docvalues": true}]}
+  }
+ }
+}`
+
+// ---- generated documents and the model of what they match ----
+
+// byokWords are the words a generated document's summary may hold: word w
+// is in document i iff i%w.mod == 0, in this order, so that the model of
+// every query below is arithmetic.
+var byokWords = []struct {
+	word string
+	mod  int
+}{{"alpha", 3}, {"bravo", 5}, {"charlie", 7}, {"delta", 11}, {"echo", 2}}
+
+// byokDoc is generated document i: id and key "K-i", project P(i%5),
+// votes i%100, summary "ticket i" and its words. Each document also adds
+// one distinct term (its number), so the vocabulary grows like a real one.
+func byokDoc(i int) Document {
+	var words []string
+	for _, w := range byokWords {
+		if i%w.mod == 0 {
+			words = append(words, w.word)
+		}
+	}
+	summary := strings.TrimSpace(fmt.Sprintf("ticket %d %s", i, strings.Join(words, " ")))
+	id := fmt.Sprintf("K-%d", i)
+	body := fmt.Sprintf(`{"key":%q,"project":"P%d","summary":%q,"votes":%d}`, id, i%5, summary, i%100)
+	return Document{ID: id, Body: []byte(body)}
+}
+
+func byokDocs(from, to int) []Document {
+	docs := make([]Document, 0, to-from)
+	for i := from; i < to; i++ {
+		docs = append(docs, byokDoc(i))
+	}
+	return docs
+}
+
+// byokQueries are fixed queries (bleve query-string syntax) with the model
+// of which generated documents each matches.
+var byokQueries = []struct {
+	q     string
+	match func(i int) bool
+}{
+	{"alpha", func(i int) bool { return i%3 == 0 }},
+	{"summary:bravo", func(i int) bool { return i%5 == 0 }},
+	{`"alpha bravo"`, func(i int) bool { return i%15 == 0 }},
+	{"+charlie -echo", func(i int) bool { return i%7 == 0 && i%2 != 0 }},
+	{"project:P1", func(i int) bool { return i%5 == 1 }},
+	{"votes:>=90", func(i int) bool { return i%100 >= 90 }},
+}
+
+// byokModel returns the sorted ids that query qi matches among documents
+// [0, n).
+func byokModel(qi, n int) []string {
+	var ids []string
+	for i := 0; i < n; i++ {
+		if byokQueries[qi].match(i) {
+			ids = append(ids, fmt.Sprintf("K-%d", i))
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// byokHit is one search hit: what "identical results" compares.
+type byokHit struct {
+	ID    string
+	Score float64
+}
+
+// byokSearch runs q over in with a window large enough for every hit,
+// sorted by score then id.
+func byokSearch(ctx context.Context, in *Instance, q string) ([]byokHit, error) {
+	req := bleve.NewSearchRequestOptions(bleve.NewQueryStringQuery(q), MaxResultWindow, 0, false)
+	res, err := in.Search(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.Total != uint64(len(res.Hits)) {
+		return nil, fmt.Errorf("search %q: total %d but %d hits", q, res.Total, len(res.Hits))
+	}
+	hits := make([]byokHit, len(res.Hits))
+	for i, h := range res.Hits {
+		hits[i] = byokHit{h.ID, h.Score}
+	}
+	return hits, nil
+}
+
+// byokResults runs every fixed query and fails t on any error.
+func byokResults(t testing.TB, in *Instance) [][]byokHit {
+	t.Helper()
+	out := make([][]byokHit, len(byokQueries))
+	for qi, q := range byokQueries {
+		hits, err := byokSearch(context.Background(), in, q.q)
+		if err != nil {
+			t.Fatalf("search %q: %v", q.q, err)
+		}
+		out[qi] = hits
+	}
+	return out
+}
+
+// byokSameHits reports whether a and b have the same ids in the same order
+// and the same scores (within relative tolerance tol; 0 means bit-equal).
+func byokSameHits(a, b []byokHit, tol float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ID != b[i].ID {
+			return false
+		}
+		if d := math.Abs(a[i].Score - b[i].Score); d > tol*math.Max(1, math.Abs(a[i].Score)) {
+			return false
+		}
+	}
+	return true
+}
+
+func byokIDs(hits []byokHit) []string {
+	ids := make([]string, len(hits))
+	for i, h := range hits {
+		ids[i] = h.ID
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// byokRequireModel checks every fixed query's ids against the model of
+// documents [0, n).
+func byokRequireModel(t testing.TB, res [][]byokHit, n int) {
+	t.Helper()
+	for qi := range byokQueries {
+		if got, want := byokIDs(res[qi]), byokModel(qi, n); !slices.Equal(got, want) {
+			t.Fatalf("query %q: %d hits, the model of %d documents says %d", byokQueries[qi].q, len(got), n, len(want))
+		}
+	}
+}
+
+func byokRequireSame(t testing.TB, what string, got, want [][]byokHit) {
+	t.Helper()
+	for qi := range byokQueries {
+		if !byokSameHits(got[qi], want[qi], 0) {
+			t.Fatalf("%s: query %q differs: %d hits %v…, want %d hits %v…", what, byokQueries[qi].q,
+				len(got[qi]), got[qi][:min(3, len(got[qi]))], len(want[qi]), want[qi][:min(3, len(want[qi]))])
+		}
+	}
+}
+
+func byokIndex(t testing.TB, in *Instance, from, to, batch int) {
+	t.Helper()
+	for i := from; i < to; i += batch {
+		if err := in.Index(context.Background(), byokDocs(i, min(i+batch, to))...); err != nil {
+			t.Fatalf("index %d..%d: %v", i, min(i+batch, to), err)
+		}
+	}
+}
+
+func byokCheck(t testing.TB, in *Instance) *CheckReport {
+	t.Helper()
+	rep, err := in.Check(context.Background())
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if !rep.OK() {
+		t.Fatalf("check found %d problems, first: %+v", len(rep.Problems), rep.Problems[0])
+	}
+	return rep
+}
+
+func byokDocCount(t testing.TB, in *Instance) uint64 {
+	t.Helper()
+	n, err := in.DocCount()
+	if err != nil {
+		t.Fatalf("doc count: %v", err)
+	}
+	return n
+}
+
+// ---- the environment: a real KMS, a catalog, an audit log ----
+
+// byokBuffer is an io.Writer safe for concurrent use (the audit log's sink).
+type byokBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *byokBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *byokBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// byokAuditLine is one line of the audit log (keys.AuditLog's shape).
+type byokAuditLine struct {
+	Time              string            `json:"time"`
+	Org               string            `json:"org"`
+	Instance          string            `json:"instance"`
+	Operation         string            `json:"operation"`
+	KeyID             string            `json:"key_id"`
+	EncryptionContext map[string]string `json:"encryption_context"`
+	Outcome           string            `json:"outcome"`
+	ErrorClass        string            `json:"error_class"`
+	LatencyMS         *float64          `json:"latency_ms"`
+	raw               string
+}
+
+// byokIsKMSCall reports whether an audit operation is a KMS API call (the
+// keyring's lease-lock / lease-unlock lines are not).
+func byokIsKMSCall(op string) bool { return op == keys.OpDecrypt || op == keys.OpGenerateDataKey }
+
+type byokOptions struct {
+	srv    *kmstest.Server       // default: a new local-kms for the test
+	lease  time.Duration         // default 1 s
+	proxy  bool                  // the catalog reaches KMS through a kmstest.Proxy
+	kmsMod func(*awskms.Options) // adjusts the KMS provider's options
+}
+
+type byokEnv struct {
+	srv      *kmstest.Server
+	proxy    *kmstest.Proxy // nil unless byokOptions.proxy
+	endpoint string         // what the catalog's KMS provider talks to
+	home     string
+	lease    time.Duration
+	kmsMod   func(*awskms.Options)
+	auditBuf *byokBuffer
+	audit    *keys.AuditLog
+	mapping  *tokenize.Mapping
+}
+
+func newBYOKEnv(t testing.TB, o byokOptions) *byokEnv {
+	t.Helper()
+	e := &byokEnv{srv: o.srv, home: t.TempDir(), lease: o.lease, kmsMod: o.kmsMod, auditBuf: new(byokBuffer)}
+	if e.srv == nil {
+		e.srv = kmstest.Start(t)
+	}
+	if e.lease == 0 {
+		e.lease = time.Second
+	}
+	e.endpoint = e.srv.Endpoint()
+	if o.proxy {
+		e.proxy = e.srv.NewProxy(t)
+		e.endpoint = e.proxy.Endpoint()
+	}
+	e.audit = keys.NewAuditLog(e.auditBuf)
+	m, err := tokenize.ParseMapping([]byte(byokMapping))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mapping = m
+	return e
+}
+
+// catalog opens a catalog over a (new or existing) data directory, with the
+// env's home, KMS and lease; it is closed at the end of the test.
+func (e *byokEnv) catalog(t testing.TB, dir string) (*Catalog, *store.Pebble) {
+	t.Helper()
+	st, err := store.OpenPebble(dir, store.PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCatalog(st, CatalogOptions{
+		Home: e.home,
+		KMS: func(ctx context.Context, cfg EncryptionConfig) (keys.Provider, error) {
+			o := awskms.Options{
+				KeyARN: cfg.KeyARN, Region: cfg.Region, Endpoint: e.endpoint,
+				ConfigOptions: e.srv.ConfigOptions(), Audit: e.audit,
+			}
+			if e.kmsMod != nil {
+				e.kmsMod(&o)
+			}
+			return awskms.New(ctx, o)
+		},
+		Lease:    e.lease,
+		Audit:    e.audit,
+		Instance: Options{NoSync: true},
+	})
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); st.Close() })
+	return c, st
+}
+
+// create makes org's configuration with a new KMS key (unless arn is given)
+// and a BYOK instance named name under it.
+func (e *byokEnv) create(t testing.TB, c *Catalog, org, arn, name, product string) *Instance {
+	t.Helper()
+	if _, err := c.Config(org); err != nil {
+		if err := c.CreateConfig(EncryptionConfig{Org: org, KeyARN: arn, Region: kmstest.Region}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, err := c.CreateInstance(context.Background(), name, Meta{Org: org, Site: org + ".example", Product: product, BYOK: true}, e.mapping)
+	if err != nil {
+		t.Fatalf("create BYOK instance %q: %v", name, err)
+	}
+	if man := in.Manifest(); !man.Meta.BYOK || man.KeyID != arn || man.Meta.Region != kmstest.Region {
+		t.Fatalf("manifest of %q: byok=%v key=%s region=%s", name, man.Meta.BYOK, man.KeyID, man.Meta.Region)
+	}
+	return in
+}
+
+func (e *byokEnv) auditLines(t testing.TB) []byokAuditLine {
+	t.Helper()
+	var out []byokAuditLine
+	sc := bufio.NewScanner(strings.NewReader(e.auditBuf.String()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var l byokAuditLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("audit line is not JSON: %v: %q", err, sc.Text())
+		}
+		l.raw = sc.Text()
+		out = append(out, l)
+	}
+	return out
+}
+
+// countAudit counts the audit lines with the given operation and error
+// class ("*" matches any class).
+func (e *byokEnv) countAudit(t testing.TB, op, class string) int {
+	n := 0
+	for _, l := range e.auditLines(t) {
+		if l.Operation == op && (class == "*" || l.ErrorClass == class) {
+			n++
+		}
+	}
+	return n
+}
+
+func byokAdmin(t testing.TB, e *byokEnv, what, arn string) {
+	t.Helper()
+	ctx := context.Background()
+	c := e.srv.Client()
+	id := aws.String(arn)
+	var err error
+	switch what {
+	case "disable":
+		_, err = c.DisableKey(ctx, &kms.DisableKeyInput{KeyId: id})
+	case "enable":
+		_, err = c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: id})
+	case "schedule-deletion":
+		_, err = c.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: id, PendingWindowInDays: aws.Int32(7)})
+	case "cancel-deletion":
+		_, err = c.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: id})
+	default:
+		t.Fatalf("unknown admin operation %s", what)
+	}
+	if err != nil {
+		t.Fatalf("KMS %s: %v", what, err)
+	}
+}
+
+// byokKMSDecrypt unwraps a wrapped key with the admin client, directly at
+// the server (never through the catalog's proxy).
+func byokKMSDecrypt(t testing.TB, e *byokEnv, arn string, wrapped []byte, ec keys.EncryptionContext) []byte {
+	t.Helper()
+	out, err := e.srv.Client().Decrypt(context.Background(), &kms.DecryptInput{
+		KeyId: aws.String(arn), CiphertextBlob: wrapped, EncryptionContext: ec.Map(),
+	})
+	if err != nil {
+		t.Fatalf("KMS Decrypt with the admin client: %v", err)
+	}
+	if len(out.Plaintext) != keys.RootKeySize {
+		t.Fatalf("KMS Decrypt returned %d bytes", len(out.Plaintext))
+	}
+	return out.Plaintext
+}
+
+// waitFor polls cond every step until it holds or timeout passes, and
+// returns how long it took.
+func byokWaitFor(t testing.TB, timeout, step time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(step)
+	}
+	return time.Since(start)
+}
+
+// byokRequireLocked checks that every operation on in fails with
+// ErrKeyRevoked and that the catalog reports it locked.
+func byokRequireLocked(t testing.TB, c *Catalog, in *Instance) {
+	t.Helper()
+	ctx := context.Background()
+	for _, q := range byokQueries {
+		if _, err := byokSearch(ctx, in, q.q); !errors.Is(err, ErrKeyRevoked) {
+			t.Fatalf("search %q on a locked instance: %v, want ErrKeyRevoked", q.q, err)
+		}
+	}
+	if err := in.Index(ctx, byokDoc(9_999_999)); !errors.Is(err, ErrKeyRevoked) {
+		t.Fatalf("index on a locked instance: %v, want ErrKeyRevoked", err)
+	}
+	if err := in.Delete(ctx, "K-0", "K-1"); !errors.Is(err, ErrKeyRevoked) {
+		t.Fatalf("delete on a locked instance: %v, want ErrKeyRevoked", err)
+	}
+	if _, err := in.Get(ctx, "K-0"); !errors.Is(err, ErrKeyRevoked) {
+		t.Fatalf("get on a locked instance: %v, want ErrKeyRevoked", err)
+	}
+	if _, err := in.DocCount(); !errors.Is(err, ErrKeyRevoked) {
+		t.Fatalf("doc count on a locked instance: %v, want ErrKeyRevoked", err)
+	}
+	if _, err := in.Check(ctx); !errors.Is(err, ErrKeyRevoked) {
+		t.Fatalf("check on a locked instance: %v, want ErrKeyRevoked", err)
+	}
+	if s, err := c.Status(ctx, in.Name()); err != nil || s.State != "locked" {
+		t.Fatalf("status of a locked instance: %+v, %v", s, err)
+	}
+}
+
+// byokFirstRefusal searches in until a search is refused and returns how
+// long after start that was; any other error fails t.
+func byokFirstRefusal(t testing.TB, in *Instance, start time.Time, timeout time.Duration) time.Duration {
+	t.Helper()
+	for {
+		_, err := byokSearch(context.Background(), in, byokQueries[0].q)
+		if err != nil {
+			if !errors.Is(err, ErrKeyRevoked) {
+				t.Fatalf("search while the key is being revoked: %v, want success or ErrKeyRevoked", err)
+			}
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("searches still served %v after the key was revoked", timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// byokFirstServed searches in until a search succeeds (without any Restore
+// call) and returns how long after start that was.
+func byokFirstServed(t testing.TB, in *Instance, start time.Time, timeout time.Duration) time.Duration {
+	t.Helper()
+	for {
+		_, err := byokSearch(context.Background(), in, byokQueries[0].q)
+		if err == nil {
+			return time.Since(start)
+		}
+		if !errors.Is(err, ErrKeyRevoked) {
+			t.Fatalf("search while the key comes back: %v", err)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("searches still refused %v after the key came back: %v", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ---- 1. DisableKey / EnableKey ----
+
+func TestBYOKDisableEnableKey(t *testing.T) {
+	ctx := context.Background()
+	e := newBYOKEnv(t, byokOptions{lease: time.Second})
+	arn := e.srv.CreateKey(t)
+	c, _ := e.catalog(t, t.TempDir())
+	in := e.create(t, c, "acme", arn, "acme-issues", "software")
+	const n = 400
+	byokIndex(t, in, 0, n, 100)
+	before := byokResults(t, in)
+	byokRequireModel(t, before, n)
+	count := byokDocCount(t, in)
+	if count != n {
+		t.Fatalf("doc count %d, want %d", count, n)
+	}
+	byokCheck(t, in)
+	body0, err := in.Get(ctx, "K-0")
+	if err != nil || !bytes.Equal(body0, byokDoc(0).Body) {
+		t.Fatalf("get: %v", err)
+	}
+
+	t0 := time.Now()
+	byokAdmin(t, e, "disable", arn)
+	refused := byokFirstRefusal(t, in, t0, 5*time.Second)
+	byokRequireLocked(t, c, in)
+	all := time.Since(t0)
+	t.Logf("lease 1s: DisableKey → first refused search %v; every search, write, delete, get, count and check refused %v after DisableKey", refused.Round(time.Millisecond), all.Round(time.Millisecond))
+	if all > 2*time.Second {
+		t.Errorf("with a 1 s lease, access stopped %v after DisableKey; the bound is 2 s", all)
+	}
+	// It stays locked over several retry intervals while the key is
+	// disabled: the keyring's probes keep failing.
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(150 * time.Millisecond) {
+		byokRequireLocked(t, c, in)
+	}
+	if n := e.countAudit(t, keys.OpDecrypt, "revoked"); n == 0 {
+		t.Error("no audited Decrypt with error class revoked")
+	}
+	if n := e.countAudit(t, keys.OpLeaseLock, "revoked"); n == 0 {
+		t.Error("no audited lease-lock with error class revoked")
+	}
+
+	t1 := time.Now()
+	byokAdmin(t, e, "enable", arn)
+	served := byokFirstServed(t, in, t1, 10*time.Second)
+	t.Logf("EnableKey → first served search %v (no Restore call)", served.Round(time.Millisecond))
+	byokRequireSame(t, "after EnableKey", byokResults(t, in), before)
+	if got := byokDocCount(t, in); got != count {
+		t.Fatalf("doc count after restore %d, want %d", got, count)
+	}
+	byokCheck(t, in)
+	if b, err := in.Get(ctx, "K-0"); err != nil || !bytes.Equal(b, body0) {
+		t.Fatalf("get after restore: %v", err)
+	}
+	if s, err := c.Status(ctx, in.Name()); err != nil || s.State != "ok" {
+		t.Fatalf("status after restore: %+v %v", s, err)
+	}
+	if n := e.countAudit(t, keys.OpLeaseUnlock, "*"); n == 0 {
+		t.Error("no audited lease-unlock")
+	}
+	// And it takes writes again.
+	if err := in.Index(ctx, byokDocs(n, n+10)...); err != nil {
+		t.Fatal(err)
+	}
+	byokRequireModel(t, byokResults(t, in), n+10)
+}
+
+// ---- 2. ScheduleKeyDeletion / CancelKeyDeletion ----
+
+func TestBYOKScheduleKeyDeletion(t *testing.T) {
+	ctx := context.Background()
+	e := newBYOKEnv(t, byokOptions{lease: time.Second})
+	arn := e.srv.CreateKey(t)
+	c, _ := e.catalog(t, t.TempDir())
+	in := e.create(t, c, "acme", arn, "acme-issues", "software")
+	const n = 300
+	byokIndex(t, in, 0, n, 100)
+	before := byokResults(t, in)
+	byokRequireModel(t, before, n)
+	byokCheck(t, in)
+
+	t0 := time.Now()
+	byokAdmin(t, e, "schedule-deletion", arn)
+	refused := byokFirstRefusal(t, in, t0, 5*time.Second)
+	byokRequireLocked(t, c, in)
+	t.Logf("lease 1s: ScheduleKeyDeletion → first refused search %v", refused.Round(time.Millisecond))
+	if all := time.Since(t0); all > 2*time.Second {
+		t.Errorf("with a 1 s lease, access stopped %v after ScheduleKeyDeletion; the bound is 2 s", all)
+	}
+	// An administrator's Restore cannot unlock a key pending deletion.
+	if err := c.Restore(ctx, in.Name()); !errors.Is(err, ErrKeyRevoked) {
+		t.Fatalf("Restore while the key is pending deletion: %v, want ErrKeyRevoked", err)
+	}
+	byokRequireLocked(t, c, in)
+
+	byokAdmin(t, e, "cancel-deletion", arn)
+	byokAdmin(t, e, "enable", arn)
+	if err := c.Restore(ctx, in.Name()); err != nil {
+		t.Fatalf("Restore after CancelKeyDeletion + EnableKey: %v", err)
+	}
+	// Restore unlocks at once: no polling here.
+	byokRequireSame(t, "after restore", byokResults(t, in), before)
+	if got := byokDocCount(t, in); got != n {
+		t.Fatalf("doc count after restore %d, want %d", got, n)
+	}
+	rep := byokCheck(t, in)
+	if rep.Documents != n {
+		t.Fatalf("check counted %d documents, want %d", rep.Documents, n)
+	}
+	for i := 0; i < n; i += 37 {
+		if b, err := in.Get(ctx, fmt.Sprintf("K-%d", i)); err != nil || !bytes.Equal(b, byokDoc(i).Body) {
+			t.Fatalf("get K-%d after restore: %v", i, err)
+		}
+	}
+	if s, err := c.Status(ctx, in.Name()); err != nil || s.State != "ok" {
+		t.Fatalf("status after restore: %+v %v", s, err)
+	}
+	if err := in.Index(ctx, byokDocs(n, n+10)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ---- 3. An outage is not a revocation ----
+
+func TestBYOKOutageIsNotRevocation(t *testing.T) {
+	srv := kmstest.Start(t)
+	const lease = 3 * time.Second
+	for _, mode := range []struct {
+		name string
+		fail func(*kmstest.Proxy)
+	}{
+		// Far beyond the provider's per-attempt timeout below.
+		{"timeout", func(p *kmstest.Proxy) { p.Delay(time.Minute) }},
+		{"503", (*kmstest.Proxy).Fail503},
+		{"throttle", (*kmstest.Proxy).Throttle},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			ctx := context.Background()
+			// One attempt of 250 ms per call: the SDK's jittered backoff
+			// (up to 2 s between attempts; the provider's retries are
+			// tested in keys/awskms) would otherwise leave a degraded
+			// window of a few milliseconds in a 3 s lease.
+			e := newBYOKEnv(t, byokOptions{srv: srv, lease: lease, proxy: true, kmsMod: func(o *awskms.Options) {
+				o.Timeout = 250 * time.Millisecond
+				o.MaxAttempts = 1
+			}})
+			arn := srv.CreateKey(t)
+			c, _ := e.catalog(t, t.TempDir())
+			in := e.create(t, c, "acme", arn, "acme-"+mode.name, "software")
+			const n = 200
+			byokIndex(t, in, 0, n, 100)
+			before := byokResults(t, in)
+			kr, err := c.keyringFor(ctx, in.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Start the outage just after a successful re-validation, so
+			// that the lease's deadline is known: about 3 s from now.
+			r0 := kr.Metrics().Refreshes
+			byokWaitFor(t, 5*time.Second, time.Millisecond, "a lease re-validation", func() bool { return kr.Metrics().Refreshes > r0 })
+			mode.fail(e.proxy)
+			ts := time.Now()
+			reqs0 := e.proxy.Requests()
+
+			var (
+				firstRefusal = time.Duration(-1)
+				degradedAt   = time.Duration(-1)
+				lastServed   time.Duration
+				served       int
+			)
+			for {
+				el := time.Since(ts)
+				_, err := byokSearch(ctx, in, byokQueries[0].q)
+				switch {
+				case err == nil && firstRefusal >= 0:
+					t.Fatalf("served again at %v after the lease ran out at %v, while KMS is still down", el, firstRefusal)
+				case err == nil:
+					served++
+					lastServed = el
+				case !errors.Is(err, ErrKeyRevoked):
+					t.Fatalf("search during the outage at %v: %v (want success, or ErrKeyRevoked once the lease ran out)", el, err)
+				case firstRefusal < 0:
+					firstRefusal = el
+				}
+				s, err := c.Status(ctx, in.Name())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.State == "degraded" && degradedAt < 0 && firstRefusal < 0 {
+					degradedAt = el
+					t.Logf("%v after the outage began: status %s (%s)", el.Round(time.Millisecond), s.State, s.Reason)
+				}
+				if firstRefusal >= 0 && s.State != "locked" {
+					t.Fatalf("status %+v after the lease ran out", s)
+				}
+				if firstRefusal >= 0 && el > firstRefusal+1500*time.Millisecond {
+					break // stayed locked over two retry intervals
+				}
+				if el > lease+2*time.Second {
+					t.Fatalf("still serving %v into an outage with a %v lease (fail closed)", el, lease)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Logf("%s: served %d searches, the last at %v; first refusal %v after the outage began (lease %v); KMS requests during the outage: %d",
+				mode.name, served, lastServed.Round(time.Millisecond), firstRefusal.Round(time.Millisecond), lease, e.proxy.Requests()-reqs0)
+			if firstRefusal < lease-500*time.Millisecond {
+				t.Errorf("locked %v into the outage, before the %v lease ran out", firstRefusal, lease)
+			}
+			if firstRefusal > lease+300*time.Millisecond {
+				t.Errorf("still served %v into the outage, after the %v lease ran out", firstRefusal, lease)
+			}
+			if degradedAt < 0 {
+				t.Error("Catalog.Status never said degraded before the lease ran out")
+			}
+			if e.proxy.Requests() == reqs0 {
+				t.Error("the keyring did not try KMS during the outage")
+			}
+			byokRequireLocked(t, c, in)
+			if n := e.countAudit(t, keys.OpLeaseLock, "unavailable"); n == 0 {
+				t.Error("no audited lease-lock with error class unavailable")
+			}
+			if n := e.countAudit(t, keys.OpLeaseLock, "revoked"); n != 0 {
+				t.Errorf("%d lease-lock lines say revoked: an outage is not a revocation", n)
+			}
+			if n := e.countAudit(t, keys.OpDecrypt, "unavailable"); n == 0 {
+				t.Error("no audited Decrypt with error class unavailable")
+			}
+
+			tp := time.Now()
+			e.proxy.PassThrough()
+			back := byokFirstServed(t, in, tp, 5*time.Second)
+			t.Logf("%s: PassThrough → first served search %v", mode.name, back.Round(time.Millisecond))
+			byokRequireSame(t, "after the outage", byokResults(t, in), before)
+			if got := byokDocCount(t, in); got != n {
+				t.Fatalf("doc count after the outage %d, want %d", got, n)
+			}
+			byokCheck(t, in)
+			if s, err := c.Status(ctx, in.Name()); err != nil || s.State != "ok" {
+				t.Fatalf("status after the outage: %+v %v", s, err)
+			}
+		})
+	}
+}
+
+// ---- 4. Revoking one configuration locks its instances only ----
+
+func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
+	ctx := context.Background()
+	e := newBYOKEnv(t, byokOptions{lease: time.Second})
+	arnA, arnB := e.srv.CreateKey(t), e.srv.CreateKey(t)
+	c, _ := e.catalog(t, t.TempDir())
+	a1 := e.create(t, c, "org-a", arnA, "a-issues", "software")
+	a2 := e.create(t, c, "org-a", arnA, "a-wiki", "wiki")
+	b1 := e.create(t, c, "org-b", arnB, "b-issues", "software")
+	const n = 150
+	before := map[*Instance][][]byokHit{}
+	for _, in := range []*Instance{a1, a2, b1} {
+		byokIndex(t, in, 0, n, 75)
+		before[in] = byokResults(t, in)
+	}
+
+	t0 := time.Now()
+	byokAdmin(t, e, "disable", arnA)
+	var lockedAt [2]time.Duration
+	bServed := 0
+	for {
+		el := time.Since(t0)
+		for i, in := range []*Instance{a1, a2} {
+			_, err := byokSearch(ctx, in, byokQueries[0].q)
+			switch {
+			case err == nil && lockedAt[i] > 0:
+				t.Fatalf("%s served again while org A's key is disabled", in.Name())
+			case err != nil && !errors.Is(err, ErrKeyRevoked):
+				t.Fatalf("%s: %v", in.Name(), err)
+			case err != nil && lockedAt[i] == 0:
+				lockedAt[i] = el
+			}
+		}
+		if _, err := byokSearch(ctx, b1, byokQueries[0].q); err != nil {
+			t.Fatalf("org B's instance refused a search %v after org A's key was disabled: %v", el, err)
+		}
+		bServed++
+		if lockedAt[0] > 0 && lockedAt[1] > 0 && el > max(lockedAt[0], lockedAt[1])+1500*time.Millisecond {
+			break // org B kept serving over more than a whole lease after A locked
+		}
+		if el > 5*time.Second {
+			t.Fatalf("org A's instances still served 5 s after DisableKey (locked at %v)", lockedAt)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("DisableKey(A) → %s refused at %v, %s at %v; %s served all %d searches meanwhile",
+		a1.Name(), lockedAt[0].Round(time.Millisecond), a2.Name(), lockedAt[1].Round(time.Millisecond), b1.Name(), bServed)
+	for i, d := range lockedAt {
+		if d > 2*time.Second {
+			t.Errorf("instance %d of org A locked %v after DisableKey; the bound is 2 s", i, d)
+		}
+	}
+	byokRequireLocked(t, c, a1)
+	byokRequireLocked(t, c, a2)
+	// Org B: everything works, writes included, and its status is ok.
+	byokRequireSame(t, "org B during org A's revocation", byokResults(t, b1), before[b1])
+	if err := b1.Index(ctx, byokDocs(n, n+5)...); err != nil {
+		t.Fatalf("org B write during org A's revocation: %v", err)
+	}
+	byokCheck(t, b1)
+	if s, err := c.Status(ctx, b1.Name()); err != nil || s.State != "ok" {
+		t.Fatalf("org B status during org A's revocation: %+v %v", s, err)
+	}
+	// Opening org B's instance afresh still works (its keyring is its own).
+	if got, err := c.Instance(ctx, b1.Name()); err != nil || got != b1 {
+		t.Fatalf("org B instance: %v", err)
+	}
+
+	byokAdmin(t, e, "enable", arnA)
+	for _, in := range []*Instance{a1, a2} {
+		byokFirstServed(t, in, time.Now(), 10*time.Second)
+		byokRequireSame(t, in.Name()+" after EnableKey", byokResults(t, in), before[in])
+		byokCheck(t, in)
+	}
+}
+
+// ---- 5. Rotate, then re-encrypt online, interrupted and resumed ----
+
+func TestBYOKRotateReencryptOnline(t *testing.T) {
+	ctx := context.Background()
+	e := newBYOKEnv(t, byokOptions{lease: time.Second})
+	arn := e.srv.CreateKey(t)
+	dir := t.TempDir()
+	c, st := e.catalog(t, dir)
+	in := e.create(t, c, "acme", arn, "acme-issues", "software")
+	const (
+		n0      = 1500 // written before the rotation, under generation 1
+		batch   = 10   // the concurrent writer's batch size
+		batches = 80   // the most batches the writer writes
+	)
+
+	// The model of what is written: documents [0, n0+b*batch) after b
+	// writer batches. The ids each query must return follow from the
+	// model directly (byokModel); the ranking and BM25 scores come from a
+	// reference instance (local provider, one generation, no concurrency)
+	// that is given the very same batches.
+	ref := byokReference(t, e.mapping, n0, batch, batches)
+	byokIndex(t, in, 0, n0, 500)
+	byokRequireModel(t, byokResults(t, in), n0)
+	for qi, hits := range byokResults(t, in) {
+		if !byokSameHits(hits, ref[0][qi], 1e-12) {
+			t.Fatalf("query %q: the BYOK instance and the reference disagree before anything runs", byokQueries[qi].q)
+		}
+	}
+	man1 := in.Manifest()
+	if len(man1.Generations) != 1 {
+		t.Fatalf("generations %+v", man1.Generations)
+	}
+	oldGen := man1.Generations[0]
+
+	gen, err := in.Rotate(ctx)
+	if err != nil || gen != oldGen.Gen+1 {
+		t.Fatalf("rotate: gen %d, %v", gen, err)
+	}
+	byokRequireSame(t, "after rotate", byokResults(t, in), ref[0])
+	recPrefix := append([]byte{nsRecord}, in.Manifest().Prefix...)
+	countGens := func() map[uint32]int {
+		out := map[uint32]int{}
+		err := st.Iterate(recPrefix, func(_, v []byte) error {
+			g, err := seal.SealedGeneration(v)
+			if err != nil {
+				return err
+			}
+			out[g]++
+			return nil
+		})
+		if err != nil {
+			t.Errorf("scan: %v", err)
+		}
+		return out
+	}
+	if g := countGens(); g[oldGen.Gen] == 0 {
+		t.Fatalf("no record under generation %d before re-encryption: %v", oldGen.Gen, g)
+	}
+
+	var (
+		committed atomic.Int64 // writer batches committed
+		stop      atomic.Bool  // the re-encryption is over: the writer may stop
+		reencOn   atomic.Bool
+		wg        sync.WaitGroup
+		failMu    sync.Mutex
+		failures  []string
+	)
+	fail := func(format string, args ...any) {
+		failMu.Lock()
+		defer failMu.Unlock()
+		if len(failures) < 20 {
+			failures = append(failures, fmt.Sprintf(format, args...))
+		}
+	}
+	var writesDuring, searchesDuring, searches, getsChecked atomic.Int64
+	writerDone := make(chan struct{})
+	wg.Add(2)
+	go func() { // the writer
+		defer wg.Done()
+		defer close(writerDone)
+		after := 0
+		for b := 0; b < batches; b++ {
+			during := reencOn.Load()
+			from := n0 + b*batch
+			if err := in.Index(ctx, byokDocs(from, from+batch)...); err != nil {
+				fail("writer batch %d: %v", b, err)
+				return
+			}
+			committed.Store(int64(b + 1))
+			if during && reencOn.Load() {
+				writesDuring.Add(1)
+			}
+			if stop.Load() {
+				if after++; after >= 5 {
+					return
+				}
+			}
+			time.Sleep(3 * time.Millisecond)
+		}
+	}()
+	go func() { // the searcher
+		defer wg.Done()
+		for k := 0; ; k++ {
+			select {
+			case <-writerDone:
+				return
+			default:
+			}
+			qi := k % len(byokQueries)
+			during := reencOn.Load()
+			lo := int(committed.Load())
+			hits, err := byokSearch(ctx, in, byokQueries[qi].q)
+			hi := int(committed.Load())
+			if err != nil {
+				fail("search %q: %v", byokQueries[qi].q, err)
+				continue
+			}
+			searches.Add(1)
+			if during && reencOn.Load() {
+				searchesDuring.Add(1)
+			}
+			// A batch may be visible before Index returns, so the state
+			// searched is that after some b in [lo, hi+1] batches.
+			ok := false
+			for b := lo; b <= min(hi+1, batches) && !ok; b++ {
+				ok = byokSameHits(hits, ref[b][qi], 1e-12)
+			}
+			if !ok {
+				fail("search %q returned %d hits matching no state between %d and %d writer batches (model: %d..%d hits)",
+					byokQueries[qi].q, len(hits), lo, hi+1, len(ref[lo][qi]), len(ref[min(hi+1, batches)][qi]))
+			}
+			// And a stored document read back agrees with the model.
+			if n := n0 + lo*batch; n > 0 {
+				i := (k * 7919) % n
+				if b, err := in.Get(ctx, fmt.Sprintf("K-%d", i)); err != nil || !bytes.Equal(b, byokDoc(i).Body) {
+					fail("get K-%d: %v (body equal: %v)", i, err, bytes.Equal(b, byokDoc(i).Body))
+				}
+				getsChecked.Add(1)
+			}
+		}
+	}()
+
+	// Re-encrypt, interrupted once after its first batch, then resumed.
+	time.Sleep(20 * time.Millisecond) // let the writer and the searcher start
+	reencOn.Store(true)
+	runCtx, cancel := context.WithCancel(ctx)
+	var first, firstTotal ReencryptProgress
+	err = in.Reencrypt(runCtx, func(p ReencryptProgress) {
+		if firstTotal.Total == 0 {
+			firstTotal = p
+		}
+		if p.Done > 0 && first.Done == 0 {
+			first = p
+			cancel()
+		}
+	})
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted re-encryption: %v, want context.Canceled", err)
+	}
+	if first.Done == 0 || first.Done >= first.Total {
+		t.Fatalf("interrupted after progress %+v: want a partial run", first)
+	}
+	mid := in.Manifest()
+	if len(mid.Generations) != 2 {
+		t.Fatalf("after the interruption the manifest has generations %+v, want both", mid.Generations)
+	}
+	gMid := countGens()
+	if gMid[oldGen.Gen] == 0 || gMid[gen] == 0 {
+		t.Fatalf("after the interruption, records by generation: %v; want some under each", gMid)
+	}
+	t.Logf("interrupted re-encryption after %d of %d records; records by generation: %v", first.Done, first.Total, gMid)
+	time.Sleep(30 * time.Millisecond) // writes and searches run between the two runs
+	var last, resumed ReencryptProgress
+	if err := in.Reencrypt(ctx, func(p ReencryptProgress) {
+		if resumed.Total == 0 && p.Done == 0 {
+			resumed = p
+		}
+		last = p
+	}); err != nil {
+		t.Fatalf("resumed re-encryption: %v", err)
+	}
+	reencOn.Store(false)
+	stop.Store(true)
+	if resumed.Total >= firstTotal.Total {
+		t.Errorf("the resumed run had %d records left, the first run %d: it did not continue where it stopped", resumed.Total, firstTotal.Total)
+	}
+	if last.Done < last.Total {
+		t.Errorf("resumed run progress %+v", last)
+	}
+	wg.Wait()
+	t.Logf("resumed: %d records left, %d rewritten; writer batches %d (%d during re-encryption); searches %d (%d during re-encryption), stored documents checked %d",
+		resumed.Total, last.Done, committed.Load(), writesDuring.Load(), searches.Load(), searchesDuring.Load(), getsChecked.Load())
+	for _, f := range failures {
+		t.Error(f)
+	}
+	if writesDuring.Load() == 0 || searchesDuring.Load() == 0 {
+		t.Errorf("no concurrency to speak of: %d writes and %d searches during re-encryption", writesDuring.Load(), searchesDuring.Load())
+	}
+
+	// Nothing is left under the old generation, and its wrapped key is gone.
+	man := in.Manifest()
+	if len(man.Generations) != 1 || man.Generations[0].Gen != gen || man.Current != gen {
+		t.Fatalf("generations after re-encryption: %+v current %d, want only %d", man.Generations, man.Current, gen)
+	}
+	if g := countGens(); g[oldGen.Gen] != 0 {
+		t.Fatalf("records by generation after re-encryption: %v; %d still under generation %d", g, g[oldGen.Gen], oldGen.Gen)
+	}
+	raw, err := st.Get(manifestKey(in.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(base64.StdEncoding.EncodeToString(oldGen.Wrapped))) || bytes.Contains(raw, oldGen.Wrapped) {
+		t.Fatal("the stored manifest still holds the old generation's wrapped key")
+	}
+	final := int(committed.Load())
+	byokCheck(t, in)
+	res := byokResults(t, in)
+	byokRequireModel(t, res, n0+final*batch)
+	byokRequireSame(t, "after re-encryption", res, ref[final])
+
+	// And from a fresh open: one generation, one lease, the same results.
+	c.Close()
+	st.Close()
+	c2, _ := e.catalog(t, dir)
+	in2, err := c2.Instance(ctx, in.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := in2.Manifest(); len(m.Generations) != 1 || m.Generations[0].Gen != gen {
+		t.Fatalf("reopened generations %+v", m.Generations)
+	}
+	byokRequireSame(t, "after reopening", byokResults(t, in2), ref[final])
+	byokCheck(t, in2)
+}
+
+// byokReference builds the reference instance of the re-encryption test
+// (local provider, never rotated) and returns, for b = 0..batches, the
+// results of every fixed query after n0 documents and b writer batches.
+func byokReference(t testing.TB, m *tokenize.Mapping, n0, batch, batches int) [][][]byokHit {
+	t.Helper()
+	st, err := store.OpenPebble(t.TempDir(), store.PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := keys.NewLocalProvider(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keys.NewKeyring(p, keys.KeyringOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := Create(context.Background(), st, "reference", m, Meta{}, Options{Keyring: kr, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ref.Close(); kr.Close(); st.Close() })
+	byokIndex(t, ref, 0, n0, 500)
+	out := make([][][]byokHit, 0, batches+1)
+	for b := 0; ; b++ {
+		res := byokResults(t, ref)
+		byokRequireModel(t, res, n0+b*batch)
+		out = append(out, res)
+		if b == batches {
+			return out
+		}
+		byokIndex(t, ref, n0+b*batch, n0+(b+1)*batch, batch)
+	}
+}
+
+// ---- 6. The audit log, and how few KMS calls the engine makes ----
+
+func TestBYOKAuditAndCallVolume(t *testing.T) {
+	ctx := context.Background()
+	e := newBYOKEnv(t, byokOptions{lease: time.Second, proxy: true})
+	arn := e.srv.CreateKey(t)
+	c, st := e.catalog(t, t.TempDir())
+	const name = "acme-issues"
+	in := e.create(t, c, "acme", arn, name, "software")
+	kr, err := c.keyringFor(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const docs, batch, nsearch = 10_000, 500, 1000
+	r0, p0 := e.proxy.Requests(), kr.Metrics().ProviderCalls
+	start := time.Now()
+	byokIndex(t, in, 0, docs, batch)
+	indexing := time.Since(start)
+	for k := 0; k < nsearch; k++ {
+		// The first page, as a product would ask for it.
+		qi := k % len(byokQueries)
+		res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery(byokQueries[qi].q)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := len(byokModel(qi, docs)); res.Total != uint64(want) || len(res.Hits) != min(10, want) {
+			t.Fatalf("query %q: total %d, %d hits; the model says %d", byokQueries[qi].q, res.Total, len(res.Hits), want)
+		}
+	}
+	elapsed := time.Since(start)
+	calls := e.proxy.Requests() - r0
+	revalidations := kr.Metrics().ProviderCalls - p0
+	// The keyring re-validates the lease at 60–75% of it: at most one call
+	// per 0.6 s with a 1 s lease, whatever the work (documents, batches,
+	// searches). Two more: the call in flight when the clock was read, and
+	// one spare (e.g. an attachment-metadata key wrapped by KMS).
+	bound := int64(elapsed/(600*time.Millisecond)) + 2
+	t.Logf("indexing %d documents (batches of %d) took %v (%.0f docs/s), %d searches %v; KMS calls meanwhile: %d (keyring re-validations %d; bound for a 1 s lease over %v: %d)",
+		docs, batch, indexing.Round(time.Millisecond), docs/indexing.Seconds(), nsearch, (elapsed - indexing).Round(time.Millisecond),
+		calls, revalidations, elapsed.Round(time.Millisecond), bound)
+	if calls > bound {
+		t.Errorf("%d KMS calls while indexing %d documents and running %d searches in %v; a 1 s lease allows %d", calls, docs, nsearch, elapsed, bound)
+	}
+	byokRequireModel(t, byokResults(t, in), docs)
+
+	// Quiesce: after Close no call is in flight and every call is logged.
+	c.Close()
+	lines := e.auditLines(t)
+	kmsLines := 0
+	byOp := map[string]int{}
+	for _, l := range lines {
+		byOp[l.Operation+" generation "+l.EncryptionContext["blindex:generation"]]++
+		if _, err := time.Parse(time.RFC3339Nano, l.Time); err != nil || l.LatencyMS == nil || (l.Outcome != "ok" && l.Outcome != "error") {
+			t.Errorf("malformed audit line %s", l.raw)
+		}
+		switch {
+		case byokIsKMSCall(l.Operation):
+			kmsLines++
+			ec := l.EncryptionContext
+			if l.KeyID != arn || l.Org != "acme" || l.Instance != name || ec["blindex:org"] != "acme" || ec["blindex:instance"] != name || ec["blindex:generation"] == "" {
+				t.Errorf("audit line does not name the key, organisation and instance: %s", l.raw)
+			}
+			if l.Outcome != "ok" {
+				t.Errorf("failed KMS call with KMS up: %s", l.raw)
+			}
+		case l.Operation == keys.OpLeaseLock || l.Operation == keys.OpLeaseUnlock:
+		default:
+			t.Errorf("unknown audit operation: %s", l.raw)
+		}
+	}
+	if int64(kmsLines) != e.proxy.Requests() {
+		t.Errorf("%d audit lines for KMS calls, but KMS received %d requests", kmsLines, e.proxy.Requests())
+	}
+	t.Logf("audit: %d lines, %d of them KMS calls; KMS received %d requests in all; by operation: %v", len(lines), kmsLines, e.proxy.Requests(), byOp)
+
+	// No line holds key material: every root key the instance has (as KMS
+	// returns it, and as the engine derives it with the instance secret),
+	// the attachment-metadata key, and the wrapped forms too.
+	man, err := ReadManifest(st, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := c.secrets.Get(secretID(name, man.Prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forbidden [][]byte
+	for _, g := range man.Generations {
+		plain := byokKMSDecrypt(t, e, arn, g.Wrapped, keys.EncryptionContext{Org: "acme", Instance: name, Generation: g.Gen})
+		root, err := instanceRoot(plain, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forbidden = append(forbidden, plain, root, g.Wrapped)
+	}
+	if man.Attach != nil {
+		forbidden = append(forbidden, man.Attach.Wrapped)
+		if man.Attach.KeyID == arn {
+			forbidden = append(forbidden, byokKMSDecrypt(t, e, arn, man.Attach.Wrapped, attachContext(name, "acme")))
+		}
+	}
+	forbidden = append(forbidden, secret)
+	if planted := hex.EncodeToString(forbidden[0]); !byokLeaks(`{"x":"`+planted+`"}`, forbidden) {
+		t.Fatal("the key-material check does not see a planted key")
+	}
+	for _, l := range lines {
+		if byokLeaks(l.raw, forbidden) {
+			t.Errorf("audit line holds key material: %s", l.raw)
+		}
+	}
+}
+
+// byokLeaks reports whether s holds any of the secrets, raw or in a common
+// encoding (hex, base64), or the first half of one in hex.
+func byokLeaks(s string, secrets [][]byte) bool {
+	for _, k := range secrets {
+		for _, enc := range []string{
+			string(k), hex.EncodeToString(k), strings.ToUpper(hex.EncodeToString(k)), hex.EncodeToString(k[:len(k)/2]),
+			base64.StdEncoding.EncodeToString(k), base64.RawStdEncoding.EncodeToString(k),
+			base64.URLEncoding.EncodeToString(k), base64.RawURLEncoding.EncodeToString(k),
+		} {
+			if strings.Contains(s, enc) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ---- 7. A batch in flight during a revocation commits whole or not at all ----
+
+func TestBYOKInFlightWriteDuringRevoke(t *testing.T) {
+	ctx := context.Background()
+	e := newBYOKEnv(t, byokOptions{lease: time.Second})
+	arn := e.srv.CreateKey(t)
+	c, _ := e.catalog(t, t.TempDir())
+	in := e.create(t, c, "acme", arn, "acme-issues", "software")
+	byokIndex(t, in, 0, 100, 100)
+	const size = 1000
+	var committed, aborted int
+	for r, delay := range []time.Duration{0, time.Millisecond, 3 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond,
+		50 * time.Millisecond, 80 * time.Millisecond, 120 * time.Millisecond, 180 * time.Millisecond, 250 * time.Millisecond, 400 * time.Millisecond} {
+		from := 100_000 * (r + 1)
+		batch := byokDocs(from, from+size)
+		before := byokDocCount(t, in)
+		done := make(chan error, 1)
+		go func() { done <- in.Index(ctx, batch...) }()
+		time.Sleep(delay)
+		if err := c.RevokeNow(ctx, in.Name()); err != nil {
+			t.Fatal(err)
+		}
+		err := <-done
+		if err != nil && !errors.Is(err, ErrKeyRevoked) {
+			t.Fatalf("round %d: the batch failed with %v, want nil or ErrKeyRevoked", r, err)
+		}
+		if err := c.Restore(ctx, in.Name()); err != nil {
+			t.Fatalf("round %d: restore: %v", r, err)
+		}
+		present := 0
+		for _, d := range batch {
+			b, gerr := in.Get(ctx, d.ID)
+			switch {
+			case gerr == nil && bytes.Equal(b, d.Body):
+				present++
+			case gerr == nil:
+				t.Fatalf("round %d: %s has another body", r, d.ID)
+			case !errors.Is(gerr, ErrNotFound):
+				t.Fatalf("round %d: get %s: %v", r, d.ID, gerr)
+			}
+		}
+		after := byokDocCount(t, in)
+		switch {
+		case present != 0 && present != size:
+			t.Fatalf("round %d (revoke after %v): %d of the batch's %d documents are there", r, delay, present, size)
+		case err == nil && present != size:
+			t.Fatalf("round %d (revoke after %v): the batch was acknowledged but %d of %d documents are there", r, delay, present, size)
+		case err != nil && present != 0:
+			t.Fatalf("round %d (revoke after %v): the batch failed (%v) but its documents are there", r, delay, err)
+		case after-before != uint64(present):
+			t.Fatalf("round %d: doc count went from %d to %d with %d documents added", r, before, after, present)
+		}
+		if hits, serr := byokSearch(ctx, in, fmt.Sprintf("key:K-%d", from+size/2)); serr != nil || len(hits) != present/size {
+			t.Fatalf("round %d: search for a document of the batch: %d hits, %v", r, len(hits), serr)
+		}
+		byokCheck(t, in)
+		if err == nil {
+			committed++
+		} else {
+			aborted++
+		}
+		t.Logf("round %d: RevokeNow %v after the batch started: %s", r, delay, map[bool]string{true: "committed whole", false: "refused, nothing written"}[err == nil])
+	}
+	t.Logf("%d batches committed whole, %d refused with nothing written", committed, aborted)
+	if aborted == 0 {
+		t.Error("no batch was caught by the revocation: the test did not test anything")
+	}
+}
+
+// ---- 8. Crypto-shredding with BYOK ----
+
+func TestBYOKCryptoShred(t *testing.T) {
+	ctx := context.Background()
+	e := newBYOKEnv(t, byokOptions{lease: time.Second})
+	arn := e.srv.CreateKey(t)
+	dir := t.TempDir()
+	c, st := e.catalog(t, dir)
+	const name = "acme-issues"
+	in := e.create(t, c, "acme", arn, name, "software")
+	byokIndex(t, in, 0, 200, 100)
+	before := byokResults(t, in)
+	man := in.Manifest()
+	recPrefix := append([]byte{nsRecord}, man.Prefix...)
+	ec := keys.EncryptionContext{Org: "acme", Instance: name, Generation: man.Generations[0].Gen}
+
+	// Control: the records open with the KMS key together with the
+	// instance secret (the method used on the backup below works).
+	plain := byokKMSDecrypt(t, e, arn, man.Generations[0].Wrapped, ec)
+	secret, err := c.secrets.Get(secretID(name, man.Prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := instanceRoot(plain, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openable := func(st store.Store, root []byte) (records, opened int) {
+		k, err := seal.Derive(root, ec.Generation)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.Zero()
+		err = st.Iterate(recPrefix, func(key, v []byte) error {
+			records++
+			if _, err := k.Open(key, v); err == nil {
+				opened++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return records, opened
+	}
+	if recs, opened := openable(st, root); recs == 0 || opened == 0 {
+		t.Fatalf("control: %d of %d records open with the KMS key and the secret", opened, recs)
+	}
+
+	// A backup: a full copy of the data directory.
+	c.Close()
+	st.Close()
+	backup := t.TempDir()
+	byokCopyDir(t, dir, backup)
+
+	c, st = e.catalog(t, dir)
+	in, err = c.Instance(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byokRequireSame(t, "reopened", byokResults(t, in), before)
+	if err := c.Delete(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Instance(ctx, name); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted instance opens: %v", err)
+	}
+	if _, err := c.Manifest(name); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted instance's manifest: %v", err)
+	}
+	if recs, _ := openable(st, root); recs != 0 {
+		t.Fatalf("%d records left after the delete", recs)
+	}
+	c.Close()
+	st.Close()
+
+	// The backup still holds the manifest and every record; KMS still
+	// decrypts the wrapped key; the instance cannot be opened.
+	cb, stb := e.catalog(t, backup)
+	bman, err := cb.Manifest(name)
+	if err != nil || len(bman.Generations) == 0 {
+		t.Fatalf("the backup's manifest: %v", err)
+	}
+	bplain := byokKMSDecrypt(t, e, arn, bman.Generations[0].Wrapped, ec)
+	if !bytes.Equal(bplain, plain) {
+		t.Fatal("KMS returned another key for the backup's wrapped key")
+	}
+	if _, err := cb.Instance(ctx, name); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("opening the instance from a backup taken before the delete: %v, want ErrNotFound (its secret is destroyed)", err)
+	}
+	// Not even the KMS key alone opens any of its records.
+	recs, opened := openable(stb, bplain)
+	if recs == 0 || opened != 0 {
+		t.Fatalf("backup: %d of %d records open with the KMS key alone", opened, recs)
+	}
+	t.Logf("backup after the delete: %d records, KMS still unwraps the root key, 0 records open with it", recs)
+}
+
+func byokCopyDir(t testing.TB, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if fi.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

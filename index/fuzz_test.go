@@ -1,0 +1,295 @@
+package index
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/search/query"
+	bindex "github.com/blevesearch/bleve_index_api"
+)
+
+// The fuzzers run their seed corpus as ordinary tests; run one for real
+// with e.g. `go test ./index/ -run XXX -fuzz FuzzDecodePosting -fuzztime 1m`.
+
+// randomPosting builds a valid posting list from a seed.
+func randomPosting(seed uint64, field string) *postingList {
+	r := mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	n := r.IntN(40)
+	p := &postingList{}
+	vectors := r.IntN(2) == 0
+	if vectors {
+		p.locOff = []uint32{0}
+	}
+	doc := uint64(r.IntN(3))
+	others := []string{field, "_all", "comments.body", "x"}
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			doc += 1 + uint64(r.IntN(1000))
+			if r.IntN(10) == 0 {
+				doc += 1 << uint(r.IntN(40))
+			}
+		}
+		p.docs = append(p.docs, doc)
+		p.freqs = append(p.freqs, uint32(1+r.IntN(5)))
+		p.lens = append(p.lens, uint32(1+r.IntN(500)))
+		if vectors {
+			for j := 0; j < int(p.freqs[i]); j++ {
+				l := bindex.TermFieldVector{Field: others[r.IntN(len(others))], Pos: uint64(1 + r.IntN(100)), Start: uint64(r.IntN(1000))}
+				l.End = l.Start + uint64(1+r.IntN(20))
+				for k := r.IntN(3); k > 0; k-- {
+					l.ArrayPositions = append(l.ArrayPositions, uint64(r.IntN(5)))
+				}
+				p.locs = append(p.locs, l)
+			}
+			p.locOff = append(p.locOff, uint32(len(p.locs)))
+		}
+	}
+	return p
+}
+
+func FuzzDecodePosting(f *testing.F) {
+	for seed := uint64(0); seed < 6; seed++ {
+		p := randomPosting(seed, "summary")
+		f.Add(encodePosting("summary", []byte("crash"), p), "summary", []byte("crash"), seed)
+	}
+	f.Add(encodePosting("summary", []byte("crash"), katPosting()), "summary", []byte("crash"), uint64(99))
+	f.Add([]byte{}, "", []byte{}, uint64(0))
+	f.Add([]byte{kindPosting, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f}, "", []byte{}, uint64(1))
+	f.Add([]byte{kindPosting, 0, 0, 3, 2, 0, 1, 1, 0, 1, 1}, "", []byte{}, uint64(2))
+	f.Fuzz(func(t *testing.T, data []byte, field string, term []byte, seed uint64) {
+		// Arbitrary bytes: no panic; what decodes re-encodes to a block
+		// that decodes to the same list.
+		if p, err := decodePosting(data, field, term); err == nil {
+			for i := 1; i < len(p.docs); i++ {
+				if p.docs[i] <= p.docs[i-1] {
+					t.Fatalf("decoded documents out of order: %v", p.docs)
+				}
+			}
+			if len(p.freqs) != len(p.docs) || len(p.lens) != len(p.docs) || (p.locOff != nil && len(p.locOff) != len(p.docs)+1) {
+				t.Fatalf("decoded list has inconsistent lengths")
+			}
+			again, err := decodePosting(encodePosting(field, term, p), field, term)
+			if err != nil || !reflect.DeepEqual(again, p) {
+				t.Fatalf("re-encoded block decodes to %+v, %v; want %+v", again, err, p)
+			}
+		}
+		// A valid generated list round-trips exactly.
+		p := randomPosting(seed, field)
+		got, err := decodePosting(encodePosting(field, term, p), field, term)
+		if err != nil {
+			t.Fatalf("round trip: %v", err)
+		}
+		if len(p.docs) == 0 && got.locOff != nil && p.locOff != nil {
+			// fine: both have vectors and no postings
+		}
+		if !reflect.DeepEqual(got, p) {
+			t.Fatalf("round trip: got %+v, want %+v", got, p)
+		}
+	})
+}
+
+func randomLog(seed uint64) *logEntry {
+	r := mrand.New(mrand.NewPCG(seed, 7))
+	l := &logEntry{seq: uint64(r.IntN(1000)), nextDoc: uint64(r.IntN(1 << 20))}
+	for i := r.IntN(5); i > 0; i-- {
+		l.added = append(l.added, docAdd{num: uint64(r.IntN(1 << 20)), id: fmt.Sprintf("ID-%d", r.IntN(1000)), gen: uint32(1 + r.IntN(3))})
+	}
+	for i := r.IntN(5); i > 0; i-- {
+		l.deleted = append(l.deleted, uint64(r.IntN(1<<20)))
+	}
+	for i := r.IntN(5); i > 0; i-- {
+		tu := termUpdate{field: []string{"summary", "_all", "votes"}[r.IntN(3)], term: fmt.Sprintf("t%d", r.IntN(100)), df: uint64(r.IntN(10000))}
+		for j := r.IntN(4); j > 0; j-- {
+			tu.blocks = append(tu.blocks, blockRef{gen: uint32(1 + r.IntN(3)), count: uint32(r.IntN(5000))})
+		}
+		l.terms = append(l.terms, tu)
+	}
+	return l
+}
+
+// normLog makes empty slices nil so that DeepEqual compares content.
+func normLog(l *logEntry) *logEntry {
+	c := *l
+	if len(c.added) == 0 {
+		c.added = nil
+	}
+	if len(c.deleted) == 0 {
+		c.deleted = nil
+	}
+	if len(c.terms) == 0 {
+		c.terms = nil
+	}
+	c.terms = append([]termUpdate(nil), c.terms...)
+	for i := range c.terms {
+		if len(c.terms[i].blocks) == 0 {
+			c.terms[i].blocks = nil
+		}
+	}
+	return &c
+}
+
+func FuzzDecodeLog(f *testing.F) {
+	for seed := uint64(0); seed < 6; seed++ {
+		l := randomLog(seed)
+		f.Add(encodeLog(l), l.seq, seed)
+	}
+	f.Add([]byte{}, uint64(0), uint64(0))
+	f.Add([]byte{kindLog, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}, uint64(0), uint64(1))
+	f.Fuzz(func(t *testing.T, data []byte, seq, seed uint64) {
+		if l, err := decodeLog(data, seq); err == nil {
+			if l.seq != seq {
+				t.Fatalf("decoded a log entry for sequence %d as %d", l.seq, seq)
+			}
+			again, err := decodeLog(encodeLog(l), seq)
+			if err != nil || !reflect.DeepEqual(normLog(again), normLog(l)) {
+				t.Fatalf("re-encoded log entry: %+v, %v; want %+v", again, err, l)
+			}
+		}
+		l := randomLog(seed)
+		got, err := decodeLog(encodeLog(l), l.seq)
+		if err != nil || !reflect.DeepEqual(normLog(got), normLog(l)) {
+			t.Fatalf("round trip: %+v, %v; want %+v", got, err, l)
+		}
+	})
+}
+
+// maxFuzzDocNum bounds the document numbers FuzzDecodeSnapshot lets through
+// to the state: the state is dense by document number (an authenticated
+// snapshot's numbers are the engine's own), so a forged number of 2^50
+// would only measure how much memory the machine has.
+const maxFuzzDocNum = 1 << 20
+
+func FuzzDecodeSnapshot(f *testing.F) {
+	st := newState()
+	st.apply(&logEntry{
+		added:   []docAdd{{num: 0, id: "A-1", gen: 1}, {num: 1, id: "A-2", gen: 1}, {num: 5, id: "A-3", gen: 2}},
+		terms:   []termUpdate{{field: "summary", term: "crash", blocks: []blockRef{{gen: 1, count: 3}}, df: 3}, {field: "_all", term: "crash", blocks: []blockRef{{gen: 1, count: 4096}, {gen: 2, count: 1}}, df: 4097}},
+		nextDoc: 6,
+	})
+	st.apply(&logEntry{deleted: []uint64{1}, nextDoc: 6})
+	f.Add(st.encodeSnapshot())
+	f.Add(newState().encodeSnapshot())
+	f.Add([]byte{})
+	f.Add([]byte{0x80, 0x80, 0x10, 1, 0xff, 0xff, 0x3f, 0, 0, 0, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := dec{b: data}
+		if d.uvarint() > maxFuzzDocNum {
+			t.Skip("document number space beyond the fuzz bound")
+		}
+		s, err := decodeSnapshot(data)
+		if err != nil {
+			return
+		}
+		if uint64(len(s.ids)) > s.liveCount {
+			t.Fatalf("decoded %d ids but %d live documents", len(s.ids), s.liveCount)
+		}
+		for id, n := range s.ids {
+			if n >= s.nextDoc || !s.isLive(n) || s.extIDs[n] != id {
+				t.Fatalf("decoded id %q → %d is inconsistent (nextDoc %d)", id, n, s.nextDoc)
+			}
+		}
+		again, err := decodeSnapshot(s.encodeSnapshot())
+		if err != nil {
+			t.Fatalf("a decoded snapshot does not re-encode: %v", err)
+		}
+		if !sameState(again, s) {
+			t.Fatalf("re-encoded snapshot differs")
+		}
+	})
+}
+
+// fuzzQueryIndex is one small instance shared by FuzzQuery's iterations.
+var fuzzQueryIndex struct {
+	once sync.Once
+	in   *Instance
+	err  error
+}
+
+func fuzzInstance(f *testing.F) *Instance {
+	fuzzQueryIndex.once.Do(func() {
+		// The instance outlives this f (the fuzz engine calls the
+		// function once per worker process), so it is not cleaned up.
+		e := newEnv(f)
+		in, err := Create(context.Background(), e.st, "fuzz", mustMapping(f, diffMapping), Meta{}, e.opts)
+		if err != nil {
+			fuzzQueryIndex.err = err
+			return
+		}
+		g := newDiffGen(1)
+		docs := g.stableDocs(40)
+		ops := make([]Op, len(docs))
+		for i, d := range docs {
+			ops[i] = Op{ID: d.id, Body: d.body}
+		}
+		fuzzQueryIndex.err = in.Apply(context.Background(), ops)
+		fuzzQueryIndex.in = in
+	})
+	if fuzzQueryIndex.err != nil {
+		f.Fatal(fuzzQueryIndex.err)
+	}
+	return fuzzQueryIndex.in
+}
+
+var fuzzQuerySeeds = []string{
+	"connection", "title:timeout", `"connection reset"`, `title:"connection to server"`,
+	"+project:HDFS -status:Open", "memory^3 disk", "repl*", "*ager", "a?c", "/rep.*/",
+	"timout~1", "conection~2", "votes:>10", "votes:<=3", `created:>"2016-01-01T00:00:00Z"`,
+	"7", "_all:memory", "-project:HDFS", "", "*", "?", "~", "^", ":", `"`, "/", "/[/", "a~9",
+	"votes:>abc", `created:>"not a date"`, "+", "-", "++a", "title:", "^^2", "a^-1", "a^1e400",
+	"votes:>1e400", `"unterminated`, "/(a+)+$/", `\`, `a\:b`, "*:*", "title:/(/",
+	`{"match":"memory","field":"title"}`, `{"conjuncts":[{"term":"HDFS","field":"project"}]}`,
+	`{"disjuncts":[{"match":"disk"},{"match":"memory"}],"min":5}`, `{"min":1,"max":0,"field":"votes"}`,
+	`{"start":"x","field":"created"}`, `{"ids":["d-0001"]}`, `{"wildcard":"*","field":"title"}`,
+	`{"regexp":"[","field":"title"}`, `{"match":"a","fuzziness":3}`, `{"prefix":"","field":"title"}`,
+	`{"must":{"conjuncts":[]},"should":{"disjuncts":[],"min":3}}`, `{"match_phrase":"","field":"title"}`,
+	`{"top_left":[0,0],"bottom_right":[1,1],"field":"title"}`, `{"location":[0,0],"distance":"1km","field":"title"}`,
+	`{"polygon_points":[[0,0],[1,1],[0,1]],"field":"title"}`, `{"term":"x","field":"_id"}`,
+}
+
+// FuzzQuery runs arbitrary query strings, and arbitrary JSON queries that
+// bleve's DSL parser accepts, against a small index: no panic, and every
+// error wraps ErrInvalidQuery (the index is intact, so nothing else is an
+// acceptable error).
+func FuzzQuery(f *testing.F) {
+	in := fuzzInstance(f)
+	for _, q := range fuzzQuerySeeds {
+		f.Add(q, uint8(10), uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, q string, size, from uint8) {
+		ctx := context.Background()
+		run := func(what string, qq query.Query) {
+			req := bleve.NewSearchRequestOptions(qq, int(size), int(from), false)
+			req.Fields = []string{"*"}
+			if size%3 == 0 {
+				req.SortBy([]string{"votes", "-_score"})
+			}
+			if size%5 == 0 {
+				req.AddFacet("p", bleve.NewFacetRequest("project", 3))
+			}
+			res, err := in.Search(ctx, req)
+			if err != nil {
+				if !errors.Is(err, ErrInvalidQuery) {
+					t.Fatalf("%s %q: error %v does not wrap ErrInvalidQuery", what, q, err)
+				}
+				return
+			}
+			if len(res.Hits) > int(size) || res.Total > 40 {
+				t.Fatalf("%s %q: %d hits of %d for size %d on 40 documents", what, q, len(res.Hits), res.Total, size)
+			}
+		}
+		run("query string", bleve.NewQueryStringQuery(q))
+		if strings.HasPrefix(strings.TrimSpace(q), "{") && json.Valid([]byte(q)) {
+			if qq, err := query.ParseQuery([]byte(q)); err == nil {
+				run("JSON query", qq)
+			}
+		}
+	})
+}

@@ -1,0 +1,259 @@
+package index
+
+import (
+	"bytes"
+	"encoding/hex"
+	"reflect"
+	"testing"
+
+	bindex "github.com/blevesearch/bleve_index_api"
+
+	"github.com/blindex/blindex/internal/seal"
+)
+
+// Known-answer vectors for the engine's record layout: the labels the
+// engine computes for each kind of record from a fixed root key, the record
+// key layout, and every payload codec. They were computed once from this
+// implementation and pasted (internal/seal's vectors were also checked
+// against an independent implementation). A failing vector means the
+// on-disk format changed: bump FormatVersion, never the vector.
+
+func katKeys(t testing.TB) *seal.Keys {
+	t.Helper()
+	root := make([]byte, 32)
+	for i := range root {
+		root[i] = byte(i)
+	}
+	k, err := seal.Derive(root, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+var katPrefix = []byte{0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7}
+
+func TestKnownAnswerEngineLabels(t *testing.T) {
+	k := katKeys(t)
+	blockLabel := func(field, term string, i uint32) [seal.LabelSize]byte {
+		tk := k.Blinder(field).TermKey([]byte(term))
+		return seal.BlockLabel(&tk, i)
+	}
+	for _, v := range []struct {
+		name  string
+		label [seal.LabelSize]byte
+		want  string
+	}{
+		{"head", k.Label(seal.PurposeHead), "3984546ea60287dc21db2f4bf2bded97"},
+		{"internal mapping", k.Label(seal.PurposeInternal, []byte("mapping")), "a1a004675e7a0df9c4b7c5d7a00fd549"},
+		{"log 0", k.LabelUint(seal.PurposeLog, 0), "0515410714272893cf2ba917a677ba18"},
+		{"log 1", k.LabelUint(seal.PurposeLog, 1), "90a2f24e5feb37a97171363cf3439c47"},
+		{"doc 0", k.LabelUint(seal.PurposeDoc, 0), "6efe30d8c783de3fe176ad038300bd28"},
+		{"doc 1", k.LabelUint(seal.PurposeDoc, 1), "b84b2dec29f59c5b3a56af624fc97060"},
+		{"forward 0", k.LabelUint(seal.PurposeForward, 0), "1d7f595a25d8d7cc39ea36ed899ec70d"},
+		{"snapshot 7 chunk 0", chunkLabel(k, seal.PurposeSnapshot, 7, 0), "787232c60ab20688fdf85cf4085fec02"},
+		{"snapshot 7 chunk 1", chunkLabel(k, seal.PurposeSnapshot, 7, 1), "1a50e888ab8a74f97e43f68fe0e98042"},
+		{"block summary/crash 0", blockLabel("summary", "crash", 0), "71b864f3f236c86fc618dec4eea80cfe"},
+		{"block summary/crash 1", blockLabel("summary", "crash", 1), "d985f648111987f4d84eeab87fe3c8d1"},
+		{"block _all/crash 0", blockLabel("_all", "crash", 0), "bc1b312082bf335c13febea07c378972"},
+		{"block votes/<numeric 3> 0", blockLabel("votes", "\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03", 0), "f887cb3d5032468492e6c1fa861177c6"},
+	} {
+		if got := hex.EncodeToString(v.label[:]); got != v.want {
+			t.Errorf("%s label = %s, want %s", v.name, got, v.want)
+		}
+	}
+	// The record key layout: 0x01 ‖ instance prefix (8) ‖ label (16).
+	key := recordKey(katPrefix, k.Label(seal.PurposeHead))
+	if got, want := hex.EncodeToString(key), "01a0a1a2a3a4a5a6a7"+"3984546ea60287dc21db2f4bf2bded97"; got != want {
+		t.Errorf("record key = %s, want %s", got, want)
+	}
+	if got, want := string(manifestKey("acme")), "\x00Macme"; got != want {
+		t.Errorf("manifest key = %q, want %q", got, want)
+	}
+}
+
+// katPosting is a posting list with term vectors, array positions and a
+// location in another field (as _all's composite locations have).
+func katPosting() *postingList {
+	return &postingList{
+		docs:   []uint64{3, 4, 300},
+		freqs:  []uint32{1, 2, 1},
+		lens:   []uint32{7, 12, 1},
+		locOff: []uint32{0, 1, 3, 4},
+		locs: []bindex.TermFieldVector{
+			{Field: "summary", Pos: 2, Start: 6, End: 11},
+			{Field: "comments.body", ArrayPositions: []uint64{0}, Pos: 1, Start: 0, End: 5},
+			{Field: "comments.body", ArrayPositions: []uint64{2}, Pos: 9, Start: 40, End: 45},
+			{Field: "summary", Pos: 1, Start: 0, End: 5},
+		},
+	}
+}
+
+func TestKnownAnswerCodecs(t *testing.T) {
+	hexEq := func(name string, got []byte, want string) {
+		t.Helper()
+		if h := hex.EncodeToString(got); h != want {
+			t.Errorf("%s = %s\nwant %s", name, h, want)
+		}
+	}
+
+	// Posting block, with and without vectors.
+	p := katPosting()
+	enc := encodePosting("summary", []byte("crash"), p)
+	hexEq("posting with vectors", enc,
+		"010773756d6d617279056372617368010303010701020ca8020101010d636f6d6d656e74732e626f647901000206050002010100050100010928050102010001000500")
+	dp, err := decodePosting(enc, "summary", []byte("crash"))
+	if err != nil || !reflect.DeepEqual(dp, p) {
+		t.Errorf("decodePosting = %+v, %v; want %+v", dp, err, p)
+	}
+	if _, err := decodePosting(enc, "summary", []byte("crasH")); err == nil {
+		t.Error("a posting block decodes for another term")
+	}
+	if _, err := decodePosting(enc, "description", []byte("crash")); err == nil {
+		t.Error("a posting block decodes for another field")
+	}
+	plain := &postingList{docs: []uint64{0, 1, 1 << 40}, freqs: []uint32{1, 1, 3}, lens: []uint32{1, 2, 3}}
+	enc = encodePosting("project", []byte("HDFS"), plain)
+	hexEq("posting without vectors", enc,
+		"010770726f6a65637404484446530003000101010102ffffffffff1f0303")
+	if dp, err := decodePosting(enc, "project", []byte("HDFS")); err != nil || !reflect.DeepEqual(dp, plain) {
+		t.Errorf("decodePosting = %+v, %v; want %+v", dp, err, plain)
+	}
+
+	// Stored document.
+	sd := storedDoc{num: 5, id: "HDFS-1", body: []byte(`{"a":1}`)}
+	enc = encodeDoc(sd)
+	hexEq("stored document", enc,
+		"020506484446532d31077b2261223a317d")
+	if got, err := decodeDoc(enc, 5); err != nil || !reflect.DeepEqual(got, sd) {
+		t.Errorf("decodeDoc = %+v, %v", got, err)
+	}
+	if _, err := decodeDoc(enc, 6); err == nil {
+		t.Error("a stored document decodes as another document number")
+	}
+
+	// Forward index.
+	fwd := []forwardField{
+		{name: "project", docValues: true, terms: [][]byte{[]byte("HDFS")}},
+		{name: "summary", terms: [][]byte{[]byte("crash"), []byte("datanod")}},
+	}
+	enc = encodeForward(5, fwd)
+	hexEq("forward index", enc,
+		"0305020770726f6a656374010104484446530773756d6d617279000205637261736807646174616e6f64")
+	if got, err := decodeForward(enc, 5); err != nil || !reflect.DeepEqual(got, fwd) {
+		t.Errorf("decodeForward = %+v, %v", got, err)
+	}
+	if _, err := decodeForward(enc, 4); err == nil {
+		t.Error("a forward index decodes as another document number")
+	}
+
+	// Head.
+	h := head{gen: 2, logStart: 64, logEnd: 70, snapID: 65, snapChunks: 1, seals: 123456}
+	enc = encodeHead(h)
+	hexEq("head", enc,
+		"050000000240464101c0c407")
+	if got, err := decodeHead(enc); err != nil || got != h {
+		t.Errorf("decodeHead = %+v, %v", got, err)
+	}
+
+	// Log entry.
+	l := &logEntry{
+		seq:     7,
+		added:   []docAdd{{num: 10, id: "A-1", gen: 1}, {num: 11, id: "A-2", gen: 1}},
+		deleted: []uint64{2},
+		terms: []termUpdate{
+			{field: "summary", term: "crash", blocks: []blockRef{{gen: 1, count: 4096}, {gen: 1, count: 3}}, df: 4099},
+			{field: "project", term: "HDFS", blocks: []blockRef{{gen: 1, count: 2}}, df: 2},
+		},
+		nextDoc: 12,
+	}
+	enc = encodeLog(l)
+	hexEq("log entry", enc,
+		"04070c020a03412d31000000010b03412d32000000010102020773756d6d61727905637261736883200200000001802000000001030770726f6a656374044844465302010000000102")
+	if got, err := decodeLog(enc, 7); err != nil || !reflect.DeepEqual(got, l) {
+		t.Errorf("decodeLog = %+v, %v", got, err)
+	}
+	if _, err := decodeLog(enc, 8); err == nil {
+		t.Error("a log entry decodes as another sequence number")
+	}
+
+	// Chunk.
+	enc = encodeChunk(kindSnapshot, 65, 0, []byte("data"))
+	hexEq("chunk", enc,
+		"0641000464617461")
+	if got, err := decodeChunk(enc, kindSnapshot, 65, 0); err != nil || string(got) != "data" {
+		t.Errorf("decodeChunk = %q, %v", got, err)
+	}
+	for _, c := range []struct {
+		kind byte
+		id   uint64
+		n    uint32
+	}{{kindInternal, 65, 0}, {kindSnapshot, 66, 0}, {kindSnapshot, 65, 1}} {
+		if _, err := decodeChunk(enc, c.kind, c.id, c.n); err == nil {
+			t.Errorf("a chunk decodes as %+v", c)
+		}
+	}
+
+	// Snapshot: one field with one term, so that the encoding does not
+	// depend on map order.
+	st := newState()
+	st.apply(&logEntry{
+		added:   []docAdd{{num: 0, id: "A-1", gen: 1}, {num: 1, id: "A-2", gen: 1}, {num: 2, id: "A-3", gen: 1}},
+		terms:   []termUpdate{{field: "summary", term: "crash", blocks: []blockRef{{gen: 1, count: 3}}, df: 3}},
+		nextDoc: 3,
+	})
+	st.apply(&logEntry{deleted: []uint64{1}, nextDoc: 3})
+	enc = st.encodeSnapshot()
+	hexEq("snapshot", enc,
+		"03020003412d31000000010203412d3300000001010773756d6d6172790105637261736803010000000103")
+	got, err := decodeSnapshot(enc)
+	if err != nil {
+		t.Fatalf("decodeSnapshot: %v", err)
+	}
+	if !sameState(got, st) {
+		t.Errorf("decodeSnapshot = %+v, want %+v", got, st)
+	}
+	if !bytes.Equal(got.encodeSnapshot(), enc) {
+		t.Error("a decoded snapshot does not re-encode to the same bytes")
+	}
+}
+
+// sameState compares two states by content (not by field order or the
+// sorted-term caches).
+func sameState(a, b *state) bool {
+	if a.nextDoc != b.nextDoc || a.liveCount != b.liveCount || !reflect.DeepEqual(a.ids, b.ids) {
+		return false
+	}
+	trim := func(s []uint64) []uint64 {
+		for len(s) > 0 && s[len(s)-1] == 0 {
+			s = s[:len(s)-1]
+		}
+		return s
+	}
+	if !reflect.DeepEqual(trim(slicesClone(a.live)), trim(slicesClone(b.live))) {
+		return false
+	}
+	for _, n := range a.ids {
+		if a.docGen[n] != b.docGen[n] || a.extIDs[n] != b.extIDs[n] {
+			return false
+		}
+	}
+	if len(a.fields) != len(b.fields) {
+		return false
+	}
+	for _, fa := range a.fields {
+		fb := b.field(fa.name)
+		if fb == nil || len(fa.terms) != len(fb.terms) {
+			return false
+		}
+		for t, ta := range fa.terms {
+			tb := fb.terms[t]
+			if tb == nil || ta.df != tb.df || !reflect.DeepEqual(ta.blocks, tb.blocks) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func slicesClone(s []uint64) []uint64 { return append([]uint64(nil), s...) }

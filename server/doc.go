@@ -1,0 +1,221 @@
+// Package server is the blindex index server (`blindex serve`): one process,
+// one store, many instances, served as JSON over HTTP with bearer-token
+// authentication, limits, Prometheus metrics and structured logs. The same
+// API is described as OpenAPI 3 in api/openapi.yaml.
+//
+//	srv, err := server.Open(ctx, server.Config{Data: dir, AdminTokens: tokens})
+//	err = srv.ListenAndServe(ctx, "127.0.0.1:8080") // until ctx ends, then a graceful shutdown
+//
+// # Many instances
+//
+// Every instance lives in the one Pebble store of the data directory (keys
+// are an instance prefix and a pseudorandom label), so 10,000 instances are
+// 10,000 manifests in one database, not 10,000 databases. An instance is
+// opened — its root keys unwrapped, its state decrypted into memory — on
+// its first request, and at most Config.MaxOpen are open at once (the least
+// recently used is closed, its keys zeroed). Each instance has its own keys
+// and tokens; nothing is shared between instances.
+//
+// # Authentication
+//
+// Every endpoint except /healthz, /readyz and /metrics needs
+// `Authorization: Bearer TOKEN`.
+//
+//   - Administrator tokens come from the configuration (`--admin-token-file`,
+//     $BLINDEX_ADMIN_TOKEN); only their SHA-256 is kept in memory, compared
+//     in constant time. They may call every endpoint.
+//   - Instance tokens are created by an administrator for one instance with
+//     scope "read" (get, search, status) or "write" (read, plus put, delete
+//     and bulk). The token is returned once; the store keeps only its
+//     SHA-256 (key 0x00 'T' ‖ hash), bound to that instance's incarnation:
+//     deleting the instance revokes its tokens, and a new instance of the
+//     same name does not accept them. Instance tokens never administer, not
+//     even their own instance.
+//   - Isolation: a token for instance A gets 404 not_found on every endpoint
+//     of any other instance B — byte for byte the answer an instance that
+//     does not exist gets — whatever its scope, so it cannot learn which
+//     instances exist. On its own instance, an endpoint its scope does not
+//     allow gets 403 forbidden.
+//   - Without any administrator token configured, the server serves only
+//     loopback addresses (Serve and ListenAndServe refuse others, before
+//     opening a socket), logs a warning at start, and a request without a
+//     token has administrator rights. A token it does not know is still 401.
+//
+// # Endpoints
+//
+// Health and metrics (no token):
+//
+//	GET    /healthz                            200 {"status":"ok"} while the process runs
+//	GET    /readyz                             200 {"status":"ready","kms":{...}}; 503 not_ready when shutting down or the store fails
+//	GET    /metrics                            Prometheus text format
+//
+// /readyz is blindex's own readiness. The key provider (KMS, a third party)
+// is reported beside it in "kms": {"state": "ok"|"degraded"|"unknown",
+// "configurations": {"ok": n, "degraded": n, "locked": n}}, and a degraded,
+// revoked or hanging KMS does not make the server unready: other instances
+// keep serving. ("unknown": a provider call held the key status for more
+// than a second; the answer does not wait for it.)
+//
+// Encryption configurations (administrator):
+//
+//	POST   /v1/configs                         {"org","key_arn","region"} → 201; a second one for an org → 409 policy_refused
+//	GET    /v1/configs                         {"configs":[...]}, each with its instance count and key status
+//	GET    /v1/configs/{org}
+//
+// Instances (administrator; status also with any token of that instance):
+//
+//	POST   /v1/instances                       {"name","org","site","product","region","byok","mapping"} → 201
+//	GET    /v1/instances?limit=100&after=NAME  {"instances":[...],"total":n,"next":"NAME"} (pages of at most 1000)
+//	GET    /v1/instances/{name}                metadata, key generations, status, document count and mapping when unlocked
+//	GET    /v1/instances/{name}/status         {"state":"ok"|"degraded"|"locked","reason":"..."}
+//	DELETE /v1/instances/{name}                crypto-shred: wrapped keys and shredding secret destroyed, records deleted, tokens revoked
+//	POST   /v1/instances/{name}/revoke-now     lock at once every instance under this instance's configuration
+//	POST   /v1/instances/{name}/restore        re-validate with the provider now and unlock; 423 if it still refuses
+//	POST   /v1/instances/{name}/rotate         new key generation: {"current_generation":g,...}
+//	POST   /v1/instances/{name}/reencrypt      start the online re-encryption → 202 with its progress; 409 conflict if running
+//	GET    /v1/instances/{name}/reencrypt      progress: {"state","done","total","percent","generations",...}
+//	POST   /v1/instances/{name}/enable-byok    always 409 byok_immutable: BYOK is chosen at creation
+//	POST   /v1/instances/{name}/tokens         {"scope":"read"|"write"} → 201 {"id","token",...} (the token, once)
+//	GET    /v1/instances/{name}/tokens         ids, scopes and creation times; never the tokens
+//	DELETE /v1/instances/{name}/tokens/{id}
+//
+// Status: "ok"; "degraded" (the key provider cannot be reached and keys serve
+// from memory until their lease runs out, or some keys of the configuration
+// are locked); "locked" (the key is revoked — by the customer in KMS or by
+// revoke-now — or a lease ran out without re-validation). "reason" says which.
+// Status is per configuration: revoking a customer's key locks all of its
+// instances and nobody else's.
+//
+// Re-encryption state: "idle" (none since the server started), "running",
+// "completed" (every record is under the current generation and older
+// generations' wrapped keys are destroyed), "failed" (with "error"; POST
+// again to resume), "interrupted" (by shutdown or deletion; POST again to
+// resume). Searches and writes continue during it with unchanged results.
+//
+// Documents and search (instance tokens, or administrator):
+//
+//	PUT    /v1/instances/{name}/documents/{id} the body is the document (a JSON object) → 200 {"_id","result":"indexed"}; replaces
+//	GET    /v1/instances/{name}/documents/{id} the stored document, as it was PUT
+//	DELETE /v1/instances/{name}/documents/{id} 200 {"result":"deleted"}, or 404
+//	POST   /v1/instances/{name}/bulk           NDJSON, see below
+//	POST   /v1/instances/{name}/search         a bleve search request → bleve's search result JSON
+//
+// A document id is 1 to 512 bytes of UTF-8, URL-escaped in the path. A
+// write is visible to searches, and durable, when its answer is sent.
+//
+// Bulk requests are NDJSON: `{"index":{"_id":"ID"}}` followed by the
+// document on the next line, or `{"delete":{"_id":"ID"}}`. A bulk request is
+// ONE ATOMIC BATCH: either every action is applied, or none is. Every item
+// is validated first (framing, id, JSON, size); if any item is invalid, or
+// the mapping cannot index a document, the answer is 400 with one result per
+// item in order — the items at fault carry their own status and error, every
+// other item has status 424 and result "not_applied" — and nothing is
+// written. On success the answer is 200 {"took":ms,"errors":false,"items":
+// [{"index":{"_id","status":200,"result":"indexed"}}, {"delete":{...,
+// "result":"deleted"}}]}. A line that cannot be framed (not an action, an
+// index action without its document) refuses the whole request with 400
+// invalid_json. When an id appears twice, its last action wins.
+//
+// Search requests are bleve's SearchRequest JSON: "query" is a query-string
+// query ({"query":"summary:crash -status:closed"}) or any query of bleve's
+// JSON DSL (match, term, phrase, prefix, wildcard, regexp, fuzzy, numeric and
+// date ranges, conjuncts/disjuncts, bool must/should/must_not); with size,
+// from, sort, fields, facets, highlight, explain, search_after and
+// search_before. The answer is bleve's SearchResult JSON (status, hits with
+// id, score, fields, fragments; total_hits; facets; took). Without "sort",
+// hits are ordered by score then id, so that ties are reproducible.
+// pre_search_data, params and knn are refused.
+//
+// # Errors
+//
+// Every error answer is
+//
+//	{"error": {"code": "instance_locked", "message": "... what happened, and what to do next"}}
+//
+// with one of these codes:
+//
+//	400 invalid_json           the body is not valid JSON or NDJSON
+//	400 invalid_request        a field is missing, unknown or of the wrong type
+//	400 invalid_argument       a bad instance name, document id, scope or limit parameter
+//	400 invalid_mapping        the index mapping is not supported
+//	400 invalid_document       the document is not a JSON object, or the mapping cannot index it
+//	400 invalid_query          the query does not parse or cannot run
+//	400 query_too_long         over the query length limit
+//	400 query_too_complex      over the clause, nesting, expensive-clause or term-expansion limit
+//	401 unauthenticated        no token, a malformed header, or an unknown or revoked token
+//	403 forbidden              the token's scope does not allow this endpoint
+//	404 not_found              no such instance (or not this token's), document, configuration, token or endpoint
+//	405 method_not_allowed     the path exists with other methods (see Allow)
+//	409 already_exists         an instance of that name exists
+//	409 policy_refused         refused by the BYOK rules (second configuration, region, product family)
+//	409 byok_immutable         BYOK cannot be turned on or off after creation
+//	409 conflict               a re-encryption is running
+//	413 body_too_large         over the body size limit
+//	413 document_too_large     over the document size limit
+//	413 too_many_items         over the bulk item limit
+//	423 instance_locked        the instance's key is revoked or its lease ran out; nothing was read or written
+//	500 data_corrupt           a stored record failed authentication (run `blindex check`)
+//	500 internal               a bug; the details are in the server's log
+//	503 kms_unavailable        the key provider cannot be reached and the key is not in memory (Retry-After)
+//	503 overloaded             too many requests in flight (Retry-After)
+//	503 shutting_down          the server is stopping
+//	504 timeout                over the request time limit; a write that was stopped was not applied
+//	                           (408 when the body itself did not arrive in time)
+//
+// A locked instance always answers 423 instance_locked, never a 500:
+// revocation is a customer's decision, not a server failure. Status and
+// metadata (GET /v1/instances/{name}, .../status) still answer, since
+// manifests need no key.
+//
+// # Limits
+//
+// See [Limits] for defaults. Body size (413 body_too_large; checked against
+// Content-Length first, then while reading), document size (413
+// document_too_large, for PUT and for each bulk document), bulk item count
+// (413 too_many_items), query length (400 query_too_long: the query string's
+// text and the query's JSON), query complexity (400 query_too_complex: the
+// clauses of the parsed query — query strings are parsed with bleve's own
+// parser first —, its nesting depth, its wildcard/regexp/prefix/fuzzy/range
+// clauses, and the total number of terms those expand to, enforced by bleve
+// during the search), facets (400 invalid_request), the result window
+// (from+size ≤ 10,000), the per-request timeout (504 timeout) and requests
+// in flight (503 overloaded).
+//
+// # Metrics
+//
+// Labels are route templates, methods, status and error codes, provider
+// kinds, operations, outcomes and states — never instance names, paths,
+// document ids or organisations:
+//
+//	blindex_http_requests_total{route,method,code}
+//	blindex_http_request_duration_seconds{route,method}        histogram
+//	blindex_http_rejected_total{code}                          refused before the engine (auth, limits, overload)
+//	blindex_instance_locked_answers_total
+//	blindex_requests_in_flight
+//	blindex_documents_written_total{op="index"|"delete"}
+//	blindex_documents                                          live documents of the instances written since start
+//	blindex_key_provider_calls_total{provider="aws-kms"|"local",operation,outcome}
+//	blindex_key_provider_call_duration_seconds{provider,operation}
+//	blindex_lease_revalidations_total{provider,outcome}        background re-validations; outcome="ok" is a lease refresh
+//	blindex_instances{state="ok"|"degraded"|"locked"}
+//	blindex_key_configurations{provider,state}
+//	blindex_reencrypt_jobs_running, blindex_reencrypted_records_total
+//	go_*, process_*
+//
+// # Logs
+//
+// Logs are slog records (JSON in `blindex serve`): one line per request at
+// debug level (method, route template, status, duration, size, error code),
+// failures at warn and error, administrative events (instance created,
+// deleted, revoked, restored, rotated, token created) at info with the
+// instance name. No line ever holds document content, a document id, a query
+// or its terms, a token or key material.
+//
+// # Shutdown
+//
+// [Server.Shutdown] (SIGINT or SIGTERM in `blindex serve`) stops accepting
+// connections, lets in-flight requests finish (a write commits whole or not
+// at all), stops running re-encryptions between two batches (they resume
+// when started again), then closes the catalog, which zeroes every key, and
+// the store.
+package server

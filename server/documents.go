@@ -1,0 +1,284 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/blindex/blindex/index"
+)
+
+// checkID validates a document id as the engine will.
+func checkID(id string) *apiError {
+	if id == "" || len(id) > index.MaxIDLength || !utf8.ValidString(id) {
+		return newErr(http.StatusBadRequest, CodeInvalidArgument, "a document id must be 1 to %d bytes of UTF-8", index.MaxIDLength)
+	}
+	return nil
+}
+
+// checkDocument validates that a body is one JSON object.
+func checkDocument(b []byte) *apiError {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	if len(t) == 0 || t[0] != '{' {
+		return newErr(http.StatusBadRequest, CodeInvalidDocument, "a document must be a JSON object")
+	}
+	if !json.Valid(b) {
+		return newErr(http.StatusBadRequest, CodeInvalidJSON, "the document is not valid JSON")
+	}
+	return nil
+}
+
+// noteWrite updates the document metrics after a committed batch.
+func (s *Server) noteWrite(name string, in *index.Instance, indexed, deleted int) {
+	if indexed > 0 {
+		s.metrics.docsWritten.WithLabelValues("index").Add(float64(indexed))
+	}
+	if deleted > 0 {
+		s.metrics.docsWritten.WithLabelValues("delete").Add(float64(deleted))
+	}
+	if n, err := in.DocCount(); err == nil {
+		s.docs.set(name, n)
+	}
+}
+
+func (s *Server) handlePutDocument(c *call) error {
+	id := c.r.PathValue("id")
+	if e := checkID(id); e != nil {
+		return e
+	}
+	if e := checkDocument(c.body); e != nil {
+		return e
+	}
+	err := s.withInstance(c, func(in *index.Instance) error {
+		if err := in.Apply(c.ctx, []index.Op{{ID: id, Body: c.body}}); err != nil {
+			return err
+		}
+		s.noteWrite(c.name, in, 1, 0)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, map[string]string{"_id": id, "result": "indexed"})
+	return nil
+}
+
+func (s *Server) handleGetDocument(c *call) error {
+	id := c.r.PathValue("id")
+	if e := checkID(id); e != nil {
+		return e
+	}
+	var doc []byte
+	err := s.withInstance(c, func(in *index.Instance) error {
+		var err error
+		doc, err = in.Get(c.ctx, id)
+		return err
+	})
+	if errors.Is(err, index.ErrNotFound) {
+		return newErr(http.StatusNotFound, CodeNotFound, "this instance has no document with that id")
+	}
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.Header().Set("X-Content-Type-Options", "nosniff")
+	c.w.Header().Set("Cache-Control", "no-store")
+	c.w.WriteHeader(http.StatusOK)
+	c.w.Write(doc)
+	return nil
+}
+
+func (s *Server) handleDeleteDocument(c *call) error {
+	id := c.r.PathValue("id")
+	if e := checkID(id); e != nil {
+		return e
+	}
+	found := true
+	err := s.withInstance(c, func(in *index.Instance) error {
+		if _, err := in.Get(c.ctx, id); errors.Is(err, index.ErrNotFound) {
+			found = false
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if err := in.Apply(c.ctx, []index.Op{{ID: id, Delete: true}}); err != nil {
+			return err
+		}
+		s.noteWrite(c.name, in, 0, 1)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return newErr(http.StatusNotFound, CodeNotFound, "this instance has no document with that id")
+	}
+	writeJSON(c.w, http.StatusOK, map[string]string{"_id": id, "result": "deleted"})
+	return nil
+}
+
+// ---- bulk ----
+
+// bulkAction is an action line: {"index": {"_id": "…"}} or
+// {"delete": {"_id": "…"}}.
+type bulkAction struct {
+	Index  *bulkTarget `json:"index"`
+	Delete *bulkTarget `json:"delete"`
+}
+
+type bulkTarget struct {
+	ID string `json:"_id"`
+}
+
+// bulkItem is one item of a bulk answer: {"index": {...}} or {"delete": {...}}.
+type bulkItem map[string]*bulkResult
+
+type bulkResult struct {
+	ID     string       `json:"_id,omitempty"`
+	Status int          `json:"status"`
+	Result string       `json:"result,omitempty"`
+	Error  *errorDetail `json:"error,omitempty"`
+}
+
+type bulkResponse struct {
+	Took   int64      `json:"took"` // milliseconds
+	Errors bool       `json:"errors"`
+	Items  []bulkItem `json:"items"`
+}
+
+// handleBulk applies an NDJSON bulk request as ONE atomic batch: every item
+// is validated first, and either every action is applied, or none is (any
+// invalid item, a document the mapping cannot index, a locked instance, a
+// timeout). The answer has one result per item, in order; when the batch is
+// refused the items at fault carry their error and every other item has
+// status 424 and result "not_applied".
+func (s *Server) handleBulk(c *call) error {
+	start := time.Now()
+	type parsed struct {
+		op     index.Op
+		action string
+		err    *apiError
+	}
+	var items []parsed
+	data := c.body
+	line := 0
+	next := func() ([]byte, bool) {
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
+			var l []byte
+			if i < 0 {
+				l, data = data, nil
+			} else {
+				l, data = data[:i], data[i+1:]
+			}
+			line++
+			l = bytes.TrimSuffix(l, []byte{'\r'}) // CRLF line ends
+			if len(bytes.TrimSpace(l)) > 0 {
+				return l, true
+			}
+		}
+		return nil, false
+	}
+	bad := false
+	for {
+		l, ok := next()
+		if !ok {
+			break
+		}
+		if len(items) >= s.lim.MaxBulkItems {
+			return newErr(http.StatusRequestEntityTooLarge, CodeTooManyItems, "the bulk request has more than %d actions, the server's limit; split it into smaller requests", s.lim.MaxBulkItems)
+		}
+		var a bulkAction
+		dec := json.NewDecoder(bytes.NewReader(l))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&a); err != nil || (a.Index == nil) == (a.Delete == nil) {
+			// Without a valid action line the rest of the stream cannot
+			// be framed: refuse the request.
+			return newErr(http.StatusBadRequest, CodeInvalidJSON, "line %d (item %d) must be an action: {\"index\": {\"_id\": \"ID\"}} followed by a document line, or {\"delete\": {\"_id\": \"ID\"}}", line, len(items))
+		}
+		p := parsed{action: "index"}
+		t := a.Index
+		if a.Delete != nil {
+			p.action, t = "delete", a.Delete
+		}
+		p.op = index.Op{ID: t.ID, Delete: a.Delete != nil}
+		p.err = checkID(t.ID)
+		if a.Index != nil {
+			doc, ok := next()
+			if !ok {
+				return newErr(http.StatusBadRequest, CodeInvalidJSON, "item %d (an index action) has no document line; every index action is followed by its document on the next line", len(items))
+			}
+			switch {
+			case int64(len(doc)) > s.lim.MaxDocumentBytes:
+				p.err = newErr(http.StatusRequestEntityTooLarge, CodeDocumentTooLarge, "the document is larger than the server's limit of %d bytes", s.lim.MaxDocumentBytes)
+			case p.err == nil:
+				p.err = checkDocument(doc)
+			}
+			p.op.Body = doc
+		}
+		bad = bad || p.err != nil
+		items = append(items, p)
+	}
+	if len(items) == 0 {
+		return newErr(http.StatusBadRequest, CodeInvalidRequest, "the bulk request has no actions; send NDJSON: an action line, then (for index) a document line")
+	}
+	answer := func(status int, failed map[int]*apiError) {
+		resp := bulkResponse{Items: make([]bulkItem, len(items)), Errors: len(failed) > 0}
+		for i, it := range items {
+			r := &bulkResult{ID: it.op.ID, Status: http.StatusOK, Result: "indexed"}
+			if it.op.Delete {
+				r.Result = "deleted"
+			}
+			if len(failed) > 0 {
+				r.Status, r.Result = http.StatusFailedDependency, "not_applied"
+				if e := failed[i]; e != nil {
+					r.Status, r.Result = e.status, ""
+					r.Error = &errorDetail{Code: e.code, Message: e.message}
+				}
+			}
+			resp.Items[i] = bulkItem{it.action: r}
+		}
+		resp.Took = time.Since(start).Milliseconds()
+		writeJSON(c.w, status, resp)
+	}
+	if bad {
+		failed := map[int]*apiError{}
+		for i, it := range items {
+			if it.err != nil {
+				failed[i] = it.err
+			}
+		}
+		answer(http.StatusBadRequest, failed)
+		return nil
+	}
+	ops := make([]index.Op, len(items))
+	nIndex, nDelete := 0, 0
+	for i, it := range items {
+		ops[i] = it.op
+		if it.op.Delete {
+			nDelete++
+		} else {
+			nIndex++
+		}
+	}
+	err := s.withInstance(c, func(in *index.Instance) error {
+		if err := in.Apply(c.ctx, ops); err != nil {
+			return err
+		}
+		s.noteWrite(c.name, in, nIndex, nDelete)
+		return nil
+	})
+	var de *index.DocumentError
+	if errors.As(err, &de) && de.Index >= 0 && de.Index < len(items) {
+		answer(http.StatusBadRequest, map[int]*apiError{de.Index: fromEngine(err)})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	answer(http.StatusOK, nil)
+	return nil
+}

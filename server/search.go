@@ -1,0 +1,176 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/search"
+	"github.com/blevesearch/bleve/v2/search/query"
+
+	"github.com/blindex/blindex/index"
+)
+
+// searchFields are the members a search request may have: bleve's search
+// request, less what only makes sense inside bleve (pre_search_data, which
+// would let a client inject collection statistics, params, knn).
+var searchFields = map[string]bool{
+	"query": true, "size": true, "from": true, "highlight": true, "fields": true, "facets": true,
+	"explain": true, "sort": true, "includeLocations": true, "score": true, "search_after": true,
+	"search_before": true, "client_context_id": true,
+}
+
+func (s *Server) handleSearch(c *call) error {
+	req, e := s.parseSearch(c.body)
+	if e != nil {
+		return e
+	}
+	var res *bleve.SearchResult
+	ctx := context.WithValue(c.ctx, search.MaxTermSearchersKey, s.lim.MaxTermSearchers)
+	err := s.withInstance(c, func(in *index.Instance) error {
+		var err error
+		res, err = in.Search(ctx, req)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, res)
+	return nil
+}
+
+// parseSearch decodes and checks a search request against the limits.
+func (s *Server) parseSearch(body []byte) (*bleve.SearchRequest, *apiError) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, jsonError(err)
+	}
+	if raw == nil {
+		return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "the search request must be a JSON object with a \"query\"")
+	}
+	var unknown []string
+	for k := range raw {
+		if !searchFields[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "unknown or unsupported field(s) %s in the search request; it takes bleve's search request fields (query, size, from, sort, fields, facets, highlight, …)", strings.Join(unknown, ", "))
+	}
+	q, ok := raw["query"]
+	if !ok || string(q) == "null" {
+		return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "the search request has no \"query\"; send e.g. {\"query\": {\"query\": \"summary:crash\"}}")
+	}
+	if len(q) > s.lim.MaxQueryBytes {
+		return nil, newErr(http.StatusBadRequest, CodeQueryTooLong, "the query is %d bytes of JSON, over the server's limit of %d; shorten it", len(q), s.lim.MaxQueryBytes)
+	}
+	req := &bleve.SearchRequest{}
+	if err := json.Unmarshal(body, req); err != nil {
+		if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && te.Field != "" {
+			return nil, jsonError(err) // a top-level member of the wrong type
+		}
+		return nil, newErr(http.StatusBadRequest, CodeInvalidQuery, "the search request does not parse: %s", err)
+	}
+	if _, ok := raw["sort"]; !ok {
+		// Let the engine apply its reproducible default (score, then id)
+		// rather than bleve's (score only: ties in any order).
+		req.Sort = nil
+	}
+	if len(req.Facets) > s.lim.MaxFacets {
+		return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "the request has %d facets, over the server's limit of %d", len(req.Facets), s.lim.MaxFacets)
+	}
+	for name, f := range req.Facets {
+		if f == nil || f.Size > s.lim.MaxFacetSize || f.Size < 0 {
+			return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "facet %q must have a size from 0 to %d", name, s.lim.MaxFacetSize)
+		}
+	}
+	if req.Size < 0 || req.From < 0 || req.Size+req.From > index.MaxResultWindow {
+		return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "size and from must be non-negative and from+size at most %d; page with search_after for deeper results", index.MaxResultWindow)
+	}
+	var cost queryCost
+	if e := s.measure(req.Query, 1, &cost); e != nil {
+		return nil, e
+	}
+	return req, nil
+}
+
+// queryCost counts a query's clauses.
+type queryCost struct {
+	clauses   int // every node
+	expensive int // nodes that expand against the term dictionary
+}
+
+// measure walks a parsed query (a query-string query is parsed with bleve's
+// own parser first) and refuses one over the complexity limits.
+func (s *Server) measure(q query.Query, depth int, c *queryCost) *apiError {
+	if q == nil {
+		return nil
+	}
+	if v := reflect.ValueOf(q); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil
+	}
+	if depth > s.lim.MaxQueryDepth {
+		return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query nests deeper than %d levels, the server's limit; flatten it", s.lim.MaxQueryDepth)
+	}
+	c.clauses++
+	if c.clauses > s.lim.MaxClauses {
+		return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query has more than %d clauses, the server's limit; simplify it", s.lim.MaxClauses)
+	}
+	expensive := false
+	var children []query.Query
+	switch q := q.(type) {
+	case *query.QueryStringQuery:
+		if len(q.Query) > s.lim.MaxQueryBytes {
+			return newErr(http.StatusBadRequest, CodeQueryTooLong, "the query string is %d bytes, over the server's limit of %d; shorten it", len(q.Query), s.lim.MaxQueryBytes)
+		}
+		parsed, err := q.Parse()
+		if err != nil {
+			return newErr(http.StatusBadRequest, CodeInvalidQuery, "the query string does not parse: %s; see bleve's query string syntax", err)
+		}
+		c.clauses-- // the wrapper is not a clause
+		return s.measure(parsed, depth, c)
+	case *query.BooleanQuery:
+		children = []query.Query{q.Must, q.Should, q.MustNot, q.Filter}
+	case *query.ConjunctionQuery:
+		children = q.Conjuncts
+	case *query.DisjunctionQuery:
+		children = q.Disjuncts
+	case *query.CustomFilterQuery:
+		children = []query.Query{q.Query}
+	case *query.CustomScoreQuery:
+		children = []query.Query{q.Query}
+	case *query.WildcardQuery, *query.RegexpQuery, *query.PrefixQuery, *query.FuzzyQuery, *query.TermRangeQuery:
+		expensive = true
+	case *query.MatchQuery:
+		expensive = q.Fuzziness != 0
+	case *query.MatchPhraseQuery:
+		expensive = q.Fuzziness != 0
+	case *query.PhraseQuery:
+		expensive = q.Fuzziness != 0
+	case *query.MultiPhraseQuery:
+		expensive = q.Fuzziness != 0
+	}
+	if expensive {
+		c.expensive++
+		if c.expensive > s.lim.MaxExpensiveClauses {
+			return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query has more than %d wildcard, regexp, prefix, fuzzy or range clauses, the server's limit; use fewer", s.lim.MaxExpensiveClauses)
+		}
+	}
+	if v, ok := q.(query.ValidatableQuery); ok {
+		if err := v.Validate(); err != nil {
+			return newErr(http.StatusBadRequest, CodeInvalidQuery, "%s", err)
+		}
+	}
+	for _, ch := range children {
+		if e := s.measure(ch, depth+1, c); e != nil {
+			return e
+		}
+	}
+	return nil
+}
