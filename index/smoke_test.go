@@ -110,3 +110,37 @@ func TestCheckFindsProblems(t *testing.T) {
 		t.Fatalf("check did not name the deleted record: %+v", rep.Problems)
 	}
 }
+
+func TestMergeKeepsHotTermCompact(t *testing.T) {
+	e := newEnv(t)
+	in := e.create(t, "hot", mustMapping(t, testMapping))
+	ctx := context.Background()
+	for i := 0; i < 100; i++ {
+		// The same document updated over and over, plus a new one each time.
+		err := in.Index(ctx,
+			Document{ID: "H-1", Body: []byte(`{"summary":"hot topic again"}`)},
+			Document{ID: "N-" + string(rune('A'+i%26)) + string(rune('a'+i/26)), Body: []byte(`{"summary":"hot news"}`)},
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	te := in.state.term("summary", []byte("hot"))
+	if te == nil {
+		t.Fatal("term missing")
+	}
+	if len(te.blocks) > in.opts.MaxSmallBlocks {
+		t.Fatalf("term has %d blocks after 100 batches, want at most %d", len(te.blocks), in.opts.MaxSmallBlocks)
+	}
+	if in.Metrics().BlocksMerged == 0 {
+		t.Fatal("no block was merged")
+	}
+	res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery("summary:hot")))
+	if err != nil || res.Total != 1+uint64(min(100, 26*4)) {
+		t.Fatalf("search after merges: %v total=%d", err, res.Total)
+	}
+	rep, err := in.Check(ctx)
+	if err != nil || !rep.OK() {
+		t.Fatalf("check: %v %+v", err, rep)
+	}
+}
