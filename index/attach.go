@@ -66,8 +66,8 @@ package index
 // the attachment becomes visible when its directory entry turns complete,
 // in one atomic commit with its text record and the document's re-index.
 // An upload is first recorded as a pending entry, so chunks left by a crash
-// are found and deleted later (by the next upload to that document, its
-// deletion, or Check's report). Deleting an attachment deletes its records
+// are found and deleted later, by the next upload to that document or its
+// deletion (Check counts them as expected meanwhile). Deleting an attachment deletes its records
 // and re-indexes the document in one commit; deleting a document deletes
 // its attachments in the document's batch.
 //
@@ -242,8 +242,8 @@ func (a *attachState) uploading(id [attachIDSize]byte) bool {
 	return a.uploads[id]
 }
 
-// metadataProvider returns the provider that wraps the metadata key.
-func metadataProvider(o Options) keys.Provider {
+// attachMetadataProvider returns the provider that wraps the metadata key.
+func attachMetadataProvider(o Options) keys.Provider {
 	if o.MetadataProvider != nil {
 		return o.MetadataProvider
 	}
@@ -256,7 +256,7 @@ func attachContext(name, org string) keys.EncryptionContext {
 
 // newAttachKey makes a fresh metadata key, wrapped.
 func newAttachKey(ctx context.Context, o Options, name, org string) (*AttachKey, error) {
-	p := metadataProvider(o)
+	p := attachMetadataProvider(o)
 	plain, wrapped, err := p.GenerateRootKey(ctx, attachContext(name, org))
 	if err != nil {
 		return nil, fmt.Errorf("generate attachment metadata key: %w", err)
@@ -283,7 +283,7 @@ func (in *Instance) attachMeta(ctx context.Context) (*seal.Keys, error) {
 		return nil, nil
 	}
 	// Unwrap without holding keyMu: Close takes keyMu under mu.
-	p := metadataProvider(in.opts)
+	p := attachMetadataProvider(in.opts)
 	if p.KeyID() != man.Attach.KeyID {
 		return nil, fmt.Errorf("%w: instance %q's attachment metadata key is wrapped by %s, but the metadata provider is %s", keys.ErrKeyUnavailable, in.name, man.Attach.KeyID, p.KeyID())
 	}
@@ -333,11 +333,11 @@ func (in *Instance) ensureAttachKey(ctx context.Context) error {
 		return fmt.Errorf("index: instance %q: %w", in.name, err)
 	}
 	man.Attach = ak
-	return in.saveManifest(&man)
+	return in.attachSaveManifest(&man)
 }
 
-// saveManifest writes man and makes it the instance's. Caller holds writeMu.
-func (in *Instance) saveManifest(man *Manifest) error {
+// attachSaveManifest writes man and makes it the instance's. Caller holds writeMu.
+func (in *Instance) attachSaveManifest(man *Manifest) error {
 	mb, err := json.Marshal(man)
 	if err != nil {
 		return err
@@ -373,7 +373,7 @@ func parseAttachID(s string) ([attachIDSize]byte, error) {
 	return id, nil
 }
 
-func validDocID(id string) error {
+func attachCheckDocID(id string) error {
 	if id == "" || len(id) > MaxIDLength || !utf8.ValidString(id) {
 		return fmt.Errorf("%w: a document id must be 1 to %d bytes of UTF-8", ErrInvalidArgument, MaxIDLength)
 	}
@@ -412,7 +412,7 @@ func (m *AttachmentMeta) validate() error {
 // r's error, a cancelled ctx, a lock, the document deleted meanwhile — the
 // attachment never becomes visible and its written chunks are deleted.
 func (in *Instance) AddAttachment(ctx context.Context, docID string, meta AttachmentMeta, r io.Reader) (AttachmentInfo, error) {
-	if err := validDocID(docID); err != nil {
+	if err := attachCheckDocID(docID); err != nil {
 		return AttachmentInfo{}, err
 	}
 	if err := meta.validate(); err != nil {
@@ -450,7 +450,7 @@ type upload struct {
 	e       attachEntry // pending until finishUpload
 	sealer  *stream.Sealer
 	tried   uint64 // chunks sent to the store (committed or not)
-	text    *textExtractor
+	text    *attachTextExtractor
 	batch   [][]byte // sealed STREAM chunks not yet written
 	batchAt uint64   // index of batch[0]
 }
@@ -586,10 +586,10 @@ func (up *upload) start(first []byte, meta AttachmentMeta) {
 	up.e.name, up.e.uploader = meta.Name, meta.Uploader
 	up.e.contentType = meta.ContentType
 	if up.e.contentType == "" {
-		up.e.contentType = guessContentType(meta.Name, first)
+		up.e.contentType = attachGuessType(meta.Name, first)
 	}
-	if isTextual(up.e.contentType, meta.Name) && !bytes.Contains(first[:min(len(first), 8192)], []byte{0}) {
-		up.text = &textExtractor{}
+	if attachIsText(up.e.contentType, meta.Name) && !bytes.Contains(first[:min(len(first), 8192)], []byte{0}) {
+		up.text = &attachTextExtractor{}
 	}
 }
 
@@ -834,7 +834,7 @@ func (w *batchWriter) dropAttachments(docID string) error {
 // first; none when it has none (or does not exist). It reads metadata only,
 // so it works while the instance is locked.
 func (in *Instance) ListAttachments(ctx context.Context, docID string) ([]AttachmentInfo, error) {
-	if err := validDocID(docID); err != nil {
+	if err := attachCheckDocID(docID); err != nil {
 		return nil, err
 	}
 	mk, err := in.attachMeta(ctx)
@@ -865,7 +865,7 @@ func (in *Instance) Attachment(ctx context.Context, docID, attachID string) (Att
 }
 
 func (in *Instance) findAttachment(ctx context.Context, docID, attachID string) (attachEntry, error) {
-	if err := validDocID(docID); err != nil {
+	if err := attachCheckDocID(docID); err != nil {
 		return attachEntry{}, err
 	}
 	id, err := parseAttachID(attachID)

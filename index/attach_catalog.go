@@ -14,7 +14,7 @@ import (
 // instance, so that this works even while the instance's BYOK key is
 // revoked (when opening it fails). See Instance.ListAttachments.
 func (c *Catalog) ListAttachments(ctx context.Context, name, docID string) ([]AttachmentInfo, error) {
-	if err := validDocID(docID); err != nil {
+	if err := attachCheckDocID(docID); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()

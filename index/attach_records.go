@@ -86,8 +86,8 @@ func encodeAttachDir(d attachDir) []byte {
 	return e.b
 }
 
-// readFixed reads len(dst) bytes into dst.
-func readFixed(d *dec, dst []byte) {
+// attachReadFixed reads len(dst) bytes into dst.
+func attachReadFixed(d *dec, dst []byte) {
 	if d.err != nil || len(d.b) < len(dst) {
 		d.fail()
 		return
@@ -105,7 +105,7 @@ func decodeAttachDir(b []byte) (attachDir, error) {
 	dir := make(attachDir, n)
 	for i := range dir {
 		a := &dir[i]
-		readFixed(&d, a.id[:])
+		attachReadFixed(&d, a.id[:])
 		switch d.byte1() {
 		case attachStateComplete:
 		case attachStatePending:
@@ -114,7 +114,7 @@ func decodeAttachDir(b []byte) (attachDir, error) {
 			d.fail()
 		}
 		a.gen = d.u32()
-		readFixed(&d, a.salt[:])
+		attachReadFixed(&d, a.salt[:])
 		a.name, a.contentType, a.uploader = d.str(), d.str(), d.str()
 		a.size, a.chunks, a.created = d.uvarint(), d.uvarint(), int64(d.uvarint())
 		flags := d.byte1()
@@ -203,7 +203,7 @@ func decodeAttachChunk(b []byte, id [attachIDSize]byte, i uint64) ([]byte, error
 		return nil, errShort
 	}
 	var got [attachIDSize]byte
-	readFixed(&d, got[:])
+	attachReadFixed(&d, got[:])
 	n := d.uvarint()
 	if d.err != nil {
 		return nil, d.err

@@ -44,7 +44,7 @@ func newAttachInstance(t testing.TB, e *testEnv, name, mapping string) *Instance
 	return in
 }
 
-func readAttachment(in *Instance, doc, id string) ([]byte, error) {
+func attachReadAll(in *Instance, doc, id string) ([]byte, error) {
 	r, _, err := in.OpenAttachment(context.Background(), doc, id)
 	if err != nil {
 		return nil, err
@@ -70,7 +70,7 @@ func TestAttachRoundTrip(t *testing.T) {
 		if info.Size != int64(n) || info.Chunks != wantChunks || info.Indexed || info.Uploader != "alice" {
 			t.Fatalf("size %d: info %+v", n, info)
 		}
-		got, err := readAttachment(in, "DOC-1", info.ID)
+		got, err := attachReadAll(in, "DOC-1", info.ID)
 		if err != nil {
 			t.Fatalf("size %d: read: %v", n, err)
 		}
@@ -112,7 +112,7 @@ func TestAttachRoundTrip(t *testing.T) {
 	// Survives a reopen.
 	in.Close()
 	in = e.open(t, "rt")
-	got, err := readAttachment(in, "DOC-1", ids[len(ids)-1])
+	got, err := attachReadAll(in, "DOC-1", ids[len(ids)-1])
 	if err != nil || !bytes.Equal(got, attachData(fmt.Sprint(sizes[len(sizes)-1]), sizes[len(sizes)-1])) {
 		t.Fatalf("after reopen: %v", err)
 	}
@@ -175,10 +175,10 @@ func attachChunkKeys(t testing.TB, in *Instance, doc, id string) [][]byte {
 	return out
 }
 
-// readNoWrongBytes reads an attachment and checks that whatever came out
+// attachReadNoWrongBytes reads an attachment and checks that whatever came out
 // before the error is a prefix of the original: tampering may cut a read
 // short, never change what it returns.
-func readNoWrongBytes(t *testing.T, in *Instance, doc, id string, orig []byte) error {
+func attachReadNoWrongBytes(t *testing.T, in *Instance, doc, id string, orig []byte) error {
 	t.Helper()
 	r, _, err := in.OpenAttachment(context.Background(), doc, id)
 	if err != nil {
@@ -226,7 +226,7 @@ func TestAttachTamperDetected(t *testing.T) {
 	}
 	mustCorrupt := func(name string, in *Instance, id string, orig []byte) {
 		t.Helper()
-		err := readNoWrongBytes(t, in, "DOC-1", id, orig)
+		err := attachReadNoWrongBytes(t, in, "DOC-1", id, orig)
 		if !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: read error %v, want ErrCorrupt", name, err)
 		}
@@ -244,7 +244,7 @@ func TestAttachTamperDetected(t *testing.T) {
 	set(ka[len(ka)-1], nil)
 	mustCorrupt("truncated", in, a, dataA)
 	set(ka[len(ka)-1], last)
-	if got, err := readAttachment(in, "DOC-1", a); err != nil || !bytes.Equal(got, dataA) {
+	if got, err := attachReadAll(in, "DOC-1", a); err != nil || !bytes.Equal(got, dataA) {
 		t.Fatalf("restored: %v", err)
 	}
 
@@ -268,7 +268,7 @@ func TestAttachTamperDetected(t *testing.T) {
 	set(ka[1], get(kb[1]))
 	mustCorrupt("chunk of another attachment", in, a, dataA)
 	set(ka[1], va)
-	if got, err := readAttachment(in, "DOC-1", a); err != nil || !bytes.Equal(got, dataA) {
+	if got, err := attachReadAll(in, "DOC-1", a); err != nil || !bytes.Equal(got, dataA) {
 		t.Fatalf("restored: %v", err)
 	}
 
@@ -347,7 +347,7 @@ func TestAttachLockedListsButDoesNotRead(t *testing.T) {
 	if err := e.kr.Restore(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := readAttachment(in, "DOC-1", info.ID); err != nil || !bytes.Equal(got, data) {
+	if got, err := attachReadAll(in, "DOC-1", info.ID); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("after restore: %v", err)
 	}
 }
@@ -520,13 +520,13 @@ func TestAttachDeleteDocumentDeletesAttachments(t *testing.T) {
 	}
 }
 
-// failingReader returns n bytes, then an error.
-type failingReader struct {
+// attachFailingReader returns n bytes, then an error.
+type attachFailingReader struct {
 	r io.Reader
 	n int
 }
 
-func (f *failingReader) Read(p []byte) (int, error) {
+func (f *attachFailingReader) Read(p []byte) (int, error) {
 	if f.n <= 0 {
 		return 0, errors.New("network gone")
 	}
@@ -549,7 +549,7 @@ func TestAttachFailedUploadLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := count()
-	src := &failingReader{r: bytes.NewReader(attachData("f", 100*AttachmentChunkSize)), n: 40*AttachmentChunkSize + 5}
+	src := &attachFailingReader{r: bytes.NewReader(attachData("f", 100*AttachmentChunkSize)), n: 40*AttachmentChunkSize + 5}
 	if _, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "big.log"}, src); err == nil || !strings.Contains(err.Error(), "network gone") {
 		t.Fatalf("upload error: %v", err)
 	}
@@ -660,7 +660,7 @@ func TestAttachLegacyInstanceGetsKeyLazily(t *testing.T) {
 	}
 	in.Close()
 	in = e.open(t, "old")
-	got, err := readAttachment(in, "DOC-1", info.ID)
+	got, err := attachReadAll(in, "DOC-1", info.ID)
 	if err != nil || string(got) != "late attachment" {
 		t.Fatalf("after reopen: %q %v", got, err)
 	}
@@ -711,7 +711,7 @@ func TestAttachReencrypt(t *testing.T) {
 			t.Fatalf("attachment not moved: %v gen %d", err, e.gen)
 		}
 	}
-	if got, err := readAttachment(in, "DOC-1", info.ID); err != nil || !bytes.Equal(got, data) {
+	if got, err := attachReadAll(in, "DOC-1", info.ID); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("after re-encryption: %v", err)
 	}
 	if got := attachSearch(t, in, "gronkulator"); len(got) != 1 {
@@ -791,42 +791,87 @@ func TestAttachTextExtraction(t *testing.T) {
 		{"text/x-log", "", true}, {"application/octet-stream", "server.LOG", true},
 		{"application/pdf", "", false}, {"image/png", "x.png", false}, {"", "", false},
 	} {
-		if got := isTextual(tc.ct, tc.name); got != tc.want {
-			t.Errorf("isTextual(%q, %q) = %v", tc.ct, tc.name, got)
+		if got := attachIsText(tc.ct, tc.name); got != tc.want {
+			t.Errorf("attachIsText(%q, %q) = %v", tc.ct, tc.name, got)
 		}
 	}
-	if ct := guessContentType("a.json", []byte("{}")); ct != "application/json" {
+	if ct := attachGuessType("a.json", []byte("{}")); ct != "application/json" {
 		t.Errorf("guess json: %s", ct)
 	}
-	if ct := guessContentType("noext", []byte("hello")); !strings.HasPrefix(ct, "text/plain") {
+	if ct := attachGuessType("noext", []byte("hello")); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("sniff text: %s", ct)
 	}
-	if ct := guessContentType("noext", []byte{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}); ct != "image/png" {
+	if ct := attachGuessType("noext", []byte{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}); ct != "image/png" {
 		t.Errorf("sniff png: %s", ct)
 	}
 
-	x := &textExtractor{}
+	x := &attachTextExtractor{}
 	x.write([]byte("\xef\xbb\xbfok \xff\xfe bad"))
 	got, trunc := x.result()
 	if string(got) != "ok \uFFFD bad" || trunc {
 		t.Errorf("invalid UTF-8: %q %v", got, trunc)
 	}
 	// A cap in the middle of a character cuts before it.
-	x = &textExtractor{}
+	x = &attachTextExtractor{}
 	big := strings.Repeat("a", MaxAttachmentText-1) + "é" + strings.Repeat("b", 100)
 	for i := 0; i < len(big); i += 1000 {
 		x.write([]byte(big[i:min(i+1000, len(big))]))
 	}
 	got, trunc = x.result()
-	if !trunc || len(got) != MaxAttachmentText-1 || !utf8Valid(got) {
+	if !trunc || len(got) != MaxAttachmentText-1 || !attachUTF8Valid(got) {
 		t.Errorf("cap: %d bytes, truncated %v", len(got), trunc)
 	}
 	// Exactly at the cap: not truncated.
-	x = &textExtractor{}
+	x = &attachTextExtractor{}
 	x.write(bytes.Repeat([]byte("c"), MaxAttachmentText))
 	if got, trunc = x.result(); trunc || len(got) != MaxAttachmentText {
 		t.Errorf("at the cap: %d %v", len(got), trunc)
 	}
 }
 
-func utf8Valid(b []byte) bool { return strings.ToValidUTF8(string(b), "?") == string(b) }
+func attachUTF8Valid(b []byte) bool { return strings.ToValidUTF8(string(b), "?") == string(b) }
+
+// TestAttachForgedDirectoryDetected plays someone who holds the provider's
+// key (and so can rewrite the metadata, which is outside BYOK) but not the
+// BYOK key: shortening the chunk count, or pointing the entry at another
+// salt, must not yield a shorter or different attachment — STREAM's last
+// flag and per-upload key catch what the record seal cannot.
+func TestAttachForgedDirectoryDetected(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	in := newAttachInstance(t, e, "forge", attachTestMapping)
+	data := attachData("F", 5*AttachmentChunkSize+10)
+	info, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "f.bin"}, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := in.att.metaKeys()
+	orig, err := in.readDir(mk, "DOC-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge := func(change func(*attachEntry)) {
+		dir := append(attachDir(nil), orig...)
+		change(&dir[0])
+		var b store.Batch
+		in.putDir(&b, mk, "DOC-1", dir)
+		if err := e.st.Apply(&b, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, change := range map[string]func(*attachEntry){
+		"fewer chunks":            func(a *attachEntry) { a.chunks, a.size = 3, 3*AttachmentChunkSize },
+		"fewer chunks, same size": func(a *attachEntry) { a.chunks = 4 },
+		"another salt":            func(a *attachEntry) { a.salt[0] ^= 1 },
+		"another size":            func(a *attachEntry) { a.size-- },
+	} {
+		forge(change)
+		if err := attachReadNoWrongBytes(t, in, "DOC-1", info.ID, data); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		}
+	}
+	forge(func(*attachEntry) {})
+	if got, err := attachReadAll(in, "DOC-1", info.ID); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("restored: %v", err)
+	}
+}

@@ -15,10 +15,10 @@ import (
 	"github.com/blevesearch/bleve/v2/mapping"
 )
 
-// textExtensions are the content types given to text files whose upload
+// attachTextTypes are the content types given to text files whose upload
 // names none, by extension. (mime.TypeByExtension is not used: it reads
 // the host's tables, and the result must not depend on the host.)
-var textExtensions = map[string]string{
+var attachTextTypes = map[string]string{
 	".txt":    "text/plain; charset=utf-8",
 	".text":   "text/plain; charset=utf-8",
 	".log":    "text/x-log",
@@ -29,20 +29,20 @@ var textExtensions = map[string]string{
 	".md":     "text/markdown",
 }
 
-// guessContentType names the content type of an upload that does not say:
+// attachGuessType names the content type of an upload that does not say:
 // by extension for the text formats above, else sniffed from the first 512
 // bytes.
-func guessContentType(name string, first []byte) string {
-	if ct, ok := textExtensions[strings.ToLower(path.Ext(name))]; ok {
+func attachGuessType(name string, first []byte) string {
+	if ct, ok := attachTextTypes[strings.ToLower(path.Ext(name))]; ok {
 		return ct
 	}
 	return http.DetectContentType(first)
 }
 
-// isTextual reports whether an attachment's text is extracted: text/*,
+// attachIsText reports whether an attachment's text is extracted: text/*,
 // JSON, XML (and the +json, +xml types), and logs (.log files whatever
 // their declared type, text/x-log).
-func isTextual(contentType, name string) bool {
+func attachIsText(contentType, name string) bool {
 	if strings.HasSuffix(strings.ToLower(name), ".log") {
 		return true
 	}
@@ -59,13 +59,13 @@ func isTextual(contentType, name string) bool {
 	return false
 }
 
-// textExtractor keeps the beginning of an upload's contents as text.
-type textExtractor struct {
+// attachTextExtractor keeps the beginning of an upload's contents as text.
+type attachTextExtractor struct {
 	raw  []byte
 	over bool // the contents went on past what raw keeps
 }
 
-func (x *textExtractor) write(p []byte) {
+func (x *attachTextExtractor) write(p []byte) {
 	room := MaxAttachmentText + utf8.UTFMax - len(x.raw)
 	if len(p) > room {
 		p, x.over = p[:room], true
@@ -76,7 +76,7 @@ func (x *textExtractor) write(p []byte) {
 // result returns the text: UTF-8 (a byte-order mark dropped, invalid bytes
 // replaced by U+FFFD), at most MaxAttachmentText bytes, cut at a character
 // boundary, and whether it was cut.
-func (x *textExtractor) result() ([]byte, bool) {
+func (x *attachTextExtractor) result() ([]byte, bool) {
 	raw := bytes.TrimPrefix(x.raw, []byte("\xef\xbb\xbf"))
 	truncated := x.over
 	if len(raw) > MaxAttachmentText {

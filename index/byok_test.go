@@ -291,6 +291,8 @@ type byokEnv struct {
 	auditBuf *byokBuffer
 	audit    *keys.AuditLog
 	mapping  *tokenize.Mapping
+	errMu    sync.Mutex
+	errs     []string // provider failures, for the diagnosis of a failed test
 }
 
 func newBYOKEnv(t testing.TB, o byokOptions) *byokEnv {
@@ -308,12 +310,80 @@ func newBYOKEnv(t testing.TB, o byokOptions) *byokEnv {
 		e.endpoint = e.proxy.Endpoint()
 	}
 	e.audit = keys.NewAuditLog(e.auditBuf)
+	stall := byokStallWatch(t)
+	t.Cleanup(func() {
+		if t.Failed() { // the KMS calls and lease changes, for the diagnosis
+			t.Logf("longest stall of a 10 ms ticker in this test process: %v (a stall longer than the lease's re-validation slack locks it, correctly)", stall())
+			e.errMu.Lock()
+			t.Logf("KMS provider failures:\n%s", strings.Join(e.errs, "\n"))
+			e.errMu.Unlock()
+			lines := strings.Split(strings.TrimSpace(e.auditBuf.String()), "\n")
+			t.Logf("audit log (last %d of %d lines):\n%s", min(40, len(lines)), len(lines), strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	})
 	m, err := tokenize.ParseMapping([]byte(byokMapping))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.mapping = m
 	return e
+}
+
+// byokObserved is the real KMS provider with its failures noted (the error
+// text: operation, KMS code, HTTP status; never key material), so that a
+// failed test can say why a lease ran out. It changes nothing.
+type byokObserved struct {
+	keys.Provider
+	e *byokEnv
+}
+
+func (p *byokObserved) UnwrapRootKey(ctx context.Context, wrapped []byte, ec keys.EncryptionContext) ([]byte, error) {
+	start := time.Now()
+	k, err := p.Provider.UnwrapRootKey(ctx, wrapped, ec)
+	if err != nil {
+		dl, _ := ctx.Deadline()
+		p.e.noteError(fmt.Sprintf("%s Decrypt gen %d after %v (ctx deadline in %v): %v", start.Format("15:04:05.000"), ec.Generation,
+			time.Since(start).Round(time.Millisecond), dl.Sub(start).Round(time.Millisecond), err))
+	}
+	return k, err
+}
+
+func (e *byokEnv) noteError(s string) {
+	e.errMu.Lock()
+	defer e.errMu.Unlock()
+	if len(e.errs) < 50 {
+		e.errs = append(e.errs, s)
+	}
+}
+
+// byokStallWatch measures, until the end of the test, the longest time a
+// goroutine waking every 10 ms was kept from running: on a machine too
+// loaded for the test's short leases, the keyring's own goroutine cannot
+// re-validate in time either, and the lease (correctly) runs out.
+func byokStallWatch(t testing.TB) func() time.Duration {
+	var worst atomic.Int64
+	done := make(chan struct{})
+	if os.Getenv("BYOK_NO_STALLWATCH") != "" { // TEMP experiment
+		return func() time.Duration { return -1 }
+	}
+	go func() {
+		tk := time.NewTicker(10 * time.Millisecond)
+		defer tk.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tk.C:
+				if d := time.Since(last) - 10*time.Millisecond; d > time.Duration(worst.Load()) {
+					worst.Store(int64(d))
+				}
+				last = now
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done) })
+	return func() time.Duration { return time.Duration(worst.Load()) }
 }
 
 // catalog opens a catalog over a (new or existing) data directory, with the
@@ -334,7 +404,11 @@ func (e *byokEnv) catalog(t testing.TB, dir string) (*Catalog, *store.Pebble) {
 			if e.kmsMod != nil {
 				e.kmsMod(&o)
 			}
-			return awskms.New(ctx, o)
+			p, err := awskms.New(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			return &byokObserved{Provider: p, e: e}, nil
 		},
 		Lease:    e.lease,
 		Audit:    e.audit,

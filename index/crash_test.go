@@ -36,7 +36,7 @@ const crashMapping = `{
   "enabled": true,
   "dynamic": false,
   "properties": {
-   "title": {"fields": [{"name": "title", "type": "text", "analyzer": "en", "index": true, "store": true, "include_term_vectors": true}]},
+   "title": {"fields": [{"name": "title", "type": "text", "analyzer": "en", "index": true, "store": true, "include_term_vectors": true, "include_in_all": true}]},
    "tag": {"fields": [{"name": "tag", "type": "text", "analyzer": "keyword", "index": true, "docvalues": true}]},
    "ver": {"fields": [{"name": "ver", "type": "number", "index": true, "docvalues": true}]}
   }
@@ -176,7 +176,7 @@ func TestCrashRecovery(t *testing.T) {
 	t.Logf("seed %d", seed)
 	r := mrand.New(mrand.NewPCG(seed, 2))
 	next := 0 // the first batch not known to be committed
-	for round := 1; round <= 4; round++ {
+	for round := 1; round <= 6; round++ {
 		waitAcks := 2 + r.IntN(6)
 		delay := time.Duration(r.IntN(8000)) * time.Microsecond
 		acked := crashRunChild(t, dir, home, next, waitAcks, delay)
@@ -345,6 +345,9 @@ func crashVerify(t *testing.T, in *Instance, acked int) int {
 	all, err := in.Search(ctx, bleve.NewSearchRequestOptions(bleve.NewQueryStringQuery("connection server memory disk"), 1, 0, false))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if all.Total == 0 && len(want) > 0 {
+		t.Errorf("a text query over %d documents matches nothing", len(want))
 	}
 	t.Logf("%d batches committed (%d acknowledged), %d documents; %d match a text query", committed, acked, len(want), all.Total)
 	return committed

@@ -104,6 +104,7 @@ func (r *reader) TermFieldReader(ctx context.Context, term []byte, field string,
 	}
 	pl, err := r.in.postings(r.st, field, term)
 	if err != nil {
+		noteCorruption(ctx, err)
 		return nil, err
 	}
 	tr := &termReader{st: r.st, pl: pl, term: string(term), vectors: includeTermVectors && pl.hasVectors()}

@@ -80,20 +80,85 @@ func (in *Instance) Search(ctx context.Context, req *bleve.SearchRequest) (*blev
 	}
 	// bleve's request constructors default to sorting by score alone,
 	// which leaves ties in internal order; break them by document id.
+	// (Not when search_after/before give one value for the score alone.)
 	if len(req.Sort) == 0 || (len(req.Sort) == 1 && isScoreDesc(req.Sort[0])) {
-		req.SortBy([]string{"-_score", "_id"})
+		if n := max(len(req.SearchAfter), len(req.SearchBefore)); n == 0 || n == 2 {
+			req.SortBy([]string{"-_score", "_id"})
+		}
+	}
+	// bleve's own request checks (search_after/before lengths, facets,
+	// pagination); bleve's search does not run them and panics on some.
+	if err := req.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
 	in.m.searches.Add(1)
-	res, err := in.bleve.SearchInContext(ctx, req)
+	sink := &corruptionSink{}
+	res, err := in.bleve.SearchInContext(context.WithValue(ctx, corruptionSinkKey{}, sink), req)
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrKeyRevoked), errors.Is(err, ErrCorrupt), errors.Is(err, ErrClosed),
 			errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			return nil, err
 		}
+		if cerr := sink.get(); cerr != nil {
+			return nil, cerr
+		}
+		if errors.Is(err, bleve.ErrorIndexReadInconsistency) {
+			return nil, in.storedFieldsError(ctx, req)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
 	return res, nil
+}
+
+// corruptionSink keeps the first corruption a search ran into. bleve
+// flattens some errors with %v (a phrase's term searchers), which would
+// otherwise turn a damaged record into an "invalid query"; the reader notes
+// them here through the search's context.
+type corruptionSink struct {
+	mu  sync.Mutex
+	err error
+}
+
+type corruptionSinkKey struct{}
+
+func (s *corruptionSink) get() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// noteCorruption records err in the search's sink when it is corruption.
+func noteCorruption(ctx context.Context, err error) {
+	if !errors.Is(err, ErrCorrupt) {
+		return
+	}
+	if s, ok := ctx.Value(corruptionSinkKey{}).(*corruptionSink); ok {
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
+	}
+}
+
+// storedFieldsError finds the stored document a search failed to load:
+// bleve drops the reader's error and reports ErrorIndexReadInconsistency.
+// It runs the request again without stored fields or highlighting and
+// reads each hit's document.
+func (in *Instance) storedFieldsError(ctx context.Context, req *bleve.SearchRequest) error {
+	again := *req
+	again.Fields, again.Highlight = nil, nil
+	res, err := in.bleve.SearchInContext(ctx, &again)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	for _, h := range res.Hits {
+		if _, err := in.Get(ctx, h.ID); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: a stored document of the results could not be read", ErrCorrupt)
 }
 
 func isScoreDesc(s search.SearchSort) bool {

@@ -152,6 +152,9 @@ func (f *tamperFixture) workload(t *testing.T) []opResult {
 	for _, d := range f.docs {
 		run("get "+d.id, func() (string, error) {
 			b, err := in.Get(ctx, d.id)
+			if errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) {
+				return "not found", nil // a deleted document
+			}
 			return string(b), err
 		})
 	}
@@ -170,7 +173,13 @@ func (f *tamperFixture) workload(t *testing.T) []opResult {
 			for _, h := range r.Hits {
 				fmt.Fprintf(&b, " %s:%.12g:%v:%v", h.ID, h.Score, h.Sort, h.Fields)
 			}
-			for name, fr := range r.Facets {
+			names := make([]string, 0, len(r.Facets))
+			for name := range r.Facets {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			for _, name := range names {
+				fr := r.Facets[name]
 				fmt.Fprintf(&b, " facet %s %d %d %d", name, fr.Total, fr.Missing, fr.Other)
 				if fr.Terms != nil {
 					for _, tf := range fr.Terms.Terms() {

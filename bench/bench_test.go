@@ -1,0 +1,485 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/blevesearch/bleve/v2/search/query"
+
+	"github.com/blindex/blindex/tokenize"
+)
+
+// TestMain runs this test binary as the harness's memory-measuring child
+// when BLINDEX_BENCH_CHILD=1 (TestShortRun starts it so), and cleans up the
+// benchmark fixtures.
+func TestMain(m *testing.M) {
+	if IsChild() {
+		if err := RunChild(context.Background(), os.Args[len(os.Args)-1], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	code := m.Run()
+	fixtures.release()
+	os.Exit(code)
+}
+
+// corpusOrSkip skips the test, loudly, when the corpus is absent.
+func corpusOrSkip(tb testing.TB) Config {
+	tb.Helper()
+	cfg, err := Config{Short: true}.withDefaults()
+	if err != nil {
+		banner := strings.Repeat("*", 78)
+		msg := fmt.Sprintf("\n%s\n*** CORPUS NOT FOUND: %s is SKIPPED.\n*** %v\n*** Set $BLINDEX_CORPUS to the directory holding jira-apache.ndjson.gz.\n%s", banner, tb.Name(), err, banner)
+		fmt.Fprintln(os.Stderr, msg)
+		tb.Skip(msg)
+	}
+	return cfg
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestShortRun runs the short mode end to end and checks that the report is
+// complete and sane. It asserts no timing.
+func TestShortRun(t *testing.T) {
+	corpusOrSkip(t)
+	out := t.TempDir()
+	cfg := Config{
+		Short:        true,
+		OutDir:       out,
+		WorkDir:      t.TempDir(),
+		ChildCommand: []string{os.Args[0]},
+		Log:          testLog{t},
+	}
+	start := time.Now()
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("short run took %s", time.Since(start).Round(time.Millisecond))
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + table.String())
+
+	finite := func(name string, p Pair) {
+		t.Helper()
+		for _, v := range []float64{p.Blindex, p.Bleve, p.Ratio} {
+			if v <= 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+				t.Errorf("%s = %+v: want positive finite figures and ratio", name, p)
+				return
+			}
+		}
+		if math.Abs(p.Ratio-p.Blindex/p.Bleve) > 1e-9*p.Ratio {
+			t.Errorf("%s: ratio %v is not %v/%v", name, p.Ratio, p.Blindex, p.Bleve)
+		}
+	}
+	unit := func(name string, p Pair) {
+		t.Helper()
+		if p.Blindex < 0 || p.Blindex > 1 || p.Bleve < 0 || p.Bleve > 1 {
+			t.Errorf("%s = %+v: want values in [0,1]", name, p)
+		}
+	}
+
+	if len(rep.Stages) != 1 || rep.Stages[0].Docs != 1000 {
+		t.Fatalf("stages = %d (docs %v), want one of 1000 documents", len(rep.Stages), rep.Stages)
+	}
+	s := rep.Stages[0]
+	finite("indexing docs/s", s.Indexing.DocsPerSec)
+	finite("indexing MB/s", s.Indexing.MBPerSec)
+	finite("size", s.SizeMB)
+	finite("open seconds", s.OpenSeconds)
+	for _, m := range s.Mismatches {
+		t.Errorf("engines disagree on [%s] %q: blindex %d hits, bleve %d %s", m.Class, m.Query, m.Blindex, m.Bleve, m.Error)
+	}
+	var classes []string
+	for _, c := range s.Classes {
+		classes = append(classes, c.Class)
+		if c.Blindex.N == 0 || c.Blindex.N != c.Bleve.N {
+			t.Errorf("class %s: %d blindex runs, %d bleve runs", c.Class, c.Blindex.N, c.Bleve.N)
+		}
+		finite("p50 "+c.Class, c.P50)
+		finite("p99 "+c.Class, c.P99)
+		finite("qps "+c.Class, c.QPS)
+		if c.Concurrent == nil {
+			t.Errorf("class %s: no concurrent figures", c.Class)
+		} else {
+			finite("concurrent qps "+c.Class, c.Concurrent.QPS)
+		}
+		if c.Top10Agreement < 0 || c.Top10Agreement > 1 {
+			t.Errorf("class %s: top-10 agreement %v", c.Class, c.Top10Agreement)
+		}
+	}
+	if !slices.Equal(classes, classOrder()) {
+		t.Errorf("classes = %v, want every class %v", classes, classOrder())
+	}
+	if s.Relevance.Queries == 0 {
+		t.Error("no relevance query counted")
+	}
+	unit("recall@10", s.Relevance.RecallAt10)
+	unit("MRR", s.Relevance.MRR)
+	if s.KMS.Calls == 0 || s.KMS.Docs != 1000 || s.KMS.Searches == 0 {
+		t.Errorf("KMS figures incomplete: %+v", s.KMS)
+	}
+	for _, tg := range rep.Targets {
+		if strings.HasPrefix(tg.Name, "KMS") && !tg.OK {
+			t.Errorf("key-provider calls grow with the work: %+v (%+v)", tg, s.KMS)
+		}
+	}
+	if rep.Durable == nil {
+		t.Error("no durable indexing comparison")
+	} else {
+		finite("durable docs/s", rep.Durable.DocsPerSec)
+	}
+	if rep.Memory.Method != "child" || len(rep.Memory.Checkpoints) != 1 {
+		t.Errorf("memory: method %q, %d checkpoints; want child, 1", rep.Memory.Method, len(rep.Memory.Checkpoints))
+	} else {
+		finite("peak RSS", rep.Memory.Checkpoints[0].PeakMB)
+		finite("final peak RSS", rep.Memory.FinalPeakMB)
+	}
+	if len(rep.Targets) == 0 {
+		t.Error("no targets evaluated")
+	}
+
+	data, err := os.ReadFile(rep.Outputs.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	if len(back.Stages) != 1 || len(back.Stages[0].Classes) != len(s.Classes) {
+		t.Error("report.json does not hold the stages")
+	}
+	if len(rep.Outputs.Charts) == 0 {
+		t.Error("no chart written")
+	}
+	for _, c := range rep.Outputs.Charts {
+		b, err := os.ReadFile(c)
+		if err != nil || !strings.Contains(string(b[:min(len(b), 200)]), "<svg") {
+			t.Errorf("chart %s is not an SVG (%v)", c, err)
+		}
+		if filepath.Dir(c) != out {
+			t.Errorf("chart %s not under the out dir %s", c, out)
+		}
+	}
+}
+
+// TestClassify pins the classes of the public query set.
+func TestClassify(t *testing.T) {
+	want := map[string]string{
+		`broker`:                         ClassTerm,
+		`"connection reset"`:             ClassPhrase,
+		`summary:"file not found"`:       ClassPhrase,
+		`+project:YARN +status:Resolved`: ClassBoolean,
+		`-project:AMQ`:                   ClassBoolean,
+		`exceptoin~1`:                    ClassFuzzy,
+		`replicat*`:                      ClassWildcard,
+		`*manager`:                       ClassWildcard,
+		`te?m`:                           ClassWildcard,
+		`/yarn.*manager/`:                ClassRegexp,
+		`+created:>="2014-06-01T00:00:00Z" +project:HDFS`: ClassRange,
+		`votes:>=3`:            ClassRange,
+		`components:Metastore`: ClassTerm,
+		`mapreduce^2 shuffle`:  ClassBoolean,
+	}
+	for text, class := range want {
+		q, err := query.NewQueryStringQuery(text).Parse()
+		if err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		if got := Classify(q); got != class {
+			t.Errorf("Classify(%q) = %s, want %s", text, got, class)
+		}
+	}
+	long := query.NewMatchQuery("NPE in the datanode when the disk fails during a block report")
+	if got := Classify(long); got != ClassLong {
+		t.Errorf("Classify(long match) = %s, want %s", got, ClassLong)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var l latencies
+	for i := 1; i <= 100; i++ {
+		l = append(l, time.Duration(i)*time.Millisecond)
+	}
+	s := l.stats()
+	if s.P50 != 50 || s.P95 != 95 || s.P99 != 99 || s.Max != 100 || s.Mean != 50.5 || s.N != 100 {
+		t.Errorf("stats = %+v", s)
+	}
+	if (latencies{}).stats() != (Stats{}) {
+		t.Error("empty stats not zero")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	_, err := Config{CorpusDir: t.TempDir(), Sizes: []int{-1}, BatchSize: -5}.withDefaults()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"corpus file", "mapping file", "size -1", "batch size -5"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// benchDocs is the number of documents the Go benchmarks use.
+func benchDocs() int {
+	if testing.Short() {
+		return 1000
+	}
+	return 10000
+}
+
+// BenchmarkIndex indexes the first benchDocs() documents into a fresh index
+// per iteration, in batches of 100, including the close that flushes it
+// (no per-batch sync for either engine). One op is the whole corpus slice.
+func BenchmarkIndex(b *testing.B) {
+	cfg := corpusOrSkip(b)
+	n := benchDocs()
+	docs, err := readDocs(cfg.Corpus, cfg.IDField, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := loadMapping(b, cfg)
+	var bytes int64
+	for _, d := range docs {
+		bytes += int64(len(d.body))
+	}
+	for _, name := range []string{EngineBlindex, EngineBleve} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(bytes)
+			ctx := context.Background()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				dir, err := os.MkdirTemp("", "blindex-bench-")
+				if err != nil {
+					b.Fatal(err)
+				}
+				e, err := newEngine(ctx, name, dir, m, false)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				for start := 0; start < len(docs); start += 100 {
+					if err := e.index(ctx, docs[start:min(start+100, len(docs))]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := e.close(); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				e.release()
+				os.RemoveAll(dir)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "docs/s")
+		})
+	}
+}
+
+// BenchmarkQuery runs each class's queries round-robin against both
+// engines holding the first benchDocs() documents. One op is one query;
+// p50-µs and p99-µs are reported besides the mean.
+func BenchmarkQuery(b *testing.B) {
+	cfg := corpusOrSkip(b)
+	f := fixtures.get(b, cfg, benchDocs())
+	for _, class := range classOrder() {
+		qs := f.queries[class]
+		if len(qs) == 0 {
+			continue
+		}
+		b.Run(class, func(b *testing.B) {
+			for _, e := range f.engines {
+				b.Run(e.name(), func(b *testing.B) {
+					ctx := context.Background()
+					var lat latencies
+					k := 0
+					for b.Loop() {
+						p := qs[k%len(qs)]
+						t0 := time.Now()
+						if _, err := e.search(ctx, p.q, 10); err != nil {
+							b.Fatalf("%s: %q: %v", e.name(), p.Text, err)
+						}
+						lat = append(lat, time.Since(t0))
+						k++
+					}
+					s := lat.stats()
+					b.ReportMetric(s.P50*1000, "p50-µs")
+					b.ReportMetric(s.P99*1000, "p99-µs")
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkOpen closes and reopens both engines holding the first
+// benchDocs() documents. One op is one reopen (the close is not timed).
+func BenchmarkOpen(b *testing.B) {
+	cfg := corpusOrSkip(b)
+	f := fixtures.get(b, cfg, benchDocs())
+	for _, e := range f.engines {
+		b.Run(e.name(), func(b *testing.B) {
+			ctx := context.Background()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				if err := e.close(); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := e.reopen(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func loadMapping(tb testing.TB, cfg Config) *tokenize.Mapping {
+	tb.Helper()
+	data, err := os.ReadFile(cfg.Mapping)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := tokenize.ParseMapping(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// queryFixture is both engines holding the first n documents, and the
+// benchmark query set by class.
+type queryFixture struct {
+	dir     string
+	keep    bool
+	engines [2]engine
+	queries map[string][]prepared
+}
+
+// fixtureCache builds each fixture once per test binary.
+type fixtureCache struct {
+	mu  sync.Mutex
+	byN map[int]*queryFixture
+}
+
+var fixtures fixtureCache
+
+func (c *fixtureCache) get(tb testing.TB, cfg Config, n int) *queryFixture {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.byN[n]; f != nil {
+		return f
+	}
+	docs, err := readDocs(cfg.Corpus, cfg.IDField, n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	f := &queryFixture{queries: map[string][]prepared{}}
+	names := []string{EngineBlindex, EngineBleve}
+	// $BLINDEX_BENCH_FIXTURE keeps the indexes between runs (for profiling
+	// queries without rebuilding them); default a temporary directory.
+	if keep := os.Getenv("BLINDEX_BENCH_FIXTURE"); keep != "" {
+		f.dir, f.keep = filepath.Join(keep, strconv.Itoa(n)), true
+		if _, err := os.Stat(filepath.Join(f.dir, "complete")); err == nil {
+			for i, name := range names {
+				if f.engines[i], err = openEngine(ctx, name, f.dir, false); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}
+	} else if f.dir, err = os.MkdirTemp("", "blindex-bench-"); err != nil {
+		tb.Fatal(err)
+	}
+	if f.engines[0] == nil {
+		m := loadMapping(tb, cfg)
+		for i, name := range names {
+			if f.engines[i], err = newEngine(ctx, name, f.dir, m, false); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		for start := 0; start < n; start += 100 {
+			for _, e := range f.engines {
+				if err := e.index(ctx, docs[start:min(start+100, n)]); err != nil {
+					tb.Fatal(err)
+				}
+			}
+		}
+		for _, e := range f.engines {
+			if err := e.close(); err != nil {
+				tb.Fatal(err)
+			}
+			if err := e.reopen(ctx); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if f.keep {
+			if err := os.WriteFile(filepath.Join(f.dir, "complete"), nil, 0o644); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	lines, err := readQueryLines(cfg.Queries)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fq, err := fileQueries(lines)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dups, err := readDupQueries(cfg.DupQueries)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, err := buildVocabulary(docs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, q := range append(fq, generateQueries(v, dups, 20, 1)...) {
+		p, err := q.Parse()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		f.queries[q.Class] = append(f.queries[q.Class], prepared{Query: q, q: p})
+	}
+	if c.byN == nil {
+		c.byN = map[int]*queryFixture{}
+	}
+	c.byN[n] = f
+	return f
+}
+
+func (c *fixtureCache) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.byN {
+		for _, e := range f.engines {
+			e.release()
+		}
+		if !f.keep {
+			os.RemoveAll(f.dir)
+		}
+	}
+	c.byN = nil
+}

@@ -1,0 +1,473 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/keys/awskms"
+	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/tokenize"
+)
+
+// env is what a command works in: the store of one data directory, the
+// local key provider once keys are opened, and one index.Catalog over them
+// (configurations, instances, keyrings, BYOK rules), made on first use.
+type env struct {
+	dir   string      // data directory, as given
+	flags commonFlags // the command's flags
+	home  string      // key home, resolved; "" until keys are opened
+	st    *store.Pebble
+	prov  *keys.LocalProvider // nil until openKeys (or when the key file is missing and optional)
+	local keys.Provider       // the catalog's provider for non-BYOK instances
+	cat   *index.Catalog
+
+	audit     *keys.AuditLog // nil without --audit
+	auditFile *os.File
+}
+
+// openEnv opens the store in c.data. With create, a missing data directory
+// is created (mode 0700); otherwise it is an error, so that a typo in --data
+// does not silently create an empty store. It also opens the --audit log.
+func openEnv(c commonFlags, create bool) (*env, error) {
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(c.data)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && create:
+		if err := os.MkdirAll(c.data, 0o700); err != nil {
+			return nil, inputErrorf("choose a data directory you can write to", "cannot create data directory %s: %v", c.data, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, inputErrorf(fmt.Sprintf("check --data, or create an instance there with 'blindex index --data %s --mapping FILE FILE...'", c.data),
+			"data directory %s does not exist", c.data)
+	case err != nil:
+		return nil, inputErrorf("check --data and its permissions", "cannot use data directory %s: %v", c.data, err)
+	case !fi.IsDir():
+		return nil, inputErrorf("--data must name a directory", "data directory %s is not a directory", c.data)
+	}
+	if !holdsStore(c.data) {
+		entries, err := os.ReadDir(c.data)
+		switch {
+		case err != nil:
+			return nil, inputErrorf("check --data and its permissions", "cannot use data directory %s: %v", c.data, err)
+		case !create:
+			return nil, inputErrorf(fmt.Sprintf("check --data, or create an instance there with 'blindex index --data %s --mapping FILE FILE...'", c.data),
+				"%s holds no blindex store", c.data)
+		case len(entries) > 0:
+			return nil, inputErrorf("give a new or empty directory, or one that already holds a blindex store",
+				"%s is not empty and holds no blindex store; blindex will not create its store among other files", c.data)
+		}
+	}
+	e := &env{dir: c.data, flags: c}
+	if err := e.openAudit(); err != nil {
+		return nil, err
+	}
+	st, err := store.OpenPebble(c.data, store.PebbleOptions{})
+	if err != nil {
+		e.Close()
+		return nil, inputErrorf("make sure no other blindex process is using this data directory and that it holds a blindex store, then retry",
+			"cannot open the store in %s: %v", c.data, err)
+	}
+	e.st = st
+	return e, nil
+}
+
+// openAudit opens the --audit log: a file (appended to, mode 0600) or
+// standard error.
+func (e *env) openAudit() error {
+	switch e.flags.audit {
+	case "":
+		return nil
+	case "-":
+		w := e.flags.stderr
+		if w == nil {
+			w = os.Stderr
+		}
+		e.audit = keys.NewAuditLog(w)
+		return nil
+	}
+	f, err := os.OpenFile(e.flags.audit, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return inputErrorf("give --audit a file you can write to, or - for standard error", "cannot open the audit log: %v", err)
+	}
+	e.auditFile = f
+	e.audit = keys.NewAuditLog(f)
+	return nil
+}
+
+// Close closes the catalog (its instances and keyrings: keys are zeroed),
+// the local provider, the store and the audit log.
+func (e *env) Close() {
+	if e.cat != nil {
+		e.cat.Close()
+	}
+	if e.prov != nil {
+		e.prov.Close()
+	}
+	if e.st != nil {
+		e.st.Close()
+	}
+	if e.auditFile != nil {
+		e.auditFile.Close()
+	}
+}
+
+// holdsStore reports whether dir looks like a Pebble store (it has a
+// manifest), so that commands never create a store in a directory that was
+// named by mistake.
+func holdsStore(dir string) bool {
+	for _, pattern := range []string{"marker.manifest.*", "MANIFEST-*"} {
+		if m, _ := filepath.Glob(filepath.Join(dir, pattern)); len(m) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveHome returns the key provider home: flag, else $BLINDEX_HOME, else
+// ~/.blindex, made absolute.
+func resolveHome(flagHome string) (string, error) {
+	home := flagHome
+	if home == "" {
+		home = os.Getenv("BLINDEX_HOME")
+	}
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return "", inputErrorf("set --home or BLINDEX_HOME", "no key provider home: %v", err)
+		}
+		home = filepath.Join(h, ".blindex")
+	}
+	return filepath.Abs(home)
+}
+
+// realPath returns p made absolute with symbolic links resolved as far as
+// the path exists.
+func realPath(p string) string {
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return filepath.Clean(p)
+	}
+	rest := ""
+	for cur := p; ; {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(realPath(dir), realPath(path))
+	if err != nil {
+		return false
+	}
+	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)))
+}
+
+// keyNeed says what a command needs of the local provider key.
+type keyNeed int
+
+const (
+	keyRequired keyNeed = iota // a missing key file is an error (exit 3)
+	keyCreate                  // a missing key file is created
+	keyOptional                // a missing key file is tolerated: instances under it cannot be opened
+)
+
+// openKeys opens the local key provider. Unless createKey is set, a missing
+// provider key file is an error (exit 3) rather than a new key that could
+// never open the instance's records.
+func (e *env) openKeys(flagHome string, createKey bool) error {
+	need := keyRequired
+	if createKey {
+		need = keyCreate
+	}
+	return e.openLocal(flagHome, need)
+}
+
+// openLocal resolves the key home and opens the local provider as need
+// says.
+func (e *env) openLocal(flagHome string, need keyNeed) error {
+	if e.local != nil {
+		switch {
+		case e.prov != nil || need == keyOptional:
+			return nil
+		case need == keyRequired || e.cat != nil:
+			return e.missingKey()
+		}
+		e.local = nil // keyCreate: create it now
+	}
+	home, err := resolveHome(flagHome)
+	if err != nil {
+		return err
+	}
+	if within(home, e.dir) {
+		return inputErrorf("keep the key away from the data it protects: set --home or BLINDEX_HOME to a directory outside the data directory",
+			"the key provider home %s is inside the data directory %s", home, e.dir)
+	}
+	e.home = home
+	keyFile := filepath.Join(home, keys.LocalKeyFile)
+	if need != keyCreate {
+		if _, err := os.Lstat(keyFile); errors.Is(err, fs.ErrNotExist) {
+			if need == keyRequired {
+				return e.missingKey()
+			}
+			e.local = missingKeyProvider{file: keyFile}
+			return nil
+		}
+	}
+	prov, err := keys.NewLocalProvider(home)
+	if err != nil {
+		return &cliError{code: exitKey, err: err, next: "fix the provider key file as the message says, or point --home at the right directory"}
+	}
+	prov.SetAudit(e.audit)
+	e.prov, e.local = prov, prov
+	return nil
+}
+
+func (e *env) missingKey() error {
+	return &cliError{code: exitKey,
+		err:  fmt.Errorf("no provider key at %s", filepath.Join(e.home, keys.LocalKeyFile)),
+		next: "use the --home (or BLINDEX_HOME) the instance was created with; without its provider key and shredding secrets the instance cannot be opened"}
+}
+
+// missingKeyProvider stands in for the local provider when its key file
+// does not exist and the command only reads what needs no key (manifests,
+// configurations). It refuses every call, and never creates a key.
+type missingKeyProvider struct{ file string }
+
+func (m missingKeyProvider) KeyID() string { return "local:(no key)" }
+
+func (m missingKeyProvider) GenerateRootKey(context.Context, keys.EncryptionContext) ([]byte, []byte, error) {
+	return nil, nil, m.err()
+}
+
+func (m missingKeyProvider) UnwrapRootKey(context.Context, []byte, keys.EncryptionContext) ([]byte, error) {
+	return nil, m.err()
+}
+
+func (m missingKeyProvider) err() error {
+	return fmt.Errorf("%w: no provider key at %s", keys.ErrKeyUnavailable, m.file)
+}
+
+// catalog returns the command's catalog, making it on first use with opts
+// as the template of every instance's options. The local provider must be
+// open (openLocal).
+func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
+	if e.cat != nil {
+		return e.cat, nil
+	}
+	if e.local == nil {
+		if err := e.openLocal(e.flags.home, keyOptional); err != nil {
+			return nil, err
+		}
+	}
+	cat, err := index.NewCatalog(e.st, index.CatalogOptions{
+		Home:     e.home,
+		Local:    e.local,
+		KMS:      e.kmsProvider,
+		Lease:    e.flags.lease,
+		Audit:    e.audit,
+		Instance: instanceDefaults(opts),
+	})
+	if err != nil {
+		return nil, &cliError{code: exitKey, err: err, next: "check --home (or BLINDEX_HOME): it must be a directory you can write to"}
+	}
+	e.cat = cat
+	return cat, nil
+}
+
+// kmsProvider is the catalog's KMS hook: the AWS KMS provider of a BYOK
+// configuration, through the standard AWS configuration chain (credentials
+// and region from the environment, shared config and credentials files,
+// profiles; AWS_ENDPOINT_URL_KMS), with --kms-endpoint and --kms-timeout
+// as overrides. It makes no KMS call.
+func (e *env) kmsProvider(ctx context.Context, cfg index.EncryptionConfig) (keys.Provider, error) {
+	p, err := awskms.New(ctx, awskms.Options{
+		KeyARN:   cfg.KeyARN,
+		Region:   cfg.Region,
+		Endpoint: e.flags.kmsEndpoint,
+		Timeout:  e.flags.kmsTimeout,
+		Audit:    e.audit,
+		Org:      cfg.Org,
+	})
+	if err != nil {
+		return nil, withNext(err, "fix --kms-endpoint or the AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_ENDPOINT_URL_KMS)")
+	}
+	return p, nil
+}
+
+// instanceDefaults fills in index's documented defaults: the catalog
+// re-opens instances with its template as given (index.Open would apply
+// them; the catalog does not).
+func instanceDefaults(o index.Options) index.Options {
+	if o.CacheBytes == 0 {
+		o.CacheBytes = 256 << 20
+	}
+	if o.AnalysisWorkers == 0 {
+		o.AnalysisWorkers = runtime.GOMAXPROCS(0)
+	}
+	if o.BlockPostings == 0 {
+		o.BlockPostings = 4096
+	}
+	if o.MaxSmallBlocks == 0 {
+		o.MaxSmallBlocks = 8
+	}
+	if o.CompactEvery == 0 {
+		o.CompactEvery = 64
+	}
+	return o
+}
+
+// checkProvider makes sure a non-BYOK instance is wrapped by the local
+// provider key of this home, with a message saying which key is needed
+// when it is not. BYOK instances use their organisation's KMS key through
+// the catalog.
+func (e *env) checkProvider(man *index.Manifest) error {
+	if man.Meta.BYOK {
+		return nil
+	}
+	if !strings.HasPrefix(man.KeyID, "local:") {
+		return &cliError{code: exitKey,
+			err:  fmt.Errorf("%w: instance %q is not BYOK but is wrapped by %s, which is not a local provider key", keys.ErrKeyUnavailable, man.Name, man.KeyID),
+			next: "this instance was written by another tool; blindex opens non-BYOK instances with the local provider key only"}
+	}
+	if e.prov != nil && man.KeyID != e.prov.KeyID() {
+		return &cliError{code: exitKey,
+			err: fmt.Errorf("instance %q was created under provider key %s, but %s holds provider key %s",
+				man.Name, man.KeyID, e.prov.KeyFile(), e.prov.KeyID()),
+			next: "use the --home (or BLINDEX_HOME) the instance was created with"}
+	}
+	return nil
+}
+
+// noInstance is the error for an instance that does not exist.
+func (e *env) noInstance(name string) error {
+	return inputErrorf(fmt.Sprintf("list the instances with 'blindex instance ls --data %s', or create this one with 'blindex instance create --data %s --instance %s ...' or 'blindex index --data %s --instance %s --mapping FILE FILE...'", e.dir, e.dir, name, e.dir, name),
+		"instance %q does not exist in %s", name, e.dir)
+}
+
+// manifest reads an instance's manifest (no key needed).
+func (e *env) manifest(name string) (*index.Manifest, error) {
+	man, err := index.ReadManifest(e.st, name)
+	if errors.Is(err, index.ErrNotFound) {
+		return nil, e.noInstance(name)
+	}
+	return man, err
+}
+
+// openInstance opens an existing instance through the catalog, unwrapping
+// its keys (for a BYOK instance: one KMS Decrypt per key generation). opts
+// is the template of the catalog's instance options when the catalog is
+// made here. The catalog owns the instance; closing it is allowed.
+func (e *env) openInstance(ctx context.Context, c commonFlags, opts index.Options) (*index.Instance, error) {
+	man, err := e.manifest(c.instance)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.openLocal(c.home, keyRequired); err != nil {
+		return nil, err
+	}
+	if err := e.checkProvider(man); err != nil {
+		return nil, err
+	}
+	cat, err := e.catalog(opts)
+	if err != nil {
+		return nil, err
+	}
+	in, err := cat.Instance(ctx, c.instance)
+	if err != nil {
+		return nil, e.openError(man, err)
+	}
+	return in, nil
+}
+
+// openError explains why an existing instance could not be opened, with
+// what to do next.
+func (e *env) openError(man *index.Manifest, err error) error {
+	restore := fmt.Sprintf("'blindex instance restore --data %s --instance %s'", shellQuote(e.dir), shellQuote(man.Name))
+	switch {
+	case errors.Is(err, keys.ErrKeyRevoked) && man.Meta.BYOK:
+		return &cliError{code: exitKey, err: err, next: fmt.Sprintf(
+			"the customer's KMS key %s refused to unwrap this instance's key (the key is disabled or scheduled for deletion, or access to it is denied), so the instance is locked. "+
+				"Restore access to the key in KMS (enable it, cancel its deletion, or fix its key policy and grants), then run %s and run this command again", man.KeyID, restore)}
+	case errors.Is(err, keys.ErrKeyRevoked):
+		return &cliError{code: exitKey, err: err, next: fmt.Sprintf("the instance's key is revoked: restore access to it, then run %s", restore)}
+	case errors.Is(err, keys.ErrKeyUnavailable) && man.Meta.BYOK:
+		return &cliError{code: exitKey, err: err, next: fmt.Sprintf(
+			"KMS could not be reached or did not answer in time: an outage, not a revocation, but this command holds no key in memory to serve from. "+
+				"Check the endpoint (AWS_ENDPOINT_URL_KMS or --kms-endpoint), the network and the AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...), then run this command again, or %s", restore)}
+	case errors.Is(err, index.ErrNotFound) && man.Meta.BYOK && e.cat != nil:
+		if _, cerr := e.cat.Config(man.Meta.Org); cerr != nil {
+			return &cliError{code: exitKey, err: err,
+				next: fmt.Sprintf("instance %q is BYOK for organisation %q, which has no encryption configuration in %s", man.Name, man.Meta.Org, e.dir)}
+		}
+		fallthrough
+	case errors.Is(err, index.ErrNotFound) && man.Shred:
+		return &cliError{code: exitKey, err: err,
+			next: "use the --home (or BLINDEX_HOME) the instance was created with: it holds the instance's shredding secret"}
+	}
+	return err
+}
+
+// openOrCreate opens the instance, creating it through the catalog (not
+// BYOK, with a shredding secret) with the mapping in mappingFile when it
+// does not exist. When it exists and mappingFile is given, the mapping must
+// equal the stored one.
+func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile string, mappingJSON []byte, opts index.Options) (in *index.Instance, created bool, err error) {
+	var m *tokenize.Mapping
+	if mappingJSON != nil {
+		m, err = tokenize.ParseMapping(mappingJSON)
+		if err != nil {
+			return nil, false, withNext(fmt.Errorf("mapping %s: %w", mappingFile, err),
+				"fix the mapping file (see the README's \"Mapping\" section for the supported subset)")
+		}
+	}
+	_, err = index.ReadManifest(e.st, c.instance)
+	switch {
+	case errors.Is(err, index.ErrNotFound):
+		if m == nil {
+			return nil, false, usageErrorf("instance %q does not exist in %s: give --mapping FILE to create it", c.instance, e.dir)
+		}
+		if err := e.openLocal(c.home, keyCreate); err != nil {
+			return nil, false, err
+		}
+		cat, err := e.catalog(opts)
+		if err != nil {
+			return nil, false, err
+		}
+		in, err := cat.CreateInstance(ctx, c.instance, index.Meta{}, m)
+		if err != nil {
+			return nil, false, err
+		}
+		return in, true, nil
+	case err != nil:
+		return nil, false, err
+	}
+	in, err = e.openInstance(ctx, c, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	if m != nil && string(m.JSON()) != string(in.Mapping().JSON()) {
+		in.Close()
+		return nil, false, inputErrorf(
+			"omit --mapping to index with the stored mapping, or index into a new instance (--instance NEW) to use this one",
+			"instance %q exists with a different mapping than %s; a mapping cannot change once documents are indexed with it", c.instance, mappingFile)
+	}
+	return in, false, nil
+}

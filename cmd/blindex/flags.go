@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/blindex/blindex/keys"
+)
+
+// commonFlags are the flags every command that opens an instance takes:
+// where the store and the keys are, and how the key providers behave.
+type commonFlags struct {
+	data     string
+	instance string
+	home     string
+
+	lease       time.Duration // revocation bound of every keyring
+	audit       string        // audit log file, "-" for standard error, "" for none
+	kmsEndpoint string        // AWS KMS endpoint override
+	kmsTimeout  time.Duration // one KMS request attempt
+
+	stderr io.Writer // where --audit - writes: the command's standard error
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet, withInstance bool) {
+	c.stderr = fs.Output()
+	fs.StringVar(&c.data, "data", "", "data `DIR`ectory of the store (required)")
+	if withInstance {
+		fs.StringVar(&c.instance, "instance", "default", "instance `NAME`")
+	}
+	fs.StringVar(&c.home, "home", "", "key `DIR`ectory holding provider.key and the instances' shredding secrets (default $BLINDEX_HOME, or ~/.blindex); never inside the data directory")
+	fs.DurationVar(&c.lease, "lease", keys.DefaultLease, "revocation bound: how long an unwrapped key is used before it is re-validated with the key provider (at least 1s)")
+	fs.StringVar(&c.audit, "audit", "", "append one JSON line per key provider call (KMS GenerateDataKey and Decrypt, local key use) and per lock or unlock to `FILE`; - for standard error")
+	fs.StringVar(&c.audit, "audit-log", "", "the same as --audit")
+	fs.StringVar(&c.kmsEndpoint, "kms-endpoint", "", "AWS KMS endpoint `URL` for BYOK instances (default: the AWS configuration chain: AWS_ENDPOINT_URL_KMS, the shared config, else AWS's endpoint for the region)")
+	fs.DurationVar(&c.kmsTimeout, "kms-timeout", 0, "time limit of one KMS request attempt; failed attempts are retried with backoff (default 5s)")
+}
+
+// check validates the common flags.
+func (c *commonFlags) check() error {
+	switch {
+	case c.data == "":
+		return usageErrorf("--data DIR is required")
+	case c.lease < keys.MinLease:
+		return usageErrorf("--lease must be at least %v", keys.MinLease)
+	case c.kmsTimeout < 0:
+		return usageErrorf("--kms-timeout must not be negative")
+	}
+	return nil
+}
+
+// newFlagSet returns a flag set for a command whose usage is the synopsis
+// followed by a description and the flag defaults.
+func newFlagSet(name, synopsis, description string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("blindex "+name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: blindex %s %s\n\n%s\n\nFlags:\n", name, synopsis, strings.TrimSpace(description))
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseArgs parses flags that may come before, between or after the
+// positional arguments, and returns the positional arguments. Everything
+// after "--" is positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" && !isFlagValue(fs, args[:consumed]) {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// isFlagValue reports whether the last of args is the value of a flag
+// written as "--name value" (so a literal "--" given as a value is not taken
+// as the end of the flags).
+func isFlagValue(fs *flag.FlagSet, args []string) bool {
+	if len(args) < 2 {
+		return false
+	}
+	prev := args[len(args)-2]
+	if !strings.HasPrefix(prev, "-") || strings.Contains(prev, "=") {
+		return false
+	}
+	f := fs.Lookup(strings.TrimLeft(prev, "-"))
+	if f == nil {
+		return false
+	}
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return false
+	}
+	return true
+}
+
+// parseCommand parses args with fs. It returns done=true with the exit code
+// when the command must stop: after -h, which prints the usage (exit 0), or
+// after a flag error, which is reported in one short message (exit 1).
+func parseCommand(fs *flag.FlagSet, args []string) (pos []string, done bool, code int) {
+	out, fullUsage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	pos, err := parseArgs(fs, args)
+	fs.SetOutput(out)
+	fs.Usage = fullUsage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fullUsage()
+		return nil, true, exitOK
+	case err != nil:
+		name := strings.TrimPrefix(fs.Name(), "blindex ")
+		ce := usageErrorf("%v", err).(*cliError)
+		if name == "search" {
+			ce.next = "a query that begins with '-' goes after '--': blindex search --data DIR -- '-status:Closed'"
+		}
+		return nil, true, report(out, name, ce)
+	}
+	return pos, false, 0
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}

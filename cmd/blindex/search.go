@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/search/query"
+
+	"github.com/blindex/blindex/index"
+)
+
+const searchSynopsis = "--data DIR [--instance NAME] [--size N] [--from N] [--json] [--fields a,b] QUERY\n       blindex search --data DIR [--instance NAME] [--size N] --queries FILE"
+
+const searchHelp = `
+Searches an instance. QUERY is bleve's query-string syntax (terms,
+field:term, "phrases", +must, -must_not, boosts^2, wildcard*, /regexp/,
+fuzzy~1, numeric and date ranges such as votes:>=3 or created:>"2024-01-01")
+or, when it starts with '{', bleve's JSON query DSL. Several arguments are
+joined with spaces. A query that begins with '-' goes after '--':
+
+    blindex search --data DIR -- '-status:Closed +priority:Critical'
+
+Prints a table of rank, id, score and the --fields asked for (stored fields
+only); with --json, bleve's search-result JSON.
+
+With --queries FILE (- for standard input), runs one query a line (blank
+lines and lines starting with # are skipped) and prints one JSON object a
+line: {"query", "total_hits", "hits": [{"id", "score"}], "took_us"}, or
+{"query", "error"} for an invalid query, and goes on with the next one.
+`
+
+func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("search", searchSynopsis, searchHelp, stderr)
+	var c commonFlags
+	c.register(fs, true)
+	size := fs.Int("size", 10, "number of hits to return")
+	from := fs.Int("from", 0, "number of hits to skip (paging)")
+	asJSON := fs.Bool("json", false, "print bleve's search-result JSON instead of a table (--queries always prints JSON lines)")
+	fields := fs.String("fields", "", "comma-separated stored `fields` to show (* for all stored fields)")
+	sortBy := fs.String("sort", "", "comma-separated sort `order` (bleve's: -_score,_id is the default; -field for descending)")
+	queries := fs.String("queries", "", "run every query of `FILE` (one a line) and print one JSON line each")
+	pos, done, code := parseCommand(fs, args)
+	if done {
+		return code
+	}
+	err := func() error {
+		switch {
+		case *queries != "" && len(pos) > 0:
+			return usageErrorf("give either QUERY or --queries FILE, not both")
+		case *queries == "" && len(pos) == 0:
+			return usageErrorf("give a QUERY (or --queries FILE)")
+		case *size < 0 || *from < 0:
+			return usageErrorf("--size and --from must not be negative")
+		case *from+*size > index.MaxResultWindow:
+			return usageErrorf("--from plus --size must be at most %d", index.MaxResultWindow)
+		}
+		opts := searchOptions{size: *size, from: *from, fields: splitList(*fields), sort: splitList(*sortBy)}
+		var q query.Query
+		text := strings.Join(pos, " ")
+		if *queries == "" {
+			var err error
+			if q, err = parseQuery(text); err != nil {
+				return err
+			}
+		}
+		e, err := openEnv(c, false)
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		in, err := e.openInstance(ctx, c, index.Options{})
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		if *queries != "" {
+			return runQueryFile(ctx, in, *queries, stdin, stdout, opts)
+		}
+		res, err := in.Search(ctx, opts.request(q))
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(stdout, res)
+		}
+		printResults(stdout, res, opts)
+		return nil
+	}()
+	return report(stderr, "search", err)
+}
+
+type searchOptions struct {
+	size, from int
+	fields     []string
+	sort       []string
+}
+
+func (o searchOptions) request(q query.Query) *bleve.SearchRequest {
+	req := bleve.NewSearchRequestOptions(q, o.size, o.from, false)
+	req.Fields = o.fields
+	// bleve's constructors set Sort to score only; ties are broken by
+	// document id so that results are reproducible.
+	sort := o.sort
+	if len(sort) == 0 {
+		sort = []string{"-_score", "_id"}
+	}
+	req.SortBy(sort)
+	return req
+}
+
+// parseQuery turns a query string, or a JSON query when it starts with
+// '{', into a bleve query, validating it first so that a bad query is a
+// clear usage error.
+func parseQuery(text string) (query.Query, error) {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return nil, usageErrorf("the query is empty")
+	}
+	if strings.HasPrefix(text, "{") {
+		q, err := query.ParseQuery([]byte(text))
+		if err != nil {
+			return nil, invalidQuery("invalid JSON query: %v", err)
+		}
+		if v, ok := q.(query.ValidatableQuery); ok {
+			if err := v.Validate(); err != nil {
+				return nil, invalidQuery("invalid JSON query: %v", err)
+			}
+		}
+		return q, nil
+	}
+	if _, err := query.NewQueryStringQuery(text).Parse(); err != nil {
+		return nil, invalidQuery("invalid query: %v", err)
+	}
+	return bleve.NewQueryStringQuery(text), nil
+}
+
+func invalidQuery(format string, err error) error {
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	return &cliError{code: exitUsage, err: queryParseError(fmt.Sprintf(format, msg))}
+}
+
+// queryParseError is a query bleve's parser refused. It matches
+// index.ErrInvalidQuery with errors.Is, without repeating its text.
+type queryParseError string
+
+func (e queryParseError) Error() string        { return string(e) }
+func (e queryParseError) Is(target error) bool { return target == index.ErrInvalidQuery }
+
+// queryError is the message of an invalid query in --queries output.
+func queryError(err error) string {
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	return strings.TrimPrefix(msg, index.ErrInvalidQuery.Error()+": ")
+}
+
+// hitLine and queryLine are the --queries output shapes.
+type hitLine struct {
+	ID     string         `json:"id"`
+	Score  float64        `json:"score"`
+	Fields map[string]any `json:"fields,omitempty"`
+}
+
+type queryLine struct {
+	Query     string    `json:"query"`
+	TotalHits uint64    `json:"total_hits"`
+	Hits      []hitLine `json:"hits"`
+	TookUS    int64     `json:"took_us"`
+}
+
+type queryErrorLine struct {
+	Query string `json:"query"`
+	Error string `json:"error"`
+}
+
+func runQueryFile(ctx context.Context, in *index.Instance, name string, stdin io.Reader, stdout io.Writer, opts searchOptions) error {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return inputErrorf("check the --queries path", "cannot read queries: %v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	bw := bufio.NewWriter(stdout)
+	defer bw.Flush()
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("interrupted at line %d of the queries: %w", line, err)
+		}
+		q, err := parseQuery(text)
+		var res *bleve.SearchResult
+		if err == nil {
+			res, err = in.Search(ctx, opts.request(q))
+		}
+		switch {
+		case err != nil && errors.Is(err, index.ErrInvalidQuery):
+			if err := enc.Encode(queryErrorLine{Query: text, Error: queryError(err)}); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return withNext(fmt.Errorf("query on line %d: %w", line, err), defaultNext(err))
+		}
+		out := queryLine{Query: text, TotalHits: res.Total, Hits: make([]hitLine, 0, len(res.Hits)), TookUS: res.Took.Microseconds()}
+		for _, h := range res.Hits {
+			out.Hits = append(out.Hits, hitLine{ID: h.ID, Score: h.Score, Fields: h.Fields})
+		}
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return inputErrorf("", "reading queries after line %d: %v", line, err)
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// printResults prints a search result as a table.
+func printResults(w io.Writer, res *bleve.SearchResult, o searchOptions) {
+	switch {
+	case res.Total == 0:
+		fmt.Fprintf(w, "no documents match (took %v)\n", res.Took.Round(time.Microsecond))
+		return
+	case len(res.Hits) == 0:
+		fmt.Fprintf(w, "%d hits, none from %d on (took %v)\n", res.Total, o.from+1, res.Took.Round(time.Microsecond))
+		return
+	}
+	fmt.Fprintf(w, "%d hits, showing %d-%d (took %v)\n\n", res.Total, o.from+1, o.from+len(res.Hits), res.Took.Round(time.Microsecond))
+	cols := o.fields
+	if len(cols) == 1 && cols[0] == "*" {
+		cols = nil
+		seen := map[string]bool{}
+		for _, h := range res.Hits {
+			for f := range h.Fields {
+				if !seen[f] {
+					seen[f] = true
+					cols = append(cols, f)
+				}
+			}
+		}
+		slices.Sort(cols)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "RANK\tID\tSCORE")
+	for _, f := range cols {
+		fmt.Fprintf(tw, "\t%s", strings.ToUpper(f))
+	}
+	fmt.Fprintln(tw)
+	for i, h := range res.Hits {
+		fmt.Fprintf(tw, "%d\t%s\t%.4f", o.from+i+1, cell(h.ID, 40), h.Score)
+		for _, f := range cols {
+			fmt.Fprintf(tw, "\t%s", cell(fieldText(h.Fields[f]), 60))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+}
+
+// fieldText renders a stored field value for the table.
+func fieldText(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case []any:
+		parts := make([]string, len(v))
+		for i, p := range v {
+			parts[i] = fieldText(p)
+		}
+		return strings.Join(parts, ", ")
+	}
+	return fmt.Sprint(v)
+}
+
+// cell makes s fit one table cell: one line, at most max runes.
+func cell(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:max-1]) + "…"
+}
