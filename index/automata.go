@@ -3,7 +3,7 @@ package index
 import (
 	"fmt"
 	"regexp/syntax"
-	"sort"
+	"strings"
 	"sync"
 
 	bindex "github.com/blevesearch/bleve_index_api"
@@ -54,67 +54,60 @@ func levBuilder(fuzziness int) (*lev.LevenshteinAutomatonBuilder, error) {
 // term sharing its first i+1 bytes is rejected too, so the iterator seeks
 // past them (the sorted list stands in for scorch's FST).
 type automatonDict struct {
-	f     *fieldState
-	terms []string
-	i     int
-	a     vellum.Automaton
-	dist  func(string) uint8 // edit distance of an accepted term, or nil
-	entry bindex.DictEntry
+	it     *dictIter // nil: no such field
+	prefix string
+	card   int
+	a      vellum.Automaton
+	dist   func(string) uint8 // edit distance of an accepted term, or nil
+	entry  bindex.DictEntry
 }
 
 func (d *automatonDict) Next() (*bindex.DictEntry, error) {
-	for d.i < len(d.terms) {
-		t := d.terms[d.i]
+	for d.it != nil && d.it.valid() {
+		t := d.it.key()
+		if !strings.HasPrefix(t, d.prefix) {
+			break
+		}
 		ok, failAt := automatonMatch(d.a, t)
 		if ok {
-			d.i++
 			var dist uint8
 			if d.dist != nil {
 				dist = d.dist(t)
 			}
-			d.entry = bindex.DictEntry{Term: t, Count: d.f.terms[t].df, EditDistance: dist}
+			d.entry = bindex.DictEntry{Term: t, Count: d.it.df(), EditDistance: dist}
+			d.it.next()
 			return &d.entry, nil
 		}
 		if failAt < 0 {
-			d.i++
+			d.it.next()
 			continue
 		}
 		// Skip every term with the prefix t[:failAt+1].
-		p := t[:failAt+1]
-		rest := d.terms[d.i+1:]
-		past := func(j int) bool { return len(rest[j]) < len(p) || rest[j][:len(p)] != p }
-		// Gallop: the block of skipped terms is usually short.
-		hi := 1
-		for hi < len(rest) && !past(hi-1) {
-			hi *= 2
+		succ, more := prefixEnd(t[:failAt+1])
+		if !more {
+			break
 		}
-		hi = min(hi, len(rest))
-		lo := hi / 2
-		d.i += 1 + lo + sort.Search(hi-lo, func(j int) bool { return past(lo + j) })
+		d.it.seek(succ)
 	}
+	d.it = nil
 	return nil, nil
 }
 
 func (d *automatonDict) Close() error      { return nil }
-func (d *automatonDict) Cardinality() int  { return len(d.terms) }
+func (d *automatonDict) Cardinality() int  { return d.card }
 func (d *automatonDict) BytesRead() uint64 { return 0 }
 
-// prefixTerms returns the sorted terms of field starting with prefix.
-func (r *reader) prefixTerms(field, prefix string) (*fieldState, []string) {
+// prefixIter returns an iterator over field's terms positioned at prefix.
+func (r *reader) prefixIter(field, prefix string) (*dictIter, int) {
 	f := r.st.field(field)
 	if f == nil {
-		return &fieldState{}, nil
+		return nil, 0
 	}
-	terms := f.sortedTerms()
-	if prefix == "" {
-		return f, terms
+	it := f.dict.iter()
+	if prefix != "" {
+		it.seek(prefix)
 	}
-	lo := sort.SearchStrings(terms, prefix)
-	hi := lo + sort.Search(len(terms)-lo, func(i int) bool {
-		t := terms[lo+i]
-		return len(t) < len(prefix) || t[:len(prefix)] != prefix
-	})
-	return f, terms[lo:hi]
+	return it, f.dict.n
 }
 
 // automatonMatch runs a over t. When a can no longer match after reading
@@ -144,8 +137,9 @@ func (r *reader) FieldDictRegexpAutomaton(field, pattern string) (bindex.FieldDi
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
-	f, terms := r.prefixTerms(field, literalPrefix(parsed))
-	return &automatonDict{f: f, terms: terms, a: re}, re, nil
+	prefix := literalPrefix(parsed)
+	it, n := r.prefixIter(field, prefix)
+	return &automatonDict{it: it, prefix: prefix, card: n, a: re}, re, nil
 }
 
 func (r *reader) FieldDictFuzzy(field, term string, fuzziness int, prefix string) (bindex.FieldDict, error) {
@@ -162,8 +156,8 @@ func (r *reader) FieldDictFuzzyAutomaton(field, term string, fuzziness int, pref
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
-	f, terms := r.prefixTerms(field, prefix)
-	return &automatonDict{f: f, terms: terms, a: dfa, dist: func(t string) uint8 {
+	it, n := r.prefixIter(field, prefix)
+	return &automatonDict{it: it, prefix: prefix, card: n, a: dfa, dist: func(t string) uint8 {
 		_, d := dfa.MatchAndDistance(t)
 		return d
 	}}, dfa, nil
@@ -191,8 +185,7 @@ func (c containsDict) Contains(key []byte) (bool, error) {
 	if c.f == nil {
 		return false, nil
 	}
-	_, ok := c.f.terms[string(key)]
-	return ok, nil
+	return c.f.dict.lookup(string(key)) != nil, nil
 }
 
 func (c containsDict) BytesRead() uint64 { return 0 }

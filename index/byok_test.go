@@ -7,11 +7,13 @@ package index
 // ScheduleKeyDeletion on the server, outages are a proxy in front of it that
 // delays, answers 503 or throttles.
 //
-// Every test is named TestBYOK* (go test ./index/ -run BYOK). They are
-// timing-based by nature (leases of 1 to 3 seconds); the bounds asserted
-// are the product's promises (revocation within the lease, no lock before
-// the lease runs out during an outage), with slack only where the promise
-// has none.
+// Every test is named TestBYOK* (go test ./index/ -run BYOK). The
+// revocation tests are timing-based by nature (leases of 1 and 3 seconds);
+// the bounds asserted are the product's promises (access stops within 2 s
+// of DisableKey with a 1 s lease, no lock before the lease runs out during
+// an outage, none after it), with slack only where the promise has none.
+// The others use byokCalmLease. A failed test logs the audit log, the KMS
+// provider's errors and the longest scheduling stall it saw.
 
 import (
 	"bufio"
@@ -274,6 +276,15 @@ type byokAuditLine struct {
 // keyring's lease-lock / lease-unlock lines are not).
 func byokIsKMSCall(op string) bool { return op == keys.OpDecrypt || op == keys.OpGenerateDataKey }
 
+// byokCalmLease is the lease of the tests whose subject is not the
+// revocation bound (re-encryption, call volume, in-flight writes,
+// shredding). On the loaded 2-vCPU test VM a goroutine waiting on a timer
+// was measured to wake up to 3.6 s late; with a 1 s lease (re-validated at
+// 60-75% of it) that lets the lease run out and the instance lock, which
+// is the engine failing closed as it must, but would make those tests
+// fail for the machine's sake. The revocation tests keep 1 s (and 3 s).
+const byokCalmLease = 10 * time.Second
+
 type byokOptions struct {
 	srv    *kmstest.Server       // default: a new local-kms for the test
 	lease  time.Duration         // default 1 s
@@ -292,7 +303,8 @@ type byokEnv struct {
 	audit    *keys.AuditLog
 	mapping  *tokenize.Mapping
 	errMu    sync.Mutex
-	errs     []string // provider failures, for the diagnosis of a failed test
+	errs     []string             // provider failures, for the diagnosis of a failed test
+	stall    func() time.Duration // longest scheduling stall so far (byokStallWatch)
 }
 
 func newBYOKEnv(t testing.TB, o byokOptions) *byokEnv {
@@ -311,9 +323,10 @@ func newBYOKEnv(t testing.TB, o byokOptions) *byokEnv {
 	}
 	e.audit = keys.NewAuditLog(e.auditBuf)
 	stall := byokStallWatch(t)
+	e.stall = stall
 	t.Cleanup(func() {
 		if t.Failed() { // the KMS calls and lease changes, for the diagnosis
-			t.Logf("longest stall of a 10 ms ticker in this test process: %v (a stall longer than the lease's re-validation slack locks it, correctly)", stall())
+			t.Logf("longest stall of a 100 ms ticker in this test process: %v (a stall longer than the lease's re-validation slack, 25-40%% of it, lets the lease run out: fail closed)", stall())
 			e.errMu.Lock()
 			t.Logf("KMS provider failures:\n%s", strings.Join(e.errs, "\n"))
 			e.errMu.Unlock()
@@ -357,17 +370,17 @@ func (e *byokEnv) noteError(s string) {
 }
 
 // byokStallWatch measures, until the end of the test, the longest time a
-// goroutine waking every 10 ms was kept from running: on a machine too
-// loaded for the test's short leases, the keyring's own goroutine cannot
-// re-validate in time either, and the lease (correctly) runs out.
+// goroutine waking every 100 ms was kept from running beyond its tick. On a
+// machine too loaded for the tests' short leases (measured on the 2-vCPU
+// test VM with other work saturating it: stalls of 0.5 to 3.6 s), the
+// keyring's own goroutine cannot re-validate in time either, and the lease
+// runs out: the engine then fails closed, as it must.
 func byokStallWatch(t testing.TB) func() time.Duration {
 	var worst atomic.Int64
 	done := make(chan struct{})
-	if os.Getenv("BYOK_NO_STALLWATCH") != "" { // TEMP experiment
-		return func() time.Duration { return -1 }
-	}
+	const period = 100 * time.Millisecond
 	go func() {
-		tk := time.NewTicker(10 * time.Millisecond)
+		tk := time.NewTicker(period)
 		defer tk.Stop()
 		last := time.Now()
 		for {
@@ -375,7 +388,7 @@ func byokStallWatch(t testing.TB) func() time.Duration {
 			case <-done:
 				return
 			case now := <-tk.C:
-				if d := time.Since(last) - 10*time.Millisecond; d > time.Duration(worst.Load()) {
+				if d := time.Since(last) - period; d > time.Duration(worst.Load()) {
 					worst.Store(int64(d))
 				}
 				last = now
@@ -455,6 +468,103 @@ func (e *byokEnv) auditLines(t testing.TB) []byokAuditLine {
 		out = append(out, l)
 	}
 	return out
+}
+
+// lastLockClass returns the error class of the last lease-lock line for
+// instance name ("" if none): "revoked" for a revocation or RevokeNow,
+// "unavailable" for a lease that ran out without a re-validation.
+func (e *byokEnv) lastLockClass(t testing.TB, name string) string {
+	class := ""
+	for _, l := range e.auditLines(t) {
+		if l.Operation == keys.OpLeaseLock && l.Instance == name {
+			class = l.ErrorClass
+		}
+	}
+	return class
+}
+
+// stable runs op, an operation on in made while its key is enabled and KMS
+// answers. If it is refused because the lease ran out (the audit log's last
+// lease-lock for in is "unavailable", never "revoked": a scheduling stall
+// of the loaded machine kept the keyring from re-validating in time, see
+// byokCalmLease), it waits for in to unlock by itself and runs op again,
+// saying so; anything else fails t.
+func (e *byokEnv) stable(t testing.TB, in *Instance, what string, op func() error) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		err := op()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, ErrKeyRevoked) || attempt == 3 || e.lastLockClass(t, in.Name()) != "unavailable" {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%s: refused because the lease ran out without a re-validation (longest scheduling stall so far %v); waiting for the instance to unlock by itself", what, e.stall())
+		byokWaitFor(t, 10*time.Second, 10*time.Millisecond, "unlock after a lease ran out", func() bool {
+			_, err := byokSearch(context.Background(), in, byokQueries[0].q)
+			return err == nil
+		})
+	}
+}
+
+// index is byokIndex made stable.
+func (e *byokEnv) index(t testing.TB, in *Instance, from, to, batch int) {
+	t.Helper()
+	for i := from; i < to; i += batch {
+		e.stable(t, in, fmt.Sprintf("index %d..%d", i, min(i+batch, to)), func() error {
+			return in.Index(context.Background(), byokDocs(i, min(i+batch, to))...)
+		})
+	}
+}
+
+// results is byokResults made stable.
+func (e *byokEnv) results(t testing.TB, in *Instance) [][]byokHit {
+	t.Helper()
+	out := make([][]byokHit, len(byokQueries))
+	for qi, q := range byokQueries {
+		e.stable(t, in, "search "+q.q, func() error {
+			var err error
+			out[qi], err = byokSearch(context.Background(), in, q.q)
+			return err
+		})
+	}
+	return out
+}
+
+func (e *byokEnv) docCount(t testing.TB, in *Instance) uint64 {
+	t.Helper()
+	var n uint64
+	e.stable(t, in, "doc count", func() error {
+		var err error
+		n, err = in.DocCount()
+		return err
+	})
+	return n
+}
+
+func (e *byokEnv) check(t testing.TB, in *Instance) *CheckReport {
+	t.Helper()
+	var rep *CheckReport
+	e.stable(t, in, "check", func() error {
+		var err error
+		rep, err = in.Check(context.Background())
+		return err
+	})
+	if !rep.OK() {
+		t.Fatalf("check found %d problems, first: %+v", len(rep.Problems), rep.Problems[0])
+	}
+	return rep
+}
+
+func (e *byokEnv) get(t testing.TB, in *Instance, id string) []byte {
+	t.Helper()
+	var b []byte
+	e.stable(t, in, "get "+id, func() error {
+		var err error
+		b, err = in.Get(context.Background(), id)
+		return err
+	})
+	return b
 }
 
 // countAudit counts the audit lines with the given operation and error
@@ -599,17 +709,17 @@ func TestBYOKDisableEnableKey(t *testing.T) {
 	c, _ := e.catalog(t, t.TempDir())
 	in := e.create(t, c, "acme", arn, "acme-issues", "software")
 	const n = 400
-	byokIndex(t, in, 0, n, 100)
-	before := byokResults(t, in)
+	e.index(t, in, 0, n, 100)
+	before := e.results(t, in)
 	byokRequireModel(t, before, n)
-	count := byokDocCount(t, in)
+	count := e.docCount(t, in)
 	if count != n {
 		t.Fatalf("doc count %d, want %d", count, n)
 	}
-	byokCheck(t, in)
-	body0, err := in.Get(ctx, "K-0")
-	if err != nil || !bytes.Equal(body0, byokDoc(0).Body) {
-		t.Fatalf("get: %v", err)
+	e.check(t, in)
+	body0 := e.get(t, in, "K-0")
+	if !bytes.Equal(body0, byokDoc(0).Body) {
+		t.Fatal("get: another body")
 	}
 
 	t0 := time.Now()
@@ -637,13 +747,13 @@ func TestBYOKDisableEnableKey(t *testing.T) {
 	byokAdmin(t, e, "enable", arn)
 	served := byokFirstServed(t, in, t1, 10*time.Second)
 	t.Logf("EnableKey → first served search %v (no Restore call)", served.Round(time.Millisecond))
-	byokRequireSame(t, "after EnableKey", byokResults(t, in), before)
-	if got := byokDocCount(t, in); got != count {
+	byokRequireSame(t, "after EnableKey", e.results(t, in), before)
+	if got := e.docCount(t, in); got != count {
 		t.Fatalf("doc count after restore %d, want %d", got, count)
 	}
-	byokCheck(t, in)
-	if b, err := in.Get(ctx, "K-0"); err != nil || !bytes.Equal(b, body0) {
-		t.Fatalf("get after restore: %v", err)
+	e.check(t, in)
+	if b := e.get(t, in, "K-0"); !bytes.Equal(b, body0) {
+		t.Fatal("get after restore: another body")
 	}
 	if s, err := c.Status(ctx, in.Name()); err != nil || s.State != "ok" {
 		t.Fatalf("status after restore: %+v %v", s, err)
@@ -652,10 +762,8 @@ func TestBYOKDisableEnableKey(t *testing.T) {
 		t.Error("no audited lease-unlock")
 	}
 	// And it takes writes again.
-	if err := in.Index(ctx, byokDocs(n, n+10)...); err != nil {
-		t.Fatal(err)
-	}
-	byokRequireModel(t, byokResults(t, in), n+10)
+	e.index(t, in, n, n+10, 10)
+	byokRequireModel(t, e.results(t, in), n+10)
 }
 
 // ---- 2. ScheduleKeyDeletion / CancelKeyDeletion ----
@@ -667,10 +775,10 @@ func TestBYOKScheduleKeyDeletion(t *testing.T) {
 	c, _ := e.catalog(t, t.TempDir())
 	in := e.create(t, c, "acme", arn, "acme-issues", "software")
 	const n = 300
-	byokIndex(t, in, 0, n, 100)
-	before := byokResults(t, in)
+	e.index(t, in, 0, n, 100)
+	before := e.results(t, in)
 	byokRequireModel(t, before, n)
-	byokCheck(t, in)
+	e.check(t, in)
 
 	t0 := time.Now()
 	byokAdmin(t, e, "schedule-deletion", arn)
@@ -692,25 +800,23 @@ func TestBYOKScheduleKeyDeletion(t *testing.T) {
 		t.Fatalf("Restore after CancelKeyDeletion + EnableKey: %v", err)
 	}
 	// Restore unlocks at once: no polling here.
-	byokRequireSame(t, "after restore", byokResults(t, in), before)
-	if got := byokDocCount(t, in); got != n {
+	byokRequireSame(t, "after restore", e.results(t, in), before)
+	if got := e.docCount(t, in); got != n {
 		t.Fatalf("doc count after restore %d, want %d", got, n)
 	}
-	rep := byokCheck(t, in)
+	rep := e.check(t, in)
 	if rep.Documents != n {
 		t.Fatalf("check counted %d documents, want %d", rep.Documents, n)
 	}
 	for i := 0; i < n; i += 37 {
-		if b, err := in.Get(ctx, fmt.Sprintf("K-%d", i)); err != nil || !bytes.Equal(b, byokDoc(i).Body) {
-			t.Fatalf("get K-%d after restore: %v", i, err)
+		if b := e.get(t, in, fmt.Sprintf("K-%d", i)); !bytes.Equal(b, byokDoc(i).Body) {
+			t.Fatalf("get K-%d after restore: another body", i)
 		}
 	}
 	if s, err := c.Status(ctx, in.Name()); err != nil || s.State != "ok" {
 		t.Fatalf("status after restore: %+v %v", s, err)
 	}
-	if err := in.Index(ctx, byokDocs(n, n+10)...); err != nil {
-		t.Fatal(err)
-	}
+	e.index(t, in, n, n+10, 10)
 }
 
 // ---- 3. An outage is not a revocation ----
@@ -741,8 +847,8 @@ func TestBYOKOutageIsNotRevocation(t *testing.T) {
 			c, _ := e.catalog(t, t.TempDir())
 			in := e.create(t, c, "acme", arn, "acme-"+mode.name, "software")
 			const n = 200
-			byokIndex(t, in, 0, n, 100)
-			before := byokResults(t, in)
+			e.index(t, in, 0, n, 100)
+			before := e.results(t, in)
 			kr, err := c.keyringFor(ctx, in.Name())
 			if err != nil {
 				t.Fatal(err)
@@ -755,6 +861,10 @@ func TestBYOKOutageIsNotRevocation(t *testing.T) {
 			ts := time.Now()
 			reqs0 := e.proxy.Requests()
 
+			// The lease's deadline is the start of the last successful
+			// re-validation plus the lease: a little less than ts+lease.
+			// A served search started (el) before it; a refused one ended
+			// (elEnd) after it. Both hold however late this goroutine runs.
 			var (
 				firstRefusal = time.Duration(-1)
 				degradedAt   = time.Duration(-1)
@@ -764,6 +874,7 @@ func TestBYOKOutageIsNotRevocation(t *testing.T) {
 			for {
 				el := time.Since(ts)
 				_, err := byokSearch(ctx, in, byokQueries[0].q)
+				elEnd := time.Since(ts)
 				switch {
 				case err == nil && firstRefusal >= 0:
 					t.Fatalf("served again at %v after the lease ran out at %v, while KMS is still down", el, firstRefusal)
@@ -773,7 +884,7 @@ func TestBYOKOutageIsNotRevocation(t *testing.T) {
 				case !errors.Is(err, ErrKeyRevoked):
 					t.Fatalf("search during the outage at %v: %v (want success, or ErrKeyRevoked once the lease ran out)", el, err)
 				case firstRefusal < 0:
-					firstRefusal = el
+					firstRefusal = elEnd
 				}
 				s, err := c.Status(ctx, in.Name())
 				if err != nil {
@@ -796,11 +907,12 @@ func TestBYOKOutageIsNotRevocation(t *testing.T) {
 			}
 			t.Logf("%s: served %d searches, the last at %v; first refusal %v after the outage began (lease %v); KMS requests during the outage: %d",
 				mode.name, served, lastServed.Round(time.Millisecond), firstRefusal.Round(time.Millisecond), lease, e.proxy.Requests()-reqs0)
+			// The last re-validation took well under 500 ms.
 			if firstRefusal < lease-500*time.Millisecond {
 				t.Errorf("locked %v into the outage, before the %v lease ran out", firstRefusal, lease)
 			}
-			if firstRefusal > lease+300*time.Millisecond {
-				t.Errorf("still served %v into the outage, after the %v lease ran out", firstRefusal, lease)
+			if lastServed >= lease {
+				t.Errorf("a search started %v into the outage was served, after the %v lease ran out", lastServed, lease)
 			}
 			if degradedAt < 0 {
 				t.Error("Catalog.Status never said degraded before the lease ran out")
@@ -823,11 +935,11 @@ func TestBYOKOutageIsNotRevocation(t *testing.T) {
 			e.proxy.PassThrough()
 			back := byokFirstServed(t, in, tp, 5*time.Second)
 			t.Logf("%s: PassThrough → first served search %v", mode.name, back.Round(time.Millisecond))
-			byokRequireSame(t, "after the outage", byokResults(t, in), before)
-			if got := byokDocCount(t, in); got != n {
+			byokRequireSame(t, "after the outage", e.results(t, in), before)
+			if got := e.docCount(t, in); got != n {
 				t.Fatalf("doc count after the outage %d, want %d", got, n)
 			}
-			byokCheck(t, in)
+			e.check(t, in)
 			if s, err := c.Status(ctx, in.Name()); err != nil || s.State != "ok" {
 				t.Fatalf("status after the outage: %+v %v", s, err)
 			}
@@ -848,14 +960,14 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 	const n = 150
 	before := map[*Instance][][]byokHit{}
 	for _, in := range []*Instance{a1, a2, b1} {
-		byokIndex(t, in, 0, n, 75)
-		before[in] = byokResults(t, in)
+		e.index(t, in, 0, n, 75)
+		before[in] = e.results(t, in)
 	}
 
 	t0 := time.Now()
 	byokAdmin(t, e, "disable", arnA)
 	var lockedAt [2]time.Duration
-	bServed := 0
+	bServed, bStalled := 0, 0
 	for {
 		el := time.Since(t0)
 		for i, in := range []*Instance{a1, a2} {
@@ -869,10 +981,17 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 				lockedAt[i] = el
 			}
 		}
-		if _, err := byokSearch(ctx, b1, byokQueries[0].q); err != nil {
+		switch _, err := byokSearch(ctx, b1, byokQueries[0].q); {
+		case err == nil:
+			bServed++
+		case errors.Is(err, ErrKeyRevoked) && e.lastLockClass(t, b1.Name()) == "unavailable":
+			// Its own lease ran out in a scheduling stall of the loaded
+			// machine (see byokCalmLease): not a revocation; it unlocks
+			// by itself. What must never happen is checked below.
+			bStalled++
+		default:
 			t.Fatalf("org B's instance refused a search %v after org A's key was disabled: %v", el, err)
 		}
-		bServed++
 		if lockedAt[0] > 0 && lockedAt[1] > 0 && el > max(lockedAt[0], lockedAt[1])+1500*time.Millisecond {
 			break // org B kept serving over more than a whole lease after A locked
 		}
@@ -881,8 +1000,11 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Logf("DisableKey(A) → %s refused at %v, %s at %v; %s served all %d searches meanwhile",
-		a1.Name(), lockedAt[0].Round(time.Millisecond), a2.Name(), lockedAt[1].Round(time.Millisecond), b1.Name(), bServed)
+	t.Logf("DisableKey(A) → %s refused at %v, %s at %v; %s served %d searches meanwhile (%d refused after its own lease ran out in a scheduling stall)",
+		a1.Name(), lockedAt[0].Round(time.Millisecond), a2.Name(), lockedAt[1].Round(time.Millisecond), b1.Name(), bServed, bStalled)
+	if bServed == 0 {
+		t.Fatal("org B served nothing during org A's revocation")
+	}
 	for i, d := range lockedAt {
 		if d > 2*time.Second {
 			t.Errorf("instance %d of org A locked %v after DisableKey; the bound is 2 s", i, d)
@@ -890,14 +1012,19 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 	}
 	byokRequireLocked(t, c, a1)
 	byokRequireLocked(t, c, a2)
-	// Org B: everything works, writes included, and its status is ok.
-	byokRequireSame(t, "org B during org A's revocation", byokResults(t, b1), before[b1])
-	if err := b1.Index(ctx, byokDocs(n, n+5)...); err != nil {
-		t.Fatalf("org B write during org A's revocation: %v", err)
-	}
-	byokCheck(t, b1)
-	if s, err := c.Status(ctx, b1.Name()); err != nil || s.State != "ok" {
+	// Org B: everything works, writes included, and its status is ok. Its
+	// key was never reported revoked, nor any of its leases locked as
+	// revoked.
+	byokRequireSame(t, "org B during org A's revocation", e.results(t, b1), before[b1])
+	e.index(t, b1, n, n+5, 5)
+	e.check(t, b1)
+	if s, err := c.Status(ctx, b1.Name()); err != nil || s.State == "locked" {
 		t.Fatalf("org B status during org A's revocation: %+v %v", s, err)
+	}
+	for _, l := range e.auditLines(t) {
+		if l.Org == "org-b" && l.ErrorClass == "revoked" {
+			t.Fatalf("org B revoked by org A's revocation: %s", l.raw)
+		}
 	}
 	// Opening org B's instance afresh still works (its keyring is its own).
 	if got, err := c.Instance(ctx, b1.Name()); err != nil || got != b1 {
@@ -907,8 +1034,8 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 	byokAdmin(t, e, "enable", arnA)
 	for _, in := range []*Instance{a1, a2} {
 		byokFirstServed(t, in, time.Now(), 10*time.Second)
-		byokRequireSame(t, in.Name()+" after EnableKey", byokResults(t, in), before[in])
-		byokCheck(t, in)
+		byokRequireSame(t, in.Name()+" after EnableKey", e.results(t, in), before[in])
+		e.check(t, in)
 	}
 }
 
@@ -916,7 +1043,7 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 
 func TestBYOKRotateReencryptOnline(t *testing.T) {
 	ctx := context.Background()
-	e := newBYOKEnv(t, byokOptions{lease: time.Second})
+	e := newBYOKEnv(t, byokOptions{lease: byokCalmLease})
 	arn := e.srv.CreateKey(t)
 	dir := t.TempDir()
 	c, st := e.catalog(t, dir)
@@ -1197,74 +1324,118 @@ func TestBYOKAuditAndCallVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Volume: 10,000 documents in batches of 500, then 1,000 searches
+	// (first page, as a product asks), with a 1 s lease.
 	const docs, batch, nsearch = 10_000, 500, 1000
-	r0, p0 := e.proxy.Requests(), kr.Metrics().ProviderCalls
+	r0, m0 := e.proxy.Requests(), kr.Metrics()
 	start := time.Now()
-	byokIndex(t, in, 0, docs, batch)
+	e.index(t, in, 0, docs, batch)
 	indexing := time.Since(start)
 	for k := 0; k < nsearch; k++ {
-		// The first page, as a product would ask for it.
 		qi := k % len(byokQueries)
-		res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery(byokQueries[qi].q)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := len(byokModel(qi, docs)); res.Total != uint64(want) || len(res.Hits) != min(10, want) {
-			t.Fatalf("query %q: total %d, %d hits; the model says %d", byokQueries[qi].q, res.Total, len(res.Hits), want)
-		}
+		e.stable(t, in, "search", func() error {
+			res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery(byokQueries[qi].q)))
+			if err == nil {
+				if want := len(byokModel(qi, docs)); res.Total != uint64(want) || len(res.Hits) != min(10, want) {
+					t.Fatalf("query %q: total %d, %d hits; the model says %d", byokQueries[qi].q, res.Total, len(res.Hits), want)
+				}
+			}
+			return err
+		})
 	}
 	elapsed := time.Since(start)
+	m1 := kr.Metrics()
 	calls := e.proxy.Requests() - r0
-	revalidations := kr.Metrics().ProviderCalls - p0
+	stallLocks := m1.Locks - m0.Locks
 	// The keyring re-validates the lease at 60–75% of it: at most one call
-	// per 0.6 s with a 1 s lease, whatever the work (documents, batches,
-	// searches). Two more: the call in flight when the clock was read, and
-	// one spare (e.g. an attachment-metadata key wrapped by KMS).
-	bound := int64(elapsed/(600*time.Millisecond)) + 2
-	t.Logf("indexing %d documents (batches of %d) took %v (%.0f docs/s), %d searches %v; KMS calls meanwhile: %d (keyring re-validations %d; bound for a 1 s lease over %v: %d)",
+	// per 0.6 lease, whatever the work (documents, batches, searches). Two
+	// more: the call in flight when the clock was read, and one spare (e.g.
+	// an attachment-metadata key wrapped by KMS). A lease that ran out in a
+	// scheduling stall of the loaded machine (see byokCalmLease) costs an
+	// extra call or two to unlock.
+	bound := int64(elapsed/(e.lease*6/10)) + 2 + 2*int64(stallLocks)
+	t.Logf("indexing %d documents (batches of %d) took %v (%.0f docs/s), %d searches %v (%.0f/s); KMS calls meanwhile: %d (keyring re-validations %d, leases run out in scheduling stalls %d; bound for a %v lease over %v: %d)",
 		docs, batch, indexing.Round(time.Millisecond), docs/indexing.Seconds(), nsearch, (elapsed - indexing).Round(time.Millisecond),
-		calls, revalidations, elapsed.Round(time.Millisecond), bound)
+		nsearch/(elapsed-indexing).Seconds(), calls, m1.ProviderCalls-m0.ProviderCalls, stallLocks, e.lease, elapsed.Round(time.Millisecond), bound)
 	if calls > bound {
-		t.Errorf("%d KMS calls while indexing %d documents and running %d searches in %v; a 1 s lease allows %d", calls, docs, nsearch, elapsed, bound)
+		t.Errorf("%d KMS calls while indexing %d documents and running %d searches in %v; a %v lease allows %d", calls, docs, nsearch, elapsed, e.lease, bound)
 	}
-	byokRequireModel(t, byokResults(t, in), docs)
+	byokRequireModel(t, e.results(t, in), docs)
+
+	// More kinds of calls for the log: a rotation (GenerateDataKey and
+	// Decrypt of generation 2), a revocation seen by the keyring (Decrypt
+	// failing "revoked", lease-lock of both generations), a restore
+	// (lease-unlock).
+	e.stable(t, in, "rotate", func() error { _, err := in.Rotate(ctx); return err })
+	byokAdmin(t, e, "disable", arn)
+	byokFirstRefusal(t, in, time.Now(), 5*time.Second)
+	byokAdmin(t, e, "enable", arn)
+	byokFirstServed(t, in, time.Now(), 10*time.Second)
 
 	// Quiesce: after Close no call is in flight and every call is logged.
 	c.Close()
 	lines := e.auditLines(t)
-	kmsLines := 0
+	var decrypts, generates, revoked uint64
 	byOp := map[string]int{}
 	for _, l := range lines {
-		byOp[l.Operation+" generation "+l.EncryptionContext["blindex:generation"]]++
+		byOp[l.Operation+"/gen "+l.EncryptionContext["blindex:generation"]+"/"+l.Outcome+"/"+l.ErrorClass]++
 		if _, err := time.Parse(time.RFC3339Nano, l.Time); err != nil || l.LatencyMS == nil || (l.Outcome != "ok" && l.Outcome != "error") {
 			t.Errorf("malformed audit line %s", l.raw)
 		}
-		switch {
-		case byokIsKMSCall(l.Operation):
-			kmsLines++
-			ec := l.EncryptionContext
-			if l.KeyID != arn || l.Org != "acme" || l.Instance != name || ec["blindex:org"] != "acme" || ec["blindex:instance"] != name || ec["blindex:generation"] == "" {
-				t.Errorf("audit line does not name the key, organisation and instance: %s", l.raw)
-			}
-			if l.Outcome != "ok" {
-				t.Errorf("failed KMS call with KMS up: %s", l.raw)
-			}
-		case l.Operation == keys.OpLeaseLock || l.Operation == keys.OpLeaseUnlock:
+		ec := l.EncryptionContext
+		if l.KeyID != arn || l.Org != "acme" || l.Instance != name || ec["blindex:org"] != "acme" || ec["blindex:instance"] != name || ec["blindex:generation"] == "" {
+			t.Errorf("audit line does not name the key, organisation and instance: %s", l.raw)
+		}
+		switch l.Operation {
+		case keys.OpDecrypt:
+			decrypts++
+		case keys.OpGenerateDataKey:
+			generates++
+		case keys.OpLeaseLock, keys.OpLeaseUnlock:
+			continue
 		default:
 			t.Errorf("unknown audit operation: %s", l.raw)
 		}
+		switch {
+		case l.Outcome == "ok" && l.ErrorClass == "":
+		case l.Outcome == "error" && l.ErrorClass == "revoked":
+			revoked++
+		case l.Outcome == "error" && l.ErrorClass == "unavailable" && m1.Locks > 0:
+			// a re-validation cut short by a scheduling stall
+		default:
+			t.Errorf("unexpected outcome with KMS up: %s", l.raw)
+		}
 	}
-	if int64(kmsLines) != e.proxy.Requests() {
-		t.Errorf("%d audit lines for KMS calls, but KMS received %d requests", kmsLines, e.proxy.Requests())
+	t.Logf("audit: %d lines; KMS received %d requests; %v", len(lines), e.proxy.Requests(), byOp)
+	// One line per KMS call: against the requests KMS received (no call
+	// here is retried: KMS is up, and DisabledException is final), and
+	// against the keyring's own count of its Decrypt calls.
+	if int64(decrypts+generates) != e.proxy.Requests() {
+		t.Errorf("%d audit lines for KMS calls (%d Decrypt, %d GenerateDataKey), but KMS received %d requests", decrypts+generates, decrypts, generates, e.proxy.Requests())
 	}
-	t.Logf("audit: %d lines, %d of them KMS calls; KMS received %d requests in all; by operation: %v", len(lines), kmsLines, e.proxy.Requests(), byOp)
+	if pc := kr.Metrics().ProviderCalls; decrypts != pc {
+		t.Errorf("%d Decrypt lines, but the keyring made %d provider calls", decrypts, pc)
+	}
+	if generates != 2 {
+		t.Errorf("%d GenerateDataKey lines for 2 generations", generates)
+	}
+	if revoked == 0 {
+		t.Error("no audit line for the Decrypt that DisableKey refused")
+	}
+	if e.countAudit(t, keys.OpLeaseLock, "revoked") < 2 || e.countAudit(t, keys.OpLeaseUnlock, "*") < 2 {
+		t.Error("the revocation did not log a lease-lock and a lease-unlock for both generations")
+	}
 
 	// No line holds key material: every root key the instance has (as KMS
 	// returns it, and as the engine derives it with the instance secret),
-	// the attachment-metadata key, and the wrapped forms too.
+	// the attachment-metadata key, the instance secret, and the wrapped
+	// forms too.
 	man, err := ReadManifest(st, name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(man.Generations) != 2 {
+		t.Fatalf("generations %+v", man.Generations)
 	}
 	secret, err := c.secrets.Get(secretID(name, man.Prefix))
 	if err != nil {
@@ -1317,7 +1488,7 @@ func byokLeaks(s string, secrets [][]byte) bool {
 
 func TestBYOKInFlightWriteDuringRevoke(t *testing.T) {
 	ctx := context.Background()
-	e := newBYOKEnv(t, byokOptions{lease: time.Second})
+	e := newBYOKEnv(t, byokOptions{lease: byokCalmLease})
 	arn := e.srv.CreateKey(t)
 	c, _ := e.catalog(t, t.TempDir())
 	in := e.create(t, c, "acme", arn, "acme-issues", "software")
@@ -1386,7 +1557,7 @@ func TestBYOKInFlightWriteDuringRevoke(t *testing.T) {
 
 func TestBYOKCryptoShred(t *testing.T) {
 	ctx := context.Background()
-	e := newBYOKEnv(t, byokOptions{lease: time.Second})
+	e := newBYOKEnv(t, byokOptions{lease: byokCalmLease})
 	arn := e.srv.CreateKey(t)
 	dir := t.TempDir()
 	c, st := e.catalog(t, dir)

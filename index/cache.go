@@ -2,6 +2,7 @@ package index
 
 import (
 	"container/list"
+	"encoding/binary"
 	"sync"
 )
 
@@ -26,8 +27,19 @@ func newBlockCache(max int64) *blockCache {
 	return &blockCache{max: max, ll: list.New(), items: map[string]*list.Element{}}
 }
 
-func cacheKey(field string, term []byte) string {
-	return field + "\x00" + string(term)
+// cacheKey identifies a term of a field in the cache, in a batch's
+// postings and in a pack. The field's length comes first, so that no
+// (field, term) pair reads as another: field names and terms may hold any
+// byte (a JSON key with \u0000 is a dynamic field's name). It starts with
+// 't', never with the 0x01 of the cache's pack keys.
+func cacheKey(field string, term []byte) string { return fieldTermKey(field, string(term)) }
+
+func fieldTermKey(field, term string) string {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(field)+len(term))
+	b = append(b, 't')
+	b = binary.AppendUvarint(b, uint64(len(field)))
+	b = append(b, field...)
+	return string(append(b, term...))
 }
 
 func (c *blockCache) get(key string) any {

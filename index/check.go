@@ -120,7 +120,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	// Terms: every block exists, opens, holds the recorded count, in order.
 	postTerms := map[uint64]int{}
 	for _, f := range st.fields {
-		for t, te := range f.terms {
+		for t, te := range f.dict.all() {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}

@@ -99,9 +99,6 @@ func readQueries(t *testing.T) []string {
 // must agree up to score ties, with scores within 1e-6.
 func TestCorpusVersusBleve(t *testing.T) {
 	requireCorpus(t)
-	if testing.Short() {
-		t.Skip("the corpus test takes a while; not in -short mode")
-	}
 	const ndocs, batch, top = 2000, 500, 10
 	mdata, err := os.ReadFile(corpusMapping)
 	if err != nil {

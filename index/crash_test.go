@@ -146,9 +146,6 @@ func TestCrashChild(t *testing.T) {
 }
 
 func TestCrashRecovery(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns processes")
-	}
 	ctx := context.Background()
 	dir, home := t.TempDir(), t.TempDir()
 	{

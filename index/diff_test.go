@@ -868,3 +868,35 @@ func checkLiveDocs(t *testing.T, round string, in *Instance, live map[string][]b
 		}
 	}
 }
+
+// TestNULInFieldNames checks that a field name and a term that contain
+// NUL bytes never read as another (field, term) pair: a JSON key may hold
+// \u0000 and becomes a dynamic field's name.
+func TestNULInFieldNames(t *testing.T) {
+	m := mustMapping(t, `{"default_analyzer": "keyword", "scoring_model": "bm25", "default_mapping": {"enabled": true, "dynamic": true}}`)
+	ops := []Op{
+		{ID: "one", Body: []byte(`{"a\u0000b": "c", "x": "y"}`)},
+		{ID: "two", Body: []byte(`{"a": "b\u0000c", "x\u0000": "y"}`)},
+		{ID: "three", Body: []byte(`{"a\u0000": "b\u0000c"}`)},
+	}
+	e := newEnv(t)
+	in := e.create(t, "nul", m)
+	if err := in.Apply(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+	b := newPlainBleve(t, m)
+	defer b.Close()
+	bleveApply(t, b, ops)
+	for _, fq := range [][2]string{{"a", "b\x00c"}, {"a\x00b", "c"}, {"a\x00", "b\x00c"}, {"x", "y"}, {"x\x00", "y"}, {"a", "b"}} {
+		dr := diffRequest{name: fmt.Sprintf("%q:%q", fq[0], fq[1]), make: func() *bleve.SearchRequest {
+			q := query.NewTermQuery(fq[1])
+			q.SetField(fq[0])
+			return bleve.NewSearchRequest(q)
+		}}
+		got := runReq(t, blindexSearcher(in), dr, 10, 0)
+		want := runReq(t, bleveSearcher(b), dr, 10, 0)
+		if !slices.Equal(idsOf(got.Hits), idsOf(want.Hits)) {
+			t.Errorf("%s: %v, bleve %v", dr.name, idsOf(got.Hits), idsOf(want.Hits))
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 	mrand "math/rand/v2"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/blevesearch/bleve/v2"
@@ -228,36 +227,18 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	})
 }
 
-// fuzzQueryIndex is one small instance shared by FuzzQuery's iterations.
-var fuzzQueryIndex struct {
-	once sync.Once
-	in   *Instance
-	err  error
-}
-
+// fuzzInstance returns a small instance of 40 generated documents.
 func fuzzInstance(f *testing.F) *Instance {
-	fuzzQueryIndex.once.Do(func() {
-		// The instance outlives this f (the fuzz engine calls the
-		// function once per worker process), so it is not cleaned up.
-		e := newEnv(f)
-		in, err := Create(context.Background(), e.st, "fuzz", mustMapping(f, diffMapping), Meta{}, e.opts)
-		if err != nil {
-			fuzzQueryIndex.err = err
-			return
-		}
-		g := newDiffGen(1)
-		docs := g.stableDocs(40)
-		ops := make([]Op, len(docs))
-		for i, d := range docs {
-			ops[i] = Op{ID: d.id, Body: d.body}
-		}
-		fuzzQueryIndex.err = in.Apply(context.Background(), ops)
-		fuzzQueryIndex.in = in
-	})
-	if fuzzQueryIndex.err != nil {
-		f.Fatal(fuzzQueryIndex.err)
+	e := newEnv(f)
+	in := e.create(f, "fuzz", mustMapping(f, diffMapping))
+	var ops []Op
+	for _, d := range newDiffGen(1).stableDocs(40) {
+		ops = append(ops, Op{ID: d.id, Body: d.body})
 	}
-	return fuzzQueryIndex.in
+	if err := in.Apply(context.Background(), ops); err != nil {
+		f.Fatal(err)
+	}
+	return in
 }
 
 var fuzzQuerySeeds = []string{
@@ -285,6 +266,11 @@ func FuzzQuery(f *testing.F) {
 	for _, q := range fuzzQuerySeeds {
 		f.Add(q, uint8(10), uint8(0))
 	}
+	f.Add("1.5,d-0001", uint8(3), uint8(1))
+	f.Add("0.5", uint8(10), uint8(1))
+	f.Add("0.5", uint8(9), uint8(1)) // one value for two sort keys: bleve itself panics
+	f.Add("x", uint8(10), uint8(2))
+	f.Add("", uint8(9), uint8(8))
 	f.Fuzz(func(t *testing.T, q string, size, from uint8) {
 		ctx := context.Background()
 		run := func(what string, qq query.Query) {
@@ -295,6 +281,14 @@ func FuzzQuery(f *testing.F) {
 			}
 			if size%5 == 0 {
 				req.AddFacet("p", bleve.NewFacetRequest("project", 3))
+			}
+			switch from % 7 {
+			case 1: // arbitrary search-after values, any number of them
+				req.From = 0
+				req.SearchAfter = strings.Split(q, ",")
+			case 2:
+				req.From = 0
+				req.SearchBefore = strings.Split(q, ",")[:1]
 			}
 			res, err := in.Search(ctx, req)
 			if err != nil {
@@ -312,6 +306,34 @@ func FuzzQuery(f *testing.F) {
 			if qq, err := query.ParseQuery([]byte(q)); err == nil {
 				run("JSON query", qq)
 			}
+		}
+	})
+}
+
+func FuzzDecodePack(f *testing.F) {
+	b1 := encodePosting("project", []byte("HDFS"), randomPosting(1, "project"))
+	b2 := encodePosting("summary", []byte("crash"), randomPosting(2, "summary"))
+	f.Add(encodePack(9, [][]byte{b1, b2}), uint64(9))
+	f.Add(encodePack(1, nil), uint64(1))
+	f.Add([]byte{kindPack, 1, 0xff, 0xff, 0x03}, uint64(1))
+	f.Fuzz(func(t *testing.T, data []byte, id uint64) {
+		p, err := decodePack(data, id)
+		if err != nil {
+			return
+		}
+		var blocks [][]byte
+		for key, b := range p {
+			// The entry is keyed by the field and term its block names.
+			h := dec{b: b}
+			kind, field, term := h.byte1(), h.bytes(), h.bytes()
+			if h.err != nil || kind != kindPosting || key != cacheKey(string(field), term) {
+				t.Fatalf("pack entry %q holds a block of another term", key)
+			}
+			blocks = append(blocks, b)
+		}
+		again, err := decodePack(encodePack(id, blocks), id)
+		if err != nil || !reflect.DeepEqual(again, p) {
+			t.Fatalf("re-encoded pack: %v", err)
 		}
 	})
 }

@@ -134,12 +134,12 @@ func TestKnownAnswerCodecs(t *testing.T) {
 
 	// Forward index.
 	fwd := []forwardField{
-		{name: "project", docValues: true, terms: [][]byte{[]byte("HDFS")}},
-		{name: "summary", terms: [][]byte{[]byte("crash"), []byte("datanod")}},
+		{name: "project", docValues: true, count: 1, terms: [][]byte{[]byte("HDFS")}},
+		{name: "summary", count: 2},
 	}
 	enc = encodeForward(5, fwd)
 	hexEq("forward index", enc,
-		"0305020770726f6a656374010104484446530773756d6d617279000205637261736807646174616e6f64")
+		"0305020770726f6a65637401010104484446530773756d6d6172790200")
 	if got, err := decodeForward(enc, 5); err != nil || !reflect.DeepEqual(got, fwd) {
 		t.Errorf("decodeForward = %+v, %v", got, err)
 	}
@@ -162,14 +162,14 @@ func TestKnownAnswerCodecs(t *testing.T) {
 		added:   []docAdd{{num: 10, id: "A-1", gen: 1}, {num: 11, id: "A-2", gen: 1}},
 		deleted: []uint64{2},
 		terms: []termUpdate{
-			{field: "summary", term: "crash", blocks: []blockRef{{gen: 1, count: 4096}, {gen: 1, count: 3}}, df: 4099},
+			{field: "summary", term: "crash", blocks: []blockRef{{gen: 1, count: 4096}, {gen: 1, count: 3, pack: 1<<24 | 2}}, df: 4099},
 			{field: "project", term: "HDFS", blocks: []blockRef{{gen: 1, count: 2}}, df: 2},
 		},
 		nextDoc: 12,
 	}
 	enc = encodeLog(l)
 	hexEq("log entry", enc,
-		"04070c020a03412d31000000010b03412d32000000010102020773756d6d61727905637261736883200200000001802000000001030770726f6a656374044844465302010000000102")
+		"04070c020a03412d31000000010b03412d32000000010102020773756d6d617279056372617368832002000000018020000000000103828080080770726f6a65637404484446530201000000010200")
 	if got, err := decodeLog(enc, 7); err != nil || !reflect.DeepEqual(got, l) {
 		t.Errorf("decodeLog = %+v, %v", got, err)
 	}
@@ -194,18 +194,35 @@ func TestKnownAnswerCodecs(t *testing.T) {
 		}
 	}
 
+	// Pack of two small posting blocks of different terms.
+	b1 := encodePosting("project", []byte("HDFS"), plain)
+	b2 := encodePosting("summary", []byte("crash"), katPosting())
+	enc = encodePack(9, [][]byte{b1, b2})
+	hexEq("pack", enc,
+		"0809021e010770726f6a65637404484446530003000101010102ffffffffff1f030343010773756d6d617279056372617368010303010701020ca8020101010d636f6d6d656e74732e626f647901000206050002010100050100010928050102010001000500")
+	pk, err := decodePack(enc, 9)
+	if err != nil || len(pk) != 2 || !bytes.Equal(pk[cacheKey("project", []byte("HDFS"))], b1) || !bytes.Equal(pk[cacheKey("summary", []byte("crash"))], b2) {
+		t.Errorf("decodePack = %q, %v", pk, err)
+	}
+	if _, err := decodePack(enc, 10); err == nil {
+		t.Error("a pack decodes as another pack id")
+	}
+	if _, err := decodePack(encodePack(9, [][]byte{b1, b1}), 9); err == nil {
+		t.Error("a pack with two blocks of one term decodes")
+	}
+
 	// Snapshot: one field with one term, so that the encoding does not
 	// depend on map order.
 	st := newState()
 	st.apply(&logEntry{
 		added:   []docAdd{{num: 0, id: "A-1", gen: 1}, {num: 1, id: "A-2", gen: 1}, {num: 2, id: "A-3", gen: 1}},
-		terms:   []termUpdate{{field: "summary", term: "crash", blocks: []blockRef{{gen: 1, count: 3}}, df: 3}},
+		terms:   []termUpdate{{field: "summary", term: "crash", blocks: []blockRef{{gen: 1, count: 3, pack: 5}}, df: 3}},
 		nextDoc: 3,
 	})
 	st.apply(&logEntry{deleted: []uint64{1}, nextDoc: 3})
 	enc = st.encodeSnapshot()
 	hexEq("snapshot", enc,
-		"03020003412d31000000010203412d3300000001010773756d6d6172790105637261736803010000000103")
+		"03020003412d31000000010203412d3300000001010773756d6d617279010563726173680301000000010305")
 	got, err := decodeSnapshot(enc)
 	if err != nil {
 		t.Fatalf("decodeSnapshot: %v", err)
@@ -243,11 +260,11 @@ func sameState(a, b *state) bool {
 	}
 	for _, fa := range a.fields {
 		fb := b.field(fa.name)
-		if fb == nil || len(fa.terms) != len(fb.terms) {
+		if fb == nil || fa.dict.n != fb.dict.n {
 			return false
 		}
-		for t, ta := range fa.terms {
-			tb := fb.terms[t]
+		for t, ta := range fa.dict.all() {
+			tb := fb.dict.lookup(t)
 			if tb == nil || ta.df != tb.df || !reflect.DeepEqual(ta.blocks, tb.blocks) {
 				return false
 			}

@@ -226,73 +226,58 @@ func (r *reader) DocIDReaderOnly(ids []string) (bindex.DocIDReader, error) {
 	return &docIDReader{st: r.st, only: only}, nil
 }
 
-// fieldDict iterates a field's sorted terms between bounds.
+// fieldDict iterates a field's sorted terms from a starting point until
+// stop says a term is past the end.
 type fieldDict struct {
-	f     *fieldState
-	terms []string
-	i     int
+	it    *dictIter // nil: no such field
+	stop  func(string) bool
+	card  int
 	entry bindex.DictEntry
 }
 
 func (d *fieldDict) Next() (*bindex.DictEntry, error) {
-	if d.i >= len(d.terms) {
+	if d.it == nil || !d.it.valid() || (d.stop != nil && d.stop(d.it.key())) {
 		return nil, nil
 	}
-	t := d.terms[d.i]
-	d.i++
-	d.entry = bindex.DictEntry{Term: t, Count: d.f.terms[t].df}
+	d.entry = bindex.DictEntry{Term: d.it.key(), Count: d.it.df()}
+	d.it.next()
 	return &d.entry, nil
 }
 
 func (d *fieldDict) Close() error      { return nil }
-func (d *fieldDict) Cardinality() int  { return len(d.terms) }
+func (d *fieldDict) Cardinality() int  { return d.card }
 func (d *fieldDict) BytesRead() uint64 { return 0 }
 
-func (r *reader) dict(field string, lo, hi func(terms []string) int) (bindex.FieldDict, error) {
+func (r *reader) dict(field, start string, stop func(string) bool) (bindex.FieldDict, error) {
 	f := r.st.field(field)
 	if f == nil {
-		return &fieldDict{f: &fieldState{}}, nil
+		return &fieldDict{}, nil
 	}
-	terms := f.sortedTerms()
-	a, b := 0, len(terms)
-	if lo != nil {
-		a = lo(terms)
+	it := f.dict.iter()
+	if start != "" {
+		it.seek(start)
 	}
-	if hi != nil {
-		b = hi(terms)
-	}
-	if b < a {
-		b = a
-	}
-	return &fieldDict{f: f, terms: terms[a:b]}, nil
+	return &fieldDict{it: it, stop: stop, card: f.dict.n}, nil
 }
 
 func (r *reader) FieldDict(field string) (bindex.FieldDict, error) {
-	return r.dict(field, nil, nil)
+	return r.dict(field, "", nil)
 }
 
 // FieldDictRange iterates terms in [start, end], both inclusive; an empty
 // bound is open, as in bleve's scorch.
 func (r *reader) FieldDictRange(field string, start, end []byte) (bindex.FieldDict, error) {
-	var lo, hi func([]string) int
-	if len(start) > 0 {
-		lo = func(t []string) int { return sort.SearchStrings(t, string(start)) }
-	}
+	var stop func(string) bool
 	if len(end) > 0 {
-		hi = func(t []string) int {
-			return sort.Search(len(t), func(i int) bool { return t[i] > string(end) })
-		}
+		e := string(end)
+		stop = func(t string) bool { return t > e }
 	}
-	return r.dict(field, lo, hi)
+	return r.dict(field, string(start), stop)
 }
 
 func (r *reader) FieldDictPrefix(field string, prefix []byte) (bindex.FieldDict, error) {
 	p := string(prefix)
-	return r.dict(field,
-		func(t []string) int { return sort.SearchStrings(t, p) },
-		func(t []string) int {
-			return sort.Search(len(t), func(i int) bool { return t[i] > p && !strings.HasPrefix(t[i], p) })
-		})
+	return r.dict(field, p, func(t string) bool { return !strings.HasPrefix(t, p) })
 }
 
 // storedDocument reads a live document's record. Caller holds in.mu.
@@ -436,5 +421,5 @@ func (r *reader) FieldCardinality(field string) (int, error) {
 	if f == nil {
 		return 0, nil
 	}
-	return len(f.terms), nil
+	return f.dict.n, nil
 }

@@ -369,7 +369,7 @@ func encodePack(id uint64, blocks [][]byte) []byte {
 	return e.b
 }
 
-// decodePack decodes a pack into its blocks, keyed by field "\x00" term.
+// decodePack decodes a pack into its blocks, keyed by cacheKey(field, term).
 func decodePack(b []byte, id uint64) (map[string][]byte, error) {
 	d := dec{b: b}
 	if d.byte1() != kindPack {
@@ -390,7 +390,12 @@ func decodePack(b []byte, id uint64) (map[string][]byte, error) {
 		if h.err != nil {
 			return nil, errShort
 		}
-		out[string(f)+"\x00"+string(t)] = blk
+		key := cacheKey(string(f), t)
+		if _, dup := out[key]; dup {
+			// A pack holds at most one block of a term.
+			return nil, errIdentity
+		}
+		out[key] = blk
 	}
 	if err := d.done(); err != nil {
 		return nil, err

@@ -154,7 +154,7 @@ func (in *Instance) Reencrypt(ctx context.Context, progress func(ReencryptProgre
 		}
 	}
 	for _, f := range in.state.fields {
-		for _, te := range f.terms {
+		for _, te := range f.dict.all() {
 			for _, b := range te.blocks {
 				if b.gen != cur {
 					p.Total += len(te.blocks)
@@ -249,7 +249,7 @@ func (w *batchWriter) prepareReencrypt(cur uint32) (int, error) {
 	}
 	terms := 0
 	for _, f := range st.fields {
-		for t, te := range f.terms {
+		for t, te := range f.dict.all() {
 			if terms >= reencryptChunk {
 				break
 			}
@@ -305,7 +305,7 @@ func (in *Instance) retireGenerations() error {
 		used[st.docGen[n]] = true
 	}
 	for _, f := range st.fields {
-		for _, te := range f.terms {
+		for _, te := range f.dict.all() {
 			for _, b := range te.blocks {
 				used[b.gen] = true
 			}

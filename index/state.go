@@ -4,8 +4,6 @@ import (
 	"errors"
 	"math/bits"
 	"slices"
-	"sort"
-	"sync"
 )
 
 // errIdentity reports a record whose payload names another record than the
@@ -30,25 +28,12 @@ type termEntry struct {
 
 // fieldState is one field's in-memory dictionary.
 type fieldState struct {
-	name  string
-	terms map[string]*termEntry
-
-	sortMu sync.Mutex
-	sorted []string // lazily sorted term list; nil when stale
+	name string
+	dict *termDict
 }
 
-func (f *fieldState) sortedTerms() []string {
-	f.sortMu.Lock()
-	defer f.sortMu.Unlock()
-	if f.sorted == nil {
-		s := make([]string, 0, len(f.terms))
-		for t := range f.terms {
-			s = append(s, t)
-		}
-		sort.Strings(s)
-		f.sorted = s
-	}
-	return f.sorted
+func newFieldState(name string) *fieldState {
+	return &fieldState{name: name, dict: &termDict{}}
 }
 
 // state is an instance's decrypted in-memory state: the term dictionary,
@@ -140,7 +125,7 @@ func (s *state) term(field string, term []byte) *termEntry {
 	if f == nil {
 		return nil
 	}
-	return f.terms[string(term)]
+	return f.dict.lookup(string(term))
 }
 
 // docAdd is a document added by a log entry.
@@ -264,37 +249,28 @@ func (s *state) apply(l *logEntry) {
 		s.ids[a.id] = a.num
 		s.setLive(a.num, true)
 	}
+	changes := map[string]map[string]*termEntry{}
 	for _, t := range l.terms {
-		fi, ok := s.fieldID[t.field]
-		if !ok {
-			fi = len(s.fields)
-			s.fieldID[t.field] = fi
-			s.fields = append(s.fields, &fieldState{name: t.field, terms: map[string]*termEntry{}})
+		f := s.field(t.field)
+		if f == nil {
+			s.fieldID[t.field] = len(s.fields)
+			f = newFieldState(t.field)
+			s.fields = append(s.fields, f)
 		}
-		f := s.fields[fi]
-		te, ok := f.terms[t.term]
-		if ok {
-			s.refPacks(te.blocks, -1)
+		if old := f.dict.lookup(t.term); old != nil {
+			s.refPacks(old.blocks, -1)
 		}
 		s.refPacks(t.blocks, +1)
-		if len(t.blocks) == 0 {
-			if ok {
-				delete(f.terms, t.term)
-				f.sortMu.Lock()
-				f.sorted = nil
-				f.sortMu.Unlock()
-			}
-			continue
+		c := changes[t.field]
+		if c == nil {
+			c = map[string]*termEntry{}
+			changes[t.field] = c
 		}
-		if !ok {
-			te = &termEntry{}
-			f.terms[t.term] = te
-			f.sortMu.Lock()
-			f.sorted = nil
-			f.sortMu.Unlock()
-		}
-		te.blocks = slices.Clone(t.blocks)
-		te.df = t.df
+		c[t.term] = &termEntry{blocks: slices.Clone(t.blocks), df: t.df}
+	}
+	for field, c := range changes {
+		f := s.field(field)
+		f.dict = f.dict.update(c)
 	}
 	if l.nextDoc > s.nextDoc {
 		s.nextDoc = l.nextDoc
@@ -316,9 +292,10 @@ func (s *state) encodeSnapshot() []byte {
 	e.uvarint(uint64(len(s.fields)))
 	for _, f := range s.fields {
 		e.str(f.name)
-		e.uvarint(uint64(len(f.terms)))
-		for t, te := range f.terms {
-			e.str(t)
+		e.uvarint(uint64(f.dict.n))
+		for it := f.dict.iter(); it.valid(); it.next() {
+			te := it.entry()
+			e.str(it.key())
 			e.uvarint(te.df)
 			encodeBlocks(&e, te.blocks)
 		}
@@ -345,15 +322,23 @@ func decodeSnapshot(b []byte) (*state, error) {
 		name := d.str()
 		nt := d.count(7)
 		s.fieldID[name] = len(s.fields)
-		f := &fieldState{name: name, terms: make(map[string]*termEntry, nt)}
+		f := newFieldState(name)
 		s.fields = append(s.fields, f)
+		bld := newDictBuilder(nt, 0)
+		prev := ""
 		for j := 0; j < nt && d.err == nil; j++ {
 			t := d.str()
 			te := &termEntry{df: d.uvarint()}
 			te.blocks = decodeBlocks(&d)
-			f.terms[t] = te
+			if (j > 0 && t <= prev) || len(te.blocks) == 0 {
+				d.fail()
+				break
+			}
+			prev = t
+			bld.add(t, te)
 			s.refPacks(te.blocks, +1)
 		}
+		f.dict = &termDict{base: bld.b, n: len(bld.b.ents)}
 	}
 	if err := d.done(); err != nil {
 		return nil, err

@@ -391,7 +391,7 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 		w.put(w.k.LabelUint(seal.PurposeDoc, num), encodeDoc(storedDoc{num: num, id: op.ID, body: op.Body}))
 		w.put(w.k.LabelUint(seal.PurposeForward, num), encodeForward(num, docs[i].fwd))
 		for _, tp := range docs[i].terms {
-			key := tp.field + "\x00" + tp.term
+			key := fieldTermKey(tp.field, tp.term)
 			b := builds[key]
 			if b == nil {
 				b = &pbuild{field: tp.field, term: []byte(tp.term)}
@@ -610,7 +610,7 @@ func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, field s
 		if err != nil {
 			return nil, err
 		}
-		enc, ok := pack[field+"\x00"+string(term)]
+		enc, ok := pack[cacheKey(field, term)]
 		if !ok {
 			return nil, in.corrupt(kindPack, label, errors.New("a posting block the dictionary places here is missing"))
 		}
