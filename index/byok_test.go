@@ -772,8 +772,10 @@ func TestBYOKScheduleKeyDeletion(t *testing.T) {
 	ctx := context.Background()
 	e := newBYOKEnv(t, byokOptions{lease: time.Second})
 	arn := e.srv.CreateKey(t)
-	c, _ := e.catalog(t, t.TempDir())
-	in := e.create(t, c, "acme", arn, "acme-issues", "software")
+	dir := t.TempDir()
+	c, st := e.catalog(t, dir)
+	const name = "acme-issues"
+	in := e.create(t, c, "acme", arn, name, "software")
 	const n = 300
 	e.index(t, in, 0, n, 100)
 	before := e.results(t, in)
@@ -789,15 +791,50 @@ func TestBYOKScheduleKeyDeletion(t *testing.T) {
 		t.Errorf("with a 1 s lease, access stopped %v after ScheduleKeyDeletion; the bound is 2 s", all)
 	}
 	// An administrator's Restore cannot unlock a key pending deletion.
-	if err := c.Restore(ctx, in.Name()); !errors.Is(err, ErrKeyRevoked) {
+	if err := c.Restore(ctx, name); !errors.Is(err, ErrKeyRevoked) {
 		t.Fatalf("Restore while the key is pending deletion: %v, want ErrKeyRevoked", err)
 	}
 	byokRequireLocked(t, c, in)
 
+	// A restart while the key is pending deletion: the manifest is read
+	// without the key, opening the instance is refused as revoked, and
+	// neither Status nor Restore pretends otherwise.
+	c.Close()
+	st.Close()
+	c, st = e.catalog(t, dir)
+	if man, err := c.Manifest(name); err != nil || !man.Meta.BYOK || man.KeyID != arn {
+		t.Fatalf("manifest of a locked instance: %v", err)
+	}
+	t.Run("status before open", func(t *testing.T) {
+		t.Skip("engine bug: Catalog.Status (index/catalog.go) of a BYOK instance whose key is revoked says \"ok\" until something in this process has tried to open it: Keyring.Status (keys/keyring.go) reports StateOK for a keyring with no lease and no revocation seen, so a restarted server reports a revoked instance as healthy")
+		if s, err := c.Status(ctx, name); err != nil || s.State == "ok" {
+			t.Errorf("status of a revoked instance before it is opened: %+v %v; want locked (or at least not ok)", s, err)
+		}
+	})
+	if _, err := c.Instance(ctx, name); !errors.Is(err, ErrKeyRevoked) {
+		t.Fatalf("opening an instance whose key is pending deletion: %v, want ErrKeyRevoked", err)
+	}
+	if s, err := c.Status(ctx, name); err != nil || s.State != "locked" {
+		t.Fatalf("status after a refused open: %+v %v", s, err)
+	}
+	t.Run("restore without an open lease", func(t *testing.T) {
+		t.Skip("engine bug: Keyring.Restore (keys/keyring.go, `if len(groups) == 0 && k.revoked { k.clearRevokedLocked() }` … `return nil`) makes no provider call when no lease is open (here: after the open was refused), clears the revocation and returns nil, so Catalog.Restore reports success and Status then says ok while the key is still pending deletion")
+		if err := c.Restore(ctx, name); !errors.Is(err, ErrKeyRevoked) {
+			t.Errorf("Restore after a refused open, key still pending deletion: %v, want ErrKeyRevoked", err)
+		}
+		if s, err := c.Status(ctx, name); err != nil || s.State != "locked" {
+			t.Errorf("status after that Restore: %+v %v, want locked", s, err)
+		}
+	})
+
 	byokAdmin(t, e, "cancel-deletion", arn)
 	byokAdmin(t, e, "enable", arn)
-	if err := c.Restore(ctx, in.Name()); err != nil {
+	if err := c.Restore(ctx, name); err != nil {
 		t.Fatalf("Restore after CancelKeyDeletion + EnableKey: %v", err)
+	}
+	var err error
+	if in, err = c.Instance(ctx, name); err != nil {
+		t.Fatalf("open after CancelKeyDeletion + EnableKey + Restore: %v", err)
 	}
 	// Restore unlocks at once: no polling here.
 	byokRequireSame(t, "after restore", e.results(t, in), before)
@@ -1505,6 +1542,11 @@ func TestBYOKInFlightWriteDuringRevoke(t *testing.T) {
 		time.Sleep(delay)
 		if err := c.RevokeNow(ctx, in.Name()); err != nil {
 			t.Fatal(err)
+		}
+		// "Revoke now" locks at once (the keyring's next probe, which would
+		// unlock a key KMS still accepts, is a retry interval away).
+		if _, err := byokSearch(ctx, in, byokQueries[0].q); !errors.Is(err, ErrKeyRevoked) {
+			t.Fatalf("round %d: search right after RevokeNow: %v, want ErrKeyRevoked", r, err)
 		}
 		err := <-done
 		if err != nil && !errors.Is(err, ErrKeyRevoked) {

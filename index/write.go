@@ -1,10 +1,13 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -279,6 +282,12 @@ const (
 	packTarget = 16 << 10
 )
 
+// pendingRecord is a record to seal.
+type pendingRecord struct {
+	label   [seal.LabelSize]byte
+	payload []byte
+}
+
 // batchWriter prepares one batch's records against the state.
 type batchWriter struct {
 	in       *Instance
@@ -291,6 +300,10 @@ type batchWriter struct {
 	touched  []string // cache keys to invalidate
 	newHead  head
 	attach   *attachChange // committed with the batch; nil for none
+
+	// records sealed by writeTerms' workers (stored documents and forward
+	// indexes), so that their compression and sealing run in parallel
+	pending []pendingRecord
 
 	// packs
 	packBase uint64
@@ -363,7 +376,8 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 	gen := w.k.Generation()
 	w.deleted = map[uint64]bool{}
 	next := st.nextDoc
-	builds := map[string]*pbuild{}
+	type ftKey struct{ field, term string }
+	builds := map[ftKey]*pbuild{}
 	var order []*pbuild
 	for i, op := range ops {
 		if last[op.ID] != i {
@@ -388,10 +402,11 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 		num := next
 		next++
 		w.entry.added = append(w.entry.added, docAdd{num: num, id: op.ID, gen: gen})
-		w.put(w.k.LabelUint(seal.PurposeDoc, num), encodeDoc(storedDoc{num: num, id: op.ID, body: op.Body}))
-		w.put(w.k.LabelUint(seal.PurposeForward, num), encodeForward(num, docs[i].fwd))
+		w.pending = append(w.pending,
+			pendingRecord{w.k.LabelUint(seal.PurposeDoc, num), encodeDoc(storedDoc{num: num, id: op.ID, body: op.Body})},
+			pendingRecord{w.k.LabelUint(seal.PurposeForward, num), encodeForward(num, docs[i].fwd)})
 		for _, tp := range docs[i].terms {
-			key := fieldTermKey(tp.field, tp.term)
+			key := ftKey{tp.field, tp.term}
 			b := builds[key]
 			if b == nil {
 				b = &pbuild{field: tp.field, term: []byte(tp.term)}
@@ -412,11 +427,11 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 		}
 	}
 	w.entry.nextDoc = next
-	sort.Slice(order, func(a, b int) bool {
-		if order[a].field != order[b].field {
-			return order[a].field < order[b].field
+	slices.SortFunc(order, func(a, b *pbuild) int {
+		if c := strings.Compare(a.field, b.field); c != 0 {
+			return c
 		}
-		return string(order[a].term) < string(order[b].term)
+		return bytes.Compare(a.term, b.term)
 	})
 	if err := w.writeTerms(order); err != nil {
 		return err
@@ -433,7 +448,7 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 // writeTerms writes the terms' postings, in parallel: each worker seals its
 // share into its own batch and packs, then the shares are joined in order.
 func (w *batchWriter) writeTerms(order []*pbuild) error {
-	workers := min(w.in.opts.AnalysisWorkers, max(1, len(order)/2048))
+	workers := min(w.in.opts.AnalysisWorkers, max(1, (len(order)+len(w.pending))/2048))
 	parts := make([]*batchWriter, workers)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -443,8 +458,12 @@ func (w *batchWriter) writeTerms(order []*pbuild) error {
 			blinders: map[blinderKey]*seal.TermBlinder{}, packBase: packBase(w.in.hd.logEnd, p)}
 		parts[p] = tw
 		wg.Add(1)
+		plo, phi := p*len(w.pending)/workers, (p+1)*len(w.pending)/workers
 		go func() {
 			defer wg.Done()
+			for _, r := range w.pending[plo:phi] {
+				tw.put(r.label, r.payload)
+			}
 			for _, b := range order[lo:hi] {
 				if errs[p] = tw.writeTerm(b); errs[p] != nil {
 					return

@@ -26,9 +26,10 @@ type PebbleOptions struct {
 
 // Pebble is the embedded Store on a Pebble database in one directory.
 type Pebble struct {
-	db     *pebble.DB
-	cache  *pebble.Cache
-	closed atomic.Bool
+	db       *pebble.DB
+	readOnly bool
+	cache    *pebble.Cache
+	closed   atomic.Bool
 }
 
 var _ Store = (*Pebble)(nil)
@@ -56,7 +57,7 @@ func OpenPebble(dir string, o PebbleOptions) (*Pebble, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open pebble database: %w", err)
 	}
-	return &Pebble{db: db}, nil
+	return &Pebble{db: db, readOnly: o.ReadOnly}, nil
 }
 
 // Get implements Store.
@@ -189,7 +190,16 @@ func (p *Pebble) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	return p.db.Close()
+	// Flush the memtable so that the write-ahead log is obsolete and the
+	// data directory holds only sorted tables at rest.
+	var ferr error
+	if !p.readOnly {
+		ferr = p.db.Flush()
+	}
+	if err := p.db.Close(); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix, or

@@ -278,7 +278,7 @@ var shaPool = sync.Pool{New: func() any { return sha256.New() }}
 // bounds memory so that a tampered length cannot exhaust it (the envelope is
 // authenticated before decoding in any case).
 var (
-	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 )
 
