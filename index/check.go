@@ -119,6 +119,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 
 	// Terms: every block exists, opens, holds the recorded count, in order.
 	postTerms := map[uint64]int{}
+	var checkPacks map[uint64]map[string][]byte
 	for _, f := range st.fields {
 		for t, te := range f.dict.all() {
 			if err := ctx.Err(); err != nil {
@@ -142,7 +143,10 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 					label = seal.BlockLabel(&tk, uint32(i))
 					expect(label, kindPosting)
 				}
-				pl, err := in.readBlock(nil, f.name, []byte(t), b, uint32(i))
+				if len(checkPacks) > 256 || checkPacks == nil {
+					checkPacks = map[uint64]map[string][]byte{}
+				}
+				pl, err := in.readBlock(nil, checkPacks, f.name, []byte(t), b, uint32(i))
 				if err != nil {
 					var ce *CorruptError
 					if !errors.As(err, &ce) {

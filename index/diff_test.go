@@ -804,7 +804,7 @@ func TestDiffBleve(t *testing.T) {
 			// Small blocks, so that terms span several posting blocks
 			// and get merged.
 			e.opts.BlockPostings = 16
-			e.opts.MaxSmallBlocks = 3
+			e.opts.MergeFanIn = 3
 			e.opts.CompactEvery = 2
 			in := e.create(t, "diff", m)
 			inc := newPlainBleve(t, m)

@@ -40,7 +40,8 @@ type Options struct {
 	// Logger receives operational logs; never content, terms, ids or keys.
 	// Default: discarded.
 	Logger *slog.Logger
-	// CacheBytes bounds the cache of decrypted posting lists. Default 256 MiB.
+	// CacheBytes bounds the cache of decrypted posting lists and packs.
+	// Default 64 MiB.
 	CacheBytes int64
 	// NoSync commits batches without waiting for the disk. Default false:
 	// an acknowledged batch survives a crash.
@@ -51,9 +52,9 @@ type Options struct {
 	// BlockPostings is the target number of postings in a full posting
 	// block. Default 4096.
 	BlockPostings int
-	// MaxSmallBlocks is how many small posting blocks a term may collect
-	// before they are merged. Default 8.
-	MaxSmallBlocks int
+	// MergeFanIn is how many posting blocks of one size tier are merged
+	// into one (size-tiered merging). Default 4.
+	MergeFanIn int
 	// Secrets holds per-instance shredding secrets (see SecretStore). When
 	// set, Create gives the instance a secret and Open requires it. Default
 	// nil: no secret; deleting such an instance destroys its wrapped keys
@@ -80,7 +81,7 @@ func (o *Options) withDefaults() (Options, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.CacheBytes == 0 {
-		c.CacheBytes = 256 << 20
+		c.CacheBytes = 64 << 20
 	}
 	if c.AnalysisWorkers == 0 {
 		c.AnalysisWorkers = runtime.GOMAXPROCS(0)
@@ -88,13 +89,13 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.BlockPostings == 0 {
 		c.BlockPostings = 4096
 	}
-	if c.MaxSmallBlocks == 0 {
-		c.MaxSmallBlocks = 8
+	if c.MergeFanIn == 0 {
+		c.MergeFanIn = 4
 	}
 	if c.CompactEvery == 0 {
 		c.CompactEvery = 64
 	}
-	if c.CacheBytes < 0 || c.AnalysisWorkers < 0 || c.BlockPostings < 16 || c.MaxSmallBlocks < 2 || c.CompactEvery < 1 {
+	if c.CacheBytes < 0 || c.AnalysisWorkers < 0 || c.BlockPostings < 16 || c.MergeFanIn < 2 || c.CompactEvery < 1 {
 		errs = append(errs, errors.New("index: Options has a negative or too small value"))
 	}
 	return c, errors.Join(errs...)
@@ -654,6 +655,17 @@ func (in *Instance) DocCount() (uint64, error) {
 func (in *Instance) Close() error {
 	in.writeMu.Lock()
 	defer in.writeMu.Unlock()
+	// Fold the state log into a snapshot so that the next open reads one
+	// snapshot instead of replaying the log. Best effort: a locked
+	// instance, or a failure, leaves the log for the next open to replay.
+	in.mu.RLock()
+	fold := in.state != nil && !in.closed && in.hd.logEnd > in.hd.logStart
+	in.mu.RUnlock()
+	if fold {
+		if err := in.compact(); err != nil {
+			in.log.Warn("state compaction on close failed", "instance", in.name, "error", err)
+		}
+	}
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()

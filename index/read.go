@@ -73,7 +73,7 @@ func (in *Instance) postings(st *state, field string, term []byte) (*postingList
 		blinders = map[blinderKey]*seal.TermBlinder{}
 	}
 	for i, b := range te.blocks {
-		p, err := in.readBlock(blinders, field, term, b, uint32(i))
+		p, err := in.readBlock(blinders, nil, field, term, b, uint32(i))
 		if err != nil {
 			return nil, err
 		}

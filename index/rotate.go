@@ -259,7 +259,7 @@ func (w *batchWriter) prepareReencrypt(cur uint32) (int, error) {
 			tk := w.k.Blinder(f.name).TermKey([]byte(t))
 			var merged postingList
 			for i, b := range te.blocks {
-				pl, err := in.readBlock(w.blinders, f.name, []byte(t), b, uint32(i))
+				pl, err := in.readBlock(w.blinders, w.localPacks(), f.name, []byte(t), b, uint32(i))
 				if err != nil {
 					return 0, err
 				}

@@ -129,8 +129,9 @@ func TestMergeKeepsHotTermCompact(t *testing.T) {
 	if te == nil {
 		t.Fatal("term missing")
 	}
-	if len(te.blocks) > in.opts.MaxSmallBlocks {
-		t.Fatalf("term has %d blocks after 100 batches, want at most %d", len(te.blocks), in.opts.MaxSmallBlocks)
+	// Size-tiered merging keeps fewer than fan-in blocks per size tier.
+	if limit := (in.opts.MergeFanIn - 1) * 5; len(te.blocks) > limit {
+		t.Fatalf("term has %d blocks after 100 batches, want at most %d", len(te.blocks), limit)
 	}
 	if in.Metrics().BlocksMerged == 0 {
 		t.Fatal("no block was merged")

@@ -375,6 +375,14 @@ func TestTamperOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Close folds the log into a snapshot; write two batches and abandon
+	// the instance without closing it (as a crash would) so that log
+	// entries exist.
+	for i := 0; i < 2; i++ {
+		if err := in.Index(ctx, Document{ID: fmt.Sprintf("tamper-open-%d", i), Body: []byte(`{"title":"log entry"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	in.mu.RLock()
 	k, err := in.currentKeys()
 	hd := in.hd
@@ -392,7 +400,7 @@ func TestTamperOpen(t *testing.T) {
 		"last log entry":   k.LabelUint(seal.PurposeLog, hd.logEnd-1),
 		"middle log entry": k.LabelUint(seal.PurposeLog, (hd.logStart+hd.logEnd)/2),
 	}
-	in.Close()
+	in.closeLeases()
 	beta, err := Open(ctx, f.e.st, "beta", f.e.opts)
 	if err != nil {
 		t.Fatal(err)

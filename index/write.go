@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -305,7 +306,9 @@ type batchWriter struct {
 	// indexes), so that their compression and sealing run in parallel
 	pending []pendingRecord
 
-	// packs
+	packs map[uint64]map[string][]byte // decoded packs read by merges
+
+	// packs written
 	packBase uint64
 	packNext uint64
 	packCur  uint64
@@ -530,28 +533,23 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 	if te := w.st.term(b.field, b.term); te != nil {
 		old, df = te.blocks, te.df
 	}
-	full := in.opts.BlockPostings
-	tail := 0
-	for i := len(old) - 1; i >= 0 && int(old[i].count) < full; i-- {
-		tail++
-	}
 	cur, err := w.blinder(gen, b.field)
 	if err != nil {
 		return err
 	}
 	tk := cur.TermKey(b.term)
 	blocks := append([]blockRef(nil), old...)
-	if tail+1 <= in.opts.MaxSmallBlocks {
+	start := mergeStart(old, len(b.pl.docs), in.opts.BlockPostings, in.opts.MergeFanIn)
+	if start == len(old) {
 		blocks = append(blocks, w.emit(&tk, b.field, b.term, &b.pl, uint32(len(blocks))))
 		df += uint64(len(b.pl.docs))
 	} else {
-		start := len(old) - tail
 		var merged postingList
 		if b.pl.locOff != nil {
 			merged.locOff = []uint32{0}
 		}
 		for i := start; i < len(old); i++ {
-			pl, err := in.readBlock(w.blinders, b.field, b.term, old[i], uint32(i))
+			pl, err := in.readBlock(w.blinders, w.localPacks(), b.field, b.term, old[i], uint32(i))
 			if err != nil {
 				return err
 			}
@@ -570,11 +568,48 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 		if err != nil {
 			return err
 		}
-		in.m.blocksMerged.Add(uint64(tail))
+		in.m.blocksMerged.Add(uint64(len(old) - start))
 	}
 	w.entry.terms = append(w.entry.terms, termUpdate{field: b.field, term: string(b.term), blocks: blocks, df: df})
 	w.touched = append(w.touched, cacheKey(b.field, b.term))
 	return nil
+}
+
+// mergeStart returns the index of the first old block to merge with n new
+// postings, or len(old) for none. Merging is size-tiered, like a base-fanIn
+// counter: the new postings absorb the fanIn-1 trailing blocks of their own
+// size tier (tier = ⌊log4 count⌋), and the result may cascade into the
+// tier above. Each posting is rewritten O(log n) times, and a term keeps
+// O(fanIn × log n) small blocks however often it is updated.
+func mergeStart(old []blockRef, n, full, fanIn int) int {
+	tier := func(c int) int { return bits.Len(uint(c)) / 2 }
+	start, sum := len(old), n
+	for {
+		k := 0
+		for k < fanIn-1 && start-k-1 >= 0 {
+			c := int(old[start-k-1].count)
+			if c >= full || tier(c) > tier(sum) {
+				break
+			}
+			k++
+		}
+		if k < fanIn-1 {
+			return start
+		}
+		for i := start - k; i < start; i++ {
+			sum += int(old[i].count)
+		}
+		start -= k
+	}
+}
+
+// localPacks returns the writer's own cache of decoded packs, so that
+// merges do not fill the search cache; it is emptied when it grows.
+func (w *batchWriter) localPacks() map[uint64]map[string][]byte {
+	if w.packs == nil || len(w.packs) > 256 {
+		w.packs = map[uint64]map[string][]byte{}
+	}
+	return w.packs
 }
 
 // rewrite replaces blocks[start:] (old[start:] in the store) with merged,
@@ -618,14 +653,16 @@ func (w *batchWriter) rewrite(blocks []blockRef, start int, old []blockRef, tk *
 	return blocks, nil
 }
 
-// readBlock reads and decodes block i of a term. Caller holds in.mu.
-func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, field string, term []byte, ref blockRef, i uint32) (*postingList, error) {
+// readBlock reads and decodes block i of a term. Packs come from packs
+// when it is not nil (a writer's own cache), else from the instance cache.
+// Caller holds in.mu.
+func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, packs map[uint64]map[string][]byte, field string, term []byte, ref blockRef, i uint32) (*postingList, error) {
 	k, err := in.keysFor(ref.gen)
 	if err != nil {
 		return nil, err
 	}
 	if ref.pack != 0 {
-		pack, label, err := in.readPack(k, ref.pack)
+		pack, label, err := in.readPack(k, ref.pack, packs)
 		if err != nil {
 			return nil, err
 		}
@@ -667,8 +704,13 @@ func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, field s
 }
 
 // readPack reads and decodes a pack, through the cache.
-func (in *Instance) readPack(k *seal.Keys, id uint64) (map[string][]byte, [seal.LabelSize]byte, error) {
+func (in *Instance) readPack(k *seal.Keys, id uint64, local map[uint64]map[string][]byte) (map[string][]byte, [seal.LabelSize]byte, error) {
 	label := k.LabelUint(seal.PurposePack, id)
+	if local != nil {
+		if p, ok := local[id]; ok {
+			return p, label, nil
+		}
+	}
 	ck := "\x01pack\x00" + string(label[:])
 	if p, ok := in.cache.get(ck).(map[string][]byte); ok {
 		return p, label, nil
@@ -685,7 +727,11 @@ func (in *Instance) readPack(k *seal.Keys, id uint64) (map[string][]byte, [seal.
 	if err != nil {
 		return nil, label, in.corrupt(kindPack, label, err)
 	}
-	in.cache.put(ck, p, len(pt)+len(p)*48)
+	if local != nil {
+		local[id] = p
+	} else {
+		in.cache.put(ck, p, len(pt)+len(p)*48)
+	}
 	return p, label, nil
 }
 

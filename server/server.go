@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -304,26 +303,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.local.SetAudit(cfg.Audit)
 	kmsTemplate := cfg.KMS
-	// Catalog.Instance re-opens an instance evicted from the open set with
-	// these options exactly as given, without index's defaults (index.Open
-	// applies them; the catalog's re-open does not — zero AnalysisWorkers
-	// then hangs the first write). So the server states index's documented
-	// defaults itself.
 	inst := cfg.Instance
 	if inst.CacheBytes == 0 {
 		inst.CacheBytes = DefaultInstanceCacheBytes
-	}
-	if inst.AnalysisWorkers == 0 {
-		inst.AnalysisWorkers = runtime.GOMAXPROCS(0)
-	}
-	if inst.BlockPostings == 0 {
-		inst.BlockPostings = 4096
-	}
-	if inst.MaxSmallBlocks == 0 {
-		inst.MaxSmallBlocks = 8
-	}
-	if inst.CompactEvery == 0 {
-		inst.CompactEvery = 64
 	}
 	s.cat, err = index.NewCatalog(st, index.CatalogOptions{
 		Home:  cfg.Home,

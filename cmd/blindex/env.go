@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/blindex/blindex/index"
@@ -312,27 +311,9 @@ func (e *env) kmsProvider(ctx context.Context, cfg index.EncryptionConfig) (keys
 	return p, nil
 }
 
-// instanceDefaults fills in index's documented defaults: the catalog
-// re-opens instances with its template as given (index.Open would apply
-// them; the catalog does not).
-func instanceDefaults(o index.Options) index.Options {
-	if o.CacheBytes == 0 {
-		o.CacheBytes = 256 << 20
-	}
-	if o.AnalysisWorkers == 0 {
-		o.AnalysisWorkers = runtime.GOMAXPROCS(0)
-	}
-	if o.BlockPostings == 0 {
-		o.BlockPostings = 4096
-	}
-	if o.MaxSmallBlocks == 0 {
-		o.MaxSmallBlocks = 8
-	}
-	if o.CompactEvery == 0 {
-		o.CompactEvery = 64
-	}
-	return o
-}
+// instanceDefaults returns the instance options; zero values take index's
+// documented defaults.
+func instanceDefaults(o index.Options) index.Options { return o }
 
 // checkProvider makes sure a non-BYOK instance is wrapped by the local
 // provider key of this home, with a message saying which key is needed
