@@ -806,7 +806,6 @@ func TestBYOKScheduleKeyDeletion(t *testing.T) {
 		t.Fatalf("manifest of a locked instance: %v", err)
 	}
 	t.Run("status before open", func(t *testing.T) {
-		t.Skip("engine bug: Catalog.Status (index/catalog.go) of a BYOK instance whose key is revoked says \"ok\" until something in this process has tried to open it: Keyring.Status (keys/keyring.go) reports StateOK for a keyring with no lease and no revocation seen, so a restarted server reports a revoked instance as healthy")
 		if s, err := c.Status(ctx, name); err != nil || s.State == "ok" {
 			t.Errorf("status of a revoked instance before it is opened: %+v %v; want locked (or at least not ok)", s, err)
 		}
@@ -818,7 +817,6 @@ func TestBYOKScheduleKeyDeletion(t *testing.T) {
 		t.Fatalf("status after a refused open: %+v %v", s, err)
 	}
 	t.Run("restore without an open lease", func(t *testing.T) {
-		t.Skip("engine bug: Keyring.Restore (keys/keyring.go, `if len(groups) == 0 && k.revoked { k.clearRevokedLocked() }` … `return nil`) makes no provider call when no lease is open (here: after the open was refused), clears the revocation and returns nil, so Catalog.Restore reports success and Status then says ok while the key is still pending deletion")
 		if err := c.Restore(ctx, name); !errors.Is(err, ErrKeyRevoked) {
 			t.Errorf("Restore after a refused open, key still pending deletion: %v, want ErrKeyRevoked", err)
 		}

@@ -434,7 +434,17 @@ func (c *Catalog) Restore(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	return kr.Restore(ctx)
+	if err := kr.Restore(ctx); err != nil {
+		return err
+	}
+	// Prove it: the instance's keys must unwrap now (a keyring with no open
+	// lease has nothing to re-validate).
+	in, err := c.Instance(ctx, name)
+	if err != nil {
+		return err
+	}
+	_, err = in.DocCount()
+	return err
 }
 
 // InstanceStatus describes whether an instance can serve.
@@ -444,10 +454,22 @@ type InstanceStatus struct {
 }
 
 // Status reports an instance's key status without opening it.
+// It opens the instance if needed (one unwrap), so that the status reflects
+// what the provider says now rather than what an idle keyring remembers.
 func (c *Catalog) Status(ctx context.Context, name string) (InstanceStatus, error) {
 	kr, err := c.keyringFor(ctx, name)
 	if err != nil {
 		return InstanceStatus{}, err
+	}
+	if _, err := c.Instance(ctx, name); err != nil {
+		switch {
+		case errors.Is(err, keys.ErrKeyRevoked):
+			return InstanceStatus{State: keys.StateLocked.String(), Reason: "the key provider refuses the instance's key (revoked, disabled or pending deletion)"}, nil
+		case errors.Is(err, keys.ErrKeyUnavailable):
+			return InstanceStatus{State: keys.StateLocked.String(), Reason: "the key provider cannot be reached to unwrap the instance's key"}, nil
+		default:
+			return InstanceStatus{}, err
+		}
 	}
 	s := kr.Status()
 	return InstanceStatus{State: s.State.String(), Reason: s.Reason}, nil

@@ -2,7 +2,9 @@ package index
 
 import (
 	"iter"
+	"slices"
 	"sort"
+	"strings"
 	"unsafe"
 )
 
@@ -103,45 +105,61 @@ func (d *termDict) lookup(term string) *termEntry {
 	return nil
 }
 
-// update applies changes (nil or block-less entries remove a term) and
-// returns the dictionary that results. d is not modified, so readers of d
-// are unaffected.
-func (d *termDict) update(changes map[string]*termEntry) *termDict {
+// dictChange is one term's new entry (nil removes the term) and whether
+// the term existed before.
+type dictChange struct {
+	term    string
+	entry   *termEntry
+	existed bool
+}
+
+// update applies changes and returns the dictionary that results. d is not
+// modified, so readers of d are unaffected. When a term appears more than
+// once in changes, the last change wins.
+func (d *termDict) update(changes []dictChange) *termDict {
 	nd := &termDict{base: d.base, n: d.n}
-	keys := make([]string, 0, len(changes))
-	for k := range changes {
-		keys = append(keys, k)
+	if !slices.IsSortedFunc(changes, func(a, b dictChange) int { return strings.Compare(a.term, b.term) }) {
+		slices.SortStableFunc(changes, func(a, b dictChange) int { return strings.Compare(a.term, b.term) })
 	}
-	sort.Strings(keys)
-	// Live-count bookkeeping against the old view.
-	for _, k := range keys {
-		was := d.lookup(k) != nil
-		now := changes[k] != nil && len(changes[k].blocks) > 0
+	// Keep the last change of each term; count live terms.
+	w := 0
+	for i := range changes {
+		if w > 0 && changes[w-1].term == changes[i].term {
+			// A repeated term: the earlier change already moved the
+			// count; undo it before applying this one.
+			if changes[w-1].entry != nil && !changes[w-1].existed {
+				nd.n--
+			} else if changes[w-1].entry == nil && changes[w-1].existed {
+				nd.n++
+			}
+			changes[i].existed = changes[w-1].existed
+			w--
+		}
+		c := changes[i]
 		switch {
-		case was && !now:
+		case c.existed && c.entry == nil:
 			nd.n--
-		case !was && now:
+		case !c.existed && c.entry != nil:
 			nd.n++
 		}
+		changes[w] = c
+		w++
 	}
+	changes = changes[:w]
 	// Merge the old small level with the changes.
-	nd.skeys = make([]string, 0, len(d.skeys)+len(keys))
-	nd.sents = make([]*termEntry, 0, len(d.skeys)+len(keys))
+	nd.skeys = make([]string, 0, len(d.skeys)+len(changes))
+	nd.sents = make([]*termEntry, 0, len(d.skeys)+len(changes))
 	i, j := 0, 0
-	for i < len(d.skeys) || j < len(keys) {
+	for i < len(d.skeys) || j < len(changes) {
 		switch {
-		case j == len(keys) || (i < len(d.skeys) && d.skeys[i] < keys[j]):
+		case j == len(changes) || (i < len(d.skeys) && d.skeys[i] < changes[j].term):
 			nd.skeys, nd.sents = append(nd.skeys, d.skeys[i]), append(nd.sents, d.sents[i])
 			i++
 		default:
-			if i < len(d.skeys) && d.skeys[i] == keys[j] {
+			if i < len(d.skeys) && d.skeys[i] == changes[j].term {
 				i++
 			}
-			te := changes[keys[j]]
-			if te != nil && len(te.blocks) == 0 {
-				te = nil
-			}
-			nd.skeys, nd.sents = append(nd.skeys, keys[j]), append(nd.sents, te)
+			nd.skeys, nd.sents = append(nd.skeys, changes[j].term), append(nd.sents, changes[j].entry)
 			j++
 		}
 	}

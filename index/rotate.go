@@ -179,6 +179,8 @@ func (in *Instance) Reencrypt(ctx context.Context, progress func(ReencryptProgre
 			break
 		}
 		p.Done += moved
+		// Records written during the run are moved too.
+		p.Total = max(p.Total, p.Done)
 		if progress != nil {
 			progress(p)
 		}

@@ -249,7 +249,10 @@ func (s *state) apply(l *logEntry) {
 		s.ids[a.id] = a.num
 		s.setLive(a.num, true)
 	}
-	changes := map[string]map[string]*termEntry{}
+	// Group the changes by field, in order: writers log terms sorted by
+	// field and term, so each field's changes usually arrive sorted.
+	var fields []*fieldState
+	changes := map[*fieldState][]dictChange{}
 	for _, t := range l.terms {
 		f := s.field(t.field)
 		if f == nil {
@@ -257,20 +260,22 @@ func (s *state) apply(l *logEntry) {
 			f = newFieldState(t.field)
 			s.fields = append(s.fields, f)
 		}
-		if old := f.dict.lookup(t.term); old != nil {
+		old := f.dict.lookup(t.term)
+		if old != nil {
 			s.refPacks(old.blocks, -1)
 		}
 		s.refPacks(t.blocks, +1)
-		c := changes[t.field]
-		if c == nil {
-			c = map[string]*termEntry{}
-			changes[t.field] = c
+		var te *termEntry
+		if len(t.blocks) > 0 {
+			te = &termEntry{blocks: slices.Clone(t.blocks), df: t.df}
 		}
-		c[t.term] = &termEntry{blocks: slices.Clone(t.blocks), df: t.df}
+		if _, ok := changes[f]; !ok {
+			fields = append(fields, f)
+		}
+		changes[f] = append(changes[f], dictChange{term: t.term, entry: te, existed: old != nil})
 	}
-	for field, c := range changes {
-		f := s.field(field)
-		f.dict = f.dict.update(c)
+	for _, f := range fields {
+		f.dict = f.dict.update(changes[f])
 	}
 	if l.nextDoc > s.nextDoc {
 		s.nextDoc = l.nextDoc
