@@ -461,6 +461,11 @@ func (c *Catalog) Status(ctx context.Context, name string) (InstanceStatus, erro
 	if err != nil {
 		return InstanceStatus{}, err
 	}
+	if s := kr.Status(); s.State == keys.StateLocked {
+		// Locked (a revocation, RevokeNow, or a lease that ran out): do not
+		// open, which would ask the provider and could lift RevokeNow.
+		return InstanceStatus{State: s.State.String(), Reason: s.Reason}, nil
+	}
 	if _, err := c.Instance(ctx, name); err != nil {
 		switch {
 		case errors.Is(err, keys.ErrKeyRevoked):
