@@ -119,7 +119,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 
 	// Terms: every block exists, opens, holds the recorded count, in order.
 	postTerms := map[uint64]int{}
-	var checkPacks map[uint64]map[string][]byte
+	var checkPacks map[uint64]packData
 	for _, f := range st.fields {
 		for t, te := range f.dict.all() {
 			if err := ctx.Err(); err != nil {
@@ -144,7 +144,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 					expect(label, kindPosting)
 				}
 				if len(checkPacks) > 256 || checkPacks == nil {
-					checkPacks = map[uint64]map[string][]byte{}
+					checkPacks = map[uint64]packData{}
 				}
 				pl, err := in.readBlock(nil, checkPacks, f.name, []byte(t), b, uint32(i))
 				if err != nil {

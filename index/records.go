@@ -402,3 +402,45 @@ func decodePack(b []byte, id uint64) (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// packData is an opened pack's payload, searched in place: a rare term's
+// lookup scans the block headers instead of decoding the whole pack.
+type packData []byte
+
+// newPackData checks a pack's header and returns it for lookups.
+func newPackData(b []byte, id uint64) (packData, error) {
+	d := dec{b: b}
+	if d.byte1() != kindPack {
+		return nil, errShort
+	}
+	if got := d.uvarint(); d.err == nil && got != id {
+		return nil, errIdentity
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return packData(b), nil
+}
+
+// find returns the encoded posting block of field/term in the pack.
+func (p packData) find(field string, term []byte) ([]byte, bool, error) {
+	d := dec{b: p}
+	d.byte1()
+	d.uvarint()
+	n := d.count(4)
+	for i := 0; i < n && d.err == nil; i++ {
+		blk := d.bytes()
+		h := dec{b: blk}
+		if h.byte1() != kindPosting {
+			return nil, false, errShort
+		}
+		f, t := h.bytes(), h.bytes()
+		if h.err != nil {
+			return nil, false, errShort
+		}
+		if string(f) == field && bytes.Equal(t, term) {
+			return blk, true, nil
+		}
+	}
+	return nil, false, d.err
+}

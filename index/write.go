@@ -306,7 +306,7 @@ type batchWriter struct {
 	// indexes), so that their compression and sealing run in parallel
 	pending []pendingRecord
 
-	packs map[uint64]map[string][]byte // decoded packs read by merges
+	packs map[uint64]packData // decoded packs read by merges
 
 	// packs written
 	packBase uint64
@@ -605,9 +605,9 @@ func mergeStart(old []blockRef, n, full, fanIn int) int {
 
 // localPacks returns the writer's own cache of decoded packs, so that
 // merges do not fill the search cache; it is emptied when it grows.
-func (w *batchWriter) localPacks() map[uint64]map[string][]byte {
+func (w *batchWriter) localPacks() map[uint64]packData {
 	if w.packs == nil || len(w.packs) > 256 {
-		w.packs = map[uint64]map[string][]byte{}
+		w.packs = map[uint64]packData{}
 	}
 	return w.packs
 }
@@ -656,7 +656,7 @@ func (w *batchWriter) rewrite(blocks []blockRef, start int, old []blockRef, tk *
 // readBlock reads and decodes block i of a term. Packs come from packs
 // when it is not nil (a writer's own cache), else from the instance cache.
 // Caller holds in.mu.
-func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, packs map[uint64]map[string][]byte, field string, term []byte, ref blockRef, i uint32) (*postingList, error) {
+func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, packs map[uint64]packData, field string, term []byte, ref blockRef, i uint32) (*postingList, error) {
 	k, err := in.keysFor(ref.gen)
 	if err != nil {
 		return nil, err
@@ -666,7 +666,10 @@ func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, packs m
 		if err != nil {
 			return nil, err
 		}
-		enc, ok := pack[cacheKey(field, term)]
+		enc, ok, perr := pack.find(field, term)
+		if perr != nil {
+			return nil, in.corrupt(kindPack, label, perr)
+		}
 		if !ok {
 			return nil, in.corrupt(kindPack, label, errors.New("a posting block the dictionary places here is missing"))
 		}
@@ -704,7 +707,7 @@ func (in *Instance) readBlock(blinders map[blinderKey]*seal.TermBlinder, packs m
 }
 
 // readPack reads and decodes a pack, through the cache.
-func (in *Instance) readPack(k *seal.Keys, id uint64, local map[uint64]map[string][]byte) (map[string][]byte, [seal.LabelSize]byte, error) {
+func (in *Instance) readPack(k *seal.Keys, id uint64, local map[uint64]packData) (packData, [seal.LabelSize]byte, error) {
 	label := k.LabelUint(seal.PurposePack, id)
 	if local != nil {
 		if p, ok := local[id]; ok {
@@ -712,7 +715,7 @@ func (in *Instance) readPack(k *seal.Keys, id uint64, local map[uint64]map[strin
 		}
 	}
 	ck := "\x01pack\x00" + string(label[:])
-	if p, ok := in.cache.get(ck).(map[string][]byte); ok {
+	if p, ok := in.cache.get(ck).(packData); ok {
 		return p, label, nil
 	}
 	pt, err := in.openRecord(k, label, kindPack)
@@ -723,14 +726,14 @@ func (in *Instance) readPack(k *seal.Keys, id uint64, local map[uint64]map[strin
 		return nil, label, err
 	}
 	in.m.blockReads.Add(1)
-	p, err := decodePack(pt, id)
+	p, err := newPackData(pt, id)
 	if err != nil {
 		return nil, label, in.corrupt(kindPack, label, err)
 	}
 	if local != nil {
 		local[id] = p
 	} else {
-		in.cache.put(ck, p, len(pt)+len(p)*48)
+		in.cache.put(ck, p, len(pt))
 	}
 	return p, label, nil
 }

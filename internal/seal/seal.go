@@ -284,7 +284,8 @@ var (
 
 // PaddedSize returns the size class of a padded plaintext of n bytes: at
 // least 64, then multiples of an eighth of the enclosing power of two, so
-// padding costs at most 12.5% and sizes reveal only a class.
+// sizes reveal only a class; padding costs up to 25% just above a power of
+// two and at most 12.5% from the second eighth on.
 func PaddedSize(n int) int {
 	if n <= 64 {
 		return 64
