@@ -220,10 +220,13 @@ type Instance struct {
 
 	secret []byte // shredding secret, nil when the instance has none
 
-	writeMu sync.Mutex  // one writer at a time
-	att     attachState // attachments (attach.go)
-	cache   *blockCache
-	bleve   bleve.Index
+	writeMu sync.Mutex // one writer at a time (batches, merges, rotation)
+
+	mgMu  sync.Mutex // guards mg
+	mg    *merger
+	att   attachState // attachments (attach.go)
+	cache *blockCache
+	bleve bleve.Index
 
 	m metrics
 }
@@ -355,6 +358,7 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 		in.closeLeases()
 		return nil, err
 	}
+	in.startMerger()
 	return in, nil
 }
 
@@ -653,6 +657,7 @@ func (in *Instance) DocCount() (uint64, error) {
 // Close closes the instance: keys are zeroed and caches dropped. Pending
 // writes have committed when Close returns (a batch in progress finishes).
 func (in *Instance) Close() error {
+	in.stopMerger()
 	in.writeMu.Lock()
 	defer in.writeMu.Unlock()
 	// Fold the state log into a snapshot so that the next open reads one

@@ -125,6 +125,9 @@ func TestMergeKeepsHotTermCompact(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := in.mergePending(); err != nil {
+		t.Fatal(err)
+	}
 	te := in.state.term("summary", []byte("hot"))
 	if te == nil {
 		t.Fatal("term missing")

@@ -283,6 +283,17 @@ const (
 	packTarget = 16 << 10
 )
 
+// ftKey names a term of a field.
+type ftKey struct{ field, term string }
+
+// writtenPack is a pack a batch writes, with its plaintext.
+type writtenPack struct {
+	label [seal.LabelSize]byte
+	data  packData
+}
+
+func packCacheKey(label [seal.LabelSize]byte) string { return "\x01pack\x00" + string(label[:]) }
+
 // pendingRecord is a record to seal.
 type pendingRecord struct {
 	label   [seal.LabelSize]byte
@@ -306,7 +317,9 @@ type batchWriter struct {
 	// indexes), so that their compression and sealing run in parallel
 	pending []pendingRecord
 
-	packs map[uint64]packData // decoded packs read by merges
+	packs     map[uint64]packData // decoded packs read by merges
+	needMerge []ftKey             // terms the background merger should look at
+	written   []writtenPack       // packs this batch writes, cached on commit
 
 	// packs written
 	packBase uint64
@@ -362,7 +375,12 @@ func (w *batchWriter) flushPack() {
 	if w.packCur == 0 {
 		return
 	}
-	w.put(w.k.LabelUint(seal.PurposePack, w.packCur), encodePack(w.packCur, w.packBlks))
+	label := w.k.LabelUint(seal.PurposePack, w.packCur)
+	payload := encodePack(w.packCur, w.packBlks)
+	w.put(label, payload)
+	// Merges of the next batches read the packs just written: cache them
+	// once the batch commits (commit adds them).
+	w.written = append(w.written, writtenPack{label, packData(payload)})
 	w.packCur, w.packBlks, w.packSize = 0, nil, 0
 }
 
@@ -379,7 +397,6 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 	gen := w.k.Generation()
 	w.deleted = map[uint64]bool{}
 	next := st.nextDoc
-	type ftKey struct{ field, term string }
 	builds := map[ftKey]*pbuild{}
 	var order []*pbuild
 	for i, op := range ops {
@@ -483,6 +500,8 @@ func (w *batchWriter) writeTerms(order []*pbuild) error {
 		w.batch.Ops = append(w.batch.Ops, tw.batch.Ops...)
 		w.entry.terms = append(w.entry.terms, tw.entry.terms...)
 		w.touched = append(w.touched, tw.touched...)
+		w.written = append(w.written, tw.written...)
+		w.needMerge = append(w.needMerge, tw.needMerge...)
 	}
 	return nil
 }
@@ -539,40 +558,47 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 	}
 	tk := cur.TermKey(b.term)
 	blocks := append([]blockRef(nil), old...)
-	start := mergeStart(old, len(b.pl.docs), in.opts.BlockPostings, in.opts.MergeFanIn)
-	if start == len(old) {
-		blocks = append(blocks, w.emit(&tk, b.field, b.term, &b.pl, uint32(len(blocks))))
-		df += uint64(len(b.pl.docs))
-	} else {
-		var merged postingList
-		if b.pl.locOff != nil {
-			merged.locOff = []uint32{0}
-		}
-		for i := start; i < len(old); i++ {
-			pl, err := in.readBlock(w.blinders, w.localPacks(), b.field, b.term, old[i], uint32(i))
-			if err != nil {
-				return err
-			}
-			df -= uint64(len(pl.docs))
-			for j, d := range pl.docs {
-				if w.st.isLive(d) && !w.deleted[d] {
-					merged.appendFrom(pl, j)
-				}
-			}
-		}
-		for j := range b.pl.docs {
-			merged.appendFrom(&b.pl, j)
-		}
-		df += uint64(len(merged.docs))
-		blocks, err = w.rewrite(blocks, start, old, &tk, b.field, b.term, &merged)
-		if err != nil {
-			return err
-		}
-		in.m.blocksMerged.Add(uint64(len(old) - start))
+	// New postings always go to a new block; when the term's blocks call
+	// for a size-tiered merge, the background merger does it (as scorch
+	// merges segments in the background), so a batch never waits on
+	// reading older blocks.
+	blocks = append(blocks, w.emit(&tk, b.field, b.term, &b.pl, uint32(len(blocks))))
+	df += uint64(len(b.pl.docs))
+	if mergeStart(old, len(b.pl.docs), in.opts.BlockPostings, in.opts.MergeFanIn) < len(old) {
+		w.needMerge = append(w.needMerge, ftKey{b.field, string(b.term)})
 	}
 	w.entry.terms = append(w.entry.terms, termUpdate{field: b.field, term: string(b.term), blocks: blocks, df: df})
 	w.touched = append(w.touched, cacheKey(b.field, b.term))
 	return nil
+}
+
+// mergeInto merges old[start:] (read from the store, dropping postings of
+// documents that are no longer live) into full blocks that replace them,
+// and returns the term's new block list and document frequency.
+func (w *batchWriter) mergeInto(tk *[32]byte, field string, term []byte, old []blockRef, start int, df uint64) ([]blockRef, uint64, error) {
+	var merged postingList
+	for i := start; i < len(old); i++ {
+		pl, err := w.in.readBlock(w.blinders, w.localPacks(), field, term, old[i], uint32(i))
+		if err != nil {
+			return nil, 0, err
+		}
+		if pl.locOff != nil && merged.locOff == nil {
+			merged.locOff = []uint32{0}
+		}
+		df -= uint64(len(pl.docs))
+		for j, d := range pl.docs {
+			if w.st.isLive(d) && !w.deleted[d] {
+				merged.appendFrom(pl, j)
+			}
+		}
+	}
+	df += uint64(len(merged.docs))
+	blocks, err := w.rewrite(append([]blockRef(nil), old...), start, old, tk, field, term, &merged)
+	if err != nil {
+		return nil, 0, err
+	}
+	w.in.m.blocksMerged.Add(uint64(len(old) - start))
+	return blocks, df, nil
 }
 
 // mergeStart returns the index of the first old block to merge with n new
@@ -714,7 +740,7 @@ func (in *Instance) readPack(k *seal.Keys, id uint64, local map[uint64]packData)
 			return p, label, nil
 		}
 	}
-	ck := "\x01pack\x00" + string(label[:])
+	ck := packCacheKey(label)
 	if p, ok := in.cache.get(ck).(packData); ok {
 		return p, label, nil
 	}
@@ -754,6 +780,10 @@ func (w *batchWriter) commit() error {
 	for _, key := range w.touched {
 		in.cache.remove(key)
 	}
+	for _, p := range w.written {
+		in.cache.put(packCacheKey(p.label), p.data, len(p.data))
+	}
+	in.queueMerges(w.needMerge)
 	return nil
 }
 

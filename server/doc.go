@@ -25,8 +25,9 @@
 //     $BLINDEX_ADMIN_TOKEN); only their SHA-256 is kept in memory, compared
 //     in constant time. They may call every endpoint.
 //   - Instance tokens are created by an administrator for one instance with
-//     scope "read" (get, search, status) or "write" (read, plus put, delete
-//     and bulk). The token is returned once; the store keeps only its
+//     scope "read" (get, search, status, list and download attachments) or
+//     "write" (read, plus put, delete, bulk, and upload and delete
+//     attachments). The token is returned once; the store keeps only its
 //     SHA-256 (key 0x00 'T' ‖ hash), bound to that instance's incarnation:
 //     deleting the instance revokes its tokens, and a new instance of the
 //     same name does not accept them. Instance tokens never administer, not
@@ -103,6 +104,53 @@
 // A document id is 1 to 512 bytes of UTF-8, URL-escaped in the path. A
 // write is visible to searches, and durable, when its answer is sent.
 //
+// Attachments of a document (instance tokens, or administrator):
+//
+//	POST   /v1/instances/{name}/documents/{id}/attachments            the body is the file → 201 its description (write scope)
+//	GET    /v1/instances/{name}/documents/{id}/attachments            {"attachments":[...]}, oldest first (read scope; also while locked)
+//	GET    /v1/instances/{name}/documents/{id}/attachments/{aid}      the contents (read scope; 423 while locked)
+//	GET    /v1/instances/{name}/documents/{id}/attachments/{aid}/meta its description (read scope; also while locked)
+//	DELETE /v1/instances/{name}/documents/{id}/attachments/{aid}      204 (write scope)
+//
+// An upload's body is the file's bytes, as they are (`curl --data-binary
+// @FILE` or `curl -T FILE -X POST`; a multipart form is refused with 400
+// invalid_request). It is streamed into the store in sealed 64 KiB chunks
+// as it arrives, never held in memory whole, and becomes visible — listed,
+// readable, its text searchable — only when it is complete: an upload that
+// fails or goes over the size limit leaves nothing. The document must
+// exist (404 otherwise). Its name is `?name=`, else the filename of a
+// Content-Disposition header (without any directory part); its content
+// type is the Content-Type header, else (also for curl's default
+// application/x-www-form-urlencoded) guessed from the name's extension and
+// the first bytes; its uploader is "token:" and the instance token's id, or
+// "admin". A description is {"id","name","content_type","size","created",
+// "uploader","chunks","indexed","text_truncated"}; an attachment id is 26
+// characters of base32 (a-z, 2-7).
+//
+// The text of text/*, JSON, XML and log attachments (its first MiB of
+// UTF-8) is indexed into the document's field attachments.content (in _all
+// under dynamic mappings), so a search finds the document by its
+// attachments' text; "indexed" says whether it was. Binary content is
+// stored, not indexed ("indexed": false). Deleting an attachment removes
+// its text from the index in the same commit; deleting a document deletes
+// its attachments.
+//
+// A download answers the contents with the Content-Type and Content-Length
+// of the description, Content-Disposition: attachment with its name,
+// X-Content-Type-Options: nosniff and a sandboxing Content-Security-Policy
+// (no ranges). Each chunk is authenticated before it is sent; a failure
+// after the answer started (the instance locked midway, a damaged chunk)
+// closes the connection, so the client sees a short transfer, never a
+// short file. HEAD answers the headers alone.
+//
+// Attachment metadata (names, sizes, types, uploaders, dates) is sealed
+// under the instance's metadata key, wrapped by the server's local key
+// provider and not by the instance's BYOK key, by design: while the
+// instance is locked, list and meta still answer (read with the metadata
+// key alone when the instance cannot be opened), and download, upload and
+// delete answer 423 instance_locked. A document without attachments, or
+// that does not exist, lists none (metadata cannot tell them apart).
+//
 // Bulk requests are NDJSON: `{"index":{"_id":"ID"}}` followed by the
 // document on the next line, or `{"delete":{"_id":"ID"}}`. A bulk request is
 // ONE ATOMIC BATCH: either every action is applied, or none is. Every item
@@ -136,7 +184,7 @@
 //
 //	400 invalid_json           the body is not valid JSON or NDJSON
 //	400 invalid_request        a field is missing, unknown or of the wrong type
-//	400 invalid_argument       a bad instance name, document id, scope or limit parameter
+//	400 invalid_argument       a bad instance name, document id, attachment id or name, scope or limit parameter
 //	400 invalid_mapping        the index mapping is not supported
 //	400 invalid_document       the document is not a JSON object, or the mapping cannot index it
 //	400 invalid_query          the query does not parse or cannot run
@@ -144,7 +192,7 @@
 //	400 query_too_complex      over the clause, nesting, expensive-clause or term-expansion limit
 //	401 unauthenticated        no token, a malformed header, or an unknown or revoked token
 //	403 forbidden              the token's scope does not allow this endpoint
-//	404 not_found              no such instance (or not this token's), document, configuration, token or endpoint
+//	404 not_found              no such instance (or not this token's), document, attachment, configuration, token or endpoint
 //	405 method_not_allowed     the path exists with other methods (see Allow)
 //	409 already_exists         an instance of that name exists
 //	409 policy_refused         refused by the BYOK rules (second configuration, region, product family)
@@ -153,6 +201,7 @@
 //	413 body_too_large         over the body size limit
 //	413 document_too_large     over the document size limit
 //	413 too_many_items         over the bulk item limit
+//	413 attachment_too_large   over the attachment size limit; nothing of the upload was stored
 //	423 instance_locked        the instance's key is revoked or its lease ran out; nothing was read or written
 //	500 data_corrupt           a stored record failed authentication (run `blindex check`)
 //	500 internal               a bug; the details are in the server's log
@@ -165,14 +214,16 @@
 // A locked instance always answers 423 instance_locked, never a 500:
 // revocation is a customer's decision, not a server failure. Status and
 // metadata (GET /v1/instances/{name}, .../status) still answer, since
-// manifests need no key.
+// manifests need no key, and so do attachment lists and descriptions.
 //
 // # Limits
 //
 // See [Limits] for defaults. Body size (413 body_too_large; checked against
 // Content-Length first, then while reading), document size (413
 // document_too_large, for PUT and for each bulk document), bulk item count
-// (413 too_many_items), query length (400 query_too_long: the query string's
+// (413 too_many_items), attachment size (413 attachment_too_large, default
+// 100 MiB: checked against Content-Length first, then while streaming; an
+// upload and a download must each finish within the request timeout), query length (400 query_too_long: the query string's
 // text and the query's JSON), query complexity (400 query_too_complex: the
 // clauses of the parsed query — query strings are parsed with bleve's own
 // parser first —, its nesting depth, its wildcard/regexp/prefix/fuzzy/range
@@ -209,7 +260,9 @@
 // failures at warn and error, administrative events (instance created,
 // deleted, revoked, restored, rotated, token created) at info with the
 // instance name. No line ever holds document content, a document id, a query
-// or its terms, a token or key material.
+// or its terms, an attachment's id, name, type, uploader or contents, a token
+// or key material. A download cut after its answer started is logged with
+// its error code and "aborted": true.
 //
 // # Shutdown
 //

@@ -39,6 +39,7 @@ const (
 	bodyJSON                 // Limits.MaxBodyBytes
 	bodyDocument             // Limits.MaxDocumentBytes
 	bodyBulk                 // Limits.MaxBulkBytes
+	bodyStream               // read by the handler as it streams in (attachments: Limits.MaxAttachmentBytes)
 )
 
 // call is one request as a handler sees it.
@@ -104,6 +105,13 @@ func (s *Server) routeTable() []route {
 		{"DELETE /v1/instances/{name}/documents/{id}", accessWrite, bodyNone, s.handleDeleteDocument},
 		{"POST /v1/instances/{name}/bulk", accessWrite, bodyBulk, s.handleBulk},
 		{"POST /v1/instances/{name}/search", accessRead, bodyJSON, s.handleSearch},
+
+		// Attachments of a document (attachments.go).
+		{"POST /v1/instances/{name}/documents/{id}/attachments", accessWrite, bodyStream, s.handleUploadAttachment},
+		{"GET /v1/instances/{name}/documents/{id}/attachments", accessRead, bodyNone, s.handleListAttachments},
+		{"GET /v1/instances/{name}/documents/{id}/attachments/{aid}", accessRead, bodyNone, s.handleDownloadAttachment},
+		{"GET /v1/instances/{name}/documents/{id}/attachments/{aid}/meta", accessRead, bodyNone, s.handleAttachmentMeta},
+		{"DELETE /v1/instances/{name}/documents/{id}/attachments/{aid}", accessWrite, bodyNone, s.handleDeleteAttachment},
 	}
 }
 
@@ -170,6 +178,7 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		var failure *apiError
+		aborted := false
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -194,6 +203,9 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 			if failure != nil {
 				attrs = append(attrs, slog.String("code", failure.code))
 			}
+			if aborted {
+				attrs = append(attrs, slog.Bool("aborted", true))
+			}
 			switch {
 			case failure != nil && failure.status >= 500 && failure.cause != nil:
 				attrs = append(attrs, slog.String("error", failure.cause.Error()))
@@ -203,9 +215,21 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 			default:
 				s.log.LogAttrs(r.Context(), slog.LevelDebug, "request", attrs...)
 			}
+			if aborted {
+				// net/http closes the connection (HTTP/1) or resets the
+				// stream (HTTP/2), so that the client sees the transfer
+				// fail rather than a short body.
+				panic(http.ErrAbortHandler)
+			}
 		}()
 		fail := func(e *apiError) {
 			failure = e
+			if sw.status != 0 {
+				// The answer had started (a streamed download failed
+				// midway): an error body would be taken for content.
+				aborted = true
+				return
+			}
 			writeError(sw, e)
 		}
 
@@ -240,7 +264,7 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 				return
 			}
 		}
-		if b != bodyNone {
+		if b != bodyNone && b != bodyStream {
 			data, e := s.readBody(sw, r, b)
 			if e != nil {
 				s.metrics.rejected.WithLabelValues(e.code).Inc()

@@ -112,6 +112,14 @@ type Limits struct {
 	// MaxBulkItems bounds the actions (index or delete) of one bulk
 	// request. Default 1000. Over it: 413 too_many_items.
 	MaxBulkItems int
+	// MaxAttachmentBytes bounds one attachment upload. The body is
+	// streamed into the store, never held in memory whole; this bounds
+	// what one upload may store. Default 100 MiB
+	// (DefaultMaxAttachmentBytes). Over it (a larger Content-Length at
+	// once, else as soon as the stream passes it): 413
+	// attachment_too_large, and nothing of the upload remains. An upload
+	// and a download must each finish within RequestTimeout.
+	MaxAttachmentBytes int64
 	// MaxQueryBytes bounds a query: the text of a query-string query, and
 	// the JSON of the request's "query" member. Default 8 KiB. Over it:
 	// 400 query_too_long.
@@ -168,6 +176,7 @@ func (l Limits) withDefaults() (Limits, error) {
 	def64(&l.MaxDocumentBytes, 1<<20, "MaxDocumentBytes")
 	def64(&l.MaxBulkBytes, 32<<20, "MaxBulkBytes")
 	def(&l.MaxBulkItems, 1000, "MaxBulkItems")
+	def64(&l.MaxAttachmentBytes, DefaultMaxAttachmentBytes, "MaxAttachmentBytes")
 	def(&l.MaxQueryBytes, 8<<10, "MaxQueryBytes")
 	def(&l.MaxClauses, 256, "MaxClauses")
 	def(&l.MaxExpensiveClauses, 8, "MaxExpensiveClauses")
