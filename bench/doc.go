@@ -34,8 +34,8 @@
 // first). Latency is wall time of Search with size 10, sorted by score then
 // id. The concurrent figures run each class's queries from
 // Config.Concurrency goroutines per engine, alternating engines by round.
-// Every execution's total hit count is compared across engines; any
-// difference is listed in the report.
+// Each query's total hit count (and top 10) is compared across engines at
+// warm-up; any difference in hit counts is listed in the report.
 //
 // Relevance runs the duplicate-retrieval queries (Config.DupQueries): the
 // query is the duplicate issue's summary as a bleve match query on the

@@ -638,7 +638,8 @@ func (rep *Report) notes() {
 		add("main run: neither engine syncs per batch (blindex NoSync, scorch unsafe_batch); both flush in the close that ends each size, which is counted as indexing time")
 	}
 	add("bleve's indexing time includes decoding each document's JSON (blindex decodes inside Index)")
-	add("query latencies are warm (after one unmeasured run of every query); p99 of a class with few runs is close to its maximum")
+	add("in the alternating run, work an engine does in the background (scorch persists and merges segments asynchronously; Pebble flushes and compacts) can run during the other engine's timed batches; the 'alone' docs/s of the memory phase time each engine by itself, so read both")
+	add("query latencies are warm (after one unmeasured run of every query); the p99 of a class with fewer than a few hundred runs is essentially its slowest run, so one pause decides it: raise Config.Reps, or read BenchmarkQuery's p99-µs, for a stable p99")
 	for _, l := range rep.Machine.LoadAvg {
 		var one float64
 		if _, err := fmt.Sscanf(l, "%g", &one); err == nil && one > float64(rep.Machine.NumCPU)*0.75 {
