@@ -27,7 +27,10 @@ type PebbleOptions struct {
 // Pebble is the embedded Store on a Pebble database in one directory.
 type Pebble struct {
 	db       *pebble.DB
+	dir      string
+	opts     PebbleOptions
 	readOnly bool
+	dirty    atomic.Bool // written since open
 	cache    *pebble.Cache
 	closed   atomic.Bool
 }
@@ -36,6 +39,14 @@ var _ Store = (*Pebble)(nil)
 
 // OpenPebble opens (creating if needed) a Pebble database in dir.
 func OpenPebble(dir string, o PebbleOptions) (*Pebble, error) {
+	db, err := openPebbleDB(dir, &o)
+	if err != nil {
+		return nil, err
+	}
+	return &Pebble{db: db, dir: dir, opts: o, readOnly: o.ReadOnly}, nil
+}
+
+func openPebbleDB(dir string, o *PebbleOptions) (*pebble.DB, error) {
 	if o.CacheSize == 0 {
 		o.CacheSize = 64 << 20
 	}
@@ -57,7 +68,7 @@ func OpenPebble(dir string, o PebbleOptions) (*Pebble, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open pebble database: %w", err)
 	}
-	return &Pebble{db: db, readOnly: o.ReadOnly}, nil
+	return db, nil
 }
 
 // Get implements Store.
@@ -102,6 +113,7 @@ func (p *Pebble) Apply(b *Batch, sync bool) error {
 	if err := pb.Commit(wo); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
+	p.dirty.Store(true)
 	return nil
 }
 
@@ -190,16 +202,32 @@ func (p *Pebble) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	// Flush the memtable so that the write-ahead log is obsolete and the
-	// data directory holds only sorted tables at rest.
+	// Flush the memtable so that the write-ahead log is obsolete, and,
+	// when anything was written, compact so that overwritten and deleted
+	// records (merged posting blocks, folded logs) leave the disk: the data
+	// directory at rest then holds only live, sealed records.
 	var ferr error
 	if !p.readOnly {
 		ferr = p.db.Flush()
+		if ferr == nil && p.dirty.Load() {
+			ferr = p.db.Compact(context.Background(), []byte{0x00}, []byte{0xff, 0xff, 0xff, 0xff}, true)
+		}
 	}
 	if err := p.db.Close(); err != nil {
 		return err
 	}
-	return ferr
+	if ferr != nil || p.readOnly || !p.dirty.Load() {
+		return ferr
+	}
+	// Pebble keeps up to three obsolete write-ahead log files for reuse,
+	// as large as the largest batches written; it deletes them when it
+	// opens a flushed database. Open and close once more so that they do
+	// not stay on disk at rest.
+	db, err := openPebbleDB(p.dir, &p.opts)
+	if err != nil {
+		return err
+	}
+	return db.Close()
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix, or
