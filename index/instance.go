@@ -41,7 +41,7 @@ type Options struct {
 	// Default: discarded.
 	Logger *slog.Logger
 	// CacheBytes bounds the cache of decrypted posting lists and packs.
-	// Default 256 MiB.
+	// Default 128 MiB.
 	CacheBytes int64
 	// NoSync commits batches without waiting for the disk. Default false:
 	// an acknowledged batch survives a crash.
@@ -81,7 +81,7 @@ func (o *Options) withDefaults() (Options, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.CacheBytes == 0 {
-		c.CacheBytes = 256 << 20
+		c.CacheBytes = 128 << 20
 	}
 	if c.AnalysisWorkers == 0 {
 		c.AnalysisWorkers = runtime.GOMAXPROCS(0)
