@@ -105,6 +105,10 @@ func (in *Instance) mergePending() error {
 // mergeRound merges up to mergeRoundTerms queued terms in one atomic batch
 // and returns how many terms it took from the queue.
 func (in *Instance) mergeRound(mg *merger) (int, error) {
+	// Take the terms while holding writeMu, so that when mergePending sees
+	// an empty queue no round that took terms is still under way.
+	in.writeMu.Lock()
+	defer in.writeMu.Unlock()
 	in.mgMu.Lock()
 	var terms []ftKey
 	for t := range mg.queue {
@@ -118,8 +122,6 @@ func (in *Instance) mergeRound(mg *merger) (int, error) {
 	if len(terms) == 0 {
 		return 0, nil
 	}
-	in.writeMu.Lock()
-	defer in.writeMu.Unlock()
 	if err := in.unlock(); err != nil {
 		return len(terms), err
 	}

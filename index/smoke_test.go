@@ -128,7 +128,9 @@ func TestMergeKeepsHotTermCompact(t *testing.T) {
 	if err := in.mergePending(); err != nil {
 		t.Fatal(err)
 	}
+	in.mu.RLock()
 	te := in.state.term("summary", []byte("hot"))
+	in.mu.RUnlock()
 	if te == nil {
 		t.Fatal("term missing")
 	}
