@@ -41,6 +41,17 @@
 // and which a merge or delete removed. The manifest (readable without any
 // key) holds the instance's metadata and wrapped root keys only.
 //
+// Batches append each term's new postings as a new block; a background
+// merger folds a term's blocks size tier by size tier (four of a tier into
+// one), each round an atomic batch of its own, so often-updated terms stay
+// in a few blocks without a batch ever waiting on older blocks.
+//
+// Attachments ([Instance.AddAttachment]) are streamed in chunks sealed with
+// the STREAM construction (package internal/stream) and then as records;
+// their text is indexed with their document. Their metadata (name, size,
+// type, uploader) is sealed under a separate key wrapped by the local
+// provider, not the BYOK key, so a locked instance can still list them.
+//
 // # What it does not hide
 //
 // While an instance is unlocked, its dictionary, id map and recently used
