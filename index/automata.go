@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"fmt"
 	"regexp/syntax"
 	"strings"
@@ -97,19 +98,6 @@ func (d *automatonDict) Close() error      { return nil }
 func (d *automatonDict) Cardinality() int  { return d.card }
 func (d *automatonDict) BytesRead() uint64 { return 0 }
 
-// prefixIter returns an iterator over field's terms positioned at prefix.
-func (r *reader) prefixIter(field, prefix string) (*dictIter, int) {
-	f := r.st.field(field)
-	if f == nil {
-		return nil, 0
-	}
-	it := f.dict.iter()
-	if prefix != "" {
-		it.seek(prefix)
-	}
-	return it, f.dict.n
-}
-
 // automatonMatch runs a over t. When a can no longer match after reading
 // t[:i+1], it returns false and i; when it rejects t only at its end, -1.
 func automatonMatch(a vellum.Automaton, t string) (bool, int) {
@@ -121,6 +109,115 @@ func automatonMatch(a vellum.Automaton, t string) (bool, int) {
 		}
 	}
 	return a.IsMatch(s), -1
+}
+
+// fieldFST returns an FST of the field's terms (value: document
+// frequency) when one is current, so that regexp, wildcard and fuzzy
+// expansion intersect the automaton with the FST as scorch does. When the
+// dictionary changed since the last build it returns nil and rebuilds in
+// the background from the (immutable) current dictionary, so that a query
+// never waits for a build; callers then scan the sorted dictionary.
+// Caller holds in.mu shared.
+func fieldFST(f *fieldState) *vellum.FST {
+	f.fstMu.Lock()
+	defer f.fstMu.Unlock()
+	if f.fst != nil && f.fstDict == f.dict {
+		return f.fst
+	}
+	if !f.fstBuilding {
+		f.fstBuilding = true
+		d := f.dict
+		go func() {
+			fst, err := buildFST(d)
+			f.fstMu.Lock()
+			defer f.fstMu.Unlock()
+			f.fstBuilding = false
+			if err == nil {
+				f.fst, f.fstDict = fst, d
+			}
+		}()
+	}
+	return nil
+}
+
+func buildFST(d *termDict) (*vellum.FST, error) {
+	var buf bytes.Buffer
+	b, err := vellum.New(&buf, nil)
+	if err != nil {
+		return nil, err
+	}
+	for it := d.iter(); it.valid(); it.next() {
+		if err := b.Insert([]byte(it.key()), it.df()); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Close(); err != nil {
+		return nil, err
+	}
+	return vellum.Load(buf.Bytes())
+}
+
+// fstDict iterates the terms an automaton accepts, from an FST.
+type fstDict struct {
+	it    *vellum.FSTIterator // nil when done
+	dist  func(string) uint8
+	card  int
+	entry bindex.DictEntry
+}
+
+func (d *fstDict) Next() (*bindex.DictEntry, error) {
+	if d.it == nil {
+		return nil, nil
+	}
+	k, v := d.it.Current()
+	t := string(k)
+	d.entry = bindex.DictEntry{Term: t, Count: v}
+	if d.dist != nil {
+		d.entry.EditDistance = d.dist(t)
+	}
+	if err := d.it.Next(); err != nil {
+		d.it = nil
+		if err != vellum.ErrIteratorDone {
+			return nil, err
+		}
+	}
+	return &d.entry, nil
+}
+
+func (d *fstDict) Close() error      { return nil }
+func (d *fstDict) Cardinality() int  { return d.card }
+func (d *fstDict) BytesRead() uint64 { return 0 }
+
+// automatonTerms returns a FieldDict of the field's terms under prefix that
+// a accepts.
+func (r *reader) automatonTerms(field, prefix string, a vellum.Automaton, dist func(string) uint8) (bindex.FieldDict, error) {
+	f := r.st.field(field)
+	if f == nil {
+		return &fstDict{}, nil
+	}
+	fst := fieldFST(f)
+	if fst == nil {
+		it := f.dict.iter()
+		if prefix != "" {
+			it.seek(prefix)
+		}
+		return &automatonDict{it: it, prefix: prefix, card: f.dict.n, a: a, dist: dist}, nil
+	}
+	var start, end []byte
+	if prefix != "" {
+		start = []byte(prefix)
+		if e, ok := prefixEnd(prefix); ok {
+			end = []byte(e)
+		}
+	}
+	it, err := fst.Search(a, start, end)
+	if err == vellum.ErrIteratorDone {
+		return &fstDict{card: f.dict.n}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &fstDict{it: it, dist: dist, card: f.dict.n}, nil
 }
 
 func (r *reader) FieldDictRegexp(field, pattern string) (bindex.FieldDict, error) {
@@ -137,9 +234,11 @@ func (r *reader) FieldDictRegexpAutomaton(field, pattern string) (bindex.FieldDi
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
-	prefix := literalPrefix(parsed)
-	it, n := r.prefixIter(field, prefix)
-	return &automatonDict{it: it, prefix: prefix, card: n, a: re}, re, nil
+	d, err := r.automatonTerms(field, literalPrefix(parsed), re, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, re, nil
 }
 
 func (r *reader) FieldDictFuzzy(field, term string, fuzziness int, prefix string) (bindex.FieldDict, error) {
@@ -156,11 +255,14 @@ func (r *reader) FieldDictFuzzyAutomaton(field, term string, fuzziness int, pref
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
-	it, n := r.prefixIter(field, prefix)
-	return &automatonDict{it: it, prefix: prefix, card: n, a: dfa, dist: func(t string) uint8 {
+	d, err := r.automatonTerms(field, prefix, dfa, func(t string) uint8 {
 		_, d := dfa.MatchAndDistance(t)
 		return d
-	}}, dfa, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, dfa, nil
 }
 
 // literalPrefix returns the literal prefix of a parsed regexp, as bleve's

@@ -2,8 +2,10 @@ package index
 
 import (
 	"errors"
+	"github.com/blevesearch/vellum"
 	"math/bits"
 	"slices"
+	"sync"
 )
 
 // errIdentity reports a record whose payload names another record than the
@@ -30,6 +32,11 @@ type termEntry struct {
 type fieldState struct {
 	name string
 	dict *termDict
+
+	fstMu       sync.Mutex
+	fstDict     *termDict   // the dictionary fst was built from
+	fst         *vellum.FST // built on demand for automaton queries
+	fstBuilding bool
 }
 
 func newFieldState(name string) *fieldState {
