@@ -25,8 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -1646,7 +1644,7 @@ func TestBYOKCryptoShred(t *testing.T) {
 	c.Close()
 	st.Close()
 	backup := t.TempDir()
-	byokCopyDir(t, dir, backup)
+	copyDir(t, dir, backup)
 
 	c, st = e.catalog(t, dir)
 	in, err = c.Instance(ctx, name)
@@ -1689,25 +1687,4 @@ func TestBYOKCryptoShred(t *testing.T) {
 		t.Fatalf("backup: %d of %d records open with the KMS key alone", opened, recs)
 	}
 	t.Logf("backup after the delete: %d records, KMS still unwraps the root key, 0 records open with it", recs)
-}
-
-func byokCopyDir(t testing.TB, from, to string) {
-	t.Helper()
-	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		if fi.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }

@@ -163,7 +163,7 @@ func TestCatalogCryptoShred(t *testing.T) {
 	}
 }
 
-func copyDir(t *testing.T, from, to string) {
+func copyDir(t testing.TB, from, to string) {
 	t.Helper()
 	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {

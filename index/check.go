@@ -143,9 +143,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 					label = seal.BlockLabel(&tk, uint32(i))
 					expect(label, kindPosting)
 				}
-				if len(checkPacks) > 256 || checkPacks == nil {
-					checkPacks = map[uint64]packData{}
-				}
+				checkPacks = boundedPacks(checkPacks)
 				pl, err := in.readBlock(nil, checkPacks, f.name, []byte(t), b, uint32(i))
 				if err != nil {
 					var ce *CorruptError

@@ -632,10 +632,17 @@ func mergeStart(old []blockRef, n, full, fanIn int) int {
 // localPacks returns the writer's own cache of decoded packs, so that
 // merges do not fill the search cache; it is emptied when it grows.
 func (w *batchWriter) localPacks() map[uint64]packData {
-	if w.packs == nil || len(w.packs) > 256 {
-		w.packs = map[uint64]packData{}
-	}
+	w.packs = boundedPacks(w.packs)
 	return w.packs
+}
+
+// boundedPacks returns m, or a new map when m is nil or holds more than 256
+// packs: a reader's own pack cache, emptied when it grows.
+func boundedPacks(m map[uint64]packData) map[uint64]packData {
+	if m == nil || len(m) > 256 {
+		return map[uint64]packData{}
+	}
+	return m
 }
 
 // rewrite replaces blocks[start:] (old[start:] in the store) with merged,

@@ -282,7 +282,7 @@ func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
 		KMS:      e.kmsProvider,
 		Lease:    e.flags.lease,
 		Audit:    e.audit,
-		Instance: instanceDefaults(opts),
+		Instance: opts,
 	})
 	if err != nil {
 		return nil, &cliError{code: exitKey, err: err, next: "check --home (or BLINDEX_HOME): it must be a directory you can write to"}
@@ -310,10 +310,6 @@ func (e *env) kmsProvider(ctx context.Context, cfg index.EncryptionConfig) (keys
 	}
 	return p, nil
 }
-
-// instanceDefaults returns the instance options; zero values take index's
-// documented defaults.
-func instanceDefaults(o index.Options) index.Options { return o }
 
 // checkProvider makes sure a non-BYOK instance is wrapped by the local
 // provider key of this home, with a message saying which key is needed
