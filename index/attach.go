@@ -468,7 +468,9 @@ func (in *Instance) beginUpload(docID string, mk *seal.Keys) (*upload, error) {
 	if st == nil {
 		return nil, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
-	if _, ok := st.ids[docID]; !ok {
+	if _, ok, err := st.lookupID(docID); err != nil {
+		return nil, err
+	} else if !ok {
 		return nil, fmt.Errorf("%w: no document with that id", ErrNotFound)
 	}
 	k, err := in.currentKeys()
@@ -723,7 +725,9 @@ func (in *Instance) commitAttachChange(ac *attachChange) error {
 // and the deletions. Caller holds writeMu and mu (shared); st is the state
 // the batch applies to.
 func (in *Instance) stageAttachChange(b *store.Batch, st *state, ac *attachChange) error {
-	if _, ok := st.ids[ac.docID]; !ok {
+	if _, ok, err := st.lookupID(ac.docID); err != nil {
+		return err
+	} else if !ok {
 		return ErrAttachmentGone
 	}
 	mk := in.att.metaKeys()

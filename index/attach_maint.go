@@ -36,11 +36,19 @@ func (in *Instance) checkAttachments(ctx context.Context, st *state, expected ma
 	}
 	var buf []byte
 	defer func() { clear(buf[:cap(buf)]) }()
-	for n, ok := st.nextLive(0); ok; n, ok = st.nextLive(n + 1) {
+	live := st.liveSet()
+	for n, ok, err := live.nextLive(0); ok || err != nil; n, ok, err = live.nextLive(n + 1) {
+		if err != nil {
+			return err
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		docID := st.extIDs[n]
+		info, _, err := st.doc(n)
+		if err != nil {
+			return err
+		}
+		docID := info.id
 		dl := attachDirLabel(mk, docID)
 		dir, err := in.readDir(mk, docID)
 		if err != nil {
@@ -131,16 +139,20 @@ func (in *Instance) attachGenerations(st *state, used map[uint32]bool) error {
 		}
 		return nil
 	}
-	for n, ok := st.nextLive(0); ok; n, ok = st.nextLive(n + 1) {
-		dir, err := in.readDir(mk, st.extIDs[n])
+	return st.liveDocs(0, func(n uint64) (bool, error) {
+		info, _, err := st.doc(n)
 		if err != nil {
-			return err
+			return false, err
+		}
+		dir, err := in.readDir(mk, info.id)
+		if err != nil {
+			return false, err
 		}
 		for _, e := range dir {
 			used[e.gen] = true
 		}
-	}
-	return nil
+		return true, nil
+	})
 }
 
 // liveDocIDs returns up to max ids of live documents from document number
@@ -156,12 +168,20 @@ func (in *Instance) liveDocIDs(from uint64, max int) ([]string, uint64, error) {
 		return nil, 0, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
 	var ids []string
-	n, ok := st.nextLive(from)
-	for ; ok && len(ids) < max; n, ok = st.nextLive(n + 1) {
-		ids = append(ids, st.extIDs[n])
+	live := st.liveSet()
+	n, ok, err := live.nextLive(from)
+	for ; ok && err == nil && len(ids) < max; n, ok, err = live.nextLive(n + 1) {
+		info, _, derr := st.doc(n)
+		if derr != nil {
+			return nil, 0, derr
+		}
+		ids = append(ids, info.id)
+	}
+	if err != nil {
+		return nil, 0, err
 	}
 	if !ok {
-		return ids, st.nextDoc, nil
+		return ids, st.meta.nextDoc, nil
 	}
 	return ids, n, nil
 }

@@ -1,7 +1,6 @@
 package index
 
 import (
-	"bytes"
 	"fmt"
 	"regexp/syntax"
 	"strings"
@@ -51,11 +50,12 @@ func levBuilder(fuzziness int) (*lev.LevenshteinAutomatonBuilder, error) {
 }
 
 // automatonDict iterates the terms of a prefix range that an automaton
-// accepts. When the automaton rejects a term at byte i, every following
-// term sharing its first i+1 bytes is rejected too, so the iterator seeks
-// past them (the sorted list stands in for scorch's FST).
+// accepts, reading only the dictionary pages the automaton can reach. When
+// the automaton rejects a term at byte i, every following term sharing its
+// first i+1 bytes is rejected too, so the iterator seeks past them (the
+// sorted, paged dictionary stands in for scorch's FST).
 type automatonDict struct {
-	it     *dictIter // nil: no such field
+	it     *termIter // nil: done
 	prefix string
 	card   int
 	a      vellum.Automaton
@@ -90,13 +90,30 @@ func (d *automatonDict) Next() (*bindex.DictEntry, error) {
 		}
 		d.it.seek(succ)
 	}
+	var err error
+	if d.it != nil {
+		err = d.it.err()
+	}
 	d.it = nil
-	return nil, nil
+	return nil, err
 }
 
 func (d *automatonDict) Close() error      { return nil }
 func (d *automatonDict) Cardinality() int  { return d.card }
 func (d *automatonDict) BytesRead() uint64 { return 0 }
+
+// prefixEnd returns the smallest string greater than every string with
+// prefix p, or "" (with ok false) when there is none.
+func prefixEnd(p string) (string, bool) {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
+}
 
 // automatonMatch runs a over t. When a can no longer match after reading
 // t[:i+1], it returns false and i; when it rejects t only at its end, -1.
@@ -111,113 +128,14 @@ func automatonMatch(a vellum.Automaton, t string) (bool, int) {
 	return a.IsMatch(s), -1
 }
 
-// fieldFST returns an FST of the field's terms (value: document
-// frequency) when one is current, so that regexp, wildcard and fuzzy
-// expansion intersect the automaton with the FST as scorch does. When the
-// dictionary changed since the last build it returns nil and rebuilds in
-// the background from the (immutable) current dictionary, so that a query
-// never waits for a build; callers then scan the sorted dictionary.
-// Caller holds in.mu shared.
-func fieldFST(f *fieldState) *vellum.FST {
-	f.fstMu.Lock()
-	defer f.fstMu.Unlock()
-	if f.fst != nil && f.fstDict == f.dict {
-		return f.fst
-	}
-	if !f.fstBuilding {
-		f.fstBuilding = true
-		d := f.dict
-		go func() {
-			fst, err := buildFST(d)
-			f.fstMu.Lock()
-			defer f.fstMu.Unlock()
-			f.fstBuilding = false
-			if err == nil {
-				f.fst, f.fstDict = fst, d
-			}
-		}()
-	}
-	return nil
-}
-
-func buildFST(d *termDict) (*vellum.FST, error) {
-	var buf bytes.Buffer
-	b, err := vellum.New(&buf, nil)
-	if err != nil {
-		return nil, err
-	}
-	for it := d.iter(); it.valid(); it.next() {
-		if err := b.Insert([]byte(it.key()), it.df()); err != nil {
-			return nil, err
-		}
-	}
-	if err := b.Close(); err != nil {
-		return nil, err
-	}
-	return vellum.Load(buf.Bytes())
-}
-
-// fstDict iterates the terms an automaton accepts, from an FST.
-type fstDict struct {
-	it    *vellum.FSTIterator // nil when done
-	dist  func(string) uint8
-	card  int
-	entry bindex.DictEntry
-}
-
-func (d *fstDict) Next() (*bindex.DictEntry, error) {
-	if d.it == nil {
-		return nil, nil
-	}
-	k, v := d.it.Current()
-	t := string(k)
-	d.entry = bindex.DictEntry{Term: t, Count: v}
-	if d.dist != nil {
-		d.entry.EditDistance = d.dist(t)
-	}
-	if err := d.it.Next(); err != nil {
-		d.it = nil
-		if err != vellum.ErrIteratorDone {
-			return nil, err
-		}
-	}
-	return &d.entry, nil
-}
-
-func (d *fstDict) Close() error      { return nil }
-func (d *fstDict) Cardinality() int  { return d.card }
-func (d *fstDict) BytesRead() uint64 { return 0 }
-
 // automatonTerms returns a FieldDict of the field's terms under prefix that
 // a accepts.
 func (r *reader) automatonTerms(field, prefix string, a vellum.Automaton, dist func(string) uint8) (bindex.FieldDict, error) {
-	f := r.st.field(field)
-	if f == nil {
-		return &fstDict{}, nil
-	}
-	fst := fieldFST(f)
-	if fst == nil {
-		it := f.dict.iter()
-		if prefix != "" {
-			it.seek(prefix)
-		}
-		return &automatonDict{it: it, prefix: prefix, card: f.dict.n, a: a, dist: dist}, nil
-	}
-	var start, end []byte
+	it := r.st.terms(field)
 	if prefix != "" {
-		start = []byte(prefix)
-		if e, ok := prefixEnd(prefix); ok {
-			end = []byte(e)
-		}
+		it.seek(prefix)
 	}
-	it, err := fst.Search(a, start, end)
-	if err == vellum.ErrIteratorDone {
-		return &fstDict{card: f.dict.n}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &fstDict{it: it, dist: dist, card: f.dict.n}, nil
+	return &automatonDict{it: it, prefix: prefix, card: r.st.fieldTerms(field), a: a, dist: dist}, nil
 }
 
 func (r *reader) FieldDictRegexp(field, pattern string) (bindex.FieldDict, error) {
@@ -281,18 +199,19 @@ func literalPrefix(s *syntax.Regexp) string {
 }
 
 // containsDict answers whether a field's dictionary has a term.
-type containsDict struct{ f *fieldState }
+type containsDict struct {
+	st    *state
+	field string
+}
 
 func (c containsDict) Contains(key []byte) (bool, error) {
-	if c.f == nil {
-		return false, nil
-	}
-	return c.f.dict.lookup(string(key)) != nil, nil
+	te, err := c.st.term(c.field, key)
+	return te != nil, err
 }
 
 func (c containsDict) BytesRead() uint64 { return 0 }
 func (c containsDict) Close() error      { return nil }
 
 func (r *reader) FieldDictContains(field string) (bindex.FieldDictContains, error) {
-	return containsDict{f: r.st.field(field)}, nil
+	return containsDict{st: r.st, field: field}, nil
 }

@@ -3,13 +3,17 @@ package index
 import (
 	"container/list"
 	"encoding/binary"
+	"strings"
 	"sync"
+	"sync/atomic"
 )
 
-// blockCache is an LRU cache of decrypted, decoded posting lists (all
-// blocks of a term merged) and decrypted packs, bounded in bytes. It is cleared when the
-// instance locks.
-type blockCache struct {
+// Cache is an LRU cache of decrypted, decoded state pages, posting lists
+// (all blocks of a term merged) and packs, bounded in bytes. One Cache may
+// serve many instances (Options.Cache), giving a process one memory budget;
+// each instance's entries live under its own namespace and are dropped when
+// it locks or closes.
+type Cache struct {
 	mu    sync.Mutex
 	max   int64
 	size  int64
@@ -23,8 +27,25 @@ type cacheItem struct {
 	size int64
 }
 
-func newBlockCache(max int64) *blockCache {
-	return &blockCache{max: max, ll: list.New(), items: map[string]*list.Element{}}
+// NewCache returns a cache holding at most maxBytes of decrypted data.
+func NewCache(maxBytes int64) *Cache {
+	return &Cache{max: maxBytes, ll: list.New(), items: map[string]*list.Element{}}
+}
+
+var cacheNSCounter atomic.Uint64
+
+// newCacheNS returns a namespace no other open instance of the process has.
+func newCacheNS() string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], cacheNSCounter.Add(1))
+	return string(b[:])
+}
+
+// Size returns the bytes the cache holds.
+func (c *Cache) Size() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.size
 }
 
 // cacheKey identifies a term of a field in the cache, in a batch's
@@ -42,7 +63,7 @@ func fieldTermKey(field, term string) string {
 	return string(append(b, term...))
 }
 
-func (c *blockCache) get(key string) any {
+func (c *Cache) get(key string) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[key]; ok {
@@ -53,12 +74,12 @@ func (c *blockCache) get(key string) any {
 }
 
 // getPostings returns a cached posting list.
-func (c *blockCache) getPostings(key string) *postingList {
+func (c *Cache) getPostings(key string) *postingList {
 	pl, _ := c.get(key).(*postingList)
 	return pl
 }
 
-func (c *blockCache) put(key string, val any, size int) {
+func (c *Cache) put(key string, val any, size int) {
 	sz := int64(size + len(key))
 	if sz > c.max/4 {
 		return
@@ -80,7 +101,7 @@ func (c *blockCache) put(key string, val any, size int) {
 	}
 }
 
-func (c *blockCache) remove(key string) {
+func (c *Cache) remove(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[key]; ok {
@@ -90,10 +111,15 @@ func (c *blockCache) remove(key string) {
 	}
 }
 
-func (c *blockCache) clear() {
+// clearNS drops every entry of a namespace.
+func (c *Cache) clearNS(ns string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.ll.Init()
-	clear(c.items)
-	c.size = 0
+	for k, e := range c.items {
+		if strings.HasPrefix(k, ns) {
+			c.size -= e.Value.(*cacheItem).size
+			c.ll.Remove(e)
+			delete(c.items, k)
+		}
+	}
 }

@@ -50,7 +50,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	}
 	defer r.Close()
 	st := r.st
-	rep := &CheckReport{Documents: st.liveCount}
+	rep := &CheckReport{Documents: st.meta.liveCount}
 	add := func(kind string, label []byte, format string, args ...any) {
 		if len(rep.Problems) < maxProblems {
 			rep.Problems = append(rep.Problems, Problem{Kind: kind, Label: hex.EncodeToString(label), Reason: fmt.Sprintf(format, args...)})
@@ -69,21 +69,68 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	expect(k.Label(seal.PurposeHead), kindHead)
 	expect(k.Label(seal.PurposeInternal, []byte("mapping")), kindInternal)
 	hd := in.hd
-	for c := uint32(0); c < hd.snapChunks; c++ {
-		expect(chunkLabel(k, seal.PurposeSnapshot, hd.snapID, c), kindSnapshot)
-	}
 	for seq := hd.logStart; seq < hd.logEnd; seq++ {
 		expect(k.LabelUint(seal.PurposeLog, seq), kindLog)
+	}
+	// State runs: every page opens, and the pages of a run being built by
+	// an interrupted compaction (removed by the next write) are accounted.
+	for i := range st.meta.runs {
+		r := &st.meta.runs[i]
+		rk, err := in.keysFor(r.gen)
+		if err != nil {
+			return nil, err
+		}
+		for _, no := range r.pageNos() {
+			expect(pageLabel(rk, r.id, no), kindPage)
+			if _, err := in.page(r, no); err != nil {
+				var ce *CorruptError
+				if !errors.As(err, &ce) {
+					return nil, err
+				}
+				add(ce.Kind, ce.Label, "%v", ce.Err)
+			}
+		}
+	}
+	if hd.building != 0 {
+		for id := hd.building; id < hd.building+64; id++ {
+			for _, base := range []uint32{0, innerBase} {
+				for no := base; ; no++ {
+					label := pageLabel(k, id, no)
+					if _, err := in.st.Get(in.key(label)); err != nil {
+						break
+					}
+					expect(label, kindPage)
+				}
+			}
+		}
 	}
 
 	// Documents: stored document and forward index of every live one; the
 	// number of terms each forward index lists, to compare with postings.
 	fwdTerms := map[uint64]int{}
-	for n, ok := st.nextLive(0); ok; n, ok = st.nextLive(n + 1) {
+	live := st.liveSet()
+	var liveDocs []uint64
+	if err := st.liveDocs(0, func(n uint64) (bool, error) { liveDocs = append(liveDocs, n); return true, nil }); err != nil {
+		return nil, err
+	}
+	for _, n := range liveDocs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		dk, err := in.keysFor(st.docGen[n])
+		info, ok, err := st.doc(n)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			add("state", nil, "a live document has no document entry")
+			continue
+		}
+		if num, ok, err := st.lookupID(info.id); err != nil {
+			return nil, err
+		} else if !ok || num != n {
+			add("state", nil, "a live document's id does not map back to it")
+		}
+		dk, err := in.keysFor(info.gen)
 		if err != nil {
 			return nil, err
 		}
@@ -109,7 +156,9 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 		for _, f := range fwd {
 			total += f.count
 			for _, t := range f.terms {
-				if st.term(f.name, t) == nil {
+				if te, err := st.term(f.name, t); err != nil {
+					return nil, err
+				} else if te == nil {
 					add(kindName(kindForward), nil, "a live document's forward index lists a term missing from the dictionary")
 				}
 			}
@@ -120,10 +169,13 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	// Terms: every block exists, opens, holds the recorded count, in order.
 	postTerms := map[uint64]int{}
 	var checkPacks map[uint64]packData
-	for _, f := range st.fields {
-		for t, te := range f.dict.all() {
+	fieldTerms := map[string]int{}
+	err = st.allTerms(func(field, t string, te *termEntry) (bool, error) {
+		fieldTerms[field]++
+		f := struct{ name string }{field}
+		{
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return false, err
 			}
 			rep.Terms++
 			var df uint64
@@ -132,7 +184,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 			for i, b := range te.blocks {
 				bk, err := in.keysFor(b.gen)
 				if err != nil {
-					return nil, err
+					return false, err
 				}
 				var label [seal.LabelSize]byte
 				if b.pack != 0 {
@@ -148,7 +200,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 				if err != nil {
 					var ce *CorruptError
 					if !errors.As(err, &ce) {
-						return nil, err
+						return false, err
 					}
 					add(ce.Kind, ce.Label, "%v", ce.Err)
 					continue
@@ -160,7 +212,11 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 					add(kindName(kindPosting), label[:], "postings out of order with the previous block")
 				}
 				for _, d := range pl.docs {
-					if st.isLive(d) {
+					ok, err := live.isLive(d)
+					if err != nil {
+						return false, err
+					}
+					if ok {
 						postTerms[d]++
 					}
 				}
@@ -173,6 +229,22 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 				add("dictionary", nil, "a term's document frequency is %d, its blocks hold %d postings", te.df, df)
 			}
 		}
+		return true, nil
+	})
+	if err != nil {
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			return nil, err
+		}
+		add(ce.Kind, ce.Label, "%v", ce.Err)
+	}
+	for _, f := range st.meta.fields {
+		if fieldTerms[f.name] != int(f.terms) {
+			add("head", nil, "a field has %d terms, the head says %d", fieldTerms[f.name], f.terms)
+		}
+	}
+	if uint64(len(liveDocs)) != st.meta.liveCount {
+		add("head", nil, "%d live documents, the head says %d", len(liveDocs), st.meta.liveCount)
 	}
 	for n, c := range fwdTerms {
 		if postTerms[n] != c {

@@ -182,47 +182,44 @@ func FuzzDecodeLog(f *testing.F) {
 	})
 }
 
-// maxFuzzDocNum bounds the document numbers FuzzDecodeSnapshot lets through
-// to the state: the state is dense by document number (an authenticated
-// snapshot's numbers are the engine's own), so a forged number of 2^50
-// would only measure how much memory the machine has.
-const maxFuzzDocNum = 1 << 20
-
-func FuzzDecodeSnapshot(f *testing.F) {
-	st := newState()
-	st.apply(&logEntry{
-		added:   []docAdd{{num: 0, id: "A-1", gen: 1}, {num: 1, id: "A-2", gen: 1}, {num: 5, id: "A-3", gen: 2}},
-		terms:   []termUpdate{{field: "summary", term: "crash", blocks: []blockRef{{gen: 1, count: 3}}, df: 3}, {field: "_all", term: "crash", blocks: []blockRef{{gen: 1, count: 4096}, {gen: 2, count: 1}}, df: 4097}},
-		nextDoc: 6,
-	})
-	st.apply(&logEntry{deleted: []uint64{1}, nextDoc: 6})
-	f.Add(st.encodeSnapshot())
-	f.Add(newState().encodeSnapshot())
+func FuzzDecodePage(f *testing.F) {
+	f.Add(encodePage(3, 0, 0, []string{"iA-1", "iA-2", "n\x00"}, [][]byte{{1, 0}, {1, 1}, tombVal}, nil))
+	f.Add(encodePage(3, innerBase, 1, []string{"iA-1", "t\x07summary"}, nil, []uint32{0, 1}))
 	f.Add([]byte{})
-	f.Add([]byte{0x80, 0x80, 0x10, 1, 0xff, 0xff, 0x3f, 0, 0, 0, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d := dec{b: data}
-		if d.uvarint() > maxFuzzDocNum {
-			t.Skip("document number space beyond the fuzz bound")
+		for _, no := range []uint32{0, innerBase} {
+			p, err := decodePage(data, 3, no)
+			if err != nil {
+				continue
+			}
+			if len(p.keys) == 0 || (p.level == 0) != (p.vals != nil) {
+				t.Fatalf("decoded page is malformed: %+v", p)
+			}
+			for i := 1; i < len(p.keys); i++ {
+				if p.keys[i] <= p.keys[i-1] {
+					t.Fatalf("decoded page keys out of order")
+				}
+			}
+			again, err := decodePage(encodePage(3, no, p.level, p.keys, p.vals, p.kids), 3, no)
+			if err != nil || !reflect.DeepEqual(again.keys, p.keys) {
+				t.Fatalf("a decoded page does not round-trip: %v", err)
+			}
 		}
-		s, err := decodeSnapshot(data)
+	})
+}
+
+func FuzzDecodeHead(f *testing.F) {
+	f.Add(encodeHead(head{gen: 1, meta: stateMeta{nextRun: 1}}))
+	f.Add(encodeHead(head{gen: 2, logStart: 3, logEnd: 9, meta: stateMeta{nextDoc: 9, liveCount: 4, nextRun: 5,
+		fields: []fieldCount{{"a", 1}, {"b", 2}}, runs: []runDesc{{id: 4, gen: 2, leaves: 2, inners: 1, root: innerBase, entries: 9, bytes: 99}}}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := decodeHead(data)
 		if err != nil {
 			return
 		}
-		if uint64(len(s.ids)) > s.liveCount {
-			t.Fatalf("decoded %d ids but %d live documents", len(s.ids), s.liveCount)
-		}
-		for id, n := range s.ids {
-			if n >= s.nextDoc || !s.isLive(n) || s.extIDs[n] != id {
-				t.Fatalf("decoded id %q → %d is inconsistent (nextDoc %d)", id, n, s.nextDoc)
-			}
-		}
-		again, err := decodeSnapshot(s.encodeSnapshot())
-		if err != nil {
-			t.Fatalf("a decoded snapshot does not re-encode: %v", err)
-		}
-		if !sameState(again, s) {
-			t.Fatalf("re-encoded snapshot differs")
+		again, err := decodeHead(encodeHead(h))
+		if err != nil || !reflect.DeepEqual(again, h) {
+			t.Fatalf("a decoded head does not round-trip: %+v, %v", again, err)
 		}
 	})
 }

@@ -22,7 +22,7 @@ import (
 )
 
 // FormatVersion is the on-disk format version this package writes and reads.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Key-space layout of the store: manifests are readable without any key;
 // everything else is a sealed record under an instance prefix.
@@ -40,8 +40,8 @@ type Options struct {
 	// Logger receives operational logs; never content, terms, ids or keys.
 	// Default: discarded.
 	Logger *slog.Logger
-	// CacheBytes bounds the cache of decrypted posting lists and packs.
-	// Default 128 MiB.
+	// CacheBytes bounds the instance's own cache of decrypted state pages,
+	// posting lists and packs when Cache is nil. Default 64 MiB.
 	CacheBytes int64
 	// NoSync commits batches without waiting for the disk. Default false:
 	// an acknowledged batch survives a crash.
@@ -60,9 +60,17 @@ type Options struct {
 	// nil: no secret; deleting such an instance destroys its wrapped keys
 	// only.
 	Secrets SecretStore
-	// CompactEvery is how many state log entries accumulate before they are
-	// folded into a new snapshot. Default 64.
+	// CompactEvery is how many state log entries accumulate before the
+	// memtable is flushed into a sealed run. Default 64.
 	CompactEvery int
+	// MemtableBytes bounds the state changes kept in memory (and replayed
+	// from the log when the instance opens) before they are flushed into a
+	// sealed run. Default 8 MiB.
+	MemtableBytes int
+	// Cache is the cache of decrypted pages, posting lists and packs. Share
+	// one Cache between the instances of a process to give them one global
+	// budget. Default: a cache of CacheBytes for this instance alone.
+	Cache *Cache
 	// MetadataProvider wraps the instance's attachment-metadata key, which
 	// is deliberately outside BYOK so that a locked instance can still list
 	// its attachments (see AddAttachment). The Catalog sets it to its local
@@ -81,7 +89,7 @@ func (o *Options) withDefaults() (Options, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.CacheBytes == 0 {
-		c.CacheBytes = 128 << 20
+		c.CacheBytes = 64 << 20
 	}
 	if c.AnalysisWorkers == 0 {
 		c.AnalysisWorkers = runtime.GOMAXPROCS(0)
@@ -95,7 +103,10 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.CompactEvery == 0 {
 		c.CompactEvery = 64
 	}
-	if c.CacheBytes < 0 || c.AnalysisWorkers < 0 || c.BlockPostings < 16 || c.MergeFanIn < 2 || c.CompactEvery < 1 {
+	if c.MemtableBytes == 0 {
+		c.MemtableBytes = 8 << 20
+	}
+	if c.CacheBytes < 0 || c.AnalysisWorkers < 0 || c.BlockPostings < 16 || c.MergeFanIn < 2 || c.CompactEvery < 1 || c.MemtableBytes < 0 {
 		errs = append(errs, errors.New("index: Options has a negative or too small value"))
 	}
 	return c, errors.Join(errs...)
@@ -136,6 +147,9 @@ type Manifest struct {
 	// created before attachments existed, until their first attachment.
 	Attach *AttachKey `json:"attach,omitempty"`
 }
+
+// marshalManifest encodes a manifest for the store.
+func marshalManifest(m *Manifest) ([]byte, error) { return json.Marshal(m) }
 
 func manifestKey(name string) []byte {
 	return append([]byte{nsManifest, 'M'}, name...)
@@ -222,11 +236,12 @@ type Instance struct {
 
 	writeMu sync.Mutex // one writer at a time (batches, merges, rotation)
 
-	mgMu  sync.Mutex // guards mg
-	mg    *merger
-	att   attachState // attachments (attach.go)
-	cache *blockCache
-	bleve bleve.Index
+	mgMu    sync.Mutex // guards mg
+	mg      *merger
+	att     attachState // attachments (attach.go)
+	cache   *Cache
+	cacheNS string // this instance's namespace in cache
+	bleve   bleve.Index
 
 	m metrics
 }
@@ -293,7 +308,7 @@ func Create(ctx context.Context, st store.Store, name string, m *tokenize.Mappin
 	var b store.Batch
 	b.Set(manifestKey(name), mb)
 	hkey := recordKey(prefix, k.Label(seal.PurposeHead))
-	b.Set(hkey, k.Seal(nil, hkey, encodeHead(head{gen: 1})))
+	b.Set(hkey, k.Seal(nil, hkey, encodeHead(head{gen: 1, meta: stateMeta{nextRun: 1}})))
 	mkey := recordKey(prefix, k.Label(seal.PurposeInternal, []byte("mapping")))
 	b.Set(mkey, k.Seal(nil, mkey, encodeChunk(kindInternal, 0, 0, m.JSON())))
 	if err := st.Apply(&b, true); err != nil {
@@ -322,7 +337,10 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 	in := &Instance{
 		name: man.Name, st: st, opts: o, prefix: man.Prefix, man: man, log: o.Logger,
 		leases: map[uint32]*keys.Lease{}, gens: map[uint32]*genKeys{},
-		cache: newBlockCache(o.CacheBytes),
+		cache: o.Cache, cacheNS: newCacheNS(),
+	}
+	if in.cache == nil {
+		in.cache = NewCache(o.CacheBytes)
 	}
 	if man.Shred {
 		if o.Secrets == nil {
@@ -399,7 +417,7 @@ func (in *Instance) dropLocked() {
 		delete(in.gens, g)
 	}
 	in.state = nil
-	in.cache.clear()
+	in.cache.clearNS(in.cacheNS)
 }
 
 // unlock makes sure that the keys of every generation are derived from a
@@ -464,7 +482,7 @@ func (in *Instance) unlock() error {
 		if old := in.gens[a.gen]; old != nil {
 			old.keys.Zero()
 			in.state = nil
-			in.cache.clear()
+			in.cache.clearNS(in.cacheNS)
 		}
 		in.gens[a.gen] = &genKeys{keys: k, epoch: a.epoch}
 	}
@@ -550,7 +568,9 @@ func (in *Instance) readInternal(name string) ([]byte, error) {
 	return data, nil
 }
 
-// loadState reads the head, the snapshot and the log. Caller holds mu.
+// loadState reads the head and replays the log since the last flush into
+// the memtable. It reads nothing else: the runs' pages are read on demand.
+// Caller holds mu.
 func (in *Instance) loadState() (*state, head, error) {
 	k, err := in.currentKeys()
 	if err != nil {
@@ -571,20 +591,12 @@ func (in *Instance) loadState() (*state, head, error) {
 	if err != nil {
 		return nil, head{}, in.corrupt(kindHead, hl, err)
 	}
-	st := newState()
-	if hd.snapID != 0 {
-		var data []byte
-		for c := uint32(0); c < hd.snapChunks; c++ {
-			part, err := in.readChunk(k, kindSnapshot, seal.PurposeSnapshot, hd.snapID, c)
-			if err != nil {
-				return nil, head{}, err
-			}
-			data = append(data, part...)
-		}
-		if st, err = decodeSnapshot(data); err != nil {
-			return nil, head{}, in.corrupt(kindSnapshot, hl, err)
+	for _, r := range hd.meta.runs {
+		if in.gens[r.gen] == nil {
+			return nil, head{}, in.corrupt(kindHead, hl, fmt.Errorf("a state run is sealed under generation %d, which the manifest does not have", r.gen))
 		}
 	}
+	st := &state{in: in, meta: hd.meta.clone(), mem: newMemtable()}
 	for seq := hd.logStart; seq < hd.logEnd; seq++ {
 		label := k.LabelUint(seal.PurposeLog, seq)
 		pt, err := in.openRecord(k, label, kindLog)
@@ -598,7 +610,11 @@ func (in *Instance) loadState() (*state, head, error) {
 		if err != nil {
 			return nil, head{}, in.corrupt(kindLog, label, err)
 		}
-		st.apply(l)
+		d, err := st.diff(l)
+		if err != nil {
+			return nil, head{}, err
+		}
+		st.install(d, false)
 	}
 	return st, hd, nil
 }
@@ -651,7 +667,7 @@ func (in *Instance) DocCount() (uint64, error) {
 	if in.state == nil {
 		return 0, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
-	return in.state.liveCount, nil
+	return in.state.meta.liveCount, nil
 }
 
 // Close closes the instance: keys are zeroed and caches dropped. Pending
@@ -660,11 +676,11 @@ func (in *Instance) Close() error {
 	in.stopMerger()
 	in.writeMu.Lock()
 	defer in.writeMu.Unlock()
-	// Fold the state log into a snapshot so that the next open reads one
-	// snapshot instead of replaying the log. Best effort: a locked
+	// Flush the memtable into a run so that the next open replays no
+	// log. Best effort: a locked
 	// instance, or a failure, leaves the log for the next open to replay.
 	in.mu.RLock()
-	fold := in.state != nil && !in.closed && in.hd.logEnd > in.hd.logStart
+	fold := in.state != nil && !in.closed && in.state.mem.len() > 0
 	in.mu.RUnlock()
 	if fold {
 		if err := in.compact(); err != nil {
@@ -692,6 +708,7 @@ func (in *Instance) Close() error {
 type metrics struct {
 	docsIndexed, docsDeleted, batches, searches, corrupt, locks atomic.Uint64
 	blocksWritten, blocksMerged, blockReads, cacheHits          atomic.Uint64
+	pageReads, runsWritten                                      atomic.Uint64
 }
 
 // Metrics is a snapshot of an instance's counters.
@@ -706,6 +723,8 @@ type Metrics struct {
 	BlocksMerged  uint64 // posting blocks folded into others
 	BlockReads    uint64 // posting blocks read from the store
 	CacheHits     uint64 // posting lists served from the cache
+	PageReads     uint64 // state pages read from the store
+	RunsWritten   uint64 // state runs written (flushes and merges)
 }
 
 // Metrics returns a snapshot of the instance's counters.
@@ -715,5 +734,6 @@ func (in *Instance) Metrics() Metrics {
 		Batches: in.m.batches.Load(), Searches: in.m.searches.Load(), Corrupt: in.m.corrupt.Load(),
 		Locks: in.m.locks.Load(), BlocksWritten: in.m.blocksWritten.Load(), BlocksMerged: in.m.blocksMerged.Load(),
 		BlockReads: in.m.blockReads.Load(), CacheHits: in.m.cacheHits.Load(),
+		PageReads: in.m.pageReads.Load(), RunsWritten: in.m.runsWritten.Load(),
 	}
 }

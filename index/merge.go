@@ -135,7 +135,11 @@ func (in *Instance) mergeRound(mg *merger) (int, error) {
 	w := &batchWriter{in: in, st: st, k: k, deleted: map[uint64]bool{},
 		blinders: map[blinderKey]*seal.TermBlinder{}, packBase: packBase(in.hd.logEnd, 0)}
 	for _, t := range terms {
-		te := st.term(t.field, []byte(t.term))
+		te, err := st.term(t.field, []byte(t.term))
+		if err != nil {
+			in.mu.RUnlock()
+			return len(terms), err
+		}
 		if te == nil || len(te.blocks) < 2 {
 			continue
 		}
@@ -163,9 +167,12 @@ func (in *Instance) mergeRound(mg *merger) (int, error) {
 		return len(terms), nil
 	}
 	w.flushPack()
-	w.entry.nextDoc = st.nextDoc
-	w.finish()
+	w.entry.nextDoc = st.meta.nextDoc
+	err = w.finish()
 	in.mu.RUnlock()
+	if err != nil {
+		return len(terms), err
+	}
 	if err := w.commit(); err != nil {
 		return len(terms), err
 	}

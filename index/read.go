@@ -58,14 +58,17 @@ func (r *reader) Close() error {
 // postings returns the merged posting list of a term, from the cache or
 // the store. Caller holds in.mu shared.
 func (in *Instance) postings(st *state, field string, term []byte) (*postingList, error) {
-	te := st.term(field, term)
-	if te == nil {
-		return &postingList{}, nil
-	}
 	ck := cacheKey(field, term)
-	if pl := in.cache.getPostings(ck); pl != nil {
+	if pl := in.cache.getPostings(in.cacheNS + ck); pl != nil {
 		in.m.cacheHits.Add(1)
 		return pl, nil
+	}
+	te, err := st.term(field, term)
+	if err != nil {
+		return nil, err
+	}
+	if te == nil {
+		return &postingList{}, nil
 	}
 	var pl *postingList
 	var blinders map[blinderKey]*seal.TermBlinder
@@ -94,7 +97,7 @@ func (in *Instance) postings(st *state, field string, term []byte) (*postingList
 	if pl == nil {
 		pl = &postingList{}
 	}
-	in.cache.put(ck, pl, pl.size())
+	in.cache.put(in.cacheNS+ck, pl, pl.size())
 	return pl, nil
 }
 
@@ -107,9 +110,14 @@ func (r *reader) TermFieldReader(ctx context.Context, term []byte, field string,
 		noteCorruption(ctx, err)
 		return nil, err
 	}
-	tr := &termReader{st: r.st, pl: pl, term: string(term), vectors: includeTermVectors && pl.hasVectors()}
+	tr := &termReader{live: r.st.liveSet(), pl: pl, term: string(term), vectors: includeTermVectors && pl.hasVectors()}
 	for _, d := range pl.docs {
-		if r.st.isLive(d) {
+		live, err := tr.live.isLive(d)
+		if err != nil {
+			noteCorruption(ctx, err)
+			return nil, err
+		}
+		if live {
 			tr.count++
 		}
 	}
@@ -118,7 +126,7 @@ func (r *reader) TermFieldReader(ctx context.Context, term []byte, field string,
 
 // termReader iterates the live postings of one term.
 type termReader struct {
-	st      *state
+	live    *liveSet
 	pl      *postingList
 	term    string
 	vectors bool
@@ -130,7 +138,11 @@ func (t *termReader) Next(pre *bindex.TermFieldDoc) (*bindex.TermFieldDoc, error
 	for t.i < len(t.pl.docs) {
 		i := t.i
 		t.i++
-		if !t.st.isLive(t.pl.docs[i]) {
+		live, err := t.live.isLive(t.pl.docs[i])
+		if err != nil {
+			return nil, err
+		}
+		if !live {
 			continue
 		}
 		return t.fill(i, pre), nil
@@ -172,7 +184,7 @@ func (t *termReader) Size() int     { return 64 }
 
 // docIDReader iterates live document numbers, all of them or a given set.
 type docIDReader struct {
-	st   *state
+	live *liveSet
 	next uint64
 	only []uint64 // sorted; nil means all
 	i    int
@@ -183,15 +195,19 @@ func (d *docIDReader) Next() (bindex.IndexInternalID, error) {
 		for d.i < len(d.only) {
 			n := d.only[d.i]
 			d.i++
-			if d.st.isLive(n) {
+			live, err := d.live.isLive(n)
+			if err != nil {
+				return nil, err
+			}
+			if live {
 				return bindex.NewIndexInternalID(nil, n), nil
 			}
 		}
 		return nil, nil
 	}
-	n, ok := d.st.nextLive(d.next)
-	if !ok {
-		return nil, nil
+	n, ok, err := d.live.nextLive(d.next)
+	if err != nil || !ok {
+		return nil, err
 	}
 	d.next = n + 1
 	return bindex.NewIndexInternalID(nil, n), nil
@@ -212,32 +228,36 @@ func (d *docIDReader) Size() int    { return 64 }
 func (d *docIDReader) Close() error { return nil }
 
 func (r *reader) DocIDReaderAll() (bindex.DocIDReader, error) {
-	return &docIDReader{st: r.st}, nil
+	return &docIDReader{live: r.st.liveSet()}, nil
 }
 
 func (r *reader) DocIDReaderOnly(ids []string) (bindex.DocIDReader, error) {
 	only := make([]uint64, 0, len(ids))
 	for _, id := range ids {
-		if n, ok := r.st.ids[id]; ok {
+		n, ok, err := r.st.lookupID(id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			only = append(only, n)
 		}
 	}
 	sort.Slice(only, func(a, b int) bool { return only[a] < only[b] })
-	return &docIDReader{st: r.st, only: only}, nil
+	return &docIDReader{live: r.st.liveSet(), only: only}, nil
 }
 
 // fieldDict iterates a field's sorted terms from a starting point until
 // stop says a term is past the end.
 type fieldDict struct {
-	it    *dictIter // nil: no such field
+	it    *termIter
 	stop  func(string) bool
 	card  int
 	entry bindex.DictEntry
 }
 
 func (d *fieldDict) Next() (*bindex.DictEntry, error) {
-	if d.it == nil || !d.it.valid() || (d.stop != nil && d.stop(d.it.key())) {
-		return nil, nil
+	if !d.it.valid() || (d.stop != nil && d.stop(d.it.key())) {
+		return nil, d.it.err()
 	}
 	d.entry = bindex.DictEntry{Term: d.it.key(), Count: d.it.df()}
 	d.it.next()
@@ -249,15 +269,11 @@ func (d *fieldDict) Cardinality() int  { return d.card }
 func (d *fieldDict) BytesRead() uint64 { return 0 }
 
 func (r *reader) dict(field, start string, stop func(string) bool) (bindex.FieldDict, error) {
-	f := r.st.field(field)
-	if f == nil {
-		return &fieldDict{}, nil
-	}
-	it := f.dict.iter()
+	it := r.st.terms(field)
 	if start != "" {
 		it.seek(start)
 	}
-	return &fieldDict{it: it, stop: stop, card: f.dict.n}, nil
+	return &fieldDict{it: it, stop: stop, card: r.st.fieldTerms(field)}, nil
 }
 
 func (r *reader) FieldDict(field string) (bindex.FieldDict, error) {
@@ -282,7 +298,14 @@ func (r *reader) FieldDictPrefix(field string, prefix []byte) (bindex.FieldDict,
 
 // storedDocument reads a live document's record. Caller holds in.mu.
 func (in *Instance) storedDocument(st *state, num uint64) (storedDoc, error) {
-	k, err := in.keysFor(st.docGen[num])
+	info, live, err := st.doc(num)
+	if err != nil {
+		return storedDoc{}, err
+	}
+	if !live {
+		return storedDoc{}, fmt.Errorf("%w: document number not live", ErrNotFound)
+	}
+	k, err := in.keysFor(info.gen)
 	if err != nil {
 		return storedDoc{}, err
 	}
@@ -298,7 +321,7 @@ func (in *Instance) storedDocument(st *state, num uint64) (storedDoc, error) {
 	if err != nil {
 		return storedDoc{}, in.corrupt(kindDoc, label, err)
 	}
-	if d.id != st.extIDs[num] {
+	if d.id != info.id {
 		return storedDoc{}, in.corrupt(kindDoc, label, errIdentity)
 	}
 	return d, nil
@@ -306,9 +329,9 @@ func (in *Instance) storedDocument(st *state, num uint64) (storedDoc, error) {
 
 // Document returns the stored fields of a document, as bleve's scorch does.
 func (r *reader) Document(id string) (bindex.Document, error) {
-	n, ok := r.st.ids[id]
-	if !ok {
-		return nil, nil
+	n, ok, err := r.st.lookupID(id)
+	if err != nil || !ok {
+		return nil, err
 	}
 	sd, err := r.in.storedDocument(r.st, n)
 	if err != nil {
@@ -333,7 +356,14 @@ func (r *reader) Document(id string) (bindex.Document, error) {
 
 // forward reads a live document's forward index. Caller holds in.mu.
 func (in *Instance) forward(st *state, num uint64) ([]forwardField, error) {
-	k, err := in.keysFor(st.docGen[num])
+	info, live, err := st.doc(num)
+	if err != nil {
+		return nil, err
+	}
+	if !live {
+		return nil, fmt.Errorf("%w: document number not live", ErrNotFound)
+	}
+	k, err := in.keysFor(info.gen)
 	if err != nil {
 		return nil, err
 	}
@@ -354,13 +384,15 @@ func (in *Instance) forward(st *state, num uint64) ([]forwardField, error) {
 
 type docValueReader struct {
 	r      *reader
+	live   *liveSet
 	fields map[string]bool
 }
 
 func (d *docValueReader) VisitDocValues(id bindex.IndexInternalID, visit bindex.DocValueVisitor) error {
 	n := id.Value()
-	if !d.r.st.isLive(n) {
-		return nil
+	live, err := d.live.isLive(n)
+	if err != nil || !live {
+		return err
 	}
 	fwd, err := d.r.in.forward(d.r.st, n)
 	if err != nil {
@@ -383,33 +415,30 @@ func (r *reader) DocValueReader(fields []string) (bindex.DocValueReader, error) 
 	for _, f := range fields {
 		set[f] = true
 	}
-	return &docValueReader{r: r, fields: set}, nil
+	return &docValueReader{r: r, live: r.st.liveSet(), fields: set}, nil
 }
 
-func (r *reader) Fields() ([]string, error) {
-	out := make([]string, len(r.st.fields))
-	for i, f := range r.st.fields {
-		out[i] = f.name
-	}
-	return out, nil
-}
+func (r *reader) Fields() ([]string, error) { return r.st.fieldNames(), nil }
 
 func (r *reader) GetInternal(key []byte) ([]byte, error) { return nil, nil }
 
-func (r *reader) DocCount() (uint64, error) { return r.st.liveCount, nil }
+func (r *reader) DocCount() (uint64, error) { return r.st.meta.liveCount, nil }
 
 func (r *reader) ExternalID(id bindex.IndexInternalID) (string, error) {
-	n := id.Value()
-	if n >= uint64(len(r.st.extIDs)) || r.st.extIDs[n] == "" {
+	info, live, err := r.st.doc(id.Value())
+	if err != nil {
+		return "", err
+	}
+	if !live {
 		return "", fmt.Errorf("%w: document number not live", ErrNotFound)
 	}
-	return r.st.extIDs[n], nil
+	return info.id, nil
 }
 
 func (r *reader) InternalID(id string) (bindex.IndexInternalID, error) {
-	n, ok := r.st.ids[id]
-	if !ok {
-		return nil, nil
+	n, ok, err := r.st.lookupID(id)
+	if err != nil || !ok {
+		return nil, err
 	}
 	return bindex.NewIndexInternalID(nil, n), nil
 }
@@ -417,9 +446,5 @@ func (r *reader) InternalID(id string) (bindex.IndexInternalID, error) {
 // FieldCardinality is the number of distinct terms in the field's
 // dictionary, which bleve's BM25 uses for the average field length.
 func (r *reader) FieldCardinality(field string) (int, error) {
-	f := r.st.field(field)
-	if f == nil {
-		return 0, nil
-	}
-	return f.dict.n, nil
+	return r.st.fieldTerms(field), nil
 }

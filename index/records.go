@@ -39,6 +39,8 @@ func kindName(k byte) string {
 		return "internal value"
 	case kindPack:
 		return "posting pack"
+	case kindPage:
+		return "state page"
 	}
 	return fmt.Sprintf("kind %d", k)
 }
@@ -288,15 +290,16 @@ func decodeForward(b []byte, num uint64) ([]forwardField, error) {
 	return fields, nil
 }
 
-// head is the root of an instance's sealed state for one generation: where
-// the snapshot and the log are.
+// head is the root of an instance's sealed state for one generation: the
+// state's counts, fields and runs, and where the log of batches since the
+// last flush is.
 type head struct {
-	gen        uint32
-	logStart   uint64 // first log sequence number not in the snapshot
-	logEnd     uint64 // next log sequence number
-	snapID     uint64 // 0: no snapshot
-	snapChunks uint32
-	seals      uint64 // values sealed under this generation so far
+	gen      uint32
+	logStart uint64 // first log sequence number not in a run
+	logEnd   uint64 // next log sequence number
+	seals    uint64 // values sealed under this generation so far
+	meta     stateMeta
+	building uint64 // a run being written in several store batches, 0: none
 }
 
 func encodeHead(h head) []byte {
@@ -305,9 +308,27 @@ func encodeHead(h head) []byte {
 	e.u32(h.gen)
 	e.uvarint(h.logStart)
 	e.uvarint(h.logEnd)
-	e.uvarint(h.snapID)
-	e.uvarint(uint64(h.snapChunks))
 	e.uvarint(h.seals)
+	e.uvarint(h.building)
+	m := &h.meta
+	e.uvarint(m.nextDoc)
+	e.uvarint(m.liveCount)
+	e.uvarint(m.nextRun)
+	e.uvarint(uint64(len(m.fields)))
+	for _, f := range m.fields {
+		e.str(f.name)
+		e.uvarint(f.terms)
+	}
+	e.uvarint(uint64(len(m.runs)))
+	for _, r := range m.runs {
+		e.uvarint(r.id)
+		e.u32(r.gen)
+		e.uvarint(uint64(r.leaves))
+		e.uvarint(uint64(r.inners))
+		e.uvarint(uint64(r.root))
+		e.uvarint(r.entries)
+		e.uvarint(r.bytes)
+	}
 	return e.b
 }
 
@@ -316,8 +337,27 @@ func decodeHead(b []byte) (head, error) {
 	if d.byte1() != kindHead {
 		return head{}, errShort
 	}
-	h := head{gen: d.u32(), logStart: d.uvarint(), logEnd: d.uvarint(), snapID: d.uvarint(), snapChunks: uint32(d.uvarint()), seals: d.uvarint()}
-	if h.logStart > h.logEnd {
+	h := head{gen: d.u32(), logStart: d.uvarint(), logEnd: d.uvarint(), seals: d.uvarint(), building: d.uvarint()}
+	m := &h.meta
+	m.nextDoc, m.liveCount, m.nextRun = d.uvarint(), d.uvarint(), d.uvarint()
+	m.fields = make([]fieldCount, d.count(2))
+	for i := range m.fields {
+		m.fields[i] = fieldCount{name: d.str(), terms: d.uvarint()}
+		if i > 0 && m.fields[i].name <= m.fields[i-1].name {
+			d.fail()
+		}
+	}
+	m.runs = make([]runDesc, d.count(10))
+	for i := range m.runs {
+		r := &m.runs[i]
+		r.id, r.gen = d.uvarint(), d.u32()
+		r.leaves, r.inners, r.root = uint32(d.uvarint()), uint32(d.uvarint()), uint32(d.uvarint())
+		r.entries, r.bytes = d.uvarint(), d.uvarint()
+		if r.leaves == 0 || r.id >= m.nextRun || (r.root < innerBase && r.root >= r.leaves) || (r.root >= innerBase && r.root-innerBase >= r.inners) {
+			d.fail()
+		}
+	}
+	if h.logStart > h.logEnd || m.liveCount > m.nextDoc {
 		d.fail()
 	}
 	return h, d.done()

@@ -2,7 +2,6 @@ package index
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -55,68 +54,13 @@ func (in *Instance) Rotate(ctx context.Context) (uint32, error) {
 	return next, nil
 }
 
-// moveState writes the state (snapshot, head, mapping) under man.Current,
-// deletes it under the previous current generation, and saves man, in one
-// atomic commit. Caller holds writeMu and has unlocked every generation.
+// moveState flushes the memtable into a run under man.Current, writes the
+// head and mapping under it, deletes them under the previous current
+// generation, and saves man, in one atomic commit. Older runs stay under
+// their generations until Reencrypt merges them. Caller holds writeMu and
+// has unlocked every generation.
 func (in *Instance) moveState(man *Manifest) error {
-	in.mu.RLock()
-	st := in.state
-	oldK, err1 := in.currentKeys()
-	newK, err2 := in.keysFor(man.Current)
-	if st == nil || err1 != nil || err2 != nil {
-		in.mu.RUnlock()
-		return fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
-	}
-	old := in.hd
-	var b store.Batch
-	put := func(label [seal.LabelSize]byte, payload []byte) {
-		key := in.key(label)
-		b.Set(key, newK.Seal(nil, key, payload))
-	}
-	data := st.encodeSnapshot()
-	hd := head{gen: man.Current, logStart: old.logEnd, logEnd: old.logEnd, snapID: old.logEnd + 1}
-	for off := 0; ; off += snapshotChunk {
-		end := min(off+snapshotChunk, len(data))
-		put(chunkLabel(newK, seal.PurposeSnapshot, hd.snapID, hd.snapChunks), encodeChunk(kindSnapshot, hd.snapID, hd.snapChunks, data[off:end]))
-		hd.snapChunks++
-		if end == len(data) {
-			break
-		}
-	}
-	hd.seals = uint64(hd.snapChunks) + 2
-	put(newK.Label(seal.PurposeHead), encodeHead(hd))
-	put(newK.Label(seal.PurposeInternal, []byte("mapping")), encodeChunk(kindInternal, 0, 0, in.mapping.JSON()))
-	if oldK != newK {
-		b.Delete(in.key(oldK.Label(seal.PurposeHead)))
-		b.Delete(in.key(oldK.Label(seal.PurposeInternal, []byte("mapping"))))
-		for c := uint32(0); c < old.snapChunks; c++ {
-			b.Delete(in.key(chunkLabel(oldK, seal.PurposeSnapshot, old.snapID, c)))
-		}
-		for seq := old.logStart; seq < old.logEnd; seq++ {
-			b.Delete(in.key(oldK.LabelUint(seal.PurposeLog, seq)))
-		}
-	}
-	mb, err := json.Marshal(man)
-	if err != nil {
-		in.mu.RUnlock()
-		return err
-	}
-	b.Set(manifestKey(in.name), mb)
-	in.mu.RUnlock()
-
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.state != st {
-		return fmt.Errorf("index: instance %q locked during rotation: %w", in.name, ErrKeyRevoked)
-	}
-	if err := in.st.Apply(&b, true); err != nil {
-		return fmt.Errorf("index: commit rotation: %w", err)
-	}
-	in.manMu.Lock()
-	in.man = man
-	in.manMu.Unlock()
-	in.hd = hd
-	return nil
+	return in.compactWith(compactOpts{man: man})
 }
 
 // ReencryptProgress reports an online re-encryption's progress.
@@ -148,22 +92,35 @@ func (in *Instance) Reencrypt(ctx context.Context, progress func(ReencryptProgre
 		return fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
 	var p ReencryptProgress
-	for n, ok := in.state.nextLive(0); ok; n, ok = in.state.nextLive(n + 1) {
-		if in.state.docGen[n] != cur {
+	st := in.state
+	err := st.liveDocs(0, func(n uint64) (bool, error) {
+		info, _, err := st.doc(n)
+		if info.gen != cur {
 			p.Total += 2
 		}
-	}
-	for _, f := range in.state.fields {
-		for _, te := range f.dict.all() {
-			for _, b := range te.blocks {
-				if b.gen != cur {
-					p.Total += len(te.blocks)
-					break
-				}
+		return true, err
+	})
+	if err == nil {
+		err = st.allTerms(func(_, _ string, te *termEntry) (bool, error) {
+			if slices.ContainsFunc(te.blocks, func(b blockRef) bool { return b.gen != cur }) {
+				p.Total += len(te.blocks)
 			}
-		}
+			return true, nil
+		})
 	}
 	in.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	// The state's own runs move in one full merge.
+	in.writeMu.Lock()
+	if in.currentGen() == cur {
+		err = in.compactWith(compactOpts{all: true})
+	}
+	in.writeMu.Unlock()
+	if err != nil {
+		return err
+	}
 	if progress != nil {
 		progress(p)
 	}
@@ -209,7 +166,7 @@ func (in *Instance) reencryptBatch(cur uint32) (int, error) {
 		in.mu.RUnlock()
 		return 0, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
-	w := &batchWriter{in: in, st: st, k: k, blinders: map[blinderKey]*seal.TermBlinder{}, packBase: packBase(in.hd.logEnd, 0)}
+	w := &batchWriter{in: in, st: st, k: k, deleted: map[uint64]bool{}, blinders: map[blinderKey]*seal.TermBlinder{}, packBase: packBase(in.hd.logEnd, 0)}
 	moved, err := w.prepareReencrypt(cur)
 	in.mu.RUnlock()
 	if err != nil || moved == 0 {
@@ -225,21 +182,22 @@ func (w *batchWriter) prepareReencrypt(cur uint32) (int, error) {
 	in, st := w.in, w.st
 	moved := 0
 	docs := 0
-	for n, ok := st.nextLive(0); ok && docs < reencryptChunk; n, ok = st.nextLive(n + 1) {
-		if st.docGen[n] == cur {
-			continue
+	err := st.liveDocs(0, func(n uint64) (bool, error) {
+		info, _, err := st.doc(n)
+		if err != nil || info.gen == cur {
+			return err == nil, err
 		}
 		sd, err := in.storedDocument(st, n)
 		if err != nil {
-			return 0, err
+			return false, err
 		}
 		fwd, err := in.forward(st, n)
 		if err != nil {
-			return 0, err
+			return false, err
 		}
-		ok, err := in.keysFor(st.docGen[n])
+		ok, err := in.keysFor(info.gen)
 		if err != nil {
-			return 0, err
+			return false, err
 		}
 		w.batch.Delete(in.key(ok.LabelUint(seal.PurposeDoc, n)))
 		w.batch.Delete(in.key(ok.LabelUint(seal.PurposeForward, n)))
@@ -248,46 +206,54 @@ func (w *batchWriter) prepareReencrypt(cur uint32) (int, error) {
 		w.entry.added = append(w.entry.added, docAdd{num: n, id: sd.id, gen: cur})
 		docs++
 		moved += 2
+		return docs < reencryptChunk, nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	terms := 0
-	for _, f := range st.fields {
-		for t, te := range f.dict.all() {
-			if terms >= reencryptChunk {
-				break
-			}
-			if !slices.ContainsFunc(te.blocks, func(b blockRef) bool { return b.gen != cur }) {
-				continue
-			}
-			tk := w.k.Blinder(f.name).TermKey([]byte(t))
-			var merged postingList
-			for i, b := range te.blocks {
-				pl, err := in.readBlock(w.blinders, w.localPacks(), f.name, []byte(t), b, uint32(i))
-				if err != nil {
-					return 0, err
-				}
-				if i == 0 && pl.locOff != nil {
-					merged.locOff = []uint32{0}
-				}
-				for j := range pl.docs {
-					merged.appendFrom(pl, j)
-				}
-			}
-			blocks, err := w.rewrite(nil, 0, te.blocks, &tk, f.name, []byte(t), &merged)
-			if err != nil {
-				return 0, err
-			}
-			w.entry.terms = append(w.entry.terms, termUpdate{field: f.name, term: t, blocks: blocks, df: uint64(len(merged.docs))})
-			w.touched = append(w.touched, cacheKey(f.name, []byte(t)))
-			terms++
-			moved += len(te.blocks)
+	err = st.allTerms(func(field, t string, te *termEntry) (bool, error) {
+		if terms >= reencryptChunk {
+			return false, nil
 		}
+		if !slices.ContainsFunc(te.blocks, func(b blockRef) bool { return b.gen != cur }) {
+			return true, nil
+		}
+		tk := w.k.Blinder(field).TermKey([]byte(t))
+		var merged postingList
+		for i, b := range te.blocks {
+			pl, err := in.readBlock(w.blinders, w.localPacks(), field, []byte(t), b, uint32(i))
+			if err != nil {
+				return false, err
+			}
+			if i == 0 && pl.locOff != nil {
+				merged.locOff = []uint32{0}
+			}
+			for j := range pl.docs {
+				merged.appendFrom(pl, j)
+			}
+		}
+		blocks, err := w.rewrite(nil, 0, te.blocks, &tk, field, []byte(t), &merged)
+		if err != nil {
+			return false, err
+		}
+		w.entry.terms = append(w.entry.terms, termUpdate{field: field, term: t, blocks: blocks, df: uint64(len(merged.docs))})
+		w.touched = append(w.touched, cacheKey(field, []byte(t)))
+		terms++
+		moved += len(te.blocks)
+		return true, nil
+	})
+	if err != nil {
+		return 0, err
 	}
 	if moved == 0 {
 		return 0, nil
 	}
 	w.flushPack()
-	w.entry.nextDoc = st.nextDoc
-	w.finish()
+	w.entry.nextDoc = st.meta.nextDoc
+	if err := w.finish(); err != nil {
+		return 0, err
+	}
 	return moved, nil
 }
 
@@ -303,15 +269,25 @@ func (in *Instance) retireGenerations() error {
 		return fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
 	used := map[uint32]bool{in.currentGen(): true}
-	for n, ok := st.nextLive(0); ok; n, ok = st.nextLive(n + 1) {
-		used[st.docGen[n]] = true
+	for _, r := range st.meta.runs {
+		used[r.gen] = true
 	}
-	for _, f := range st.fields {
-		for _, te := range f.dict.all() {
+	err := st.liveDocs(0, func(n uint64) (bool, error) {
+		info, _, err := st.doc(n)
+		used[info.gen] = true
+		return true, err
+	})
+	if err == nil {
+		err = st.allTerms(func(_, _ string, te *termEntry) (bool, error) {
 			for _, b := range te.blocks {
 				used[b.gen] = true
 			}
-		}
+			return true, nil
+		})
+	}
+	if err != nil {
+		in.mu.RUnlock()
+		return err
 	}
 	if err := in.attachGenerations(st, used); err != nil {
 		in.mu.RUnlock()
@@ -332,7 +308,7 @@ func (in *Instance) retireGenerations() error {
 		return nil
 	}
 	man.Generations = keep
-	mb, err := json.Marshal(&man)
+	mb, err := marshalManifest(&man)
 	if err != nil {
 		return err
 	}

@@ -173,7 +173,10 @@ func (in *Instance) Get(ctx context.Context, id string) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
-	n, ok := r.st.ids[id]
+	n, ok, err := r.st.lookupID(id)
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: no document with that id", ErrNotFound)
 	}

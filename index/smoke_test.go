@@ -92,7 +92,7 @@ func TestCheckFindsProblems(t *testing.T) {
 	if err := e.st.Apply(&b, true); err != nil {
 		t.Fatal(err)
 	}
-	in.cache.clear()
+	in.cache.clearNS(in.cacheNS)
 	rep, err = in.Check(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -129,9 +129,9 @@ func TestMergeKeepsHotTermCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.mu.RLock()
-	te := in.state.term("summary", []byte("hot"))
+	te, err := in.state.term("summary", []byte("hot"))
 	in.mu.RUnlock()
-	if te == nil {
+	if err != nil || te == nil {
 		t.Fatal("term missing")
 	}
 	// Size-tiered merging keeps fewer than fan-in blocks per size tier.

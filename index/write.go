@@ -108,7 +108,7 @@ func (in *Instance) apply(ctx context.Context, ops []Op, ac *attachChange) error
 	in.m.batches.Add(1)
 	in.m.docsIndexed.Add(uint64(len(w.entry.added)))
 	in.m.docsDeleted.Add(uint64(len(w.entry.deleted)))
-	if in.hd.logEnd-in.hd.logStart >= uint64(in.opts.CompactEvery) {
+	if in.needFlush() {
 		if err := in.compact(); err != nil {
 			// The batch is committed; a failed compaction only leaves a
 			// longer log, folded at the next attempt.
@@ -320,6 +320,8 @@ type batchWriter struct {
 	packs     map[uint64]packData // decoded packs read by merges
 	needMerge []ftKey             // terms the background merger should look at
 	written   []writtenPack       // packs this batch writes, cached on commit
+	diff      *stateDiff          // the batch's effect on the state, set by finish
+	live      *liveSet            // liveness for merges
 
 	// packs written
 	packBase uint64
@@ -384,10 +386,22 @@ func (w *batchWriter) flushPack() {
 	w.packCur, w.packBlks, w.packSize = 0, nil, 0
 }
 
-// packBase returns the first pack id of a batch's worker: pack ids are
-// unique because log sequence numbers only grow.
+// Pack ids: the batch's log sequence number, then the sealing worker
+// (maxWorkers of them), then the worker's pack count. Ids are unique
+// because log sequence numbers only grow and a worker writes fewer than
+// 2^20 packs (16 GiB) in one batch.
+const (
+	packWorkerBits = 12
+	packCountBits  = 20
+	maxWorkers     = 1 << packWorkerBits
+)
+
+// packBase returns the first pack id of a batch's worker.
 func packBase(seq uint64, worker int) uint64 {
-	return (seq+1)<<24 | uint64(worker)<<20
+	if worker < 0 || worker >= maxWorkers {
+		panic("index: internal error: pack worker out of range")
+	}
+	return (seq+1)<<(packWorkerBits+packCountBits) | uint64(worker)<<packCountBits
 }
 
 // prepare computes every record of the batch. Caller holds in.mu shared and
@@ -396,17 +410,28 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 	st := w.st
 	gen := w.k.Generation()
 	w.deleted = map[uint64]bool{}
-	next := st.nextDoc
+	next := st.meta.nextDoc
 	builds := map[ftKey]*pbuild{}
 	var order []*pbuild
 	for i, op := range ops {
 		if last[op.ID] != i {
 			continue
 		}
-		if old, ok := st.ids[op.ID]; ok {
+		old, ok, err := st.lookupID(op.ID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			info, live, err := st.doc(old)
+			if err != nil {
+				return err
+			}
+			if !live {
+				return w.in.corrupt(kindPage, [16]byte{}, errors.New("a live id's document number is not live"))
+			}
 			w.deleted[old] = true
 			w.entry.deleted = append(w.entry.deleted, old)
-			k, err := w.in.keysFor(st.docGen[old])
+			k, err := w.in.keysFor(info.gen)
 			if err != nil {
 				return err
 			}
@@ -461,14 +486,13 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 			return err
 		}
 	}
-	w.finish()
-	return nil
+	return w.finish()
 }
 
 // writeTerms writes the terms' postings, in parallel: each worker seals its
 // share into its own batch and packs, then the shares are joined in order.
 func (w *batchWriter) writeTerms(order []*pbuild) error {
-	workers := min(w.in.opts.AnalysisWorkers, max(1, (len(order)+len(w.pending))/2048))
+	workers := min(w.in.opts.AnalysisWorkers, max(1, (len(order)+len(w.pending))/2048), maxWorkers)
 	parts := make([]*batchWriter, workers)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -506,40 +530,29 @@ func (w *batchWriter) writeTerms(order []*pbuild) error {
 	return nil
 }
 
-// finish deletes the packs that no block uses any more and adds the log
-// entry and the new head to the batch.
-func (w *batchWriter) finish() {
-	delta := map[uint64]int{}
-	gens := map[uint64]uint32{}
-	for _, t := range w.entry.terms {
-		if te := w.st.term(t.field, []byte(t.term)); te != nil {
-			for _, b := range te.blocks {
-				if b.pack != 0 {
-					delta[b.pack]--
-					gens[b.pack] = b.gen
-				}
-			}
-		}
-		for _, b := range t.blocks {
-			if b.pack != 0 {
-				delta[b.pack]++
-			}
-		}
-	}
-	for id, d := range delta {
-		if d < 0 && w.st.packRefs[id]+d <= 0 {
-			if k, err := w.in.keysFor(gens[id]); err == nil {
-				w.batch.Delete(w.in.key(k.LabelUint(seal.PurposePack, id)))
-			}
-		}
-	}
+// finish computes the batch's effect on the state, deletes the packs that
+// no block uses any more and adds the log entry and the new head to the
+// batch.
+func (w *batchWriter) finish() error {
 	hd := w.in.hd
 	w.entry.seq = hd.logEnd
+	d, err := w.st.diff(&w.entry)
+	if err != nil {
+		return err
+	}
+	for _, f := range d.freed {
+		if k, err := w.in.keysFor(f.gen); err == nil {
+			w.batch.Delete(w.in.key(k.LabelUint(seal.PurposePack, f.id)))
+		}
+	}
+	w.diff = d
 	w.put(w.k.LabelUint(seal.PurposeLog, hd.logEnd), encodeLog(&w.entry))
 	hd.logEnd++
 	hd.seals += uint64(w.batch.Len()) + 1
+	hd.meta = d.meta
 	w.put(w.k.Label(seal.PurposeHead), encodeHead(hd))
 	w.newHead = hd
+	return nil
 }
 
 // writeTerm writes a term's new postings: as a new block, or merged with
@@ -549,7 +562,11 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 	gen := w.k.Generation()
 	var old []blockRef
 	var df uint64
-	if te := w.st.term(b.field, b.term); te != nil {
+	te, err := w.st.term(b.field, b.term)
+	if err != nil {
+		return err
+	}
+	if te != nil {
 		old, df = te.blocks, te.df
 	}
 	cur, err := w.blinder(gen, b.field)
@@ -586,8 +603,15 @@ func (w *batchWriter) mergeInto(tk *[32]byte, field string, term []byte, old []b
 			merged.locOff = []uint32{0}
 		}
 		df -= uint64(len(pl.docs))
+		if w.live == nil {
+			w.live = w.st.liveSet()
+		}
 		for j, d := range pl.docs {
-			if w.st.isLive(d) && !w.deleted[d] {
+			live, err := w.live.isLive(d)
+			if err != nil {
+				return nil, 0, err
+			}
+			if live && !w.deleted[d] {
 				merged.appendFrom(pl, j)
 			}
 		}
@@ -748,7 +772,7 @@ func (in *Instance) readPack(k *seal.Keys, id uint64, local map[uint64]packData)
 		}
 	}
 	ck := packCacheKey(label)
-	if p, ok := in.cache.get(ck).(packData); ok {
+	if p, ok := in.cache.get(in.cacheNS + ck).(packData); ok {
 		return p, label, nil
 	}
 	pt, err := in.openRecord(k, label, kindPack)
@@ -766,7 +790,7 @@ func (in *Instance) readPack(k *seal.Keys, id uint64, local map[uint64]packData)
 	if local != nil {
 		local[id] = p
 	} else {
-		in.cache.put(ck, p, len(pt))
+		in.cache.put(in.cacheNS+ck, p, len(pt))
 	}
 	return p, label, nil
 }
@@ -782,67 +806,14 @@ func (w *batchWriter) commit() error {
 	if err := in.st.Apply(&w.batch, !in.opts.NoSync); err != nil {
 		return fmt.Errorf("index: commit batch: %w", err)
 	}
-	w.st.apply(&w.entry)
+	w.st.install(w.diff, true)
 	in.hd = w.newHead
 	for _, key := range w.touched {
-		in.cache.remove(key)
+		in.cache.remove(in.cacheNS + key)
 	}
 	for _, p := range w.written {
-		in.cache.put(packCacheKey(p.label), p.data, len(p.data))
+		in.cache.put(in.cacheNS+packCacheKey(p.label), p.data, len(p.data))
 	}
 	in.queueMerges(w.needMerge)
-	return nil
-}
-
-// snapshotChunk is the size of one sealed snapshot chunk.
-const snapshotChunk = 1 << 20
-
-// compact folds the state log into a new snapshot. Caller holds writeMu.
-func (in *Instance) compact() error {
-	in.mu.RLock()
-	st := in.state
-	k, err := in.currentKeys()
-	if st == nil || err != nil {
-		in.mu.RUnlock()
-		return fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
-	}
-	old := in.hd
-	data := st.encodeSnapshot()
-	var b store.Batch
-	put := func(label [seal.LabelSize]byte, payload []byte) {
-		key := in.key(label)
-		b.Set(key, k.Seal(nil, key, payload))
-	}
-	hd := old
-	hd.snapID = old.logEnd + 1 // unique: log sequence numbers only grow
-	hd.snapChunks = 0
-	for off := 0; off < len(data) || off == 0; off += snapshotChunk {
-		end := min(off+snapshotChunk, len(data))
-		put(chunkLabel(k, seal.PurposeSnapshot, hd.snapID, hd.snapChunks), encodeChunk(kindSnapshot, hd.snapID, hd.snapChunks, data[off:end]))
-		hd.snapChunks++
-		if end == len(data) {
-			break
-		}
-	}
-	hd.logStart = old.logEnd
-	hd.seals += uint64(hd.snapChunks) + 1
-	put(k.Label(seal.PurposeHead), encodeHead(hd))
-	for c := uint32(0); c < old.snapChunks; c++ {
-		b.Delete(in.key(chunkLabel(k, seal.PurposeSnapshot, old.snapID, c)))
-	}
-	for seq := old.logStart; seq < old.logEnd; seq++ {
-		b.Delete(in.key(k.LabelUint(seal.PurposeLog, seq)))
-	}
-	in.mu.RUnlock()
-
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.state != st {
-		return fmt.Errorf("index: instance %q locked during compaction: %w", in.name, ErrKeyRevoked)
-	}
-	if err := in.st.Apply(&b, !in.opts.NoSync); err != nil {
-		return fmt.Errorf("index: commit compaction: %w", err)
-	}
-	in.hd = hd
 	return nil
 }

@@ -1,0 +1,341 @@
+package index
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"slices"
+
+	"github.com/blindex/blindex/internal/seal"
+	"github.com/blindex/blindex/store"
+)
+
+// Flushing and merging state runs. A flush writes the memtable as a new
+// run; runs are then merged by size tier (like the posting blocks): when
+// runFanIn runs of the newest tier accumulate they are merged into one, so
+// an instance has O(runFanIn × log n) runs and every entry is rewritten
+// O(log n) times. Merging streams: memory is one page per level and input.
+
+// runFanIn is how many runs of one size tier are merged together.
+const runFanIn = 4
+
+// runBatchBytes is the size at which a run's pages are committed to the
+// store in a batch of their own before the head refers to them.
+const runBatchBytes = 4 << 20
+
+// needFlush reports whether the memtable should be flushed. Caller holds
+// writeMu.
+func (in *Instance) needFlush() bool {
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.state == nil {
+		return false
+	}
+	return in.state.mem.bytes >= in.opts.MemtableBytes || in.hd.logEnd-in.hd.logStart >= uint64(in.opts.CompactEvery)
+}
+
+// runTier is a run's size tier.
+func runTier(bytes uint64) int { return bits.Len64(bytes/(64<<10)) / 2 }
+
+// mergeCount returns how many of the newest runs to merge: all of them
+// when all is set (or when any is sealed under another generation than
+// gen), else the newest tier's when runFanIn of them accumulated.
+func mergeCount(runs []runDesc, all bool, gen uint32) int {
+	if all {
+		for _, r := range runs {
+			if r.gen != gen || len(runs) > 1 {
+				return len(runs)
+			}
+		}
+		return 0
+	}
+	if len(runs) < runFanIn {
+		return 0
+	}
+	t := runTier(runs[0].bytes)
+	n := 0
+	for n < len(runs) && runTier(runs[n].bytes) <= t {
+		n++
+	}
+	if n < runFanIn {
+		return 0
+	}
+	return n
+}
+
+// runWriter seals pages into store batches, committing a batch when it
+// grows past runBatchBytes, after first recording in the head that a run
+// is being built (so that a crash leaves no unaccounted pages).
+type runWriter struct {
+	in       *Instance
+	k        *seal.Keys
+	b        store.Batch
+	size     int
+	hd       head // the current head, rewritten with building set
+	building uint64
+	marked   bool
+}
+
+func (w *runWriter) put(label [seal.LabelSize]byte, payload []byte) error {
+	key := w.in.key(label)
+	w.b.Set(key, w.k.Seal(nil, key, payload))
+	w.size += len(payload)
+	if w.size < runBatchBytes {
+		return nil
+	}
+	return w.commit()
+}
+
+// commit commits the pages written so far, marking the head first.
+func (w *runWriter) commit() error {
+	if len(w.b.Ops) == 0 {
+		return nil
+	}
+	if !w.marked {
+		hk, err := w.in.keysFor(w.hd.gen)
+		if err != nil {
+			return err
+		}
+		hd := w.hd
+		hd.building = w.building
+		key := w.in.key(hk.Label(seal.PurposeHead))
+		w.b.Set(key, hk.Seal(nil, key, encodeHead(hd)))
+		w.marked = true
+	}
+	if err := w.in.st.Apply(&w.b, false); err != nil {
+		return fmt.Errorf("index: write state run: %w", err)
+	}
+	w.b, w.size = store.Batch{}, 0
+	return nil
+}
+
+// compactOpts are the variants of a compaction.
+type compactOpts struct {
+	all bool      // merge every run into one (re-encryption)
+	man *Manifest // non-nil: rotation to man.Current, saved in the same commit
+}
+
+// compact flushes the memtable into a run and merges runs by size tier.
+// Caller holds writeMu.
+func (in *Instance) compact() error { return in.compactWith(compactOpts{}) }
+
+func (in *Instance) compactWith(o compactOpts) error {
+	if err := in.cleanBuilding(); err != nil {
+		return err
+	}
+	in.mu.RLock()
+	st := in.state
+	oldK, err := in.currentKeys()
+	if st == nil || err != nil {
+		in.mu.RUnlock()
+		return fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
+	}
+	k := oldK
+	if o.man != nil {
+		if k, err = in.keysFor(o.man.Current); err != nil {
+			in.mu.RUnlock()
+			return err
+		}
+	}
+	old := in.hd
+	final, dropped, err := in.buildRuns(st, old, k, o.all)
+	in.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	meta := st.meta.clone()
+	meta.runs, meta.nextRun = final.meta.runs, final.meta.nextRun
+	hd := head{gen: k.Generation(), logStart: old.logEnd, logEnd: old.logEnd, seals: old.seals, meta: meta}
+	if k != oldK {
+		hd.seals = 0
+	}
+	var b store.Batch
+	b.Ops = final.b.Ops
+	put := func(label [seal.LabelSize]byte, payload []byte) {
+		key := in.key(label)
+		b.Set(key, k.Seal(nil, key, payload))
+	}
+	hd.seals += uint64(len(b.Ops)) + 2
+	put(k.Label(seal.PurposeHead), encodeHead(hd))
+	if k != oldK {
+		put(k.Label(seal.PurposeInternal, []byte("mapping")), encodeChunk(kindInternal, 0, 0, in.mapping.JSON()))
+		b.Delete(in.key(oldK.Label(seal.PurposeHead)))
+		b.Delete(in.key(oldK.Label(seal.PurposeInternal, []byte("mapping"))))
+	}
+	for seq := old.logStart; seq < old.logEnd; seq++ {
+		b.Delete(in.key(oldK.LabelUint(seal.PurposeLog, seq)))
+	}
+	for _, r := range dropped {
+		rk, err := in.keysFor(r.gen)
+		if err != nil {
+			return err
+		}
+		for _, no := range r.pageNos() {
+			b.Delete(in.key(pageLabel(rk, r.id, no)))
+		}
+	}
+	if o.man != nil {
+		mb, err := marshalManifest(o.man)
+		if err != nil {
+			return err
+		}
+		b.Set(manifestKey(in.name), mb)
+	}
+
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.state != st {
+		return fmt.Errorf("index: instance %q locked during compaction: %w", in.name, ErrKeyRevoked)
+	}
+	if err := in.st.Apply(&b, !in.opts.NoSync); err != nil {
+		return fmt.Errorf("index: commit compaction: %w", err)
+	}
+	if o.man != nil {
+		in.manMu.Lock()
+		in.man = o.man
+		in.manMu.Unlock()
+	}
+	st.mem = newMemtable()
+	st.meta.runs, st.meta.nextRun = meta.runs, meta.nextRun
+	in.hd = hd
+	return nil
+}
+
+// builtRuns is what buildRuns wrote: the batch still to commit and the
+// resulting runs.
+type builtRuns struct {
+	b    store.Batch
+	meta stateMeta
+}
+
+// buildRuns writes the memtable as a run under k, merged with the newest
+// runs when their tier calls for it, then merges runs while tiers fill up;
+// it returns the runs that result and those to delete. Caller holds in.mu
+// shared and writeMu.
+func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all bool) (*builtRuns, []runDesc, error) {
+	runs := slices.Clone(st.meta.runs)
+	nextRun := st.meta.nextRun
+	w := &runWriter{in: in, k: k, hd: hd, building: nextRun}
+	pending := map[uint64]bool{} // runs whose pages are not committed yet
+	var dropped []runDesc
+	// write merges srcs (newest first) into a new run and puts it in place
+	// of the n runs it replaces.
+	write := func(srcs []source, n int) error {
+		m := newMergeIter(srcs, "", n < len(runs))
+		rb := newRunBuilder(k, nextRun, w.put)
+		nextRun++
+		for ; m.valid(); m.next() {
+			if err := rb.add(m.key(), m.val()); err != nil {
+				return err
+			}
+		}
+		if m.err != nil {
+			return m.err
+		}
+		desc, ok, err := rb.finish()
+		if err != nil {
+			return err
+		}
+		dropped = append(dropped, runs[:n]...)
+		runs = slices.Clone(runs[n:])
+		if ok {
+			runs = append([]runDesc{desc}, runs...)
+			pending[desc.id] = true
+			in.m.runsWritten.Add(1)
+		}
+		return nil
+	}
+	runSources := func(n int) []source {
+		srcs := make([]source, n)
+		for i := range n {
+			srcs[i] = &runIter{in: in, r: &runs[i]}
+		}
+		return srcs
+	}
+	if st.mem.len() > 0 {
+		keys, vals := st.mem.entries(true)
+		var size uint64
+		for _, key := range keys {
+			size += uint64(len(key) + len(vals[key]))
+		}
+		mem := &sliceSource{keys: keys, get: func(k string) []byte { return vals[k] }}
+		// The memtable counts as the newest run when choosing a merge.
+		n := mergeCount(append([]runDesc{{gen: k.Generation(), bytes: size}}, runs...), all, k.Generation()) - 1
+		n = max(n, 0)
+		if err := write(append([]source{mem}, runSources(n)...), n); err != nil {
+			return nil, nil, err
+		}
+		if n > 0 {
+			all = false
+		}
+	}
+	for {
+		n := mergeCount(runs, all, k.Generation())
+		if n == 0 {
+			break
+		}
+		for _, r := range runs[:n] {
+			if pending[r.id] {
+				if err := w.commit(); err != nil {
+					return nil, nil, err
+				}
+				clear(pending)
+			}
+		}
+		if err := write(runSources(n), n); err != nil {
+			return nil, nil, err
+		}
+		all = false
+	}
+	return &builtRuns{b: w.b, meta: stateMeta{runs: runs, nextRun: nextRun}}, dropped, nil
+}
+
+// cleanBuilding deletes the pages of runs an interrupted compaction left
+// behind (recorded in the head as building). Caller holds writeMu.
+func (in *Instance) cleanBuilding() error {
+	in.mu.RLock()
+	hd := in.hd
+	st := in.state
+	k, err := in.currentKeys()
+	in.mu.RUnlock()
+	if hd.building == 0 || st == nil || err != nil {
+		return err
+	}
+	listed := map[uint64]bool{}
+	for _, r := range hd.meta.runs {
+		listed[r.id] = true
+	}
+	var b store.Batch
+	for id := hd.building; ; id++ {
+		if listed[id] {
+			continue
+		}
+		found := false
+		for _, base := range []uint32{0, innerBase} {
+			for no := base; ; no++ {
+				key := in.key(pageLabel(k, id, no))
+				if _, err := in.st.Get(key); err != nil {
+					if errors.Is(err, store.ErrNotFound) {
+						break
+					}
+					return err
+				}
+				b.Delete(key)
+				found = true
+			}
+		}
+		if !found {
+			break
+		}
+	}
+	hd.building = 0
+	key := in.key(k.Label(seal.PurposeHead))
+	b.Set(key, k.Seal(nil, key, encodeHead(hd)))
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if err := in.st.Apply(&b, !in.opts.NoSync); err != nil {
+		return err
+	}
+	in.hd.building = 0
+	return nil
+}

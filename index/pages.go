@@ -1,0 +1,480 @@
+package index
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/blindex/blindex/internal/seal"
+)
+
+// An instance's state (term dictionary, id map, document table, live set,
+// pack reference counts) is an ordered map of plaintext keys to values,
+// kept as a log-structured merge tree: recent changes in memory (replayed
+// from the sealed per-batch log when the instance opens, bounded by
+// Options.MemtableBytes), older ones in immutable *runs*. A run is a B+tree
+// of sealed pages of about pageTarget bytes, each at a pseudorandom label
+// HMAC(K_snapshot, run id ‖ page number), read on demand through the cache.
+// Opening an instance reads its head (which lists the runs: O(log n) of
+// them, size-tiered) and the short log; nothing else.
+
+// kindPage marks a page of a state run. Persisted.
+const kindPage byte = 9
+
+// pageTarget is the plaintext size at which a page is cut.
+const pageTarget = 16 << 10
+
+// innerBase is the first page number of a run's inner pages; leaves are
+// numbered from 0 in key order, so that an iterator steps from a leaf to
+// the next by number.
+const innerBase = 1 << 31
+
+// runDesc describes a run in the head.
+type runDesc struct {
+	id      uint64
+	gen     uint32 // generation its pages are sealed under
+	leaves  uint32
+	inners  uint32
+	root    uint32 // page number of the root
+	entries uint64
+	bytes   uint64 // encoded size of its leaves, for size tiering
+}
+
+// pageNos returns every page number of the run.
+func (r *runDesc) pageNos() []uint32 {
+	out := make([]uint32, 0, r.leaves+r.inners)
+	for i := uint32(0); i < r.leaves; i++ {
+		out = append(out, i)
+	}
+	for i := uint32(0); i < r.inners; i++ {
+		out = append(out, innerBase+i)
+	}
+	return out
+}
+
+func pageLabel(k *seal.Keys, run uint64, no uint32) [seal.LabelSize]byte {
+	return chunkLabel(k, seal.PurposeSnapshot, run, no)
+}
+
+// page is a decoded page: sorted keys with values (a leaf, level 0) or
+// with the page numbers of the children whose first key they are.
+type page struct {
+	level byte
+	keys  []string
+	vals  [][]byte
+	kids  []uint32
+	size  int
+}
+
+func encodePage(run uint64, no uint32, level byte, keys []string, vals [][]byte, kids []uint32) []byte {
+	e := enc{b: make([]byte, 0, pageTarget+pageTarget/4)}
+	e.byte1(kindPage)
+	e.uvarint(run)
+	e.uvarint(uint64(no))
+	e.byte1(level)
+	e.uvarint(uint64(len(keys)))
+	prev := ""
+	for i, k := range keys {
+		shared := 0
+		for shared < len(prev) && shared < len(k) && prev[shared] == k[shared] {
+			shared++
+		}
+		e.uvarint(uint64(shared))
+		e.str(k[shared:])
+		if level == 0 {
+			e.bytes(vals[i])
+		} else {
+			e.uvarint(uint64(kids[i]))
+		}
+		prev = k
+	}
+	return e.b
+}
+
+func decodePage(b []byte, run uint64, no uint32) (*page, error) {
+	d := dec{b: b}
+	if d.byte1() != kindPage {
+		return nil, errShort
+	}
+	gotRun, gotNo := d.uvarint(), d.uvarint()
+	if d.err == nil && (gotRun != run || gotNo != uint64(no)) {
+		return nil, errIdentity
+	}
+	p := &page{level: d.byte1(), size: len(b) + 128}
+	n := d.count(3)
+	p.keys = make([]string, n)
+	if p.level == 0 {
+		p.vals = make([][]byte, n)
+	} else {
+		p.kids = make([]uint32, n)
+	}
+	prev := ""
+	for i := 0; i < n && d.err == nil; i++ {
+		shared := d.uvarint()
+		suffix := d.bytes()
+		if shared > uint64(len(prev)) {
+			d.fail()
+			break
+		}
+		k := prev[:shared] + string(suffix)
+		if i > 0 && k <= prev {
+			d.fail()
+			break
+		}
+		p.keys[i] = k
+		if p.level == 0 {
+			p.vals[i] = d.bytes()
+		} else {
+			p.kids[i] = uint32(d.uvarint())
+		}
+		p.size += len(k) + 40
+		prev = k
+	}
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, errShort
+	}
+	return p, nil
+}
+
+// runBuilder writes a run's pages from entries added in key order. Memory
+// is one page per level.
+type runBuilder struct {
+	desc   runDesc
+	k      *seal.Keys
+	put    func(label [seal.LabelSize]byte, payload []byte) error
+	levels []*levelBuf
+	last   string
+}
+
+type levelBuf struct {
+	keys    []string
+	vals    [][]byte
+	kids    []uint32
+	size    int
+	flushed int
+}
+
+func newRunBuilder(k *seal.Keys, id uint64, put func([seal.LabelSize]byte, []byte) error) *runBuilder {
+	return &runBuilder{desc: runDesc{id: id, gen: k.Generation()}, k: k, put: put}
+}
+
+func (b *runBuilder) add(key string, val []byte) error {
+	if b.desc.entries > 0 && key <= b.last {
+		return fmt.Errorf("index: internal error: run keys out of order")
+	}
+	b.last = key
+	b.desc.entries++
+	b.desc.bytes += uint64(len(key) + len(val))
+	return b.addAt(0, key, val, 0)
+}
+
+func (b *runBuilder) addAt(level int, key string, val []byte, kid uint32) error {
+	for len(b.levels) <= level {
+		b.levels = append(b.levels, &levelBuf{})
+	}
+	lv := b.levels[level]
+	sz := len(key) + len(val) + 8
+	if len(lv.keys) > 0 && lv.size+sz > pageTarget {
+		if err := b.flush(level); err != nil {
+			return err
+		}
+	}
+	lv.keys = append(lv.keys, key)
+	if level == 0 {
+		lv.vals = append(lv.vals, val)
+	} else {
+		lv.kids = append(lv.kids, kid)
+	}
+	lv.size += sz
+	return nil
+}
+
+func (b *runBuilder) flush(level int) error {
+	lv := b.levels[level]
+	var no uint32
+	if level == 0 {
+		no = b.desc.leaves
+		b.desc.leaves++
+	} else {
+		no = innerBase + b.desc.inners
+		b.desc.inners++
+	}
+	payload := encodePage(b.desc.id, no, byte(level), lv.keys, lv.vals, lv.kids)
+	if err := b.put(pageLabel(b.k, b.desc.id, no), payload); err != nil {
+		return err
+	}
+	first := lv.keys[0]
+	lv.keys, lv.vals, lv.kids, lv.size = lv.keys[:0], lv.vals[:0], lv.kids[:0], 0
+	lv.flushed++
+	return b.addAt(level+1, first, nil, no)
+}
+
+// finish writes the pages still buffered and returns the run's
+// description; ok is false for a run without entries (nothing written).
+func (b *runBuilder) finish() (runDesc, bool, error) {
+	if b.desc.entries == 0 {
+		return runDesc{}, false, nil
+	}
+	for l := 0; l < len(b.levels); l++ {
+		lv := b.levels[l]
+		if l > 0 && lv.flushed == 0 && len(lv.keys) == 1 {
+			b.desc.root = lv.kids[0]
+			return b.desc, true, nil
+		}
+		if len(lv.keys) > 0 {
+			if err := b.flush(l); err != nil {
+				return runDesc{}, false, err
+			}
+		}
+	}
+	return runDesc{}, false, fmt.Errorf("index: internal error: run without a root")
+}
+
+// page returns a decoded page of a run, through the cache. Caller holds
+// in.mu shared.
+func (in *Instance) page(r *runDesc, no uint32) (*page, error) {
+	ck := in.cacheNS + "\x02" + string(putU64b(r.id)) + string(putU32b(no))
+	if p, ok := in.cache.get(ck).(*page); ok {
+		return p, nil
+	}
+	k, err := in.keysFor(r.gen)
+	if err != nil {
+		return nil, err
+	}
+	label := pageLabel(k, r.id, no)
+	pt, err := in.openRecord(k, label, kindPage)
+	if err == ErrNotFound {
+		return nil, in.corrupt(kindPage, label, fmt.Errorf("missing"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	in.m.pageReads.Add(1)
+	p, err := decodePage(pt, r.id, no)
+	if err == nil && ((no < innerBase) != (p.level == 0)) {
+		err = errIdentity
+	}
+	if err != nil {
+		return nil, in.corrupt(kindPage, label, err)
+	}
+	in.cache.put(ck, p, p.size)
+	return p, nil
+}
+
+func putU64b(v uint64) []byte { var b [8]byte; putU64(b[:], v); return b[:] }
+func putU32b(v uint32) []byte { var b [4]byte; putU32(b[:], v); return b[:] }
+
+// runLeaf returns the leaf of r that holds key if any leaf does, and the
+// index of the first key ≥ key in it (possibly len: the next leaf's
+// first).
+func (in *Instance) runLeaf(r *runDesc, key string) (*page, uint32, int, error) {
+	no := r.root
+	for depth := 0; ; depth++ {
+		p, err := in.page(r, no)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		if p.level == 0 {
+			i := sort.SearchStrings(p.keys, key)
+			return p, no, i, nil
+		}
+		if depth > 16 {
+			return nil, 0, 0, fmt.Errorf("%w: a state run is deeper than possible", ErrCorrupt)
+		}
+		i := sort.Search(len(p.keys), func(i int) bool { return p.keys[i] > key }) - 1
+		if i < 0 {
+			i = 0
+		}
+		no = p.kids[i]
+	}
+}
+
+// runGet returns the value of key in r.
+func (in *Instance) runGet(r *runDesc, key string) ([]byte, bool, error) {
+	p, _, i, err := in.runLeaf(r, key)
+	if err != nil {
+		return nil, false, err
+	}
+	if i < len(p.keys) && p.keys[i] == key {
+		return p.vals[i], true, nil
+	}
+	return nil, false, nil
+}
+
+// source is one sorted input of a merged iteration.
+type source interface {
+	valid() bool
+	key() string
+	val() []byte
+	next() error
+	seek(key string) error
+}
+
+// runIter iterates a run's entries in key order.
+type runIter struct {
+	in   *Instance
+	r    *runDesc
+	leaf *page
+	no   uint32
+	i    int
+}
+
+func (it *runIter) valid() bool { return it.leaf != nil && it.i < len(it.leaf.keys) }
+func (it *runIter) key() string { return it.leaf.keys[it.i] }
+func (it *runIter) val() []byte { return it.leaf.vals[it.i] }
+func (it *runIter) settle() error {
+	for it.leaf != nil && it.i >= len(it.leaf.keys) {
+		if it.no+1 >= it.r.leaves {
+			it.leaf = nil
+			return nil
+		}
+		p, err := it.in.page(it.r, it.no+1)
+		if err != nil {
+			it.leaf = nil
+			return err
+		}
+		if p.level != 0 {
+			it.leaf = nil
+			return fmt.Errorf("%w: a state run's leaf is not a leaf", ErrCorrupt)
+		}
+		it.leaf, it.no, it.i = p, it.no+1, 0
+	}
+	return nil
+}
+
+func (it *runIter) next() error {
+	it.i++
+	return it.settle()
+}
+
+func (it *runIter) seek(key string) error {
+	if it.valid() && it.key() >= key {
+		return nil
+	}
+	if it.valid() && it.leaf.keys[len(it.leaf.keys)-1] >= key {
+		it.i += sort.SearchStrings(it.leaf.keys[it.i:], key)
+		return nil
+	}
+	p, no, i, err := it.in.runLeaf(it.r, key)
+	if err != nil {
+		it.leaf = nil
+		return err
+	}
+	if it.leaf != nil && no < it.no {
+		return nil // never backwards
+	}
+	it.leaf, it.no, it.i = p, no, i
+	return it.settle()
+}
+
+// sliceSource iterates sorted in-memory keys.
+type sliceSource struct {
+	keys []string
+	get  func(string) []byte
+	i    int
+}
+
+func (s *sliceSource) valid() bool { return s.i < len(s.keys) }
+func (s *sliceSource) key() string { return s.keys[s.i] }
+func (s *sliceSource) val() []byte { return s.get(s.keys[s.i]) }
+func (s *sliceSource) next() error { s.i++; return nil }
+func (s *sliceSource) seek(key string) error {
+	if s.valid() && s.key() >= key {
+		return nil
+	}
+	s.i += sort.SearchStrings(s.keys[s.i:], key)
+	return nil
+}
+
+// mergeIter merges sources, the first one winning on equal keys, and skips
+// tombstones unless keepTombs is set. It stops at keys without prefix.
+type mergeIter struct {
+	srcs      []source
+	prefix    string
+	keepTombs bool
+	cur       int // index of the source holding the current key, -1 when done
+	err       error
+}
+
+func newMergeIter(srcs []source, prefix string, keepTombs bool) *mergeIter {
+	m := &mergeIter{srcs: srcs, prefix: prefix, keepTombs: keepTombs}
+	m.seek(prefix)
+	return m
+}
+
+func (m *mergeIter) valid() bool { return m.err == nil && m.cur >= 0 }
+func (m *mergeIter) key() string { return m.srcs[m.cur].key() }
+func (m *mergeIter) val() []byte { return m.srcs[m.cur].val() }
+
+// settle picks the smallest key, advances the other sources past it, and
+// skips tombstones.
+func (m *mergeIter) settle() {
+	for {
+		m.cur = -1
+		for i, s := range m.srcs {
+			if s.valid() && (m.cur < 0 || s.key() < m.srcs[m.cur].key()) {
+				m.cur = i
+			}
+		}
+		if m.cur < 0 {
+			return
+		}
+		k := m.srcs[m.cur].key()
+		if !strings.HasPrefix(k, m.prefix) {
+			m.cur = -1
+			return
+		}
+		for i, s := range m.srcs {
+			if i != m.cur && s.valid() && s.key() == k {
+				if err := s.next(); err != nil {
+					m.err = err
+					return
+				}
+			}
+		}
+		if m.keepTombs || !isTomb(m.srcs[m.cur].val()) {
+			return
+		}
+		if err := m.srcs[m.cur].next(); err != nil {
+			m.err = err
+			return
+		}
+	}
+}
+
+func (m *mergeIter) next() {
+	if !m.valid() {
+		return
+	}
+	if err := m.srcs[m.cur].next(); err != nil {
+		m.err = err
+		return
+	}
+	m.settle()
+}
+
+func (m *mergeIter) seek(key string) {
+	if key < m.prefix {
+		key = m.prefix
+	}
+	for _, s := range m.srcs {
+		if err := s.seek(key); err != nil {
+			m.err = err
+			return
+		}
+	}
+	m.settle()
+}
+
+// Values in the state tree start with a flag byte: present or tombstone.
+const (
+	valTomb    byte = 0
+	valPresent byte = 1
+)
+
+func isTomb(v []byte) bool { return len(v) == 0 || v[0] == valTomb }
+
+var tombVal = []byte{valTomb}
