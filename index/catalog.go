@@ -70,6 +70,10 @@ type CatalogOptions struct {
 	// MaxOpen is how many instances stay open at once; the least recently
 	// used is closed beyond it (its keys zeroed). Default 1000.
 	MaxOpen int
+	// CacheBytes is the budget of the one cache of decrypted state pages,
+	// posting lists and packs that every instance of the catalog shares
+	// (unless Instance.Cache is set). Default 256 MiB.
+	CacheBytes int64
 }
 
 // DefaultHome returns $BLINDEX_HOME, else ~/.blindex.
@@ -120,6 +124,12 @@ func NewCatalog(st store.Store, opts CatalogOptions) (*Catalog, error) {
 	}
 	if opts.MaxOpen == 0 {
 		opts.MaxOpen = 1000
+	}
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = 256 << 20
+	}
+	if opts.Instance.Cache == nil {
+		opts.Instance.Cache = NewCache(opts.CacheBytes)
 	}
 	if opts.Local == nil {
 		p, err := keys.NewLocalProvider(opts.Home)
