@@ -110,7 +110,7 @@ func TestOpenReadsNoStatePages(t *testing.T) {
 		t.Fatalf("an exact-term search read %d pages of %d (runs %d)", got, pages, runs)
 	}
 	// Expansion queries read more, but results stay exact.
-	for q, want := range map[string]uint64{"summary:node12*": 111, "votes:>=2990": 10, "summary:node123~1": 0, "project:P3": (n-3+6)/7} {
+	for q, want := range map[string]uint64{"summary:node12*": 111, "votes:>=2990": 10, "summary:node123~1": 0, "project:P3": (n - 3 + 6) / 7} {
 		res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery(q)))
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)
