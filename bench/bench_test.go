@@ -256,7 +256,7 @@ func benchDocs() int {
 func BenchmarkIndex(b *testing.B) {
 	cfg := corpusOrSkip(b)
 	n := benchDocs()
-	docs, err := readDocs(cfg.Corpus, cfg.IDField, n)
+	docs, err := readDocs(cfg.Corpus, cfg.IDField, n, cfg.Seed)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func (c *fixtureCache) get(tb testing.TB, cfg Config, n int) *queryFixture {
 	if f := c.byN[n]; f != nil {
 		return f
 	}
-	docs, err := readDocs(cfg.Corpus, cfg.IDField, n)
+	docs, err := readDocs(cfg.Corpus, cfg.IDField, n, cfg.Seed)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -482,4 +482,85 @@ func (c *fixtureCache) release() {
 		}
 	}
 	c.byN = nil
+}
+
+// TestSynthesis: past the end of the corpus the source cycles it with new,
+// unique ids and perturbed content, the same for the same seed; the corpus
+// itself comes first, unchanged.
+func TestSynthesis(t *testing.T) {
+	cfg := corpusOrSkip(t)
+	const base = 40
+	orig, err := readDocs(cfg.Corpus, cfg.IDField, base, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A small corpus: the first 40 documents of the real one.
+	var lines []byte
+	for _, d := range orig {
+		lines = append(append(lines, d.body...), '\n')
+	}
+	small := filepath.Join(t.TempDir(), "small.ndjson")
+	if err := os.WriteFile(small, lines, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3*base + 7
+	a, err := readDocs(small, cfg.IDField, n, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := readDocs(small, cfg.IDField, n, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := readDocs(small, cfg.IDField, n, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	changed, seedDiffers := 0, 0
+	for i, d := range a {
+		if ids[d.id] {
+			t.Fatalf("document %d: id %q repeated", i, d.id)
+		}
+		ids[d.id] = true
+		if string(d.body) != string(b[i].body) || d.id != b[i].id {
+			t.Fatalf("document %d differs between two runs with the same seed", i)
+		}
+		if string(d.body) != string(c[i].body) {
+			seedDiffers++
+		}
+		var fields map[string]any
+		if err := json.Unmarshal(d.body, &fields); err != nil {
+			t.Fatalf("document %d is not JSON: %v", i, err)
+		}
+		if fields[cfg.IDField] != d.id {
+			t.Fatalf("document %d: id field %v, doc id %q", i, fields[cfg.IDField], d.id)
+		}
+		o := orig[i%base]
+		if i < base {
+			if string(d.body) != string(o.body) {
+				t.Fatalf("document %d of the corpus itself was changed", i)
+			}
+			continue
+		}
+		if want := synthID(o.id, i/base); d.id != want {
+			t.Fatalf("document %d: id %q, want %q", i, d.id, want)
+		}
+		var of map[string]any
+		if err := json.Unmarshal(o.body, &of); err != nil {
+			t.Fatal(err)
+		}
+		if fields["summary"] != of["summary"] || fields["created"] != of["created"] {
+			changed++
+		}
+		if fields["project"] != of["project"] {
+			t.Fatalf("document %d: project %v, want the original's %v", i, fields["project"], of["project"])
+		}
+	}
+	if changed < (n-base)*9/10 {
+		t.Errorf("only %d of %d synthesized documents differ from their original in summary or date", changed, n-base)
+	}
+	if seedDiffers < (n-base)/2 {
+		t.Errorf("another seed changed only %d of %d synthesized documents", seedDiffers, n-base)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +27,7 @@ type childSpec struct {
 	Sizes     []int   `json:"sizes"`
 	BatchSize int     `json:"batch_size"`
 	Durable   bool    `json:"durable"`
+	Seed      int64   `json:"seed"`
 	Dir       string  `json:"dir"`
 	Queries   []Query `json:"queries"`
 }
@@ -91,7 +91,7 @@ func childWork(ctx context.Context, spec childSpec) (*childResult, error) {
 		return nil, err
 	}
 	defer e.release()
-	cr, err := openCorpus(spec.Corpus, spec.IDField)
+	cr, err := newDocSource(spec.Corpus, spec.IDField, spec.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -112,9 +112,6 @@ func childWork(ctx context.Context, spec childSpec) (*childResult, error) {
 	for _, size := range spec.Sizes {
 		for n < size {
 			d, err := cr.next()
-			if errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("bench: child: the corpus has only %d documents", n)
-			}
 			if err != nil {
 				return nil, err
 			}
@@ -175,7 +172,7 @@ func (r *runner) memory(ctx context.Context, workDir string, rep *Report) error 
 	for _, i := range [2]int{1, 0} {
 		spec := childSpec{
 			Engine: names[i], Corpus: r.cfg.Corpus, Mapping: r.cfg.Mapping, IDField: r.cfg.IDField,
-			Sizes: r.cfg.Sizes, BatchSize: r.cfg.BatchSize, Durable: r.cfg.Durable,
+			Sizes: r.cfg.Sizes, BatchSize: r.cfg.BatchSize, Durable: r.cfg.Durable, Seed: r.cfg.Seed,
 			Dir: filepath.Join(workDir, "mem-"+names[i]), Queries: r.lastQueries,
 		}
 		r.logf("peak memory: %s alone (%s), %d documents", names[i], mem.Method, spec.Sizes[len(spec.Sizes)-1])

@@ -37,7 +37,10 @@ type Config struct {
 
 	// Sizes are the corpus sizes (numbers of documents, from the start of
 	// the corpus) at which everything is measured; the index grows from one
-	// to the next. Default [2500, 10000]; [1000] when Short.
+	// to the next. A size larger than the corpus is made of the corpus
+	// followed by synthesized copies of it: new ids, a few words swapped
+	// between issues, shifted dates and counts, deterministic from Seed
+	// (see docSource). Default [2500, 10000]; [1000] when Short.
 	Sizes []int `json:"sizes"`
 	// BatchSize is the number of documents per indexing batch, for both
 	// engines. Default 100.
@@ -65,8 +68,8 @@ type Config struct {
 	// defaults). Default: the smallest size; 300 when Short; negative skips
 	// it.
 	DurableDocs int `json:"durable_docs"`
-	// Seed seeds every random choice (query generation, query order).
-	// Default 1.
+	// Seed seeds every random choice (query generation, query order,
+	// corpus synthesis). Default 1.
 	Seed int64 `json:"seed"`
 
 	// OutDir receives report.json, ratios.svg and growth.svg. Default

@@ -43,7 +43,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	maxN := cfg.Sizes[len(cfg.Sizes)-1]
 	logf("reading the first %d documents of %s", maxN, cfg.Corpus)
-	docs, err := readDocs(cfg.Corpus, cfg.IDField, maxN)
+	docs, err := readDocs(cfg.Corpus, cfg.IDField, maxN, cfg.Seed)
 	if err != nil {
 		return nil, err
 	}
