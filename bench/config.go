@@ -68,6 +68,16 @@ type Config struct {
 	// defaults). Default: the smallest size; 300 when Short; negative skips
 	// it.
 	DurableDocs int `json:"durable_docs"`
+	// LoadSeconds is how long each engine's searches run under a steady
+	// indexing load at the largest size (in two rounds, alternating
+	// engines; plus half as long idle). Default 20; 4 when Short; negative
+	// skips the load measurement.
+	LoadSeconds float64 `json:"load_seconds"`
+	// LoadDocsPerSec is the rate of the writer under load, in documents
+	// per second (batches of BatchSize). Default 200.
+	LoadDocsPerSec int `json:"load_docs_per_sec"`
+	// Server configures the server scenario (see ServerConfig).
+	Server ServerConfig `json:"server"`
 	// Seed seeds every random choice (query generation, query order,
 	// corpus synthesis). Default 1.
 	Seed int64 `json:"seed"`
@@ -170,6 +180,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
+	if c.LoadSeconds == 0 {
+		c.LoadSeconds = float64(pick(c.Short, 4, 20))
+	}
+	if c.LoadDocsPerSec == 0 {
+		c.LoadDocsPerSec = 200
+	}
 	if c.OutDir == "" {
 		c.OutDir = "bench-out"
 	}
@@ -188,6 +204,13 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	slices.Sort(c.Sizes)
 	c.Sizes = slices.Compact(c.Sizes)
+	if len(c.Sizes) > 0 {
+		c.Server = c.Server.withDefaults(c.Short, c.Sizes[len(c.Sizes)-1])
+	}
+	errs = append(errs, c.Server.check()...)
+	if c.LoadDocsPerSec < 0 {
+		errs = append(errs, fmt.Errorf("bench: load rate %d docs/s must be positive", c.LoadDocsPerSec))
+	}
 	for _, n := range c.Sizes {
 		if n <= 0 {
 			errs = append(errs, fmt.Errorf("bench: size %d: sizes must be positive", n))

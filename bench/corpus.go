@@ -89,20 +89,27 @@ func (r *corpusReader) Close() error {
 // readDocs returns the first n documents of the run (see docSource: past
 // the end of the corpus, synthesized copies).
 func readDocs(path, idField string, n int, seed int64) ([]doc, error) {
+	docs, _, err := readDocsCounted(path, idField, n, seed)
+	return docs, err
+}
+
+// readDocsCounted is readDocs that also returns the number of documents of
+// the corpus when the n documents went past its end (else 0).
+func readDocsCounted(path, idField string, n int, seed int64) ([]doc, int, error) {
 	src, err := newDocSource(path, idField, seed)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer src.Close()
 	docs := make([]doc, 0, n)
 	for len(docs) < n {
 		d, err := src.next()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		docs = append(docs, d)
 	}
-	return docs, nil
+	return docs, src.perCycle, nil
 }
 
 // readQueryLines reads a query file: one query a line, blank and "#" lines

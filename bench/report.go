@@ -28,8 +28,16 @@ type Report struct {
 	// Durable is the indexing comparison with both engines syncing every
 	// batch (nil when skipped).
 	Durable *IndexingComparison `json:"durable_indexing,omitempty"`
-	// Memory is the peak-memory measurement.
+	// Memory is the peak-memory measurement while indexing.
 	Memory Memory `json:"memory"`
+	// Load is search latency under a steady indexing load at the largest
+	// size (nil when skipped).
+	Load *LoadFigures `json:"load,omitempty"`
+	// Server is the server scenario (nil when skipped).
+	Server *ServerFigures `json:"server,omitempty"`
+	// CorpusDocs is the number of documents of the corpus file; documents
+	// beyond it are synthesized (Config.Sizes).
+	CorpusDocs int `json:"corpus_docs"`
 	// Targets are the issue's targets, checked at every size.
 	Targets []Target `json:"targets"`
 	// Queries is the query set at the largest size.
@@ -79,6 +87,12 @@ type Stage struct {
 	// WallSeconds is the wall time of this size: indexing (both engines),
 	// close, reopen, queries and relevance.
 	WallSeconds float64 `json:"wall_seconds"`
+	// Cold is each engine opened and searched in a new process after this
+	// size (nil without child processes).
+	Cold *ColdFigures `json:"cold,omitempty"`
+	// Steady is the warm latency again once bleve's background merges
+	// finished.
+	Steady *SteadyFigures `json:"steady,omitempty"`
 	// BlindexMetrics is blindex's own counter snapshot after the queries.
 	BlindexMetrics index.Metrics `json:"blindex_metrics"`
 }

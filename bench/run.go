@@ -43,9 +43,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	maxN := cfg.Sizes[len(cfg.Sizes)-1]
 	logf("reading the first %d documents of %s", maxN, cfg.Corpus)
-	docs, err := readDocs(cfg.Corpus, cfg.IDField, maxN, cfg.Seed)
+	docs, perCycle, err := readDocsCounted(cfg.Corpus, cfg.IDField, maxN, cfg.Seed)
 	if err != nil {
 		return nil, err
+	}
+	if perCycle > 0 {
+		rep.CorpusDocs = perCycle
+		logf("the corpus holds %d documents; %d more are synthesized from it (seed %d)", perCycle, maxN-perCycle, cfg.Seed)
 	}
 	lines, err := readQueryLines(cfg.Queries)
 	if err != nil {
@@ -88,6 +92,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Durable = d
 	}
 	if err := r.memory(ctx, workDir, rep); err != nil {
+		return nil, err
+	}
+	if err := r.serverScenario(ctx, workDir, rep); err != nil {
 		return nil, err
 	}
 	rep.Machine.LoadAvg = append(rep.Machine.LoadAvg, loadAvg())
@@ -278,7 +285,7 @@ func (r *runner) mainRun(ctx context.Context, dir string, rep *Report) error {
 		r.lastQueries = qs
 		rep.Queries = qs
 		r.logf("%d documents: %d queries, %d measured runs each per engine", n, len(qs), r.cfg.Reps)
-		if err := r.queries(ctx, engines, qs, rng, &st); err != nil {
+		if err := r.queries(ctx, engines, qs, rng, &st, true); err != nil {
 			return err
 		}
 		if err := r.relevance(ctx, engines, r.docs[:n], &st); err != nil {
@@ -286,16 +293,44 @@ func (r *runner) mainRun(ctx context.Context, dir string, rep *Report) error {
 		}
 		st.KMS.DuringQueries = bx.prov.calls() - kms2
 		st.KMS.KeyringDuring += bx.kr.Metrics().ProviderCalls - kr2
-		st.WallSeconds = time.Since(stageStart).Seconds()
 		st.KMS.Searches = bx.metrics().Searches - s0
+		st.BlindexMetrics = bx.metrics()
+		if err := r.steady(ctx, engines, qs, rng, &st); err != nil {
+			return err
+		}
+		// Cold: each engine opened and searched in a new process.
+		if len(r.cfg.ChildCommand) > 0 {
+			for _, i := range order(si) {
+				if err := engines[i].close(); err != nil {
+					return fmt.Errorf("bench: %s: close: %w", engines[i].name(), err)
+				}
+			}
+			r.logf("%d documents: cold open and first queries, one new process per engine", n)
+			if err := r.cold(ctx, filepath.Dir(dir), engines, qs, &st); err != nil {
+				return err
+			}
+			for _, i := range order(si) {
+				if err := engines[i].reopen(ctx); err != nil {
+					return fmt.Errorf("bench: %s: reopen: %w", engines[i].name(), err)
+				}
+			}
+		}
+		st.WallSeconds = time.Since(stageStart).Seconds()
 		st.KMS.Calls = bx.prov.calls()
 		st.KMS.Generate = bx.prov.generate.Load()
 		st.KMS.Unwrap = bx.prov.unwrap.Load()
 		st.KMS.KeyringProviderCalls = bx.kr.Metrics().ProviderCalls
-		st.BlindexMetrics = bx.metrics()
 		rep.Stages = append(rep.Stages, st)
 		rep.Machine.LoadAvg = append(rep.Machine.LoadAvg, loadAvg())
 		prev = n
+	}
+	if r.cfg.LoadSeconds > 0 {
+		n := r.cfg.Sizes[len(r.cfg.Sizes)-1]
+		f, err := r.load(ctx, engines, r.docs[:n], r.lastQueries, rng)
+		if err != nil {
+			return err
+		}
+		rep.Load = f
 	}
 	return nil
 }
@@ -316,7 +351,7 @@ type prepared struct {
 
 // queries measures every query class, single-threaded and concurrent, and
 // compares hit counts.
-func (r *runner) queries(ctx context.Context, engines [2]engine, qs []Query, rng *rand.Rand, st *Stage) error {
+func (r *runner) queries(ctx context.Context, engines [2]engine, qs []Query, rng *rand.Rand, st *Stage, concurrent bool) error {
 	var ps []prepared
 	for _, q := range qs {
 		p, err := q.Parse()
@@ -393,7 +428,7 @@ func (r *runner) queries(ctx context.Context, engines [2]engine, qs []Query, rng
 	// Concurrent: per class, Reps rounds, each round running every query
 	// of the class once from Concurrency goroutines on one engine;
 	// alternating engine order by round.
-	if r.cfg.Concurrency > 0 {
+	if concurrent && r.cfg.Concurrency > 0 {
 		byClass := map[string][]prepared{}
 		for _, p := range ok {
 			byClass[p.Class] = append(byClass[p.Class], p)
