@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -562,5 +565,74 @@ func TestSynthesis(t *testing.T) {
 	}
 	if seedDiffers < (n-base)/2 {
 		t.Errorf("another seed changed only %d of %d synthesized documents", seedDiffers, n-base)
+	}
+}
+
+// TestCharts renders both charts from a report of two sizes and checks that
+// they are well-formed SVG holding a bar per ratio and a line per series.
+func TestCharts(t *testing.T) {
+	stage := func(docs int, k float64) Stage {
+		s := Stage{Docs: docs, SizeMB: pair(12*k, 10), Indexing: Indexing{DocsPerSec: pair(100, 150)},
+			Cold: &ColdFigures{OpenFirstQuerySeconds: pair(0.5*k, 0.01), PeakRSSMB: pair(200*k, 100)}}
+		for i, c := range classOrder() {
+			s.Classes = append(s.Classes, ClassFigures{Class: c, P50: pair(float64(i+1)*k, 2), P99: pair(float64(i+2)*k, 3)})
+		}
+		return s
+	}
+	rep := &Report{Stages: []Stage{stage(10000, 1), stage(40702, 3)}}
+	rep.Memory.Checkpoints = []MemCheckpoint{{Docs: 10000, PeakMB: pair(300, 200)}, {Docs: 40702, PeakMB: pair(900, 400)}}
+	out := t.TempDir()
+	paths, err := writeCharts(rep, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 2 {
+		t.Fatalf("charts %v, want ratios.svg and growth.svg", paths)
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := xml.NewDecoder(bytes.NewReader(data))
+		counts := map[string]int{}
+		for {
+			tok, err := dec.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s is not well-formed XML: %v", p, err)
+			}
+			if se, ok := tok.(xml.StartElement); ok {
+				counts[se.Name.Local]++
+			}
+		}
+		if counts["svg"] != 1 {
+			t.Errorf("%s: %d svg elements", p, counts["svg"])
+		}
+		switch filepath.Base(p) {
+		case "ratios.svg":
+			// index time, size, peak RSS indexing and searching, cold
+			// open, then p50 and p99 of every class; plus the background
+			// and three legend swatches.
+			want := 5 + 2*len(classOrder()) + 1 + 3
+			if counts["rect"] != want {
+				t.Errorf("ratios.svg: %d rects, want %d", counts["rect"], want)
+			}
+			for _, c := range classOrder() {
+				if !strings.Contains(string(data), ">"+c+"<") {
+					t.Errorf("ratios.svg: no label %q", c)
+				}
+			}
+		case "growth.svg":
+			// eight series of two points each.
+			if counts["polyline"] != 8 || counts["circle"] != 16 {
+				t.Errorf("growth.svg: %d lines, %d points; want 8, 16", counts["polyline"], counts["circle"])
+			}
+			if !strings.Contains(string(data), ">40702<") {
+				t.Error("growth.svg: no size label 40702")
+			}
+		}
 	}
 }
