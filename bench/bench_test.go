@@ -161,6 +161,70 @@ func TestShortRun(t *testing.T) {
 		t.Error("no targets evaluated")
 	}
 
+	// Cold: each engine opened and searched in its own new process.
+	if c := s.Cold; c == nil {
+		t.Error("no cold figures")
+	} else {
+		finite("cold open", c.OpenSeconds)
+		finite("first query", c.FirstQueryMs)
+		finite("open + first query", c.OpenFirstQuerySeconds)
+		finite("peak RSS searching", c.PeakRSSMB)
+		if c.FirstQueryClass != ClassTermMedium {
+			t.Errorf("first query class %q, want %s", c.FirstQueryClass, ClassTermMedium)
+		}
+		var cold []string
+		for _, cc := range c.Classes {
+			cold = append(cold, cc.Class)
+			finite("cold "+cc.Class, cc.Ms)
+		}
+		if !slices.Equal(cold, classOrder()) {
+			t.Errorf("cold classes = %v, want every class", cold)
+		}
+	}
+	// Steady: bleve settled, every class measured again.
+	if sf := s.Steady; sf == nil {
+		t.Error("no steady-state figures")
+	} else {
+		if !sf.Reached || sf.BleveSegments == 0 {
+			t.Errorf("bleve did not settle: %+v", sf)
+		}
+		finite("steady size", sf.SizeMB)
+		if len(sf.Classes) != len(s.Classes) {
+			t.Errorf("steady: %d classes, want %d", len(sf.Classes), len(s.Classes))
+		}
+		for _, c := range sf.Classes {
+			finite("steady p50 "+c.Class, c.P50)
+		}
+	}
+	// Load: both engines searched while their writer wrote.
+	if l := rep.Load; l == nil {
+		t.Error("no load figures")
+	} else {
+		finite("written under load", l.WrittenDocsPerSec)
+		finite("p99 under load", l.P99)
+		finite("p99 idle", l.IdleP99)
+		if l.Docs != 1000 || l.Blindex.N == 0 || l.Bleve.N == 0 {
+			t.Errorf("load: %d docs, %d and %d searches", l.Docs, l.Blindex.N, l.Bleve.N)
+		}
+	}
+	// Server: every probe answered, every instance created.
+	if sv := rep.Server; sv == nil {
+		t.Error("no server figures")
+	} else {
+		c := sv.Config
+		if len(sv.Large) != len(c.Large) || c.Small <= c.MaxOpen {
+			t.Errorf("server: %d large instances for %v; %d small with MaxOpen %d", len(sv.Large), c.Large, c.Small, c.MaxOpen)
+		}
+		for _, p := range append(slices.Clone(sv.Large), sv.Small) {
+			if p.Evicted.N != c.Probes || p.Hot.N != c.Probes || p.Evicted.P50 <= 0 || p.Hot.P50 <= 0 {
+				t.Errorf("server probe of %d docs: %+v, want %d probes of each kind", p.Docs, p, c.Probes)
+			}
+		}
+		if sv.CreateSeconds <= 0 || sv.RSSAfterCreateMB <= 0 || sv.PeakMB < sv.RSSAfterCreateMB || sv.Budget == "" {
+			t.Errorf("server figures incomplete: %+v", sv)
+		}
+	}
+
 	data, err := os.ReadFile(rep.Outputs.JSON)
 	if err != nil {
 		t.Fatal(err)

@@ -70,7 +70,7 @@ type Config struct {
 	DurableDocs int `json:"durable_docs"`
 	// LoadSeconds is how long each engine's searches run under a steady
 	// indexing load at the largest size (in two rounds, alternating
-	// engines; plus half as long idle). Default 20; 4 when Short; negative
+	// engines; plus half as long idle). Default 20; 2 when Short; negative
 	// skips the load measurement.
 	LoadSeconds float64 `json:"load_seconds"`
 	// LoadDocsPerSec is the rate of the writer under load, in documents
@@ -99,6 +99,12 @@ type Config struct {
 	// Default: none; peak memory is measured in this process (see the
 	// package documentation).
 	ChildCommand []string `json:"child_command,omitempty"`
+	// Skip lists phases not to run: PhaseMain (the alternating run with
+	// its queries, cold processes, steady state and load), PhaseDurable,
+	// PhaseMemory (the indexing peak-RSS children) and PhaseServer, so
+	// that the long phases of a large run can run as separate processes
+	// side by side. Default: run everything.
+	Skip []string `json:"skip,omitempty"`
 	// Short selects the short defaults noted on each field (for CI).
 	Short bool `json:"short"`
 	// Log receives progress lines. Default: discarded.
@@ -128,6 +134,17 @@ func classOrder() []string {
 		ClassBoolean, ClassWildcard, ClassFuzzy, ClassRegexp, ClassRange, ClassLong,
 	}
 }
+
+// Phases that Config.Skip can name.
+const (
+	PhaseMain    = "main"
+	PhaseDurable = "durable"
+	PhaseMemory  = "memory"
+	PhaseServer  = "server"
+)
+
+// skips reports whether phase is in c.Skip.
+func (c Config) skips(phase string) bool { return slices.Contains(c.Skip, phase) }
 
 // childEnv is set in a child process's environment.
 const childEnv = "BLINDEX_BENCH_CHILD"
@@ -181,7 +198,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Seed = 1
 	}
 	if c.LoadSeconds == 0 {
-		c.LoadSeconds = float64(pick(c.Short, 4, 20))
+		c.LoadSeconds = float64(pick(c.Short, 2, 20))
 	}
 	if c.LoadDocsPerSec == 0 {
 		c.LoadDocsPerSec = 200
@@ -208,6 +225,11 @@ func (c Config) withDefaults() (Config, error) {
 		c.Server = c.Server.withDefaults(c.Short, c.Sizes[len(c.Sizes)-1])
 	}
 	errs = append(errs, c.Server.check()...)
+	for _, p := range c.Skip {
+		if !slices.Contains([]string{PhaseMain, PhaseDurable, PhaseMemory, PhaseServer}, p) {
+			errs = append(errs, fmt.Errorf("bench: skip %q: not a phase (main, durable, memory, server)", p))
+		}
+	}
 	if c.LoadDocsPerSec < 0 {
 		errs = append(errs, fmt.Errorf("bench: load rate %d docs/s must be positive", c.LoadDocsPerSec))
 	}

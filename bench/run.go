@@ -80,10 +80,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	r := &runner{cfg: cfg, m: m, docs: docs, fileQs: fileQs, dups: dups, logf: logf}
-	if err := r.mainRun(ctx, filepath.Join(workDir, "main"), rep); err != nil {
+	if cfg.skips(PhaseMain) {
+		// The queries the memory children run come from the vocabulary.
+		v, err := buildVocabulary(docs)
+		if err != nil {
+			return nil, err
+		}
+		r.lastQueries = append(slices.Clone(fileQs), generateQueries(v, dups, cfg.PerClass, cfg.Seed)...)
+	} else if err := r.mainRun(ctx, filepath.Join(workDir, "main"), rep); err != nil {
 		return nil, err
 	}
-	if cfg.DurableDocs > 0 {
+	if cfg.DurableDocs > 0 && !cfg.skips(PhaseDurable) {
 		logf("durable indexing comparison: %d documents", min(cfg.DurableDocs, len(docs)))
 		d, err := r.indexOnly(ctx, filepath.Join(workDir, "durable"), docs[:min(cfg.DurableDocs, len(docs))], true)
 		if err != nil {
@@ -91,11 +98,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Durable = d
 	}
-	if err := r.memory(ctx, workDir, rep); err != nil {
-		return nil, err
+	if !cfg.skips(PhaseMemory) {
+		if err := r.memory(ctx, workDir, rep); err != nil {
+			return nil, err
+		}
 	}
-	if err := r.serverScenario(ctx, workDir, rep); err != nil {
-		return nil, err
+	if !cfg.skips(PhaseServer) {
+		if err := r.serverScenario(ctx, workDir, rep); err != nil {
+			return nil, err
+		}
 	}
 	rep.Machine.LoadAvg = append(rep.Machine.LoadAvg, loadAvg())
 	rep.Seconds = time.Since(start).Seconds()

@@ -22,7 +22,7 @@ import (
 // (package server, in its own process, on loopback) holding many small
 // instances and a few large ones, with at most MaxOpen open at once.
 type ServerConfig struct {
-	// Small is the number of small instances. Default 10,000; 200 when
+	// Small is the number of small instances. Default 10,000; 60 when
 	// Short; negative skips the scenario.
 	Small int `json:"small"`
 	// SmallDocs is the number of documents of each small instance.
@@ -32,7 +32,7 @@ type ServerConfig struct {
 	// the run's largest size and a quarter of it; [300] when Short.
 	Large []int `json:"large"`
 	// MaxOpen is the server's Config.MaxOpen: how many instances are open
-	// at once. Default 64.
+	// at once. Default 64; 16 when Short.
 	MaxOpen int `json:"max_open"`
 	// CacheBytes is each instance's index.Options.CacheBytes. Default
 	// 4 MiB.
@@ -52,7 +52,7 @@ type ServerConfig struct {
 
 func (c ServerConfig) withDefaults(short bool, largest int) ServerConfig {
 	if c.Small == 0 {
-		c.Small = pick(short, 200, 10000)
+		c.Small = pick(short, 60, 10000)
 	}
 	if c.SmallDocs == 0 {
 		c.SmallDocs = 3
@@ -65,7 +65,7 @@ func (c ServerConfig) withDefaults(short bool, largest int) ServerConfig {
 		}
 	}
 	if c.MaxOpen == 0 {
-		c.MaxOpen = 64
+		c.MaxOpen = pick(short, 16, 64)
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = 4 << 20

@@ -51,6 +51,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		inProcess bool
 		quiet     bool
 		large     string
+		skip      string
 	)
 	fs.StringVar(&cfg.CorpusDir, "corpus-dir", "", "`DIR`ectory holding the corpus files (default $BLINDEX_CORPUS, else ../shared/corpus)")
 	fs.StringVar(&cfg.Corpus, "corpus", "", "NDJSON corpus `FILE`, gzip when it ends in .gz (default CORPUS-DIR/jira-apache.ndjson.gz)")
@@ -67,11 +68,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&cfg.Durable, "durable", false, "sync every batch in the main run (default: neither engine syncs per batch; both flush at close)")
 	fs.IntVar(&cfg.DurableDocs, "durable-docs", 0, "documents of the separate durable indexing comparison; negative skips it (default the smallest size; 300 with --short)")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "seed for query generation and order and corpus synthesis (default 1)")
-	fs.Float64Var(&cfg.LoadSeconds, "load-seconds", 0, "seconds of searching under an indexing load per engine at the largest size; negative skips it (default 20; 4 with --short)")
+	fs.Float64Var(&cfg.LoadSeconds, "load-seconds", 0, "seconds of searching under an indexing load per engine at the largest size; negative skips it (default 20; 2 with --short)")
 	fs.IntVar(&cfg.LoadDocsPerSec, "load-rate", 0, "documents per second the writer indexes during the load measurement (default 200)")
-	fs.IntVar(&cfg.Server.Small, "server-small", 0, "small instances of the server scenario; negative skips it (default 10000; 200 with --short)")
+	fs.IntVar(&cfg.Server.Small, "server-small", 0, "small instances of the server scenario; negative skips it (default 10000; 60 with --short)")
 	fs.StringVar(&large, "server-large", "", "comma-separated `SIZES` of the server scenario's large instances (default the largest size and a quarter of it; 300 with --short)")
-	fs.IntVar(&cfg.Server.MaxOpen, "server-max-open", 0, "the server's MaxOpen in the server scenario (default 64)")
+	fs.StringVar(&skip, "skip", "", "comma-separated `PHASES` not to run: main, durable, memory, server (to run the long phases of a large run as separate processes side by side)")
+	fs.IntVar(&cfg.Server.MaxOpen, "server-max-open", 0, "the server's MaxOpen in the server scenario (default 64; 16 with --short)")
 	fs.StringVar(&cfg.OutDir, "out", "", "output `DIR`ectory for report.json and the charts (default bench-out)")
 	fs.StringVar(&cfg.WorkDir, "work", "", "`DIR`ectory for the engines' data (default a temporary directory, removed)")
 	fs.BoolVar(&cfg.KeepData, "keep", false, "keep the engines' data directories")
@@ -99,6 +101,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if fs.NArg() != 0 {
 		fmt.Fprintf(stderr, "blindex bench: unexpected argument %q; see 'blindex bench -h'\n", fs.Arg(0))
 		return exitUsage
+	}
+	for _, p := range strings.Split(skip, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Skip = append(cfg.Skip, p)
+		}
 	}
 	var ok bool
 	if cfg.Sizes, ok = parseSizes("--sizes", sizes, stderr); !ok {
