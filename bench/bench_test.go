@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -158,6 +161,70 @@ func TestShortRun(t *testing.T) {
 		t.Error("no targets evaluated")
 	}
 
+	// Cold: each engine opened and searched in its own new process.
+	if c := s.Cold; c == nil {
+		t.Error("no cold figures")
+	} else {
+		finite("cold open", c.OpenSeconds)
+		finite("first query", c.FirstQueryMs)
+		finite("open + first query", c.OpenFirstQuerySeconds)
+		finite("peak RSS searching", c.PeakRSSMB)
+		if c.FirstQueryClass != ClassTermMedium {
+			t.Errorf("first query class %q, want %s", c.FirstQueryClass, ClassTermMedium)
+		}
+		var cold []string
+		for _, cc := range c.Classes {
+			cold = append(cold, cc.Class)
+			finite("cold "+cc.Class, cc.Ms)
+		}
+		if !slices.Equal(cold, classOrder()) {
+			t.Errorf("cold classes = %v, want every class", cold)
+		}
+	}
+	// Steady: bleve settled, every class measured again.
+	if sf := s.Steady; sf == nil {
+		t.Error("no steady-state figures")
+	} else {
+		if !sf.Reached || sf.BleveSegments == 0 {
+			t.Errorf("bleve did not settle: %+v", sf)
+		}
+		finite("steady size", sf.SizeMB)
+		if len(sf.Classes) != len(s.Classes) {
+			t.Errorf("steady: %d classes, want %d", len(sf.Classes), len(s.Classes))
+		}
+		for _, c := range sf.Classes {
+			finite("steady p50 "+c.Class, c.P50)
+		}
+	}
+	// Load: both engines searched while their writer wrote.
+	if l := rep.Load; l == nil {
+		t.Error("no load figures")
+	} else {
+		finite("written under load", l.WrittenDocsPerSec)
+		finite("p99 under load", l.P99)
+		finite("p99 idle", l.IdleP99)
+		if l.Docs != 1000 || l.Blindex.N == 0 || l.Bleve.N == 0 {
+			t.Errorf("load: %d docs, %d and %d searches", l.Docs, l.Blindex.N, l.Bleve.N)
+		}
+	}
+	// Server: every probe answered, every instance created.
+	if sv := rep.Server; sv == nil {
+		t.Error("no server figures")
+	} else {
+		c := sv.Config
+		if len(sv.Large) != len(c.Large) || c.Small <= c.MaxOpen {
+			t.Errorf("server: %d large instances for %v; %d small with MaxOpen %d", len(sv.Large), c.Large, c.Small, c.MaxOpen)
+		}
+		for _, p := range append(slices.Clone(sv.Large), sv.Small) {
+			if p.Evicted.N != c.Probes || p.Hot.N != c.Probes || p.Evicted.P50 <= 0 || p.Hot.P50 <= 0 {
+				t.Errorf("server probe of %d docs: %+v, want %d probes of each kind", p.Docs, p, c.Probes)
+			}
+		}
+		if sv.CreateSeconds <= 0 || sv.RSSAfterCreateMB <= 0 || sv.PeakMB < sv.RSSAfterCreateMB || sv.Budget == "" {
+			t.Errorf("server figures incomplete: %+v", sv)
+		}
+	}
+
 	data, err := os.ReadFile(rep.Outputs.JSON)
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +323,7 @@ func benchDocs() int {
 func BenchmarkIndex(b *testing.B) {
 	cfg := corpusOrSkip(b)
 	n := benchDocs()
-	docs, err := readDocs(cfg.Corpus, cfg.IDField, n)
+	docs, err := readDocs(cfg.Corpus, cfg.IDField, n, cfg.Seed)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -391,7 +458,7 @@ func (c *fixtureCache) get(tb testing.TB, cfg Config, n int) *queryFixture {
 	if f := c.byN[n]; f != nil {
 		return f
 	}
-	docs, err := readDocs(cfg.Corpus, cfg.IDField, n)
+	docs, err := readDocs(cfg.Corpus, cfg.IDField, n, cfg.Seed)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -482,4 +549,154 @@ func (c *fixtureCache) release() {
 		}
 	}
 	c.byN = nil
+}
+
+// TestSynthesis: past the end of the corpus the source cycles it with new,
+// unique ids and perturbed content, the same for the same seed; the corpus
+// itself comes first, unchanged.
+func TestSynthesis(t *testing.T) {
+	cfg := corpusOrSkip(t)
+	const base = 40
+	orig, err := readDocs(cfg.Corpus, cfg.IDField, base, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A small corpus: the first 40 documents of the real one.
+	var lines []byte
+	for _, d := range orig {
+		lines = append(append(lines, d.body...), '\n')
+	}
+	small := filepath.Join(t.TempDir(), "small.ndjson")
+	if err := os.WriteFile(small, lines, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3*base + 7
+	a, err := readDocs(small, cfg.IDField, n, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := readDocs(small, cfg.IDField, n, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := readDocs(small, cfg.IDField, n, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	changed, seedDiffers := 0, 0
+	for i, d := range a {
+		if ids[d.id] {
+			t.Fatalf("document %d: id %q repeated", i, d.id)
+		}
+		ids[d.id] = true
+		if string(d.body) != string(b[i].body) || d.id != b[i].id {
+			t.Fatalf("document %d differs between two runs with the same seed", i)
+		}
+		if string(d.body) != string(c[i].body) {
+			seedDiffers++
+		}
+		var fields map[string]any
+		if err := json.Unmarshal(d.body, &fields); err != nil {
+			t.Fatalf("document %d is not JSON: %v", i, err)
+		}
+		if fields[cfg.IDField] != d.id {
+			t.Fatalf("document %d: id field %v, doc id %q", i, fields[cfg.IDField], d.id)
+		}
+		o := orig[i%base]
+		if i < base {
+			if string(d.body) != string(o.body) {
+				t.Fatalf("document %d of the corpus itself was changed", i)
+			}
+			continue
+		}
+		if want := synthID(o.id, i/base); d.id != want {
+			t.Fatalf("document %d: id %q, want %q", i, d.id, want)
+		}
+		var of map[string]any
+		if err := json.Unmarshal(o.body, &of); err != nil {
+			t.Fatal(err)
+		}
+		if fields["summary"] != of["summary"] || fields["created"] != of["created"] {
+			changed++
+		}
+		if fields["project"] != of["project"] {
+			t.Fatalf("document %d: project %v, want the original's %v", i, fields["project"], of["project"])
+		}
+	}
+	if changed < (n-base)*9/10 {
+		t.Errorf("only %d of %d synthesized documents differ from their original in summary or date", changed, n-base)
+	}
+	if seedDiffers < (n-base)/2 {
+		t.Errorf("another seed changed only %d of %d synthesized documents", seedDiffers, n-base)
+	}
+}
+
+// TestCharts renders both charts from a report of two sizes and checks that
+// they are well-formed SVG holding a bar per ratio and a line per series.
+func TestCharts(t *testing.T) {
+	stage := func(docs int, k float64) Stage {
+		s := Stage{Docs: docs, SizeMB: pair(12*k, 10), Indexing: Indexing{DocsPerSec: pair(100, 150)},
+			Cold: &ColdFigures{OpenFirstQuerySeconds: pair(0.5*k, 0.01), PeakRSSMB: pair(200*k, 100)}}
+		for i, c := range classOrder() {
+			s.Classes = append(s.Classes, ClassFigures{Class: c, P50: pair(float64(i+1)*k, 2), P99: pair(float64(i+2)*k, 3)})
+		}
+		return s
+	}
+	rep := &Report{Stages: []Stage{stage(10000, 1), stage(40702, 3)}}
+	rep.Memory.Checkpoints = []MemCheckpoint{{Docs: 10000, PeakMB: pair(300, 200)}, {Docs: 40702, PeakMB: pair(900, 400)}}
+	out := t.TempDir()
+	paths, err := writeCharts(rep, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 2 {
+		t.Fatalf("charts %v, want ratios.svg and growth.svg", paths)
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := xml.NewDecoder(bytes.NewReader(data))
+		counts := map[string]int{}
+		for {
+			tok, err := dec.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s is not well-formed XML: %v", p, err)
+			}
+			if se, ok := tok.(xml.StartElement); ok {
+				counts[se.Name.Local]++
+			}
+		}
+		if counts["svg"] != 1 {
+			t.Errorf("%s: %d svg elements", p, counts["svg"])
+		}
+		switch filepath.Base(p) {
+		case "ratios.svg":
+			// index time, size, peak RSS indexing and searching, cold
+			// open, then p50 and p99 of every class; plus the background
+			// and three legend swatches.
+			want := 5 + 2*len(classOrder()) + 1 + 3
+			if counts["rect"] != want {
+				t.Errorf("ratios.svg: %d rects, want %d", counts["rect"], want)
+			}
+			for _, c := range classOrder() {
+				if !strings.Contains(string(data), ">"+c+"<") {
+					t.Errorf("ratios.svg: no label %q", c)
+				}
+			}
+		case "growth.svg":
+			// eight series of two points each.
+			if counts["polyline"] != 8 || counts["circle"] != 16 {
+				t.Errorf("growth.svg: %d lines, %d points; want 8, 16", counts["polyline"], counts["circle"])
+			}
+			if !strings.Contains(string(data), ">40702<") {
+				t.Error("growth.svg: no size label 40702")
+			}
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,15 +20,20 @@ import (
 // Sizes[len-1] documents of Corpus into one engine, alone, recording the
 // peak RSS at each size; close, reopen, and run every query once.
 type childSpec struct {
-	Engine    string  `json:"engine"`
-	Corpus    string  `json:"corpus"`
-	Mapping   string  `json:"mapping"`
-	IDField   string  `json:"id_field"`
-	Sizes     []int   `json:"sizes"`
-	BatchSize int     `json:"batch_size"`
-	Durable   bool    `json:"durable"`
-	Dir       string  `json:"dir"`
-	Queries   []Query `json:"queries"`
+	// Mode is "" (index, as above), "search" (open the index in Dir and
+	// search it: searchWork) or "server" (the server scenario: Server).
+	Mode      string        `json:"mode,omitempty"`
+	Server    *ServerConfig `json:"server,omitempty"`
+	Engine    string        `json:"engine"`
+	Corpus    string        `json:"corpus"`
+	Mapping   string        `json:"mapping"`
+	IDField   string        `json:"id_field"`
+	Sizes     []int         `json:"sizes"`
+	BatchSize int           `json:"batch_size"`
+	Durable   bool          `json:"durable"`
+	Seed      int64         `json:"seed"`
+	Dir       string        `json:"dir"`
+	Queries   []Query       `json:"queries"`
 }
 
 // childResult is what a child reports on its standard output.
@@ -40,6 +44,9 @@ type childResult struct {
 	FinalPeak   int64             `json:"final_peak_rss"`
 	SizeBytes   int64             `json:"size_bytes"`
 	Queries     int               `json:"queries"`
+	// Search and Server are the results of the other modes.
+	Search *searchResultChild `json:"search,omitempty"`
+	Server *ServerFigures     `json:"server,omitempty"`
 }
 
 type childCheckpoint struct {
@@ -62,7 +69,22 @@ func RunChild(ctx context.Context, specPath string, stdout io.Writer) error {
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return fmt.Errorf("bench: child: spec %s: %w", specPath, err)
 	}
-	res, err := childWork(ctx, spec)
+	var res *childResult
+	switch spec.Mode {
+	case "":
+		res, err = childWork(ctx, spec)
+	case "search":
+		res = &childResult{Engine: spec.Engine}
+		res.Search, err = searchWork(ctx, spec)
+	case "server":
+		if spec.Server == nil {
+			return fmt.Errorf("bench: child: server mode without a server configuration")
+		}
+		res = &childResult{}
+		res.Server, err = serverWork(ctx, spec)
+	default:
+		err = fmt.Errorf("bench: child: unknown mode %q", spec.Mode)
+	}
 	if err != nil {
 		return err
 	}
@@ -91,7 +113,7 @@ func childWork(ctx context.Context, spec childSpec) (*childResult, error) {
 		return nil, err
 	}
 	defer e.release()
-	cr, err := openCorpus(spec.Corpus, spec.IDField)
+	cr, err := newDocSource(spec.Corpus, spec.IDField, spec.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -112,9 +134,6 @@ func childWork(ctx context.Context, spec childSpec) (*childResult, error) {
 	for _, size := range spec.Sizes {
 		for n < size {
 			d, err := cr.next()
-			if errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("bench: child: the corpus has only %d documents", n)
-			}
 			if err != nil {
 				return nil, err
 			}
@@ -175,7 +194,7 @@ func (r *runner) memory(ctx context.Context, workDir string, rep *Report) error 
 	for _, i := range [2]int{1, 0} {
 		spec := childSpec{
 			Engine: names[i], Corpus: r.cfg.Corpus, Mapping: r.cfg.Mapping, IDField: r.cfg.IDField,
-			Sizes: r.cfg.Sizes, BatchSize: r.cfg.BatchSize, Durable: r.cfg.Durable,
+			Sizes: r.cfg.Sizes, BatchSize: r.cfg.BatchSize, Durable: r.cfg.Durable, Seed: r.cfg.Seed,
 			Dir: filepath.Join(workDir, "mem-"+names[i]), Queries: r.lastQueries,
 		}
 		r.logf("peak memory: %s alone (%s), %d documents", names[i], mem.Method, spec.Sizes[len(spec.Sizes)-1])
@@ -222,7 +241,7 @@ func (r *runner) runChildProcess(ctx context.Context, workDir string, spec child
 	if err != nil {
 		return nil, err
 	}
-	specPath := filepath.Join(workDir, "child-"+spec.Engine+".json")
+	specPath := filepath.Join(workDir, "child-"+spec.Mode+spec.Engine+".json")
 	if err := os.WriteFile(specPath, data, 0o600); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

@@ -37,7 +37,10 @@ type Config struct {
 
 	// Sizes are the corpus sizes (numbers of documents, from the start of
 	// the corpus) at which everything is measured; the index grows from one
-	// to the next. Default [2500, 10000]; [1000] when Short.
+	// to the next. A size larger than the corpus is made of the corpus
+	// followed by synthesized copies of it: new ids, a few words swapped
+	// between issues, shifted dates and counts, deterministic from Seed
+	// (see docSource). Default [2500, 10000]; [1000] when Short.
 	Sizes []int `json:"sizes"`
 	// BatchSize is the number of documents per indexing batch, for both
 	// engines. Default 100.
@@ -65,8 +68,18 @@ type Config struct {
 	// defaults). Default: the smallest size; 300 when Short; negative skips
 	// it.
 	DurableDocs int `json:"durable_docs"`
-	// Seed seeds every random choice (query generation, query order).
-	// Default 1.
+	// LoadSeconds is how long each engine's searches run under a steady
+	// indexing load at the largest size (in two rounds, alternating
+	// engines; plus half as long idle). Default 20; 2 when Short; negative
+	// skips the load measurement.
+	LoadSeconds float64 `json:"load_seconds"`
+	// LoadDocsPerSec is the rate of the writer under load, in documents
+	// per second (batches of BatchSize). Default 200.
+	LoadDocsPerSec int `json:"load_docs_per_sec"`
+	// Server configures the server scenario (see ServerConfig).
+	Server ServerConfig `json:"server"`
+	// Seed seeds every random choice (query generation, query order,
+	// corpus synthesis). Default 1.
 	Seed int64 `json:"seed"`
 
 	// OutDir receives report.json, ratios.svg and growth.svg. Default
@@ -86,6 +99,12 @@ type Config struct {
 	// Default: none; peak memory is measured in this process (see the
 	// package documentation).
 	ChildCommand []string `json:"child_command,omitempty"`
+	// Skip lists phases not to run: PhaseMain (the alternating run with
+	// its queries, cold processes, steady state and load), PhaseDurable,
+	// PhaseMemory (the indexing peak-RSS children) and PhaseServer, so
+	// that the long phases of a large run can run as separate processes
+	// side by side. Default: run everything.
+	Skip []string `json:"skip,omitempty"`
 	// Short selects the short defaults noted on each field (for CI).
 	Short bool `json:"short"`
 	// Log receives progress lines. Default: discarded.
@@ -115,6 +134,17 @@ func classOrder() []string {
 		ClassBoolean, ClassWildcard, ClassFuzzy, ClassRegexp, ClassRange, ClassLong,
 	}
 }
+
+// Phases that Config.Skip can name.
+const (
+	PhaseMain    = "main"
+	PhaseDurable = "durable"
+	PhaseMemory  = "memory"
+	PhaseServer  = "server"
+)
+
+// skips reports whether phase is in c.Skip.
+func (c Config) skips(phase string) bool { return slices.Contains(c.Skip, phase) }
 
 // childEnv is set in a child process's environment.
 const childEnv = "BLINDEX_BENCH_CHILD"
@@ -167,6 +197,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
+	if c.LoadSeconds == 0 {
+		c.LoadSeconds = float64(pick(c.Short, 2, 20))
+	}
+	if c.LoadDocsPerSec == 0 {
+		c.LoadDocsPerSec = 200
+	}
 	if c.OutDir == "" {
 		c.OutDir = "bench-out"
 	}
@@ -185,6 +221,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	slices.Sort(c.Sizes)
 	c.Sizes = slices.Compact(c.Sizes)
+	if len(c.Sizes) > 0 {
+		c.Server = c.Server.withDefaults(c.Short, c.Sizes[len(c.Sizes)-1])
+	}
+	errs = append(errs, c.Server.check()...)
+	for _, p := range c.Skip {
+		if !slices.Contains([]string{PhaseMain, PhaseDurable, PhaseMemory, PhaseServer}, p) {
+			errs = append(errs, fmt.Errorf("bench: skip %q: not a phase (main, durable, memory, server)", p))
+		}
+	}
+	if c.LoadDocsPerSec < 0 {
+		errs = append(errs, fmt.Errorf("bench: load rate %d docs/s must be positive", c.LoadDocsPerSec))
+	}
 	for _, n := range c.Sizes {
 		if n <= 0 {
 			errs = append(errs, fmt.Errorf("bench: size %d: sizes must be positive", n))

@@ -86,25 +86,30 @@ func (r *corpusReader) Close() error {
 	return r.f.Close()
 }
 
-// readDocs returns the first n documents of the corpus; fewer is an error.
-func readDocs(path, idField string, n int) ([]doc, error) {
-	r, err := openCorpus(path, idField)
+// readDocs returns the first n documents of the run (see docSource: past
+// the end of the corpus, synthesized copies).
+func readDocs(path, idField string, n int, seed int64) ([]doc, error) {
+	docs, _, err := readDocsCounted(path, idField, n, seed)
+	return docs, err
+}
+
+// readDocsCounted is readDocs that also returns the number of documents of
+// the corpus when the n documents went past its end (else 0).
+func readDocsCounted(path, idField string, n int, seed int64) ([]doc, int, error) {
+	src, err := newDocSource(path, idField, seed)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	defer r.Close()
+	defer src.Close()
 	docs := make([]doc, 0, n)
 	for len(docs) < n {
-		d, err := r.next()
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("bench: %s has %d documents, fewer than the %d asked for", path, len(docs), n)
-		}
+		d, err := src.next()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		docs = append(docs, d)
 	}
-	return docs, nil
+	return docs, src.perCycle, nil
 }
 
 // readQueryLines reads a query file: one query a line, blank and "#" lines

@@ -7,11 +7,11 @@
 //
 //   - [Run] takes a [Config] (zero values mean documented defaults) and
 //     returns a [Report]; it also writes report.json, ratios.svg and
-//     growth.svg under Config.OutDir.
+//     growth.svg (the ratios by corpus size) under Config.OutDir.
 //   - [Report.WriteTable] prints the report as readable tables.
-//   - [RunChild] is the child-process side of the peak-memory measurement
-//     (see Config.ChildCommand); the CLI's "blindex bench --child FILE"
-//     and the package's tests call it.
+//   - [RunChild] is the child-process side of the peak-memory, cold-open
+//     and server measurements (see Config.ChildCommand); the CLI's
+//     "blindex bench --child FILE" and the package's tests call it.
 //
 // # What is measured, and how
 //
@@ -47,6 +47,35 @@
 // indexes the same documents alone (Config.ChildCommand), or, when no child
 // command is given, in this process with the high-water mark reset through
 // /proc/self/clear_refs before each engine's phase; the report says which.
+//
+// Sizes larger than the corpus are synthesized: the corpus, then copies of
+// it with new ids and a light perturbation (a few words swapped between
+// issues, dates and counts shifted), deterministic from Config.Seed and
+// streamed, never held whole by a child (see docSource).
+//
+// After each size's warm queries, bleve is left to settle (its background
+// merging and persisting finished, as in a long-running server) and every
+// class is measured again against it (Stage.Steady). Then both engines are
+// closed and each is opened in a new process that only searches
+// (RunChild's "search" mode): the first open and the first query (cold
+// open + first query), one query per class each after a fresh open (cold
+// cache), then every query once; that process's VmHWM is the peak RSS while
+// searching (Stage.Cold).
+//
+// At the largest size, searches run from Config.Concurrency goroutines
+// while a writer re-indexes documents at Config.LoadDocsPerSec, for each
+// engine in turn, and idle for comparison (Report.Load).
+//
+// The server scenario (Report.Server, Config.Server) runs package server
+// in a child process on loopback with many small instances and a few large
+// ones, at most MaxOpen open, and times a search request over HTTP to an
+// instance while it is open and right after MaxOpen other instances were
+// requested (evicted, so the request reopens it).
+//
+// Config.Skip leaves phases out, so that the long phases of a large run
+// can run as separate processes side by side.
+//
+// The charts are SVG written by this package (no plotting library).
 //
 // Key-provider calls are counted by wrapping blindex's local provider, per
 // size, during indexing and during queries.

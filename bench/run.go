@@ -43,9 +43,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	maxN := cfg.Sizes[len(cfg.Sizes)-1]
 	logf("reading the first %d documents of %s", maxN, cfg.Corpus)
-	docs, err := readDocs(cfg.Corpus, cfg.IDField, maxN)
+	docs, perCycle, err := readDocsCounted(cfg.Corpus, cfg.IDField, maxN, cfg.Seed)
 	if err != nil {
 		return nil, err
+	}
+	if perCycle > 0 {
+		rep.CorpusDocs = perCycle
+		logf("the corpus holds %d documents; %d more are synthesized from it (seed %d)", perCycle, maxN-perCycle, cfg.Seed)
 	}
 	lines, err := readQueryLines(cfg.Queries)
 	if err != nil {
@@ -76,10 +80,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	r := &runner{cfg: cfg, m: m, docs: docs, fileQs: fileQs, dups: dups, logf: logf}
-	if err := r.mainRun(ctx, filepath.Join(workDir, "main"), rep); err != nil {
+	if cfg.skips(PhaseMain) {
+		// The queries the memory children run come from the vocabulary.
+		v, err := buildVocabulary(docs)
+		if err != nil {
+			return nil, err
+		}
+		r.lastQueries = append(slices.Clone(fileQs), generateQueries(v, dups, cfg.PerClass, cfg.Seed)...)
+	} else if err := r.mainRun(ctx, filepath.Join(workDir, "main"), rep); err != nil {
 		return nil, err
 	}
-	if cfg.DurableDocs > 0 {
+	if cfg.DurableDocs > 0 && !cfg.skips(PhaseDurable) {
 		logf("durable indexing comparison: %d documents", min(cfg.DurableDocs, len(docs)))
 		d, err := r.indexOnly(ctx, filepath.Join(workDir, "durable"), docs[:min(cfg.DurableDocs, len(docs))], true)
 		if err != nil {
@@ -87,8 +98,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Durable = d
 	}
-	if err := r.memory(ctx, workDir, rep); err != nil {
-		return nil, err
+	if !cfg.skips(PhaseMemory) {
+		if err := r.memory(ctx, workDir, rep); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.skips(PhaseServer) {
+		if err := r.serverScenario(ctx, workDir, rep); err != nil {
+			return nil, err
+		}
 	}
 	rep.Machine.LoadAvg = append(rep.Machine.LoadAvg, loadAvg())
 	rep.Seconds = time.Since(start).Seconds()
@@ -278,7 +296,7 @@ func (r *runner) mainRun(ctx context.Context, dir string, rep *Report) error {
 		r.lastQueries = qs
 		rep.Queries = qs
 		r.logf("%d documents: %d queries, %d measured runs each per engine", n, len(qs), r.cfg.Reps)
-		if err := r.queries(ctx, engines, qs, rng, &st); err != nil {
+		if err := r.queries(ctx, engines, qs, rng, &st, true); err != nil {
 			return err
 		}
 		if err := r.relevance(ctx, engines, r.docs[:n], &st); err != nil {
@@ -286,16 +304,44 @@ func (r *runner) mainRun(ctx context.Context, dir string, rep *Report) error {
 		}
 		st.KMS.DuringQueries = bx.prov.calls() - kms2
 		st.KMS.KeyringDuring += bx.kr.Metrics().ProviderCalls - kr2
-		st.WallSeconds = time.Since(stageStart).Seconds()
 		st.KMS.Searches = bx.metrics().Searches - s0
+		st.BlindexMetrics = bx.metrics()
+		if err := r.steady(ctx, engines, qs, rng, &st); err != nil {
+			return err
+		}
+		// Cold: each engine opened and searched in a new process.
+		if len(r.cfg.ChildCommand) > 0 {
+			for _, i := range order(si) {
+				if err := engines[i].close(); err != nil {
+					return fmt.Errorf("bench: %s: close: %w", engines[i].name(), err)
+				}
+			}
+			r.logf("%d documents: cold open and first queries, one new process per engine", n)
+			if err := r.cold(ctx, filepath.Dir(dir), engines, qs, &st); err != nil {
+				return err
+			}
+			for _, i := range order(si) {
+				if err := engines[i].reopen(ctx); err != nil {
+					return fmt.Errorf("bench: %s: reopen: %w", engines[i].name(), err)
+				}
+			}
+		}
+		st.WallSeconds = time.Since(stageStart).Seconds()
 		st.KMS.Calls = bx.prov.calls()
 		st.KMS.Generate = bx.prov.generate.Load()
 		st.KMS.Unwrap = bx.prov.unwrap.Load()
 		st.KMS.KeyringProviderCalls = bx.kr.Metrics().ProviderCalls
-		st.BlindexMetrics = bx.metrics()
 		rep.Stages = append(rep.Stages, st)
 		rep.Machine.LoadAvg = append(rep.Machine.LoadAvg, loadAvg())
 		prev = n
+	}
+	if r.cfg.LoadSeconds > 0 {
+		n := r.cfg.Sizes[len(r.cfg.Sizes)-1]
+		f, err := r.load(ctx, engines, r.docs[:n], r.lastQueries, rng)
+		if err != nil {
+			return err
+		}
+		rep.Load = f
 	}
 	return nil
 }
@@ -316,7 +362,7 @@ type prepared struct {
 
 // queries measures every query class, single-threaded and concurrent, and
 // compares hit counts.
-func (r *runner) queries(ctx context.Context, engines [2]engine, qs []Query, rng *rand.Rand, st *Stage) error {
+func (r *runner) queries(ctx context.Context, engines [2]engine, qs []Query, rng *rand.Rand, st *Stage, concurrent bool) error {
 	var ps []prepared
 	for _, q := range qs {
 		p, err := q.Parse()
@@ -393,7 +439,7 @@ func (r *runner) queries(ctx context.Context, engines [2]engine, qs []Query, rng
 	// Concurrent: per class, Reps rounds, each round running every query
 	// of the class once from Concurrency goroutines on one engine;
 	// alternating engine order by round.
-	if r.cfg.Concurrency > 0 {
+	if concurrent && r.cfg.Concurrency > 0 {
 		byClass := map[string][]prepared{}
 		for _, p := range ok {
 			byClass[p.Class] = append(byClass[p.Class], p)
@@ -636,6 +682,15 @@ func (rep *Report) notes() {
 	add := func(format string, args ...any) { rep.Notes = append(rep.Notes, fmt.Sprintf(format, args...)) }
 	if !rep.Config.Durable {
 		add("main run: neither engine syncs per batch (blindex NoSync, scorch unsafe_batch); both flush in the close that ends each size, which is counted as indexing time")
+	}
+	if rep.CorpusDocs > 0 {
+		add("the corpus holds %d documents; the rest of each size are synthesized copies of it (new ids, a few words swapped between issues, dates and counts shifted; seed %d), so relevance counts only the original issues", rep.CorpusDocs, rep.Config.Seed)
+	}
+	if len(rep.Stages) > 0 && rep.Stages[0].Cold != nil {
+		add("cold figures: one new process per engine opens the closed index and searches; 'cold' class latencies are each class's first query after a fresh open in that process (engine caches empty; the OS page cache is not dropped); peak RSS searching is that process's VmHWM")
+	}
+	if rep.Load != nil {
+		add("under load the writer re-indexes existing documents (updates) at a fixed rate and never catches up on missed ticks; an engine slower than the rate writes less, which its written docs/s shows")
 	}
 	add("bleve's indexing time includes decoding each document's JSON (blindex decodes inside Index)")
 	add("in the alternating run, work an engine does in the background (scorch persists and merges segments asynchronously; Pebble flushes and compacts) can run during the other engine's timed batches; the 'alone' docs/s of the memory phase time each engine by itself, so read both")

@@ -16,8 +16,14 @@ import (
 const benchHelp = `
 Benchmarks blindex against plaintext bleve (scorch, BM25) on the same NDJSON
 corpus and bleve mapping, in one run: indexing throughput, query latency per
-class (single-threaded and concurrent), index size, peak memory, key-provider
-calls and duplicate-retrieval relevance, each with its ratio blindex/bleve.
+class (single-threaded and concurrent; warm, with bleve right after indexing
+and in its steady state; cold, first query after an open), cold open + first
+query in a new process, index size, peak memory while indexing and while
+searching, search latency under an indexing load, key-provider calls and
+duplicate-retrieval relevance, each with its ratio blindex/bleve; then a
+server holding many small instances and a few large ones (latency of a
+request to an evicted instance). Sizes beyond the corpus are synthesized
+from it (new ids, light perturbation, deterministic from --seed).
 Prints tables and writes report.json, ratios.svg and growth.svg under --out.
 
 The corpus defaults to $BLINDEX_CORPUS or ../shared/corpus. Peak memory is
@@ -27,7 +33,7 @@ by the harness itself; --in-process measures it in this process instead).
 Examples:
   blindex bench --short                 # about a minute: 1,000 documents
   blindex bench --sizes 2500,10000      # the full run
-  blindex bench --sizes 2500,10000,40000 --reps 3
+  blindex bench --sizes 10000,40702,100000,200000   # beyond 40,702: synthesized
 `
 
 // runBench runs the benchmark harness (package bench).
@@ -44,6 +50,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		child     bool
 		inProcess bool
 		quiet     bool
+		large     string
+		skip      string
 	)
 	fs.StringVar(&cfg.CorpusDir, "corpus-dir", "", "`DIR`ectory holding the corpus files (default $BLINDEX_CORPUS, else ../shared/corpus)")
 	fs.StringVar(&cfg.Corpus, "corpus", "", "NDJSON corpus `FILE`, gzip when it ends in .gz (default CORPUS-DIR/jira-apache.ndjson.gz)")
@@ -59,7 +67,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.MaxDupQueries, "max-dup-queries", 0, "relevance queries per size (default all; 40 with --short)")
 	fs.BoolVar(&cfg.Durable, "durable", false, "sync every batch in the main run (default: neither engine syncs per batch; both flush at close)")
 	fs.IntVar(&cfg.DurableDocs, "durable-docs", 0, "documents of the separate durable indexing comparison; negative skips it (default the smallest size; 300 with --short)")
-	fs.Int64Var(&cfg.Seed, "seed", 0, "seed for query generation and order (default 1)")
+	fs.Int64Var(&cfg.Seed, "seed", 0, "seed for query generation and order and corpus synthesis (default 1)")
+	fs.Float64Var(&cfg.LoadSeconds, "load-seconds", 0, "seconds of searching under an indexing load per engine at the largest size; negative skips it (default 20; 2 with --short)")
+	fs.IntVar(&cfg.LoadDocsPerSec, "load-rate", 0, "documents per second the writer indexes during the load measurement (default 200)")
+	fs.IntVar(&cfg.Server.Small, "server-small", 0, "small instances of the server scenario; negative skips it (default 10000; 60 with --short)")
+	fs.StringVar(&large, "server-large", "", "comma-separated `SIZES` of the server scenario's large instances (default the largest size and a quarter of it; 300 with --short)")
+	fs.StringVar(&skip, "skip", "", "comma-separated `PHASES` not to run: main, durable, memory, server (to run the long phases of a large run as separate processes side by side)")
+	fs.IntVar(&cfg.Server.MaxOpen, "server-max-open", 0, "the server's MaxOpen in the server scenario (default 64; 16 with --short)")
 	fs.StringVar(&cfg.OutDir, "out", "", "output `DIR`ectory for report.json and the charts (default bench-out)")
 	fs.StringVar(&cfg.WorkDir, "work", "", "`DIR`ectory for the engines' data (default a temporary directory, removed)")
 	fs.BoolVar(&cfg.KeepData, "keep", false, "keep the engines' data directories")
@@ -88,16 +102,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "blindex bench: unexpected argument %q; see 'blindex bench -h'\n", fs.Arg(0))
 		return exitUsage
 	}
-	for _, s := range strings.Split(sizes, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
+	for _, p := range strings.Split(skip, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Skip = append(cfg.Skip, p)
 		}
-		n, err := strconv.Atoi(strings.ReplaceAll(s, "_", ""))
-		if err != nil || n <= 0 {
-			fmt.Fprintf(stderr, "blindex bench: --sizes: %q is not a positive number of documents\n", s)
-			return exitUsage
-		}
-		cfg.Sizes = append(cfg.Sizes, n)
+	}
+	var ok bool
+	if cfg.Sizes, ok = parseSizes("--sizes", sizes, stderr); !ok {
+		return exitUsage
+	}
+	if cfg.Server.Large, ok = parseSizes("--server-large", large, stderr); !ok {
+		return exitUsage
 	}
 	if !inProcess {
 		exe, err := os.Executable()
@@ -123,4 +138,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	return exitOK
+}
+
+// parseSizes parses a comma-separated list of positive document counts
+// (underscores allowed: 40_702).
+func parseSizes(flagName, list string, stderr io.Writer) ([]int, bool) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(strings.ReplaceAll(s, "_", ""))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(stderr, "blindex bench: %s: %q is not a positive number of documents\n", flagName, s)
+			return nil, false
+		}
+		out = append(out, n)
+	}
+	return out, true
 }
