@@ -12,9 +12,9 @@ import (
 type tokenKind int
 
 const (
-	tkEOF tokenKind = iota
-	tkWord          // a term, number, wildcard or /regexp/, escapes kept as written
-	tkPhrase        // "a quoted phrase", quotes included
+	tkEOF    tokenKind = iota
+	tkWord             // a term, number, wildcard or /regexp/, escapes kept as written
+	tkPhrase           // "a quoted phrase", quotes included
 	tkPlus
 	tkMinus
 	tkColon
