@@ -55,7 +55,8 @@ type Options struct {
 	// DefaultMaxBytes (8 KiB). Over it: ErrTooLong.
 	MaxBytes int
 	// MaxDepth bounds how deeply parentheses, NOT, '+' and '-' nest in the
-	// Boolean dialect: "NOT (a OR -(b c))" is 3 deep. Default
+	// Boolean dialect, each counting one level: "NOT (a OR -(b c))" is 4
+	// deep. Default
 	// DefaultMaxDepth (16). Over it: ErrTooDeep.
 	MaxDepth int
 }
