@@ -55,8 +55,8 @@
 // Lexically the dialect is bleve's with three differences: any white space
 // separates (bleve's only ends a term at a space), an unescaped '(' or ')'
 // is an operator except inside a phrase or a /regexp/ (write \( for a
-// literal one), and AND, OR and NOT are keywords. A ^boost or ~fuzziness
-// applies to a clause, not to a group.
+// literal one), and AND, OR and NOT (and && and ||, for AND and OR) are
+// operators. A ^boost or ~fuzziness applies to a clause, not to a group.
 //
 // # Errors and limits
 //

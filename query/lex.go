@@ -83,7 +83,9 @@ type token struct {
 // bleve sees, with three differences that make the dialect: any Unicode
 // white space separates tokens (bleve's only ends a term at a space), an
 // unescaped '(' or ')' outside a phrase or a /regexp/ is a token of its
-// own, and the words AND, OR and NOT, written exactly so, are operators.
+// own, and the words AND, OR and NOT, written exactly so, are operators,
+// as are && and || (which bleve's analyzers would drop as punctuation,
+// silently turning "a && b" into "a b").
 func lex(text string) ([]token, error) {
 	var toks []token
 	i := 0
@@ -147,9 +149,9 @@ func lex(text string) ([]token, error) {
 		t := token{kind: k, pos: start, end: end, raw: text[start:end]}
 		if k == tkWord {
 			switch t.raw {
-			case "AND":
+			case "AND", "&&":
 				t.kind = tkAnd
-			case "OR":
+			case "OR", "||":
 				t.kind = tkOr
 			case "NOT":
 				t.kind = tkNot

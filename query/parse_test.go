@@ -100,6 +100,8 @@ func TestPrecedence(t *testing.T) {
 		{`a and b or not c`, `(seq a and b or not c)`},
 		{`"AND" OR x`, `(seq (or "AND" x))`},
 		{"a\tAND\nb", `(seq (and a b))`},
+		{`a && b || c`, `(seq (or (and a b) c))`},
+		{`a&&b`, `(seq a&&b)`},
 	} {
 		if got := show(mustParse(t, c.in)); got != c.want {
 			t.Errorf("%q parses as %s, want %s", c.in, got, c.want)

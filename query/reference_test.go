@@ -548,7 +548,11 @@ func (g *generator) writeSeq(b *strings.Builder, s *seqNode) {
 func (g *generator) writeOps(b *strings.Builder, ops []node, op string, prec int) {
 	for i, x := range ops {
 		if i > 0 {
-			b.WriteString(g.space() + op + g.space())
+			spelled := op
+			if g.r.IntN(5) == 0 {
+				spelled = map[string]string{"AND": "&&", "OR": "||"}[op]
+			}
+			b.WriteString(g.space() + spelled + g.space())
 		}
 		g.write(b, x, prec, false)
 	}
