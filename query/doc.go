@@ -56,7 +56,8 @@
 // separates (bleve's only ends a term at a space), an unescaped '(' or ')'
 // is an operator except inside a phrase or a /regexp/ (write \( for a
 // literal one), and AND, OR and NOT (and && and ||, for AND and OR) are
-// operators. A ^boost or ~fuzziness applies to a clause, not to a group.
+// operators. A ^boost, a ~fuzziness or a field name applies to one clause,
+// not to a group: "f:(a OR b)" is an error; write "(f:a OR f:b)".
 //
 // # Errors and limits
 //

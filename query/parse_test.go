@@ -230,6 +230,7 @@ func TestErrors(t *testing.T) {
 		{`"secret"~2`, 1, "syntax error"},
 		{`é (secret`, 10, "found the end of the query"}, // columns count characters
 		{`a :`, 4, "expected a value"},
+		{`secret:(a OR b)`, 8, "expected a value after the field name and ':', found '('"},
 		{`~ a`, 1, "found a fuzziness '~'"},
 	} {
 		_, err := ParseString(c.in, Options{Dialect: Boolean})
