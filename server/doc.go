@@ -172,7 +172,9 @@
 // search_before. The answer is bleve's SearchResult JSON (status, hits with
 // id, score, fields, fragments; total_hits; facets; took). Without "sort",
 // hits are ordered by score then id, so that ties are reproducible.
-// pre_search_data, params and knn are refused.
+// pre_search_data, params and knn are refused. blindex adds "dialect":
+// "boolean" reads a query-string query with AND, OR, NOT and parentheses
+// (package query); "bleve", the default, is bleve's syntax.
 //
 // # Errors
 //

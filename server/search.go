@@ -23,6 +23,7 @@ var searchFields = map[string]bool{
 	"query": true, "size": true, "from": true, "highlight": true, "fields": true, "facets": true,
 	"explain": true, "sort": true, "includeLocations": true, "score": true, "search_after": true,
 	"search_before": true, "client_context_id": true,
+	"dialect": true, // blindex's: the syntax of a query-string query (dialect.go)
 }
 
 func (s *Server) handleSearch(c *call) error {
@@ -76,6 +77,12 @@ func (s *Server) parseSearch(body []byte) (*bleve.SearchRequest, *apiError) {
 			return nil, jsonError(err) // a top-level member of the wrong type
 		}
 		return nil, newErr(http.StatusBadRequest, CodeInvalidQuery, "the search request does not parse: %s", err)
+	}
+	if d, ok := raw["dialect"]; ok {
+		var e *apiError
+		if req.Query, e = s.dialectQuery(d, req.Query); e != nil {
+			return nil, e
+		}
 	}
 	if _, ok := raw["sort"]; !ok {
 		// Let the engine apply its reproducible default (score, then id)

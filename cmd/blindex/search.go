@@ -19,9 +19,10 @@ import (
 	"github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/blindex/blindex/index"
+	blindexquery "github.com/blindex/blindex/query"
 )
 
-const searchSynopsis = "--data DIR [--instance NAME] [--size N] [--from N] [--json] [--fields a,b] QUERY\n       blindex search --data DIR [--instance NAME] [--size N] --queries FILE"
+const searchSynopsis = "--data DIR [--instance NAME] [--size N] [--from N] [--json] [--fields a,b] [--dialect boolean] QUERY\n       blindex search --data DIR [--instance NAME] [--size N] --queries FILE"
 
 const searchHelp = `
 Searches an instance. QUERY is bleve's query-string syntax (terms,
@@ -31,6 +32,11 @@ or, when it starts with '{', bleve's JSON query DSL. Several arguments are
 joined with spaces. A query that begins with '-' goes after '--':
 
     blindex search --data DIR -- '-status:Closed +priority:Critical'
+
+With --dialect boolean, QUERY may also use AND, OR, NOT and parentheses
+(NOT binds tighter than AND, AND tighter than OR; clauses side by side
+keep bleve's meaning), e.g. 'project:HDFS AND (crash OR hang) NOT
+status:Closed'. See the README's query syntax section.
 
 Prints a table of rank, id, score and the --fields asked for (stored fields
 only); with --json, bleve's search-result JSON.
@@ -51,6 +57,7 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fields := fs.String("fields", "", "comma-separated stored `fields` to show (* for all stored fields)")
 	sortBy := fs.String("sort", "", "comma-separated sort `order` (bleve's: -_score,_id is the default; -field for descending)")
 	queries := fs.String("queries", "", "run every query of `FILE` (one a line) and print one JSON line each")
+	dialect := fs.String("dialect", "bleve", "query-string `syntax`: bleve, or boolean (bleve's plus AND, OR, NOT and parentheses)")
 	pos, done, code := parseCommand(fs, args)
 	if done {
 		return code
@@ -66,12 +73,15 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		case *from+*size > index.MaxResultWindow:
 			return usageErrorf("--from plus --size must be at most %d", index.MaxResultWindow)
 		}
-		opts := searchOptions{size: *size, from: *from, fields: splitList(*fields), sort: splitList(*sortBy)}
+		d, err := blindexquery.ParseDialect(*dialect)
+		if err != nil {
+			return usageErrorf("--dialect must be bleve or boolean")
+		}
+		opts := searchOptions{size: *size, from: *from, fields: splitList(*fields), sort: splitList(*sortBy), dialect: d}
 		var q query.Query
 		text := strings.Join(pos, " ")
 		if *queries == "" {
-			var err error
-			if q, err = parseQuery(text); err != nil {
+			if q, err = parseDialectQuery(text, opts.dialect); err != nil {
 				return err
 			}
 		}
@@ -105,6 +115,7 @@ type searchOptions struct {
 	size, from int
 	fields     []string
 	sort       []string
+	dialect    blindexquery.Dialect // of query strings
 }
 
 func (o searchOptions) request(q query.Query) *bleve.SearchRequest {
@@ -118,6 +129,18 @@ func (o searchOptions) request(q query.Query) *bleve.SearchRequest {
 	}
 	req.SortBy(sort)
 	return req
+}
+
+// parseDialectQuery is parseQuery for a query string in dialect d.
+func parseDialectQuery(text string, d blindexquery.Dialect) (query.Query, error) {
+	if t := strings.TrimSpace(text); d != blindexquery.Boolean || t == "" || strings.HasPrefix(t, "{") {
+		return parseQuery(text) // bleve's syntax, a JSON query, or empty
+	}
+	q, err := blindexquery.ParseString(text, blindexquery.Options{Dialect: d})
+	if se := (*blindexquery.SyntaxError)(nil); errors.As(err, &se) {
+		return nil, invalidQuery("invalid query: %v", fmt.Errorf("column %d: %s", se.Column, se.Msg))
+	}
+	return q, err
 }
 
 // parseQuery turns a query string, or a JSON query when it starts with
@@ -209,7 +232,7 @@ func runQueryFile(ctx context.Context, in *index.Instance, name string, stdin io
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted at line %d of the queries: %w", line, err)
 		}
-		q, err := parseQuery(text)
+		q, err := parseDialectQuery(text, opts.dialect)
 		var res *bleve.SearchResult
 		if err == nil {
 			res, err = in.Search(ctx, opts.request(q))
