@@ -159,7 +159,7 @@ func (in *Instance) mergeRound(mg *merger) (int, error) {
 			in.mu.RUnlock()
 			return len(terms), err
 		}
-		w.entry.terms = append(w.entry.terms, termUpdate{field: t.field, term: t.term, blocks: blocks, df: df})
+		w.entry.terms = append(w.entry.terms, termUpdate{field: t.field, term: t.term, blocks: blocks, df: df, old: te, oldKnown: true})
 		w.touched = append(w.touched, cacheKey(t.field, []byte(t.term)))
 	}
 	if len(w.entry.terms) == 0 {

@@ -237,7 +237,7 @@ func (w *batchWriter) prepareReencrypt(cur uint32) (int, error) {
 		if err != nil {
 			return false, err
 		}
-		w.entry.terms = append(w.entry.terms, termUpdate{field: field, term: t, blocks: blocks, df: uint64(len(merged.docs))})
+		w.entry.terms = append(w.entry.terms, termUpdate{field: field, term: t, blocks: blocks, df: uint64(len(merged.docs)), old: te, oldKnown: true})
 		w.touched = append(w.touched, cacheKey(field, []byte(t)))
 		terms++
 		moved += len(te.blocks)

@@ -475,6 +475,10 @@ type termUpdate struct {
 	term   string
 	blocks []blockRef
 	df     uint64
+	// old is the entry the writer read (nil: none) when oldKnown, so that
+	// diff need not look it up again. Not persisted.
+	old      *termEntry
+	oldKnown bool
 }
 
 // logEntry is one committed batch's change to the state.
@@ -662,6 +666,9 @@ func (s *state) diff(l *logEntry) (*stateDiff, error) {
 	for _, t := range l.terms {
 		key := fieldTermKey(t.field, t.term)
 		old, ok := ov.terms[key]
+		if !ok && t.oldKnown {
+			old, ok = t.old, true
+		}
 		if !ok {
 			var err error
 			if old, err = s.term(t.field, []byte(t.term)); err != nil {

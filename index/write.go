@@ -584,7 +584,7 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 	if mergeStart(old, len(b.pl.docs), in.opts.BlockPostings, in.opts.MergeFanIn) < len(old) {
 		w.needMerge = append(w.needMerge, ftKey{b.field, string(b.term)})
 	}
-	w.entry.terms = append(w.entry.terms, termUpdate{field: b.field, term: string(b.term), blocks: blocks, df: df})
+	w.entry.terms = append(w.entry.terms, termUpdate{field: b.field, term: string(b.term), blocks: blocks, df: df, old: te, oldKnown: true})
 	w.touched = append(w.touched, cacheKey(b.field, b.term))
 	return nil
 }
