@@ -73,6 +73,10 @@ func (ts *testServer) tryReq(method, path, token string, body io.Reader, hdr map
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := ts.client.Do(req)

@@ -126,7 +126,7 @@ func (s *Server) routes() {
 	// Everything else: a JSON 404, or 405 when the path exists with
 	// another method.
 	mux.Handle("/", s.wrap("", "unmatched", accessPublic, bodyNone, s.handleUnmatched))
-	s.handler = mux
+	s.handler = s.guard(mux)
 }
 
 func cutPattern(p string) (method, path string, ok bool) {
@@ -259,6 +259,13 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 			}
 			c.p = p
 			if e := s.authorize(c, acc); e != nil {
+				s.metrics.rejected.WithLabelValues(e.code).Inc()
+				fail(e)
+				return
+			}
+		}
+		if s.open && acc != accessPublic {
+			if e := checkLoopbackContentType(r, b); e != nil {
 				s.metrics.rejected.WithLabelValues(e.code).Inc()
 				fail(e)
 				return
