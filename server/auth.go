@@ -181,8 +181,13 @@ func (s *Server) authenticate(r *http.Request) (principal, *apiError) {
 			message: "the token could not be checked; retry, and report it if it persists"}
 	}
 	if !ok {
-		return principal{}, newErr(http.StatusUnauthorized, CodeUnauthenticated,
-			"the bearer token is not valid (unknown, revoked, or its instance was deleted); ask an administrator for a new instance token")
+		return principal{}, errTokenInvalid()
 	}
 	return principal{instance: rec.Instance, prefix: rec.Prefix, scope: rec.Scope, tokenID: rec.ID}, nil
+}
+
+// errTokenInvalid is the answer for a token the server does not accept.
+func errTokenInvalid() *apiError {
+	return newErr(http.StatusUnauthorized, CodeUnauthenticated,
+		"the bearer token is not valid (unknown, revoked, or its instance was deleted); ask an administrator for a new instance token")
 }

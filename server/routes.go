@@ -122,7 +122,7 @@ func (s *Server) routes() {
 		method, path, _ := cutPattern(rt.pattern)
 		mux.Handle(rt.pattern, s.wrap(method, path, rt.acc, rt.body, rt.fn))
 	}
-	mux.Handle("GET /metrics", s.wrapRaw("GET", "/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	mux.Handle("GET /metrics", s.wrapRaw("GET", "/metrics", s.adminOnly(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))))
 	// Everything else: a JSON 404, or 405 when the path exists with
 	// another method.
 	mux.Handle("/", s.wrap("", "unmatched", accessPublic, bodyNone, s.handleUnmatched))
@@ -158,6 +158,31 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += n
 	return n, err
+}
+
+// adminOnly lets only administrators through once administrator tokens
+// are configured (in loopback mode every local client is one): the
+// metrics give away document counts and which configurations are locked.
+func (s *Server) adminOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, e := s.authenticate(r)
+		if e == nil && !p.admin {
+			e = newErr(http.StatusForbidden, CodeForbidden, "this endpoint needs an administrator token")
+		}
+		if e != nil {
+			s.metrics.rejected.WithLabelValues(e.code).Inc()
+			writeError(w, e)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// isAdmin reports whether the request comes from an administrator (any
+// local client in loopback mode).
+func (s *Server) isAdmin(r *http.Request) bool {
+	p, e := s.authenticate(r)
+	return e == nil && p.admin
 }
 
 // wrapRaw instruments a plain handler (metrics) without auth or limits.
@@ -311,6 +336,18 @@ func (s *Server) authorize(c *call, acc access) *apiError {
 	if c.name != p.instance {
 		return errInstanceNotFound(c.name)
 	}
+	// The token is bound to the incarnation of the instance it was made
+	// for (its store prefix): once that instance is deleted, by the API or
+	// by any other program on the store, a new instance of the same name
+	// does not accept it, on any route.
+	man, err := s.cat.Manifest(c.name)
+	switch {
+	case errors.Is(err, index.ErrNotFound) || (err == nil && !bytes.Equal(man.Prefix, p.prefix)):
+		return errTokenInvalid()
+	case err != nil:
+		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, cause: err,
+			message: "the token could not be checked; retry, and report it if it persists"}
+	}
 	switch acc {
 	case accessInstanceAdmin:
 		return newErr(http.StatusForbidden, CodeForbidden, "this endpoint needs an administrator token; an instance token can read, write and search its instance and read its status")
@@ -396,8 +433,9 @@ func (s *Server) handleHealthz(c *call) error {
 }
 
 // readyz is blindex's own readiness: the store answers and the server is
-// not shutting down. The key provider's health is reported beside it and
-// does not make the server unready: a KMS outage is a third party's, and
+// not shutting down. The key provider's health is reported beside it, to
+// administrators only (it tells which configurations are locked), and does
+// not make the server unready: a KMS outage is a third party's, and
 // instances keep serving from their leases (see "kms").
 func (s *Server) handleReadyz(c *call) error {
 	type kmsView struct {
@@ -405,9 +443,9 @@ func (s *Server) handleReadyz(c *call) error {
 		Configurations map[string]int `json:"configurations"`
 	}
 	out := struct {
-		Status string  `json:"status"`
-		Reason string  `json:"reason,omitempty"`
-		KMS    kmsView `json:"kms"`
+		Status string   `json:"status"`
+		Reason string   `json:"reason,omitempty"`
+		KMS    *kmsView `json:"kms,omitempty"`
 	}{Status: "ready"}
 	status := http.StatusOK
 	if s.shutting.Load() {
@@ -415,9 +453,9 @@ func (s *Server) handleReadyz(c *call) error {
 	} else if _, err := s.st.Get([]byte{0x00, 'R', 'e', 'a', 'd', 'y'}); err != nil && !errors.Is(err, store.ErrNotFound) {
 		out.Status, out.Reason, status = "not_ready", "the store does not answer", http.StatusServiceUnavailable
 	}
-	if !s.shutting.Load() {
+	if !s.shutting.Load() && s.isAdmin(c.r) {
 		counts, fresh := s.configStates(time.Second)
-		out.KMS = kmsView{State: "ok", Configurations: map[string]int{"ok": counts[stateOK], "degraded": counts[stateDegraded], "locked": counts[stateLocked]}}
+		out.KMS = &kmsView{State: "ok", Configurations: map[string]int{"ok": counts[stateOK], "degraded": counts[stateDegraded], "locked": counts[stateLocked]}}
 		switch {
 		case !fresh:
 			// A key provider call is holding the catalog: the provider is

@@ -1,8 +1,13 @@
 package server
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -113,4 +118,106 @@ func TestTokenModeServesAnyName(t *testing.T) {
 	// Without a token the attacker is just unauthenticated.
 	want(t, ts.req("POST", "/v1/instances", "", strings.NewReader(`{"name":"b"}`),
 		map[string]string{"Host": "attacker.example", "Content-Type": "text/plain"}), http.StatusUnauthorized, CodeUnauthenticated)
+}
+
+// TestMetricsAndReadinessNeedAdmin: once administrator tokens are
+// configured, /metrics answers only administrators, and /readyz tells
+// anyone whether the server is ready but only administrators the key
+// states (which configurations are locked).
+func TestMetricsAndReadinessNeedAdmin(t *testing.T) {
+	ts := startServer(t, Config{Instance: testInstanceOptions})
+	write, read := ts.createInstance("m", nil)
+	want(t, ts.do("PUT", "/v1/instances/m/documents/a", write, `{"summary":"x"}`), http.StatusOK, "")
+	want(t, ts.do("GET", "/metrics", "", nil), http.StatusUnauthorized, CodeUnauthenticated)
+	want(t, ts.do("GET", "/metrics", read, nil), http.StatusForbidden, CodeForbidden)
+	want(t, ts.do("GET", "/metrics", "bxt_unknown", nil), http.StatusUnauthorized, CodeUnauthenticated)
+	m := ts.do("GET", "/metrics", testAdminToken, nil)
+	want(t, m, http.StatusOK, "")
+	if !strings.Contains(string(m.body), "blindex_documents 1") {
+		t.Fatalf("administrator's metrics lack the document count:\n%s", grepLines(m.body, "blindex_documents"))
+	}
+	for _, tok := range []string{"", read, "bxt_unknown"} {
+		r := ts.do("GET", "/readyz", tok, nil)
+		want(t, r, http.StatusOK, "")
+		if strings.Contains(string(r.body), "kms") || strings.Contains(string(r.body), "configurations") {
+			t.Fatalf("readyz with token %q tells key states: %s", tok, r)
+		}
+	}
+	r := ts.do("GET", "/readyz", testAdminToken, nil)
+	if !strings.Contains(string(r.body), `"kms":{"state":"ok"`) {
+		t.Fatalf("administrator's readyz lacks the key states: %s", r)
+	}
+}
+
+// TestTokensBoundToIncarnation: a token of an instance deleted behind the
+// server's back (through the catalog, as `blindex instance delete` does,
+// which leaves the server's token records) and re-created under the same
+// name answers nothing — not status, not documents, not attachments.
+func TestTokensBoundToIncarnation(t *testing.T) {
+	ts := startServer(t, Config{Instance: testInstanceOptions})
+	write, read := ts.createInstance("inc", nil)
+	want(t, ts.do("PUT", "/v1/instances/inc/documents/a", write, `{"summary":"old"}`), http.StatusOK, "")
+	want(t, ts.do("GET", "/v1/instances/inc/status", read, nil), http.StatusOK, "")
+	if err := ts.srv.Catalog().Delete(t.Context(), "inc"); err != nil {
+		t.Fatal(err)
+	}
+	// Deleted: the token answers nothing.
+	want(t, ts.do("GET", "/v1/instances/inc/status", read, nil), http.StatusUnauthorized, CodeUnauthenticated)
+	ts.createInstance("inc", nil)
+	want(t, ts.do("PUT", "/v1/instances/inc/documents/a", testAdminToken, `{"summary":"new"}`), http.StatusOK, "")
+	for _, tok := range []string{read, write} {
+		for _, rq := range []struct{ method, path string }{
+			{"GET", "/v1/instances/inc/status"},
+			{"GET", "/v1/instances/inc/documents/a"},
+			{"GET", "/v1/instances/inc/documents/a/attachments"},
+			{"DELETE", "/v1/instances/inc/documents/a"},
+		} {
+			want(t, ts.do(rq.method, rq.path, tok, nil), http.StatusUnauthorized, CodeUnauthenticated)
+		}
+		want(t, ts.search("inc", tok, "new", 5), http.StatusUnauthorized, CodeUnauthenticated)
+	}
+	want(t, ts.do("GET", "/v1/instances/inc/documents/a", testAdminToken, nil), http.StatusOK, "")
+}
+
+// TestPlainHTTPWarning: serving a non-loopback address without TLS logs a
+// warning at start; a loopback address does not.
+func TestPlainHTTPWarning(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	srv, err := Open(t.Context(), Config{Data: t.TempDir(), Home: t.TempDir(), AdminTokens: []string{testAdminToken},
+		Logger: slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	srv.Serve(fakeListener{}) // a non-loopback address; its Accept fails at once
+	mu.Lock()
+	got := logs.String()
+	mu.Unlock()
+	if !strings.Contains(got, "plain HTTP") || !strings.Contains(got, "192.0.2.1") {
+		t.Fatalf("no plain-HTTP warning for a non-loopback address; logs:\n%s", got)
+	}
+	logs.Reset()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	srv.Serve(ln) // closed: Serve returns at once, after its start-up checks
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), "plain HTTP") {
+		t.Fatalf("plain-HTTP warning on loopback: %s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -386,6 +386,10 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.open && !isLoopback(ln.Addr()) {
 		return fmt.Errorf("server: refusing to serve on %s without an administrator token: without one every client is an administrator, so only loopback addresses are allowed; configure a token (--admin-token-file or BLINDEX_ADMIN_TOKEN) or listen on 127.0.0.1", ln.Addr())
 	}
+	if s.tlsConf == nil && !isLoopback(ln.Addr()) {
+		s.log.Warn("serving a non-loopback address over plain HTTP: bearer tokens, documents and queries cross the network unencrypted; configure TLS (--tls-cert and --tls-key) or serve behind a TLS-terminating proxy on this host",
+			"addr", ln.Addr().String())
+	}
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
