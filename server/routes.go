@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -288,6 +287,19 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 				fail(e)
 				return
 			}
+			write := b == bodyDocument || b == bodyBulk || b == bodyStream
+			ok, writeLimit := s.per.enter(p.key, write, s.lim.MaxInFlightPerToken, s.lim.MaxWritesPerToken)
+			if !ok {
+				e := newErr(http.StatusTooManyRequests, CodeTooManyRequests, "this token has %d requests in flight, the server's limit per token; retry shortly", s.lim.MaxInFlightPerToken)
+				if writeLimit {
+					e = newErr(http.StatusTooManyRequests, CodeTooManyRequests, "this token has %d writes in flight, the server's limit per token; wait for them, then retry", s.lim.MaxWritesPerToken)
+				}
+				e.retryAfter = 1
+				s.metrics.rejected.WithLabelValues(e.code).Inc()
+				fail(e)
+				return
+			}
+			defer s.per.leave(p.key, write)
 		}
 		if s.open && acc != accessPublic {
 			if e := checkLoopbackContentType(r, b); e != nil {
@@ -381,7 +393,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, b body) ([]byt
 	if r.ContentLength > limit {
 		return nil, tooLarge
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	// One buffer of the announced size (plus room to see the end): the
+	// body is read once, never grown by doubling.
+	buf := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 0)+bytes.MinRead+1))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	data := buf.Bytes()
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):

@@ -19,6 +19,7 @@ import (
 	"github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/internal/input"
 )
 
 const searchSynopsis = "--data DIR [--instance NAME] [--size N] [--from N] [--json] [--fields a,b] QUERY\n       blindex search --data DIR [--instance NAME] [--size N] --queries FILE"
@@ -65,6 +66,15 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return usageErrorf("--size and --from must not be negative")
 		case *from+*size > index.MaxResultWindow:
 			return usageErrorf("--from plus --size must be at most %d", index.MaxResultWindow)
+		}
+		if *sortBy != "" {
+			items := strings.Split(*sortBy, ",")
+			for i := range items {
+				items[i] = strings.TrimSpace(items[i])
+			}
+			if err := input.SortStrings(items); err != nil {
+				return usageErrorf("--sort %q: %s", *sortBy, strings.TrimPrefix(err.Error(), "input: invalid: "))
+			}
 		}
 		opts := searchOptions{size: *size, from: *from, fields: splitList(*fields), sort: splitList(*sortBy)}
 		var q query.Query
@@ -120,6 +130,11 @@ func (o searchOptions) request(q query.Query) *bleve.SearchRequest {
 	return req
 }
 
+// maxQueryJSONDepth is the deepest JSON query accepted: the server's
+// default (four JSON levels for each of 32 levels of query nesting, and 8
+// more).
+const maxQueryJSONDepth = 4*32 + 8
+
 // parseQuery turns a query string, or a JSON query when it starts with
 // '{', into a bleve query, validating it first so that a bad query is a
 // clear usage error.
@@ -129,6 +144,11 @@ func parseQuery(text string) (query.Query, error) {
 		return nil, usageErrorf("the query is empty")
 	}
 	if strings.HasPrefix(text, "{") {
+		// bleve's parser re-decodes every nested level: a query nested
+		// thousands deep would take seconds and hundreds of MB.
+		if err := input.CheckDepth([]byte(text), maxQueryJSONDepth); err != nil {
+			return nil, invalidQuery("invalid JSON query: %v", fmt.Errorf("it nests deeper than %d levels (the limit); flatten it", maxQueryJSONDepth))
+		}
 		q, err := query.ParseQuery([]byte(text))
 		if err != nil {
 			return nil, invalidQuery("invalid JSON query: %v", err)
