@@ -163,7 +163,7 @@ type Limits struct {
 	// MaxWritesPerToken bounds the writes (PUT, bulk, attachment uploads)
 	// one token runs at once; more get 429 too_many_requests with
 	// Retry-After. Analysing documents is what costs memory, so this
-	// bounds what one client can make the server hold. Default 2.
+	// bounds what one client can make the server hold. Default 4.
 	MaxWritesPerToken int
 	// MaxBatchBytes bounds the document bytes of one atomic batch of a
 	// bulk request: a bulk whose documents total more is applied as
@@ -210,7 +210,7 @@ func (l Limits) withDefaults() (Limits, error) {
 	def(&l.MaxFacetSize, 1000, "MaxFacetSize")
 	def(&l.MaxInFlight, 512, "MaxInFlight")
 	def(&l.MaxInFlightPerToken, 32, "MaxInFlightPerToken")
-	def(&l.MaxWritesPerToken, 2, "MaxWritesPerToken")
+	def(&l.MaxWritesPerToken, 4, "MaxWritesPerToken")
 	def64(&l.MaxBatchBytes, max(4<<20, l.MaxDocumentBytes), "MaxBatchBytes")
 	def64(&l.MaxAnalysisBytes, max(16<<20, l.MaxBatchBytes), "MaxAnalysisBytes")
 	if l.MaxBatchBytes < l.MaxDocumentBytes {
