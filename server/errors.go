@@ -18,36 +18,41 @@ import (
 // Error codes: the "code" of every error answer, stable for clients. The
 // package documentation lists them with their HTTP statuses.
 const (
-	CodeInvalidJSON          = "invalid_json"           // 400: the body is not valid JSON (or NDJSON)
-	CodeInvalidRequest       = "invalid_request"        // 400: a field is missing, unknown or of the wrong type
-	CodeInvalidArgument      = "invalid_argument"       // 400: a bad name, id or value
-	CodeInvalidMapping       = "invalid_mapping"        // 400: the index mapping is not supported
-	CodeInvalidDocument      = "invalid_document"       // 400: the mapping cannot index the document
-	CodeInvalidQuery         = "invalid_query"          // 400: the query does not parse or cannot run
-	CodeQueryTooLong         = "query_too_long"         // 400: over Limits.MaxQueryBytes
-	CodeQueryTooComplex      = "query_too_complex"      // 400: over a clause, depth or expansion limit
-	CodeUnauthenticated      = "unauthenticated"        // 401: no token, or an unknown one
-	CodeForbidden            = "forbidden"              // 403: the token's scope does not allow this
-	CodeNotFound             = "not_found"              // 404: no such instance, document, configuration or route
-	CodeMethodNotAllowed     = "method_not_allowed"     // 405
-	CodeAlreadyExists        = "already_exists"         // 409: the instance exists
-	CodePolicyRefused        = "policy_refused"         // 409: refused by the BYOK rules
-	CodeBYOKImmutable        = "byok_immutable"         // 409: BYOK is fixed at creation
-	CodeConflict             = "conflict"               // 409: another operation is running (re-encryption)
-	CodeBodyTooLarge         = "body_too_large"         // 413
-	CodeDocumentTooLarge     = "document_too_large"     // 413
-	CodeTooManyItems         = "too_many_items"         // 413: bulk item count
+	CodeInvalidJSON      = "invalid_json"       // 400: the body is not valid JSON (or NDJSON)
+	CodeInvalidRequest   = "invalid_request"    // 400: a field is missing, unknown or of the wrong type
+	CodeInvalidArgument  = "invalid_argument"   // 400: a bad name, id or value
+	CodeInvalidMapping   = "invalid_mapping"    // 400: the index mapping is not supported
+	CodeInvalidDocument  = "invalid_document"   // 400: the mapping cannot index the document
+	CodeInvalidQuery     = "invalid_query"      // 400: the query does not parse or cannot run
+	CodeQueryTooLong     = "query_too_long"     // 400: over Limits.MaxQueryBytes
+	CodeQueryTooComplex  = "query_too_complex"  // 400: over a clause, depth or expansion limit
+	CodeUnauthenticated  = "unauthenticated"    // 401: no token, or an unknown one
+	CodeForbidden        = "forbidden"          // 403: the token's scope does not allow this
+	CodeNotFound         = "not_found"          // 404: no such instance, document, configuration or route
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeAlreadyExists    = "already_exists"     // 409: the instance exists
+	CodePolicyRefused    = "policy_refused"     // 409: refused by the BYOK rules
+	CodeBYOKImmutable    = "byok_immutable"     // 409: BYOK is fixed at creation
+	CodeConflict         = "conflict"           // 409: another operation is running (re-encryption)
+	CodeBodyTooLarge     = "body_too_large"     // 413
+	CodeDocumentTooLarge = "document_too_large" // 413
+	CodeTooManyItems     = "too_many_items"     // 413: bulk item count
+	CodeInstanceLocked   = "instance_locked"    // 423: the instance's key is revoked or its lease ran out
+	CodeInternal         = "internal"           // 500
+	CodeDataCorrupt      = "data_corrupt"       // 500: a record failed authentication
+	CodeKMSUnavailable   = "kms_unavailable"    // 503: the key provider cannot be reached now; retry
+	CodeOverloaded       = "overloaded"         // 503: too many requests in flight; retry
+	CodeShuttingDown     = "shutting_down"      // 503
+	CodeTimeout          = "timeout"            // 504 (408 while reading the body): over Limits.RequestTimeout
+)
+
+// Error codes of the server's request guards (loopback mode and per-token
+// limits).
+const (
 	CodeUnsupportedMediaType = "unsupported_media_type" // 415: loopback mode: the body's Content-Type is not the route's
 	CodeHostNotAllowed       = "host_not_allowed"       // 421: loopback mode: the Host is not a loopback name
 	CodeOriginNotAllowed     = "origin_not_allowed"     // 403: loopback mode: sent by a web page of another origin
-	CodeInstanceLocked       = "instance_locked"        // 423: the instance's key is revoked or its lease ran out
-	CodeInternal             = "internal"               // 500
-	CodeDataCorrupt          = "data_corrupt"           // 500: a record failed authentication
-	CodeKMSUnavailable       = "kms_unavailable"        // 503: the key provider cannot be reached now; retry
-	CodeOverloaded           = "overloaded"             // 503: too many requests in flight; retry
-	CodeTooManyRequests      = "too_many_requests"      // 429: over the per-token concurrency limit; retry
-	CodeShuttingDown         = "shutting_down"          // 503
-	CodeTimeout              = "timeout"                // 504 (408 while reading the body): over Limits.RequestTimeout
+	CodeTooManyRequests      = "too_many_requests"      // 429: over a per-token concurrency limit; retry
 )
 
 // apiError is an error answer.
