@@ -182,11 +182,11 @@ type srcPos struct {
 
 // indexer reads NDJSON and applies it to an instance in batches.
 type indexer struct {
-	in      *index.Instance
+	in         *index.Instance
 	idField    string
 	batch      int // documents per batch
-	batchBytes int // document bytes per batch
-	maxDoc     int // bytes of one document
+	batchBytes int // document bytes per batch; 0: defaultBatchBytes
+	maxDoc     int // bytes of one document; 0: defaultMaxDocument
 	stdin      io.Reader
 	bar        *progressbar.ProgressBar // nil: no progress bar
 
@@ -252,6 +252,12 @@ func (x *indexer) indexFile(ctx context.Context, name string) error {
 }
 
 func (x *indexer) readNDJSON(ctx context.Context, r io.Reader, file string) error {
+	if x.maxDoc <= 0 {
+		x.maxDoc = defaultMaxDocument
+	}
+	if x.batchBytes <= 0 {
+		x.batchBytes = defaultBatchBytes
+	}
 	sc := bufio.NewScanner(r)
 	// A line over the limit stops the scanner once its buffer holds
 	// maxDoc+1 bytes: the memory of one line is bounded by the limit.

@@ -10,12 +10,12 @@ import (
 
 func TestJSONString(t *testing.T) {
 	good := map[string]string{
-		`"abc"`:             "abc",
-		`"é"`:               "é",
-		`"\u00e9"`:          "é",
-		`"\ud83d\ude00"`:    "😀",
-		`"\ufffd"`:          "\ufffd", // U+FFFD itself is a character like any other
-		`"a\\ud800"`:        `a\ud800`, // an escaped backslash, not an escape
+		`"abc"`:            "abc",
+		`"é"`:              "é",
+		`"\u00e9"`:         "é",
+		`"\ud83d\ude00"`:   "😀",
+		`"\ufffd"`:         "\ufffd",  // U+FFFD itself is a character like any other
+		`"a\\ud800"`:       `a\ud800`, // an escaped backslash, not an escape
 		`"\"\\u\\ud800\""`: `"\u\ud800"`,
 	}
 	for raw, want := range good {
