@@ -59,27 +59,31 @@ func (s *Server) handleSearch(c *call) error {
 			writeJSON(c.w, http.StatusOK, res)
 			return nil
 		}
-		if err := streamResult(c.w, res, func(ids []string) (map[string]map[string]any, error) {
+		started, err := streamResult(c.w, res, func(ids []string) (map[string]map[string]any, error) {
 			return loadFields(ctx, in, ids, fields)
-		}); err != nil {
+		})
+		if err != nil && started {
 			// The answer has started: the connection is cut (see wrap),
 			// and the error must not be retried on a fresh instance.
 			return &apiError{status: http.StatusInternalServerError, code: CodeInternal, cause: err,
 				message: "the answer could not be completed"}
 		}
-		return nil
+		return err
 	})
 }
 
 // streamResult writes res as bleve's search result JSON, hits one by one,
-// with the stored fields of each chunk of hits from load.
-func streamResult(w http.ResponseWriter, res *bleve.SearchResult, load func(ids []string) (map[string]map[string]any, error)) error {
+// with the stored fields of each chunk of hits from load. The first chunk
+// is loaded before the answer starts, so that a failure there (a locked
+// instance, a damaged document) is an ordinary error answer; started
+// reports whether the answer had started when it failed.
+func streamResult(w http.ResponseWriter, res *bleve.SearchResult, load func(ids []string) (map[string]map[string]any, error)) (started bool, err error) {
 	hits := res.Hits
 	res.Hits = search.DocumentMatchCollection{}
 	env, err := json.Marshal(res)
 	res.Hits = hits
 	if err != nil {
-		return err
+		return false, err
 	}
 	// The envelope is bleve's own encoding of the result; its hits go
 	// where it has an empty array (status, request, hits, total_hits, …
@@ -88,14 +92,7 @@ func streamResult(w http.ResponseWriter, res *bleve.SearchResult, load func(ids 
 	mark := []byte(`"hits":[],"total_hits":`)
 	at := bytes.Index(env, mark)
 	if at < 0 {
-		return errors.New("server: internal error: no hits member in the search result's encoding")
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	if _, err := w.Write(env[:at+len(`"hits":[`)]); err != nil {
-		return err
+		return false, errors.New("server: internal error: no hits member in the search result's encoding")
 	}
 	for start := 0; start < len(hits); start += fieldChunk {
 		chunk := hits[start:min(start+fieldChunk, len(hits))]
@@ -105,25 +102,35 @@ func streamResult(w http.ResponseWriter, res *bleve.SearchResult, load func(ids 
 		}
 		fields, err := load(ids)
 		if err != nil {
-			return err
+			return started, err
+		}
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			if _, err := w.Write(env[:at+len(`"hits":[`)]); err != nil {
+				return true, err
+			}
 		}
 		for i, h := range chunk {
 			h.Fields = fields[h.ID]
 			b, err := json.Marshal(h)
 			h.Fields = nil
 			if err != nil {
-				return err
+				return true, err
 			}
 			if start+i > 0 {
 				b = append([]byte{','}, b...)
 			}
 			if _, err := w.Write(b); err != nil {
-				return err
+				return true, err
 			}
 		}
 	}
 	_, err = w.Write(append(env[at+len(`"hits":[`):], '\n'))
-	return err
+	return true, err
 }
 
 // loadFields returns the stored fields of the documents ids (those that
