@@ -165,7 +165,7 @@ type bulkResponse struct {
 // index, a locked instance, a timeout), it and every later batch are not
 // applied, and the answer says per item what was: items of earlier batches
 // have status 200, the item at fault its error, and every other item 424
-// "not_applied" with the cause.
+// "not_applied" (carrying the cause when it is not an item's).
 func (s *Server) handleBulk(c *call) error {
 	start := time.Now()
 	type parsed struct {
