@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -264,4 +263,26 @@ func TestAnalysisBudget(t *testing.T) {
 	}
 }
 
-var _ = json.Marshal
+
+// TestMemoryLimitsValidated: a batch must hold the largest document and
+// the analysis budget the largest batch; Open says so.
+func TestMemoryLimitsValidated(t *testing.T) {
+	for _, tc := range []struct {
+		lim  Limits
+		want string
+	}{
+		{Limits{MaxDocumentBytes: 8 << 20, MaxBatchBytes: 1 << 20}, "MaxBatchBytes"},
+		{Limits{MaxBatchBytes: 32 << 20, MaxAnalysisBytes: 8 << 20}, "MaxAnalysisBytes"},
+		{Limits{MaxWritesPerToken: -1}, "MaxWritesPerToken"},
+	} {
+		_, err := Open(t.Context(), Config{Data: t.TempDir(), Home: t.TempDir(), AdminTokens: []string{testAdminToken}, Limits: tc.lim})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v", tc.lim, err)
+		}
+	}
+	// Defaults follow a larger document limit.
+	l, err := Limits{MaxDocumentBytes: 8 << 20}.withDefaults()
+	if err != nil || l.MaxBatchBytes != 8<<20 || l.MaxAnalysisBytes != 16<<20 || l.MaxInFlightPerToken != 32 || l.MaxWritesPerToken != 4 {
+		t.Fatalf("%+v, %v", l, err)
+	}
+}
