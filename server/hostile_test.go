@@ -263,7 +263,6 @@ func TestAnalysisBudget(t *testing.T) {
 	}
 }
 
-
 // TestMemoryLimitsValidated: a batch must hold the largest document and
 // the analysis budget the largest batch; Open says so.
 func TestMemoryLimitsValidated(t *testing.T) {
