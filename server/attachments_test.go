@@ -73,6 +73,10 @@ func (ts *testServer) tryReq(method, path, token string, body io.Reader, hdr map
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := ts.client.Do(req)
@@ -311,7 +315,7 @@ func TestAttachRoundTrip(t *testing.T) {
 	if !strings.Contains(out, `"route":"/v1/instances/{name}/documents/{id}/attachments/{aid}"`) {
 		t.Errorf("no request log with the route template:\n%.2000s", out)
 	}
-	m := string(ts.do("GET", "/metrics", "", nil).body)
+	m := string(ts.do("GET", "/metrics", testAdminToken, nil).body)
 	if !strings.Contains(m, `route="/v1/instances/{name}/documents/{id}/attachments/{aid}/meta"`) {
 		t.Error("metrics do not name the meta route template")
 	}

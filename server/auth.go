@@ -142,6 +142,7 @@ func (ts *tokenStore) revoke(instance, id string) (int, error) {
 
 // principal is who a request acts as.
 type principal struct {
+	key      string // the token, for per-token limits: "local", "admin:…" or "token:ID"
 	admin    bool
 	instance string // for an instance token
 	prefix   []byte
@@ -154,7 +155,7 @@ func (s *Server) authenticate(r *http.Request) (principal, *apiError) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		if s.open {
-			return principal{admin: true}, nil
+			return principal{key: "local", admin: true}, nil
 		}
 		return principal{}, newErr(http.StatusUnauthorized, CodeUnauthenticated,
 			"this endpoint needs a bearer token: send `Authorization: Bearer TOKEN` with an administrator token or an instance token")
@@ -173,7 +174,7 @@ func (s *Server) authenticate(r *http.Request) (principal, *apiError) {
 		admin |= subtle.ConstantTimeCompare(sum[:], s.admins[i][:])
 	}
 	if admin == 1 {
-		return principal{admin: true}, nil
+		return principal{key: "admin:" + hex.EncodeToString(sum[:8]), admin: true}, nil
 	}
 	rec, ok, err := s.tokens.lookup(tok)
 	if err != nil {
@@ -181,8 +182,13 @@ func (s *Server) authenticate(r *http.Request) (principal, *apiError) {
 			message: "the token could not be checked; retry, and report it if it persists"}
 	}
 	if !ok {
-		return principal{}, newErr(http.StatusUnauthorized, CodeUnauthenticated,
-			"the bearer token is not valid (unknown, revoked, or its instance was deleted); ask an administrator for a new instance token")
+		return principal{}, errTokenInvalid()
 	}
-	return principal{instance: rec.Instance, prefix: rec.Prefix, scope: rec.Scope, tokenID: rec.ID}, nil
+	return principal{key: "token:" + rec.ID, instance: rec.Instance, prefix: rec.Prefix, scope: rec.Scope, tokenID: rec.ID}, nil
+}
+
+// errTokenInvalid is the answer for a token the server does not accept.
+func errTokenInvalid() *apiError {
+	return newErr(http.StatusUnauthorized, CodeUnauthenticated,
+		"the bearer token is not valid (unknown, revoked, or its instance was deleted); ask an administrator for a new instance token")
 }

@@ -144,12 +144,16 @@ func TestBYOKLifecycle(t *testing.T) {
 	}
 	t.Logf("status while the key is disabled: %s: %s", st.State, st.Reason)
 	// The server itself stays ready; the KMS dependency is reported apart.
-	r = ts.do("GET", "/readyz", "", nil)
+	r = ts.do("GET", "/readyz", testAdminToken, nil)
 	want(t, r, http.StatusOK, "")
 	if !strings.Contains(string(r.body), `"kms":{"state":"degraded"`) {
 		t.Fatalf("readyz while the key is disabled: %s", r)
 	}
-	if m := ts.do("GET", "/metrics", "", nil); !strings.Contains(string(m.body), `blindex_instances{state="locked"} 1`) {
+	// Without the administrator token, only readiness itself.
+	if r := ts.do("GET", "/readyz", "", nil); r.status != http.StatusOK || strings.Contains(string(r.body), "kms") {
+		t.Fatalf("readyz without a token tells the key states: %s", r)
+	}
+	if m := ts.do("GET", "/metrics", testAdminToken, nil); !strings.Contains(string(m.body), `blindex_instances{state="locked"} 1`) {
 		t.Errorf("metrics do not show 1 locked instances:\n%s", grepLines(m.body, "blindex_instances"))
 	}
 
@@ -215,7 +219,7 @@ func TestBYOKLifecycle(t *testing.T) {
 		t.Error("results changed after re-encryption")
 	}
 
-	m := ts.do("GET", "/metrics", "", nil)
+	m := ts.do("GET", "/metrics", testAdminToken, nil)
 	var nonzero []string
 	for _, l := range strings.Split(grepLines(m.body, `provider="aws-kms"`), "\n") {
 		if !strings.HasSuffix(l, " 0") && !strings.Contains(l, "_bucket") {

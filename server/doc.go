@@ -18,8 +18,9 @@
 //
 // # Authentication
 //
-// Every endpoint except /healthz, /readyz and /metrics needs
-// `Authorization: Bearer TOKEN`.
+// Every endpoint except /healthz and /readyz needs `Authorization: Bearer
+// TOKEN`; /metrics needs an administrator token, and /readyz tells the key
+// states only to administrators.
 //
 //   - Administrator tokens come from the configuration (`--admin-token-file`,
 //     $BLINDEX_ADMIN_TOKEN); only their SHA-256 is kept in memory, compared
@@ -28,10 +29,12 @@
 //     scope "read" (get, search, status, list and download attachments) or
 //     "write" (read, plus put, delete, bulk, and upload and delete
 //     attachments). The token is returned once; the store keeps only its
-//     SHA-256 (key 0x00 'T' ‖ hash), bound to that instance's incarnation:
-//     deleting the instance revokes its tokens, and a new instance of the
-//     same name does not accept them. Instance tokens never administer, not
-//     even their own instance.
+//     SHA-256 (key 0x00 'T' ‖ hash), bound to that instance's incarnation
+//     (its store prefix), checked on every route: deleting the instance
+//     revokes its tokens, and a new instance of the same name does not
+//     accept them (401), even when the instance was deleted without the
+//     server. Instance tokens never administer, not even their own
+//     instance.
 //   - Isolation: a token for instance A gets 404 not_found on every endpoint
 //     of any other instance B — byte for byte the answer an instance that
 //     does not exist gets — whatever its scope, so it cannot learn which
@@ -41,17 +44,27 @@
 //     loopback addresses (Serve and ListenAndServe refuse others, before
 //     opening a socket), logs a warning at start, and a request without a
 //     token has administrator rights. A token it does not know is still 401.
+//     So that no web page the user visits can act as that administrator,
+//     loopback mode refuses a Host that is not a loopback name (421
+//     host_not_allowed: DNS rebinding), an Origin other than the server's
+//     own and a cross-site Sec-Fetch-Site (403 origin_not_allowed), and a
+//     body without its route's Content-Type — application/json;
+//     application/x-ndjson or application/json for bulk; for an attachment
+//     its own type, not text/plain, a form type or none; for a body-less
+//     POST or DELETE, no form type — 415 unsupported_media_type.
+//   - Serving a non-loopback address over plain HTTP logs a warning at
+//     start.
 //
 // # Endpoints
 //
-// Health and metrics (no token):
+// Health (no token) and metrics (administrator):
 //
 //	GET    /healthz                            200 {"status":"ok"} while the process runs
-//	GET    /readyz                             200 {"status":"ready","kms":{...}}; 503 not_ready when shutting down or the store fails
-//	GET    /metrics                            Prometheus text format
+//	GET    /readyz                             200 {"status":"ready"} (and "kms":{...} for administrators); 503 not_ready when shutting down or the store fails
+//	GET    /metrics                            Prometheus text format (administrator token once tokens are configured)
 //
 // /readyz is blindex's own readiness. The key provider (KMS, a third party)
-// is reported beside it in "kms": {"state": "ok"|"degraded"|"unknown",
+// is reported beside it, to administrators, in "kms": {"state": "ok"|"degraded"|"unknown",
 // "configurations": {"ok": n, "degraded": n, "locked": n}}, and a degraded,
 // revoked or hanging KMS does not make the server unready: other instances
 // keep serving. ("unknown": a provider call held the key status for more
@@ -101,8 +114,10 @@
 //	POST   /v1/instances/{name}/bulk           NDJSON, see below
 //	POST   /v1/instances/{name}/search         a bleve search request → bleve's search result JSON
 //
-// A document id is 1 to 512 bytes of UTF-8, URL-escaped in the path. A
-// write is visible to searches, and durable, when its answer is sent.
+// A document id is 1 to 512 bytes of UTF-8, URL-escaped in the path (in a
+// bulk action, a JSON string: bytes that are not UTF-8 and unpaired
+// surrogate escapes are refused, never replaced by U+FFFD). A write is
+// visible to searches, and durable, when its answer is sent.
 //
 // Attachments of a document (instance tokens, or administrator):
 //
@@ -152,13 +167,20 @@
 // that does not exist, lists none (metadata cannot tell them apart).
 //
 // Bulk requests are NDJSON: `{"index":{"_id":"ID"}}` followed by the
-// document on the next line, or `{"delete":{"_id":"ID"}}`. A bulk request is
-// ONE ATOMIC BATCH: either every action is applied, or none is. Every item
-// is validated first (framing, id, JSON, size); if any item is invalid, or
-// the mapping cannot index a document, the answer is 400 with one result per
-// item in order — the items at fault carry their own status and error, every
-// other item has status 424 and result "not_applied" — and nothing is
-// written. On success the answer is 200 {"took":ms,"errors":false,"items":
+// document on the next line, or `{"delete":{"_id":"ID"}}`. Every item is
+// validated first (framing, id, JSON, size); if any item is invalid, the
+// answer is 400 with one result per item in order — the items at fault
+// carry their own status and error, every other item has status 424 and
+// result "not_applied" — and nothing is written. The actions are then
+// applied in order as consecutive ATOMIC BATCHES of at most
+// Limits.MaxBatchBytes of documents (default 4 MiB, at least one document
+// each; a bulk within it is one atomic batch), so that the memory a request
+// takes is bounded by its body and one batch, not by the whole bulk. If a
+// batch fails — the mapping cannot index a document (400), the instance is
+// locked (423), the request times out (504) — it and every later batch are
+// not applied: items of earlier batches have status 200, the item at fault
+// its error, and the others 424 "not_applied" (carrying the cause when it
+// is not an item's). On success the answer is 200 {"took":ms,"errors":false,"items":
 // [{"index":{"_id","status":200,"result":"indexed"}}, {"delete":{...,
 // "result":"deleted"}}]}. A line that cannot be framed (not an action, an
 // index action without its document) refuses the whole request with 400
@@ -172,7 +194,14 @@
 // search_before. The answer is bleve's SearchResult JSON (status, hits with
 // id, score, fields, fragments; total_hits; facets; took). Without "sort",
 // hits are ordered by score then id, so that ties are reproducible.
-// pre_search_data, params and knn are refused. blindex adds "dialect":
+// pre_search_data, params and knn are refused, and so are negative size or
+// from (bleve would quietly use 10 and 0), sort items that name no field, a
+// reserved one (starting with '_', other than _score and _id) or have two
+// signs, and JSON nested deeper than 4×MaxQueryDepth+8 levels (checked
+// before any parsing). Stored fields ("fields") are not loaded by the
+// search: the answer streams, loading them 8 hits at a time, so a
+// search's memory does not grow with size × document size.
+// blindex adds "dialect":
 // "boolean" reads a query-string query with AND, OR, NOT and parentheses
 // (package query); "bleve", the default, is bleve's syntax.
 //
@@ -204,6 +233,10 @@
 //	413 document_too_large     over the document size limit
 //	413 too_many_items         over the bulk item limit
 //	413 attachment_too_large   over the attachment size limit; nothing of the upload was stored
+//	415 unsupported_media_type loopback mode: the body's Content-Type is not the route's
+//	421 host_not_allowed       loopback mode: the Host is not a loopback name
+//	403 origin_not_allowed     loopback mode: sent by a web page of another origin
+//	429 too_many_requests      the token has too many requests or writes in flight (Retry-After)
 //	423 instance_locked        the instance's key is revoked or its lease ran out; nothing was read or written
 //	500 data_corrupt           a stored record failed authentication (run `blindex check`)
 //	500 internal               a bug; the details are in the server's log
@@ -232,7 +265,10 @@
 // clauses, and the total number of terms those expand to, enforced by bleve
 // during the search), facets (400 invalid_request), the result window
 // (from+size ≤ 10,000), the per-request timeout (504 timeout) and requests
-// in flight (503 overloaded).
+// in flight (503 overloaded), requests and writes in flight per token (429
+// too_many_requests), document bytes per bulk batch and document bytes
+// analysed at once across the server (a write waits for room within its
+// timeout).
 //
 // # Metrics
 //

@@ -2,13 +2,16 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/internal/input"
 )
 
 // checkID validates a document id as the engine will.
@@ -52,12 +55,14 @@ func (s *Server) handlePutDocument(c *call) error {
 	if e := checkDocument(c.body); e != nil {
 		return e
 	}
-	err := s.withInstance(c, func(in *index.Instance) error {
-		if err := in.Apply(c.ctx, []index.Op{{ID: id, Body: c.body}}); err != nil {
-			return err
-		}
-		s.noteWrite(c.name, in, 1, 0)
-		return nil
+	err := s.analysed(c, int64(len(c.body)), func() error {
+		return s.withInstance(c, func(in *index.Instance) error {
+			if err := in.Apply(c.ctx, []index.Op{{ID: id, Body: c.body}}); err != nil {
+				return err
+			}
+			s.noteWrite(c.name, in, 1, 0)
+			return nil
+		})
 	})
 	if err != nil {
 		return err
@@ -130,7 +135,7 @@ type bulkAction struct {
 }
 
 type bulkTarget struct {
-	ID string `json:"_id"`
+	ID json.RawMessage `json:"_id"` // decoded strictly by bulkID
 }
 
 // bulkItem is one item of a bulk answer: {"index": {...}} or {"delete": {...}}.
@@ -149,12 +154,18 @@ type bulkResponse struct {
 	Items  []bulkItem `json:"items"`
 }
 
-// handleBulk applies an NDJSON bulk request as ONE atomic batch: every item
-// is validated first, and either every action is applied, or none is (any
-// invalid item, a document the mapping cannot index, a locked instance, a
-// timeout). The answer has one result per item, in order; when the batch is
-// refused the items at fault carry their error and every other item has
-// status 424 and result "not_applied".
+// handleBulk applies an NDJSON bulk request. Every item is validated first
+// (framing, id, JSON, size), in one pass over the body that keeps no copy
+// of it: if any item is invalid, the answer is 400 with one result per item
+// and nothing is written. The items are then applied in order as
+// consecutive atomic batches of at most Limits.MaxBatchBytes of documents
+// (one batch when they fit, which is the usual case), each analysed within
+// the server's analysis budget, so that a request's memory is bounded by
+// its body and one batch. If a batch fails (a document the mapping cannot
+// index, a locked instance, a timeout), it and every later batch are not
+// applied, and the answer says per item what was: items of earlier batches
+// have status 200, the item at fault its error, and every other item 424
+// "not_applied" (carrying the cause when it is not an item's).
 func (s *Server) handleBulk(c *call) error {
 	start := time.Now()
 	type parsed struct {
@@ -204,8 +215,12 @@ func (s *Server) handleBulk(c *call) error {
 		if a.Delete != nil {
 			p.action, t = "delete", a.Delete
 		}
-		p.op = index.Op{ID: t.ID, Delete: a.Delete != nil}
-		p.err = checkID(t.ID)
+		if id := bytes.TrimSpace(t.ID); len(id) > 0 && id[0] != '"' && string(id) != "null" {
+			return newErr(http.StatusBadRequest, CodeInvalidJSON, "line %d (item %d): \"_id\" must be a string", line, len(items))
+		}
+		id, idErr := bulkID(t.ID)
+		p.op = index.Op{ID: id, Delete: a.Delete != nil}
+		p.err = idErr
 		if a.Index != nil {
 			doc, ok := next()
 			if !ok {
@@ -225,15 +240,21 @@ func (s *Server) handleBulk(c *call) error {
 	if len(items) == 0 {
 		return newErr(http.StatusBadRequest, CodeInvalidRequest, "the bulk request has no actions; send NDJSON: an action line, then (for index) a document line")
 	}
-	answer := func(status int, failed map[int]*apiError) {
-		resp := bulkResponse{Items: make([]bulkItem, len(items)), Errors: len(failed) > 0}
+	// answer reports the items: the first applied ones succeeded; failed
+	// holds the errors of items at fault; cause, when set, is why the
+	// other items were not applied.
+	answer := func(status, applied int, failed map[int]*apiError, cause *apiError) {
+		resp := bulkResponse{Items: make([]bulkItem, len(items)), Errors: applied < len(items)}
 		for i, it := range items {
 			r := &bulkResult{ID: it.op.ID, Status: http.StatusOK, Result: "indexed"}
 			if it.op.Delete {
 				r.Result = "deleted"
 			}
-			if len(failed) > 0 {
+			if i >= applied {
 				r.Status, r.Result = http.StatusFailedDependency, "not_applied"
+				if cause != nil {
+					r.Error = &errorDetail{Code: cause.code, Message: "not applied: " + cause.message}
+				}
 				if e := failed[i]; e != nil {
 					r.Status, r.Result = e.status, ""
 					r.Error = &errorDetail{Code: e.code, Message: e.message}
@@ -251,34 +272,84 @@ func (s *Server) handleBulk(c *call) error {
 				failed[i] = it.err
 			}
 		}
-		answer(http.StatusBadRequest, failed)
+		answer(http.StatusBadRequest, 0, failed, nil)
 		return nil
 	}
-	ops := make([]index.Op, len(items))
-	nIndex, nDelete := 0, 0
-	for i, it := range items {
-		ops[i] = it.op
-		if it.op.Delete {
-			nDelete++
-		} else {
-			nIndex++
+	applied := 0
+	for applied < len(items) {
+		// The next batch: at least one item, then as many as fit in
+		// MaxBatchBytes of documents.
+		end, size := applied, int64(0)
+		for end < len(items) {
+			n := int64(len(items[end].op.Body) + len(items[end].op.ID))
+			if end > applied && size+n > s.lim.MaxBatchBytes {
+				break
+			}
+			size += n
+			end++
 		}
-	}
-	err := s.withInstance(c, func(in *index.Instance) error {
-		if err := in.Apply(c.ctx, ops); err != nil {
+		ops := make([]index.Op, 0, end-applied)
+		nIndex, nDelete := 0, 0
+		for _, it := range items[applied:end] {
+			ops = append(ops, it.op)
+			if it.op.Delete {
+				nDelete++
+			} else {
+				nIndex++
+			}
+		}
+		err := s.analysed(c, size, func() error {
+			return s.withInstance(c, func(in *index.Instance) error {
+				if err := in.Apply(c.ctx, ops); err != nil {
+					return err
+				}
+				s.noteWrite(c.name, in, nIndex, nDelete)
+				return nil
+			})
+		})
+		var de *index.DocumentError
+		switch {
+		case errors.As(err, &de) && de.Index >= 0 && de.Index < len(ops):
+			answer(http.StatusBadRequest, applied, map[int]*apiError{applied + de.Index: fromEngine(err)}, nil)
+			return nil
+		case err != nil && applied == 0:
 			return err
+		case err != nil:
+			e := fromEngine(err)
+			if errors.Is(c.ctx.Err(), context.DeadlineExceeded) && e.status != http.StatusLocked {
+				e = fromEngine(context.DeadlineExceeded)
+			}
+			answer(e.status, applied, nil, e)
+			return nil
 		}
-		s.noteWrite(c.name, in, nIndex, nDelete)
-		return nil
-	})
-	var de *index.DocumentError
-	if errors.As(err, &de) && de.Index >= 0 && de.Index < len(items) {
-		answer(http.StatusBadRequest, map[int]*apiError{de.Index: fromEngine(err)})
-		return nil
+		applied = end
 	}
+	answer(http.StatusOK, applied, nil, nil)
+	return nil
+}
+
+// bulkID decodes a bulk action's "_id" strictly: a JSON string of 1 to
+// index.MaxIDLength bytes of valid UTF-8. Bytes that are not UTF-8 and
+// unpaired surrogate escapes are refused, never replaced by U+FFFD (which
+// would make "\xff" and "\xfe" one document).
+func bulkID(raw json.RawMessage) (string, *apiError) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", checkID("")
+	}
+	id, err := input.JSONString(raw)
 	if err != nil {
+		return "", newErr(http.StatusBadRequest, CodeInvalidArgument, "a document id must be 1 to %d bytes of UTF-8: %s", index.MaxIDLength, strings.TrimPrefix(err.Error(), "input: invalid: "))
+	}
+	return id, checkID(id)
+}
+
+// analysed runs fn, which analyses n bytes of documents, within the
+// server's analysis budget (Limits.MaxAnalysisBytes), waiting for room
+// until the request's deadline.
+func (s *Server) analysed(c *call, n int64, fn func() error) error {
+	if err := s.analyse.acquire(c.ctx, n); err != nil {
 		return err
 	}
-	answer(http.StatusOK, nil)
-	return nil
+	defer s.analyse.release(n)
+	return fn()
 }

@@ -46,6 +46,15 @@ const (
 	CodeTimeout          = "timeout"            // 504 (408 while reading the body): over Limits.RequestTimeout
 )
 
+// Error codes of the server's request guards (loopback mode and per-token
+// limits).
+const (
+	CodeUnsupportedMediaType = "unsupported_media_type" // 415: loopback mode: the body's Content-Type is not the route's
+	CodeHostNotAllowed       = "host_not_allowed"       // 421: loopback mode: the Host is not a loopback name
+	CodeOriginNotAllowed     = "origin_not_allowed"     // 403: loopback mode: sent by a web page of another origin
+	CodeTooManyRequests      = "too_many_requests"      // 429: over a per-token concurrency limit; retry
+)
+
 // apiError is an error answer.
 type apiError struct {
 	status  int

@@ -173,6 +173,13 @@ func (ts *testServer) try(method, path, token string, body any) (response, error
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if rd != nil {
+		// What a well-behaved client sends (loopback mode requires it).
+		req.Header.Set("Content-Type", "application/json")
+		if strings.HasSuffix(path, "/bulk") {
+			req.Header.Set("Content-Type", "application/x-ndjson")
+		}
+	}
 	resp, err := ts.client.Do(req)
 	if err != nil {
 		return response{}, err

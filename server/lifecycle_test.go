@@ -184,7 +184,7 @@ func TestNothingLeaks(t *testing.T) {
 	want(t, ts.do("GET", "/v1/instances/tenant-zebra/documents/DOCID-quokka", "bxt_queryterm-narwhal", nil), http.StatusUnauthorized, CodeUnauthenticated)
 	want(t, ts.do("GET", "/tenant-zebra/DOCID-quokka", "", nil), http.StatusNotFound, CodeNotFound)
 	want(t, ts.do("BREW", "/v1/instances/tenant-zebra/search", "", nil), http.StatusMethodNotAllowed, CodeMethodNotAllowed)
-	metrics := string(ts.do("GET", "/metrics", "", nil).body)
+	metrics := string(ts.do("GET", "/metrics", testAdminToken, nil).body)
 	for _, name := range []string{
 		"blindex_http_requests_total", "blindex_http_request_duration_seconds", "blindex_documents_written_total",
 		"blindex_documents", "blindex_key_provider_calls_total", "blindex_instances", "blindex_key_configurations",

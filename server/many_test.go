@@ -85,7 +85,7 @@ func TestManyInstances(t *testing.T) {
 	if seen != n {
 		t.Fatalf("listed %d instances, want %d", seen, n)
 	}
-	metrics := ts.do("GET", "/metrics", "", nil)
+	metrics := ts.do("GET", "/metrics", testAdminToken, nil)
 	// Instances created through the catalog are known to the metrics once
 	// served; after the restart below, all of them.
 	t.Logf("metrics: %s", grepLines(metrics.body, "blindex_instances{"))
@@ -95,7 +95,7 @@ func TestManyInstances(t *testing.T) {
 	start = time.Now()
 	ts2 := startServer(t, cfg)
 	t.Logf("restarted over %d instances in %v", n, time.Since(start).Round(time.Millisecond))
-	metrics = ts2.do("GET", "/metrics", "", nil)
+	metrics = ts2.do("GET", "/metrics", testAdminToken, nil)
 	if !strings.Contains(string(metrics.body), fmt.Sprintf(`blindex_instances{state="ok"} %d`, n)) {
 		t.Fatalf("metrics after restart:\n%s", grepLines(metrics.body, "blindex_instances{"))
 	}

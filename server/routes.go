@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -122,11 +121,11 @@ func (s *Server) routes() {
 		method, path, _ := cutPattern(rt.pattern)
 		mux.Handle(rt.pattern, s.wrap(method, path, rt.acc, rt.body, rt.fn))
 	}
-	mux.Handle("GET /metrics", s.wrapRaw("GET", "/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	mux.Handle("GET /metrics", s.wrapRaw("GET", "/metrics", s.adminOnly(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))))
 	// Everything else: a JSON 404, or 405 when the path exists with
 	// another method.
 	mux.Handle("/", s.wrap("", "unmatched", accessPublic, bodyNone, s.handleUnmatched))
-	s.handler = mux
+	s.handler = s.guard(mux)
 }
 
 func cutPattern(p string) (method, path string, ok bool) {
@@ -158,6 +157,31 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += n
 	return n, err
+}
+
+// adminOnly lets only administrators through once administrator tokens
+// are configured (in loopback mode every local client is one): the
+// metrics give away document counts and which configurations are locked.
+func (s *Server) adminOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, e := s.authenticate(r)
+		if e == nil && !p.admin {
+			e = newErr(http.StatusForbidden, CodeForbidden, "this endpoint needs an administrator token")
+		}
+		if e != nil {
+			s.metrics.rejected.WithLabelValues(e.code).Inc()
+			writeError(w, e)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// isAdmin reports whether the request comes from an administrator (any
+// local client in loopback mode).
+func (s *Server) isAdmin(r *http.Request) bool {
+	p, e := s.authenticate(r)
+	return e == nil && p.admin
 }
 
 // wrapRaw instruments a plain handler (metrics) without auth or limits.
@@ -263,6 +287,26 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 				fail(e)
 				return
 			}
+			write := b == bodyDocument || b == bodyBulk || b == bodyStream
+			ok, writeLimit := s.per.enter(p.key, write, s.lim.MaxInFlightPerToken, s.lim.MaxWritesPerToken)
+			if !ok {
+				e := newErr(http.StatusTooManyRequests, CodeTooManyRequests, "this token has %d requests in flight, the server's limit per token; retry shortly", s.lim.MaxInFlightPerToken)
+				if writeLimit {
+					e = newErr(http.StatusTooManyRequests, CodeTooManyRequests, "this token has %d writes in flight, the server's limit per token; wait for them, then retry", s.lim.MaxWritesPerToken)
+				}
+				e.retryAfter = 1
+				s.metrics.rejected.WithLabelValues(e.code).Inc()
+				fail(e)
+				return
+			}
+			defer s.per.leave(p.key, write)
+		}
+		if s.open && acc != accessPublic {
+			if e := checkLoopbackContentType(r, b); e != nil {
+				s.metrics.rejected.WithLabelValues(e.code).Inc()
+				fail(e)
+				return
+			}
 		}
 		if b != bodyNone && b != bodyStream {
 			data, e := s.readBody(sw, r, b)
@@ -304,6 +348,18 @@ func (s *Server) authorize(c *call, acc access) *apiError {
 	if c.name != p.instance {
 		return errInstanceNotFound(c.name)
 	}
+	// The token is bound to the incarnation of the instance it was made
+	// for (its store prefix): once that instance is deleted, by the API or
+	// by any other program on the store, a new instance of the same name
+	// does not accept it, on any route.
+	man, err := s.cat.Manifest(c.name)
+	switch {
+	case errors.Is(err, index.ErrNotFound) || (err == nil && !bytes.Equal(man.Prefix, p.prefix)):
+		return errTokenInvalid()
+	case err != nil:
+		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, cause: err,
+			message: "the token could not be checked; retry, and report it if it persists"}
+	}
 	switch acc {
 	case accessInstanceAdmin:
 		return newErr(http.StatusForbidden, CodeForbidden, "this endpoint needs an administrator token; an instance token can read, write and search its instance and read its status")
@@ -337,7 +393,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, b body) ([]byt
 	if r.ContentLength > limit {
 		return nil, tooLarge
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	// One buffer of the announced size (plus room to see the end): the
+	// body is read once, never grown by doubling.
+	buf := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 0)+bytes.MinRead+1))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	data := buf.Bytes()
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
@@ -389,8 +449,9 @@ func (s *Server) handleHealthz(c *call) error {
 }
 
 // readyz is blindex's own readiness: the store answers and the server is
-// not shutting down. The key provider's health is reported beside it and
-// does not make the server unready: a KMS outage is a third party's, and
+// not shutting down. The key provider's health is reported beside it, to
+// administrators only (it tells which configurations are locked), and does
+// not make the server unready: a KMS outage is a third party's, and
 // instances keep serving from their leases (see "kms").
 func (s *Server) handleReadyz(c *call) error {
 	type kmsView struct {
@@ -398,9 +459,9 @@ func (s *Server) handleReadyz(c *call) error {
 		Configurations map[string]int `json:"configurations"`
 	}
 	out := struct {
-		Status string  `json:"status"`
-		Reason string  `json:"reason,omitempty"`
-		KMS    kmsView `json:"kms"`
+		Status string   `json:"status"`
+		Reason string   `json:"reason,omitempty"`
+		KMS    *kmsView `json:"kms,omitempty"`
 	}{Status: "ready"}
 	status := http.StatusOK
 	if s.shutting.Load() {
@@ -408,9 +469,9 @@ func (s *Server) handleReadyz(c *call) error {
 	} else if _, err := s.st.Get([]byte{0x00, 'R', 'e', 'a', 'd', 'y'}); err != nil && !errors.Is(err, store.ErrNotFound) {
 		out.Status, out.Reason, status = "not_ready", "the store does not answer", http.StatusServiceUnavailable
 	}
-	if !s.shutting.Load() {
+	if !s.shutting.Load() && s.isAdmin(c.r) {
 		counts, fresh := s.configStates(time.Second)
-		out.KMS = kmsView{State: "ok", Configurations: map[string]int{"ok": counts[stateOK], "degraded": counts[stateDegraded], "locked": counts[stateLocked]}}
+		out.KMS = &kmsView{State: "ok", Configurations: map[string]int{"ok": counts[stateOK], "degraded": counts[stateDegraded], "locked": counts[stateLocked]}}
 		switch {
 		case !fresh:
 			// A key provider call is holding the catalog: the provider is

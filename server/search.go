@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,13 @@ import (
 	"github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/internal/input"
 )
+
+// maxJSONDepth is the deepest JSON a search request may nest: four levels
+// per level of query nesting (a boolean query's member, its array, the
+// clause) and room for the request's own members.
+func (s *Server) maxJSONDepth() int { return 4*s.lim.MaxQueryDepth + 8 }
 
 // searchFields are the members a search request may have: bleve's search
 // request, less what only makes sense inside bleve (pre_search_data, which
@@ -26,27 +33,131 @@ var searchFields = map[string]bool{
 	"dialect": true, // blindex's: the syntax of a query-string query (dialect.go)
 }
 
+// fieldChunk is how many hits' stored fields a search answer holds in
+// memory at once: the answer streams, and each hit's stored document is at
+// most Limits.MaxDocumentBytes.
+const fieldChunk = 8
+
 func (s *Server) handleSearch(c *call) error {
 	req, e := s.parseSearch(c.body)
 	if e != nil {
 		return e
 	}
-	var res *bleve.SearchResult
 	ctx := context.WithValue(c.ctx, search.MaxTermSearchersKey, s.lim.MaxTermSearchers)
-	err := s.withInstance(c, func(in *index.Instance) error {
-		var err error
-		res, err = in.Search(ctx, req)
+	// Stored fields are not loaded by the search itself, which would hold
+	// every hit's document until the whole answer is encoded (size 10,000
+	// with fields "*" is 10,000 documents): the answer streams instead,
+	// loading them fieldChunk hits at a time.
+	fields := req.Fields
+	req.Fields = nil
+	return s.withInstance(c, func(in *index.Instance) error {
+		res, err := in.Search(ctx, req)
+		if err != nil {
+			return err
+		}
+		req.Fields = fields // as the request echo shows it
+		if len(fields) == 0 || len(res.Hits) == 0 {
+			writeJSON(c.w, http.StatusOK, res)
+			return nil
+		}
+		started, err := streamResult(c.w, res, func(ids []string) (map[string]map[string]any, error) {
+			return loadFields(ctx, in, ids, fields)
+		})
+		if err != nil && started {
+			// The answer has started: the connection is cut (see wrap),
+			// and the error must not be retried on a fresh instance.
+			return &apiError{status: http.StatusInternalServerError, code: CodeInternal, cause: err,
+				message: "the answer could not be completed"}
+		}
 		return err
 	})
+}
+
+// streamResult writes res as bleve's search result JSON, hits one by one,
+// with the stored fields of each chunk of hits from load. The first chunk
+// is loaded before the answer starts, so that a failure there (a locked
+// instance, a damaged document) is an ordinary error answer; started
+// reports whether the answer had started when it failed.
+func streamResult(w http.ResponseWriter, res *bleve.SearchResult, load func(ids []string) (map[string]map[string]any, error)) (started bool, err error) {
+	hits := res.Hits
+	res.Hits = search.DocumentMatchCollection{}
+	env, err := json.Marshal(res)
+	res.Hits = hits
 	if err != nil {
-		return err
+		return false, err
 	}
-	writeJSON(c.w, http.StatusOK, res)
-	return nil
+	// The envelope is bleve's own encoding of the result; its hits go
+	// where it has an empty array (status, request, hits, total_hits, …
+	// in that order: a request never holds a member "hits" with an array
+	// followed by "total_hits").
+	mark := []byte(`"hits":[],"total_hits":`)
+	at := bytes.Index(env, mark)
+	if at < 0 {
+		return false, errors.New("server: internal error: no hits member in the search result's encoding")
+	}
+	for start := 0; start < len(hits); start += fieldChunk {
+		chunk := hits[start:min(start+fieldChunk, len(hits))]
+		ids := make([]string, len(chunk))
+		for i, h := range chunk {
+			ids[i] = h.ID
+		}
+		fields, err := load(ids)
+		if err != nil {
+			return started, err
+		}
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			if _, err := w.Write(env[:at+len(`"hits":[`)]); err != nil {
+				return true, err
+			}
+		}
+		for i, h := range chunk {
+			h.Fields = fields[h.ID]
+			b, err := json.Marshal(h)
+			h.Fields = nil
+			if err != nil {
+				return true, err
+			}
+			if start+i > 0 {
+				b = append([]byte{','}, b...)
+			}
+			if _, err := w.Write(b); err != nil {
+				return true, err
+			}
+		}
+	}
+	_, err = w.Write(append(env[at+len(`"hits":[`):], '\n'))
+	return true, err
+}
+
+// loadFields returns the stored fields of the documents ids (those that
+// still exist), with a search for exactly those documents.
+func loadFields(ctx context.Context, in *index.Instance, ids []string, fields []string) (map[string]map[string]any, error) {
+	req := bleve.NewSearchRequestOptions(query.NewDocIDQuery(ids), len(ids), 0, false)
+	req.Fields = fields
+	req.Score = "none"
+	res, err := in.Search(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]any, len(res.Hits))
+	for _, h := range res.Hits {
+		out[h.ID] = h.Fields
+	}
+	return out, nil
 }
 
 // parseSearch decodes and checks a search request against the limits.
 func (s *Server) parseSearch(body []byte) (*bleve.SearchRequest, *apiError) {
+	// A query nests about four JSON levels per boolean level; deeper
+	// JSON is refused before a recursive parser spends time on it.
+	if err := input.CheckDepth(body, s.maxJSONDepth()); err != nil {
+		return nil, newErr(http.StatusBadRequest, CodeQueryTooComplex, "the search request's JSON nests deeper than %d levels, the server's limit (from the query nesting limit of %d); flatten the query", s.maxJSONDepth(), s.lim.MaxQueryDepth)
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, jsonError(err)
@@ -96,6 +207,16 @@ func (s *Server) parseSearch(body []byte) (*bleve.SearchRequest, *apiError) {
 		if f == nil || f.Size > s.lim.MaxFacetSize || f.Size < 0 {
 			return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "facet %q must have a size from 0 to %d", name, s.lim.MaxFacetSize)
 		}
+	}
+	// bleve's decoding turns a negative size into 10 and a negative from
+	// into 0; the request is refused instead.
+	for _, k := range []string{"size", "from"} {
+		if v, ok := raw[k]; ok && bytes.HasPrefix(bytes.TrimSpace(v), []byte("-")) {
+			return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "%s must be non-negative (and from+size at most %d)", k, index.MaxResultWindow)
+		}
+	}
+	if err := input.Sort(req.Sort); err != nil {
+		return nil, newErr(http.StatusBadRequest, CodeInvalidQuery, "the sort order is not valid: %s", strings.TrimPrefix(err.Error(), "input: invalid: "))
 	}
 	if req.Size < 0 || req.From < 0 || req.Size+req.From > index.MaxResultWindow {
 		return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "size and from must be non-negative and from+size at most %d; page with search_after for deeper results", index.MaxResultWindow)

@@ -154,6 +154,30 @@ type Limits struct {
 	// overloaded with Retry-After. Health and metrics endpoints are not
 	// counted. Default 512.
 	MaxInFlight int
+	// MaxInFlightPerToken bounds the API requests one token serves at once
+	// (each instance token, each administrator token, and in loopback mode
+	// the local clients together), so that one client cannot take every
+	// slot of MaxInFlight. More get 429 too_many_requests with
+	// Retry-After. Default 32.
+	MaxInFlightPerToken int
+	// MaxWritesPerToken bounds the writes (PUT, bulk, attachment uploads)
+	// one token runs at once; more get 429 too_many_requests with
+	// Retry-After. Analysing documents is what costs memory, so this
+	// bounds what one client can make the server hold. Default 4.
+	MaxWritesPerToken int
+	// MaxBatchBytes bounds the document bytes of one atomic batch of a
+	// bulk request: a bulk whose documents total more is applied as
+	// consecutive atomic batches of at most this much (at least one
+	// document each), so that the memory analysis needs is bounded by this
+	// and not by MaxBulkBytes. Default 4 MiB; at least MaxDocumentBytes.
+	MaxBatchBytes int64
+	// MaxAnalysisBytes bounds the document bytes the whole server analyses
+	// at once, across every write. A write whose documents do not fit
+	// waits for room, within its RequestTimeout (then 504 timeout, nothing
+	// applied). Analysis takes roughly 100 times the document's size in
+	// memory, so the default, 16 MiB, bounds it to about 1.6 GB. At least
+	// MaxBatchBytes.
+	MaxAnalysisBytes int64
 }
 
 func (l Limits) withDefaults() (Limits, error) {
@@ -185,6 +209,16 @@ func (l Limits) withDefaults() (Limits, error) {
 	def(&l.MaxFacets, 16, "MaxFacets")
 	def(&l.MaxFacetSize, 1000, "MaxFacetSize")
 	def(&l.MaxInFlight, 512, "MaxInFlight")
+	def(&l.MaxInFlightPerToken, 32, "MaxInFlightPerToken")
+	def(&l.MaxWritesPerToken, 4, "MaxWritesPerToken")
+	def64(&l.MaxBatchBytes, max(4<<20, l.MaxDocumentBytes), "MaxBatchBytes")
+	def64(&l.MaxAnalysisBytes, max(16<<20, l.MaxBatchBytes), "MaxAnalysisBytes")
+	if l.MaxBatchBytes < l.MaxDocumentBytes {
+		errs = append(errs, fmt.Errorf("Limits.MaxBatchBytes (%d) is smaller than Limits.MaxDocumentBytes (%d): a batch must hold the largest document", l.MaxBatchBytes, l.MaxDocumentBytes))
+	}
+	if l.MaxAnalysisBytes < l.MaxBatchBytes {
+		errs = append(errs, fmt.Errorf("Limits.MaxAnalysisBytes (%d) is smaller than Limits.MaxBatchBytes (%d): the largest batch could never be analysed", l.MaxAnalysisBytes, l.MaxBatchBytes))
+	}
 	switch {
 	case l.RequestTimeout == 0:
 		l.RequestTimeout = 30 * time.Second
@@ -217,6 +251,8 @@ type Server struct {
 	neg     *negCache
 	docs    *docCounts
 	inflt   chan struct{}
+	per     *perToken // requests and writes of each token at once
+	analyse *budget   // document bytes being analysed (Limits.MaxAnalysisBytes)
 	states  stateCache
 
 	baseCtx context.Context // cancelled by Shutdown: background jobs
@@ -343,6 +379,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s.neg = newNegCache(retryInterval(cfg.Lease, cfg.RetryInterval))
 	s.docs = newDocCounts()
 	s.inflt = make(chan struct{}, lim.MaxInFlight)
+	s.per = newPerToken()
+	s.analyse = newBudget(lim.MaxAnalysisBytes)
 	s.groups, err = loadGroups(s.cat)
 	if err != nil {
 		return fail(fmt.Errorf("server: reading the instance manifests: %w", err))
@@ -385,6 +423,10 @@ func (s *Server) LoopbackOnly() bool { return s.open }
 func (s *Server) Serve(ln net.Listener) error {
 	if s.open && !isLoopback(ln.Addr()) {
 		return fmt.Errorf("server: refusing to serve on %s without an administrator token: without one every client is an administrator, so only loopback addresses are allowed; configure a token (--admin-token-file or BLINDEX_ADMIN_TOKEN) or listen on 127.0.0.1", ln.Addr())
+	}
+	if s.tlsConf == nil && !isLoopback(ln.Addr()) {
+		s.log.Warn("serving a non-loopback address over plain HTTP: bearer tokens, documents and queries cross the network unencrypted; configure TLS (--tls-cert and --tls-key) or serve behind a TLS-terminating proxy on this host",
+			"addr", ln.Addr().String())
 	}
 	hs := &http.Server{
 		Handler:           s.handler,

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/internal/input"
 )
 
 const indexSynopsis = "--data DIR [--instance NAME] [--mapping FILE] [--id-field NAME] [--batch N] FILE..."
@@ -28,14 +29,25 @@ The instance is created with --mapping (a bleve index-mapping JSON) when it
 does not exist; when it exists, --mapping may be omitted, and if given must
 equal the stored mapping. Each document's id is the string in --id-field.
 
-Documents are written in atomic batches of --batch documents: a document the
-mapping cannot index stops the command with its line number, and nothing of
-its batch is written (earlier batches are). Indexing a document id again
-replaces the document, so a stopped run can simply be run again.
+Documents are written in atomic batches of --batch documents, or fewer when
+they reach --batch-bytes: a document the mapping cannot index stops the
+command with its line number, and nothing of its batch is written (earlier
+batches are). Indexing a document id again replaces the document, so a
+stopped run can simply be run again.
+
+A document (one line) larger than --max-document-bytes stops the command with
+its line number before anything of its batch is written: analysing a document
+takes about a hundred times its size in memory. An id must be valid UTF-8 (a
+JSON string with bytes that are not UTF-8, or an unpaired \uD800-style
+escape, is refused rather than changed).
 `
 
-// maxLine is the longest NDJSON line accepted.
-const maxLine = 64 << 20
+// Defaults of --max-document-bytes and --batch-bytes. The largest issue of
+// the Apache Jira corpus is 3 MB.
+const (
+	defaultMaxDocument = 4 << 20
+	defaultBatchBytes  = 4 << 20
+)
 
 func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("index", indexSynopsis, indexHelp, stderr)
@@ -44,6 +56,8 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	mappingFile := fs.String("mapping", "", "bleve index-mapping JSON `FILE`; required when the instance does not exist")
 	idField := fs.String("id-field", "id", "top-level field holding each document's id (a string)")
 	batch := fs.Int("batch", 1000, "documents per atomic batch")
+	maxDoc := fs.Int("max-document-bytes", defaultMaxDocument, "largest document (one NDJSON line) accepted, in bytes")
+	batchBytes := fs.Int("batch-bytes", defaultBatchBytes, "cut a batch before its documents exceed this many bytes (a batch holds at least one document)")
 	noSync := fs.Bool("no-sync", false, "do not wait for the disk after each batch (faster; a crash may lose the last batches, each still all-or-nothing)")
 	noProgress := fs.Bool("no-progress", false, "no progress bar, even on a terminal")
 	files, done, code := parseCommand(fs, args)
@@ -58,6 +72,10 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return usageErrorf("--batch must be at least 1")
 		case *idField == "":
 			return usageErrorf("--id-field must not be empty")
+		case *maxDoc < 1:
+			return usageErrorf("--max-document-bytes must be at least 1")
+		case *batchBytes < 1:
+			return usageErrorf("--batch-bytes must be at least 1")
 		}
 		for _, f := range files {
 			if f == "-" {
@@ -94,7 +112,7 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		if created {
 			fmt.Fprintf(stderr, "created instance %q in %s\n", c.instance, c.data)
 		}
-		x := &indexer{in: in, idField: *idField, batch: *batch, stdin: stdin}
+		x := &indexer{in: in, idField: *idField, batch: *batch, batchBytes: *batchBytes, maxDoc: *maxDoc, stdin: stdin}
 		if !*noProgress && isTerminal(stderr) {
 			x.bar = newBar(stderr, files)
 		}
@@ -164,15 +182,18 @@ type srcPos struct {
 
 // indexer reads NDJSON and applies it to an instance in batches.
 type indexer struct {
-	in      *index.Instance
-	idField string
-	batch   int
-	stdin   io.Reader
-	bar     *progressbar.ProgressBar // nil: no progress bar
+	in         *index.Instance
+	idField    string
+	batch      int // documents per batch
+	batchBytes int // document bytes per batch; 0: defaultBatchBytes
+	maxDoc     int // bytes of one document; 0: defaultMaxDocument
+	stdin      io.Reader
+	bar        *progressbar.ProgressBar // nil: no progress bar
 
-	ops     []index.Op
-	pos     []srcPos
-	indexed int // documents in committed batches
+	ops      []index.Op
+	pos      []srcPos
+	opsBytes int // document bytes in ops
+	indexed  int // documents in committed batches
 }
 
 func (x *indexer) indexFiles(ctx context.Context, files []string) error {
@@ -231,8 +252,16 @@ func (x *indexer) indexFile(ctx context.Context, name string) error {
 }
 
 func (x *indexer) readNDJSON(ctx context.Context, r io.Reader, file string) error {
+	if x.maxDoc <= 0 {
+		x.maxDoc = defaultMaxDocument
+	}
+	if x.batchBytes <= 0 {
+		x.batchBytes = defaultBatchBytes
+	}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<20), maxLine)
+	// A line over the limit stops the scanner once its buffer holds
+	// maxDoc+1 bytes: the memory of one line is bounded by the limit.
+	sc.Buffer(make([]byte, 0, min(1<<20, x.maxDoc+1)), x.maxDoc+1)
 	line := 0
 	for sc.Scan() {
 		line++
@@ -243,12 +272,21 @@ func (x *indexer) readNDJSON(ctx context.Context, r io.Reader, file string) erro
 		if len(b) == 0 {
 			continue
 		}
+		if len(b) > x.maxDoc {
+			return x.stopped(x.tooLarge(file, line))
+		}
 		id, err := x.documentID(b)
 		if err != nil {
 			return x.stopped(inputErrorf("", "%s line %d: %v", file, line, err))
 		}
+		if len(x.ops) > 0 && x.opsBytes+len(b) > x.batchBytes {
+			if err := x.flush(ctx); err != nil {
+				return err
+			}
+		}
 		x.ops = append(x.ops, index.Op{ID: id, Body: bytes.Clone(b)})
 		x.pos = append(x.pos, srcPos{file, line})
+		x.opsBytes += len(b)
 		if len(x.ops) >= x.batch {
 			if err := x.flush(ctx); err != nil {
 				return err
@@ -257,11 +295,17 @@ func (x *indexer) readNDJSON(ctx context.Context, r io.Reader, file string) erro
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return x.stopped(inputErrorf("", "%s line %d: longer than %d MiB", file, line+1, maxLine>>20))
+			return x.stopped(x.tooLarge(file, line+1))
 		}
 		return x.stopped(inputErrorf("", "reading %s after line %d: %v", file, line, err))
 	}
 	return nil
+}
+
+// tooLarge is the error for a document over --max-document-bytes.
+func (x *indexer) tooLarge(file string, line int) error {
+	return &cliError{code: exitUsage, err: fmt.Errorf("%s line %d: the document is larger than --max-document-bytes (%d bytes)", file, line, x.maxDoc),
+		next: "split the document, or raise --max-document-bytes (analysing a document takes about a hundred times its size in memory)"}
 }
 
 // documentID returns the document id of one NDJSON line. Its errors never
@@ -283,12 +327,20 @@ func (x *indexer) documentID(b []byte) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("no %q field (the document id; choose the id field with --id-field)", x.idField)
 	}
-	var id string
-	if err := json.Unmarshal(raw, &id); err != nil {
+	if len(raw) == 0 || raw[0] != '"' {
 		return "", fmt.Errorf("the id field %q is not a string", x.idField)
 	}
-	if id == "" {
+	// Strictly: encoding/json would turn bytes that are not UTF-8 into
+	// U+FFFD, so that distinct ids would become one document.
+	id, err := input.JSONString(raw)
+	if err != nil {
+		return "", fmt.Errorf("the id field %q is not a valid id: %s", x.idField, strings.TrimPrefix(err.Error(), "input: invalid: "))
+	}
+	switch {
+	case id == "":
 		return "", fmt.Errorf("the id field %q is empty", x.idField)
+	case len(id) > index.MaxIDLength:
+		return "", fmt.Errorf("the id field %q is longer than %d bytes", x.idField, index.MaxIDLength)
 	}
 	return id, nil
 }
@@ -308,7 +360,8 @@ func (x *indexer) flush(ctx context.Context) error {
 		return x.stopped(err)
 	}
 	x.indexed += len(x.ops)
-	x.ops, x.pos = x.ops[:0], x.pos[:0]
+	clear(x.ops) // drop the bodies
+	x.ops, x.pos, x.opsBytes = x.ops[:0], x.pos[:0], 0
 	if x.bar != nil {
 		x.bar.Describe(fmt.Sprintf("indexed %d documents", x.indexed))
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/internal/input"
 	blindexquery "github.com/blindex/blindex/query"
 )
 
@@ -76,6 +77,15 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		d, err := blindexquery.ParseDialect(*dialect)
 		if err != nil {
 			return usageErrorf("--dialect must be bleve or boolean")
+		}
+		if *sortBy != "" {
+			items := strings.Split(*sortBy, ",")
+			for i := range items {
+				items[i] = strings.TrimSpace(items[i])
+			}
+			if err := input.SortStrings(items); err != nil {
+				return usageErrorf("--sort %q: %s", *sortBy, strings.TrimPrefix(err.Error(), "input: invalid: "))
+			}
 		}
 		opts := searchOptions{size: *size, from: *from, fields: splitList(*fields), sort: splitList(*sortBy), dialect: d}
 		var q query.Query
@@ -143,6 +153,11 @@ func parseDialectQuery(text string, d blindexquery.Dialect) (query.Query, error)
 	return q, err
 }
 
+// maxQueryJSONDepth is the deepest JSON query accepted: the server's
+// default (four JSON levels for each of 32 levels of query nesting, and 8
+// more).
+const maxQueryJSONDepth = 4*32 + 8
+
 // parseQuery turns a query string, or a JSON query when it starts with
 // '{', into a bleve query, validating it first so that a bad query is a
 // clear usage error.
@@ -152,6 +167,11 @@ func parseQuery(text string) (query.Query, error) {
 		return nil, usageErrorf("the query is empty")
 	}
 	if strings.HasPrefix(text, "{") {
+		// bleve's parser re-decodes every nested level: a query nested
+		// thousands deep would take seconds and hundreds of MB.
+		if err := input.CheckDepth([]byte(text), maxQueryJSONDepth); err != nil {
+			return nil, invalidQuery("invalid JSON query: %v", fmt.Errorf("it nests deeper than %d levels (the limit); flatten it", maxQueryJSONDepth))
+		}
 		q, err := query.ParseQuery([]byte(text))
 		if err != nil {
 			return nil, invalidQuery("invalid JSON query: %v", err)
