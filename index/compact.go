@@ -20,8 +20,9 @@ import (
 const runFanIn = 4
 
 // runBatchBytes is the size at which a run's pages are committed to the
-// store in a batch of their own before the head refers to them.
-const runBatchBytes = 4 << 20
+// store in a batch of their own before the head refers to them. A
+// variable so that tests can make runs span several batches.
+var runBatchBytes = 4 << 20
 
 // needFlush reports whether the memtable should be flushed. Caller holds
 // writeMu.

@@ -2,12 +2,18 @@ package index
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/blevesearch/bleve/v2"
+
+	"github.com/blindex/blindex/internal/seal"
+	"github.com/blindex/blindex/store"
 )
+
+type storeIface = store.Store
 
 // manyTermDocs returns n documents with perDoc distinct words each, so that
 // a batch of them has enough terms for many sealing workers.
@@ -201,4 +207,98 @@ func TestSharedCacheBudget(t *testing.T) {
 	if after >= before || after == 0 {
 		t.Fatalf("closing one instance: cache %d → %d bytes, want fewer but not none", before, after)
 	}
+}
+
+// failingStore fails every Apply after the first ok ones.
+type failingStore struct {
+	storeIface
+	ok int
+}
+
+func (f *failingStore) Apply(b *storeBatch, sync bool) error {
+	if f.ok <= 0 {
+		return errors.New("injected store failure")
+	}
+	f.ok--
+	return f.storeIface.Apply(b, sync)
+}
+
+// TestInterruptedCompaction interrupts a compaction whose runs span
+// several store batches: the instance keeps its state, check accounts for
+// the pages written so far, and the next compaction removes them.
+func TestInterruptedCompaction(t *testing.T) {
+	old := runBatchBytes
+	runBatchBytes = 8 << 10
+	defer func() { runBatchBytes = old }()
+	e := newEnv(t)
+	e.opts.CompactEvery = 1000
+	e.opts.MemtableBytes = 1 << 30
+	ctx := context.Background()
+	in := e.create(t, "crash", mustMapping(t, testMapping))
+	if err := in.Index(ctx, manyTermDocs(300, 30)...); err != nil {
+		t.Fatal(err)
+	}
+	in.writeMu.Lock()
+	fs := &failingStore{storeIface: e.st, ok: 2}
+	in.st = fs
+	err := in.compact()
+	in.st = e.st
+	in.writeMu.Unlock()
+	if err == nil {
+		t.Fatal("compaction over a failing store succeeded")
+	}
+	// The head was marked before the first pages were committed.
+	hd := readHeadForTest(t, in)
+	if hd.building == 0 {
+		t.Fatal("interrupted compaction left no building mark in the head")
+	}
+	// Reopen: the log is replayed, nothing is lost, check is clean.
+	in.Close()
+	in = e.open(t, "crash")
+	res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery("summary:w299x29")))
+	if err != nil || res.Total != 1 {
+		t.Fatalf("search after interrupted compaction: %v %+v", err, res)
+	}
+	rep, err := in.Check(ctx)
+	if err != nil || !rep.OK() {
+		t.Fatalf("check after interrupted compaction: %v %+v", err, rep)
+	}
+	// The next compaction removes the orphaned pages and the mark.
+	in.writeMu.Lock()
+	err = in.compact()
+	in.writeMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hd := readHeadForTest(t, in); hd.building != 0 {
+		t.Fatal("building mark survived a compaction")
+	}
+	var records int
+	prefix := append([]byte{nsRecord}, in.prefix...)
+	if err := e.st.Iterate(prefix, func(k, v []byte) error { records++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = in.Check(ctx)
+	if err != nil || !rep.OK() || rep.Records != records {
+		t.Fatalf("check after cleanup: %v records %d of %d %+v", err, rep.Records, records, rep)
+	}
+}
+
+func readHeadForTest(t *testing.T, in *Instance) head {
+	t.Helper()
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	k, err := in.currentKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, err := in.openRecord(k, k.Label(seal.PurposeHead), kindHead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd, err := decodeHead(pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hd
 }
