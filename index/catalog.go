@@ -70,6 +70,9 @@ type CatalogOptions struct {
 	// MaxOpen is how many instances stay open at once; the least recently
 	// used is closed beyond it (its keys zeroed). Default 1000.
 	MaxOpen int
+	// Instance.MemtableBytes defaults to 2 MiB in a catalog (instead of an
+	// instance's 8 MiB): a server holds many instances open.
+	//
 	// CacheBytes is the budget of the one cache of decrypted state pages,
 	// posting lists and packs that every instance of the catalog shares
 	// (unless Instance.Cache is set). Default 256 MiB.
@@ -127,6 +130,9 @@ func NewCatalog(st store.Store, opts CatalogOptions) (*Catalog, error) {
 	}
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = 256 << 20
+	}
+	if opts.Instance.MemtableBytes == 0 {
+		opts.Instance.MemtableBytes = 2 << 20
 	}
 	if opts.Instance.Cache == nil {
 		opts.Instance.Cache = NewCache(opts.CacheBytes)
