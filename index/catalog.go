@@ -65,14 +65,12 @@ type CatalogOptions struct {
 	// Logger receives operational logs. Default discarded.
 	Logger *slog.Logger
 	// Instance is the template for every instance's Options (Keyring and
-	// Secrets are set by the catalog).
+	// Secrets are set by the catalog). Its MemtableBytes defaults to 2 MiB
+	// (instead of an instance's 8 MiB): a server holds many instances open.
 	Instance Options
 	// MaxOpen is how many instances stay open at once; the least recently
 	// used is closed beyond it (its keys zeroed). Default 1000.
 	MaxOpen int
-	// Instance.MemtableBytes defaults to 2 MiB in a catalog (instead of an
-	// instance's 8 MiB): a server holds many instances open.
-	//
 	// CacheBytes is the budget of the one cache of decrypted state pages,
 	// posting lists and packs that every instance of the catalog shares
 	// (unless Instance.Cache is set). Default 256 MiB.
