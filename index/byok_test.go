@@ -424,6 +424,7 @@ func (e *byokEnv) catalog(t testing.TB, dir string) (*Catalog, *store.Pebble) {
 		Lease:    e.lease,
 		Audit:    e.audit,
 		Instance: Options{NoSync: true},
+		Policy:   wikiEarlyAccess(t, "org-a"),
 	})
 	if err != nil {
 		st.Close()
@@ -438,6 +439,9 @@ func (e *byokEnv) catalog(t testing.TB, dir string) (*Catalog, *store.Pebble) {
 func (e *byokEnv) create(t testing.TB, c *Catalog, org, arn, name, product string) *Instance {
 	t.Helper()
 	if _, err := c.Config(org); err != nil {
+		if _, err := c.SetPlan(org, "enterprise"); err != nil {
+			t.Fatal(err)
+		}
 		if err := c.CreateConfig(EncryptionConfig{Org: org, KeyARN: arn, Region: kmstest.Region}); err != nil {
 			t.Fatal(err)
 		}

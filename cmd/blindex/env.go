@@ -13,6 +13,7 @@ import (
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/keys/awskms"
 	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -24,6 +25,7 @@ type env struct {
 	flags commonFlags // the command's flags
 	home  string      // key home, resolved; "" until keys are opened
 	st    *store.Pebble
+	ctl   *control.Store      // st with control records authenticated; nil until openLocal
 	prov  *keys.LocalProvider // nil until openKeys (or when the key file is missing and optional)
 	local keys.Provider       // the catalog's provider for non-BYOK instances
 	cat   *index.Catalog
@@ -227,6 +229,7 @@ func (e *env) openLocal(flagHome string, need keyNeed) error {
 				return e.missingKey()
 			}
 			e.local = missingKeyProvider{file: keyFile}
+			e.ctl = control.NewUnkeyed(e.st, fmt.Errorf("no provider key at %s; use the --home (or BLINDEX_HOME) the data directory was written with", keyFile))
 			return nil
 		}
 	}
@@ -236,7 +239,28 @@ func (e *env) openLocal(flagHome string, need keyNeed) error {
 	}
 	prov.SetAudit(e.audit)
 	e.prov, e.local = prov, prov
+	key, err := keys.DeriveLocalKey(home, control.KeyLabel, false)
+	if err != nil {
+		return &cliError{code: exitKey, err: err, next: "fix the provider key file as the message says, or point --home at the right directory"}
+	}
+	defer keys.Zero(key)
+	if e.ctl, err = control.New(e.st, key); err != nil {
+		return err
+	}
 	return nil
+}
+
+// store returns the command's store with control records (manifests,
+// configurations, plans) authenticated under the provider key of --home,
+// opening the local provider (a missing key file allowed: control records
+// are then refused as unverifiable) if needed.
+func (e *env) store() (*control.Store, error) {
+	if e.ctl == nil {
+		if err := e.openLocal(e.flags.home, keyOptional); err != nil {
+			return nil, err
+		}
+	}
+	return e.ctl, nil
 }
 
 func (e *env) missingKey() error {
@@ -276,13 +300,18 @@ func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
 			return nil, err
 		}
 	}
-	cat, err := index.NewCatalog(e.st, index.CatalogOptions{
+	pol, err := e.flags.loadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	cat, err := index.NewCatalog(e.ctl, index.CatalogOptions{
 		Home:     e.home,
 		Local:    e.local,
 		KMS:      e.kmsProvider,
 		Lease:    e.flags.lease,
 		Audit:    e.audit,
 		Instance: opts,
+		Policy:   pol,
 	})
 	if err != nil {
 		return nil, &cliError{code: exitKey, err: err, next: "check --home (or BLINDEX_HOME): it must be a directory you can write to"}
@@ -341,7 +370,11 @@ func (e *env) noInstance(name string) error {
 
 // manifest reads an instance's manifest (no key needed).
 func (e *env) manifest(name string) (*index.Manifest, error) {
-	man, err := index.ReadManifest(e.st, name)
+	st, err := e.store()
+	if err != nil {
+		return nil, err
+	}
+	man, err := index.ReadManifest(st, name)
 	if errors.Is(err, index.ErrNotFound) {
 		return nil, e.noInstance(name)
 	}
@@ -415,7 +448,11 @@ func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile strin
 				"fix the mapping file (see the README's \"Mapping\" section for the supported subset)")
 		}
 	}
-	_, err = index.ReadManifest(e.st, c.instance)
+	st, err := e.store()
+	if err != nil {
+		return nil, false, err
+	}
+	_, err = index.ReadManifest(st, c.instance)
 	switch {
 	case errors.Is(err, index.ErrNotFound):
 		if m == nil {
