@@ -1467,7 +1467,7 @@ func TestBYOKAuditAndCallVolume(t *testing.T) {
 	// returns it, and as the engine derives it with the instance secret),
 	// the attachment-metadata key, the instance secret, and the wrapped
 	// forms too.
-	man, err := ReadManifest(st, name)
+	man, err := ReadManifest(c.Store(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
