@@ -146,15 +146,12 @@ can read the data directory and --home.
 		if err != nil {
 			return err
 		}
-		if meta.BYOK {
-			if _, err := cat.Config(meta.Org); errors.Is(err, index.ErrNotFound) {
-				return inputErrorf(fmt.Sprintf("create it first: 'blindex config create --data %s --org %s --kms-key-arn ARN --region R'", shellQuote(c.data), shellQuote(meta.Org)),
-					"%v: organisation %q has no encryption configuration, so it can have no BYOK instance", index.ErrPolicy, meta.Org)
-			}
-		}
 		in, err := cat.CreateInstance(ctx, c.instance, meta, m)
 		if err != nil {
 			var next string
+			if meta.BYOK && errors.Is(err, index.ErrNotFound) {
+				next = fmt.Sprintf("create it first: 'blindex config create --data %s --org %s --kms-key-arn ARN --region R'", shellQuote(c.data), shellQuote(meta.Org))
+			}
 			if meta.BYOK && (errors.Is(err, keys.ErrKeyRevoked) || errors.Is(err, keys.ErrKeyUnavailable)) {
 				next = "KMS refused or did not answer GenerateDataKey; nothing was created. Check that the configured key is enabled and that these AWS credentials may use it " +
 					"(kms:GenerateDataKey and kms:Decrypt), and the endpoint (AWS_ENDPOINT_URL_KMS or --kms-endpoint); then run the command again"
