@@ -1353,7 +1353,7 @@ func TestBYOKAuditAndCallVolume(t *testing.T) {
 	ctx := context.Background()
 	e := newBYOKEnv(t, byokOptions{lease: time.Second, proxy: true})
 	arn := e.srv.CreateKey(t)
-	c, st := e.catalog(t, t.TempDir())
+	c, _ := e.catalog(t, t.TempDir())
 	const name = "acme-issues"
 	in := e.create(t, c, "acme", arn, name, "software")
 	kr, err := c.keyringFor(ctx, name)
