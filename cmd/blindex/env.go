@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -378,7 +379,37 @@ func (e *env) manifest(name string) (*index.Manifest, error) {
 	if errors.Is(err, index.ErrNotFound) {
 		return nil, e.noInstance(name)
 	}
+	if errors.Is(err, control.ErrForged) {
+		return nil, e.wrongHome(st, name, err)
+	}
 	return man, err
+}
+
+// wrongHome explains a manifest that does not verify. When its (untrusted)
+// body names a local provider key other than the one in --home, the likely
+// cause is the wrong --home: exit 3 saying so, as for any other key
+// mismatch. Otherwise it is what it says: edited outside blindex (exit 4).
+func (e *env) wrongHome(st *control.Store, name string, err error) error {
+	if e.prov == nil {
+		return err
+	}
+	recs, ierr := st.Inspect(append([]byte{control.Namespace, 'M'}, name...))
+	if ierr != nil {
+		return err
+	}
+	for _, r := range recs {
+		var m struct {
+			KeyID string `json:"key_id"`
+		}
+		if r.Name != name || json.Unmarshal(r.Body, &m) != nil || !strings.HasPrefix(m.KeyID, "local:") || m.KeyID == e.prov.KeyID() {
+			continue
+		}
+		return &cliError{code: exitKey,
+			err: fmt.Errorf("%w; instance %q says it was created under provider key %s, but %s holds provider key %s",
+				err, name, m.KeyID, e.prov.KeyFile(), e.prov.KeyID()),
+			next: "use the --home (or BLINDEX_HOME) the instance was created with: its provider key authenticates the data directory's manifests and configurations"}
+	}
+	return err
 }
 
 // openInstance opens an existing instance through the catalog, unwrapping

@@ -302,15 +302,16 @@ func TestControlRecordsCLI(t *testing.T) {
 	must(t, 0, "search", "--data", d, "--instance", "tracker", "--json", "hello")
 	must(t, 0, "adopt", "--data", d)
 
-	// Under another home the records do not verify.
+	// Under another home the records do not verify: exit 3, naming both
+	// provider keys, as for any other key mismatch.
 	other := t.TempDir()
 	if p, err := keys.NewLocalProvider(other); err != nil {
 		t.Fatal(err)
 	} else {
 		p.Close()
 	}
-	r = must(t, 4, "instance", "show", "--data", d, "--instance", "tracker", "--no-check", "--home", other)
-	if !strings.Contains(r.stderr, "does not verify") {
+	r = must(t, 3, "instance", "show", "--data", d, "--instance", "tracker", "--no-check", "--home", other)
+	if !strings.Contains(r.stderr, "does not verify") || !strings.Contains(r.stderr, "says it was created under provider key local:") {
 		t.Fatalf("another home: %v", r)
 	}
 }

@@ -281,9 +281,11 @@ type Record struct {
 	Kind  string
 	Name  string
 	State State
-	// Body is the record's body when State is StateOK, and its raw,
-	// untrusted value when StateUnauthenticated (for an administrator to
-	// review before adopting it); nil otherwise.
+	// Body is the record's body when State is StateOK. It is the
+	// UNTRUSTED body when StateUnauthenticated (for an administrator to
+	// review before adopting it) and when StateForged and the value has the
+	// authenticated layout (for diagnostics only, such as which provider key
+	// a manifest names when --home is the wrong one); nil otherwise.
 	Body []byte
 }
 
@@ -308,6 +310,9 @@ func (s *Store) Inspect(prefix []byte) ([]Record, error) {
 			r.State = StateNoKey
 		default:
 			r.State = StateForged
+			if len(v) >= 1+TagSize && v[0] == Version {
+				r.Body = bytes.Clone(v[1+TagSize:])
+			}
 		}
 		out = append(out, r)
 		return nil
