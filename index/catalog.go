@@ -422,7 +422,11 @@ func (c *Catalog) CreateInstance(ctx context.Context, name string, meta Meta, m 
 				return nil, err
 			}
 			if other.Meta.Site == meta.Site && pol.Family(other.Meta.Product) == fam && other.Meta.BYOK != meta.BYOK {
-				return nil, fmt.Errorf("%w: products of the %s family on site %s must all have the same BYOK setting; %q has byok=%v", ErrPolicy, fam, meta.Site, n, other.Meta.BYOK)
+				how := "without BYOK"
+				if other.Meta.BYOK {
+					how = "explicitly as BYOK (a product added to a site is never BYOK by default)"
+				}
+				return nil, fmt.Errorf("%w: products of the %s family on site %s must all have the same BYOK setting; %q has byok=%v, so create this one %s", ErrPolicy, fam, meta.Site, n, other.Meta.BYOK, how)
 			}
 		}
 	}

@@ -2,8 +2,10 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -95,5 +97,37 @@ func TestForgedTokenRecordsRefused(t *testing.T) {
 	r = ts.do("GET", "/v1/instances/acme-issues/tokens", testAdminToken, nil)
 	if r.status != http.StatusInternalServerError || !strings.Contains(string(r.body), "control record") {
 		t.Fatalf("token list with forged records: %s", r)
+	}
+}
+
+// TestServerRefusesUnauthenticatedManifests: a data directory holding a
+// manifest in the format written before control records were authenticated
+// (or one edited in the store) does not start silently: Open fails naming
+// the record and the command that adopts it.
+func TestServerRefusesUnauthenticatedManifests(t *testing.T) {
+	cfg := Config{Instance: testInstanceOptions}
+	ts := startServer(t, cfg)
+	ts.createInstance("acme-issues", nil)
+	cfg = ts.cfg
+	ts.stop()
+
+	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := append([]byte{0, 'M'}, "acme-issues"...)
+	v, err := st.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b store.Batch
+	b.Set(key, v[1+control.TagSize:]) // the plain JSON of before
+	if err := st.Apply(&b, true); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	_, err = Open(context.Background(), cfg)
+	if !errors.Is(err, control.ErrUnauthenticated) || !strings.Contains(err.Error(), `manifest "acme-issues"`) || !strings.Contains(err.Error(), "blindex adopt") {
+		t.Fatalf("Open with an unauthenticated manifest: %v", err)
 	}
 }
