@@ -12,8 +12,9 @@ import (
 
 const instancesHelp = `
 Lists the instances in a data directory from their manifests, which are
-readable without any key: name, creation time, wrapping key, key
-generations, and whether the instance is BYOK.
+readable without any instance key: name, creation time, wrapping key, key
+generations, and whether the instance is BYOK. Manifests are authenticated
+under the provider key in --home; one that is not is listed as refused.
 `
 
 func runInstances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
