@@ -484,7 +484,7 @@ func (s *Server) handleSetPlan(c *call) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("organisation plan set", "plan", op.Plan)
+	s.log.Info("organisation plan set", "org", op.Org, "plan", op.Plan)
 	writeJSON(c.w, http.StatusOK, s.planView(op))
 	return nil
 }
