@@ -191,7 +191,8 @@ type instanceView struct {
 	Status statusView `json:"status"`
 	// Auth is the manifest's authentication: "ok", or (instance ls only)
 	// "unauthenticated", "forged" or "unverified" for a manifest that is
-	// refused.
+	// refused, "unreadable" for an authentic one this blindex cannot read
+	// (the reason is in Status).
 	Auth string `json:"auth"`
 }
 
@@ -373,6 +374,10 @@ is flagged and its metadata not shown.
 		fmt.Fprintln(tw, "NAME\tORG\tSITE\tPRODUCT\tREGION\tBYOK\tSLA\tGENERATIONS\tKEY")
 		refused := 0
 		for _, v := range views {
+			if v.Auth == "unreadable" {
+				fmt.Fprintf(tw, "%s\t(unreadable: %s)\t\t\t\t\t\t\t\n", v.Name, v.Status.Reason)
+				continue
+			}
 			if v.Auth != "ok" {
 				refused++
 				fmt.Fprintf(tw, "%s\t(manifest %s: refused)\t\t\t\t\t\t\t\n", v.Name, strings.ToUpper(v.Auth))
@@ -704,8 +709,9 @@ func (e *env) instanceViews(c commonFlags) ([]instanceView, error) {
 			continue
 		}
 		m, err := index.ReadManifest(st, r.Name)
-		if err != nil {
-			return nil, err
+		if err != nil { // authentic, but not readable by this blindex (another format version)
+			views = append(views, instanceView{Name: r.Name, Auth: "unreadable", Status: statusView{State: "unchecked", Reason: err.Error()}})
+			continue
 		}
 		v := viewOf(m)
 		v.SLA, v.Auth = string(pol.SLA(m.Meta.Product, m.Meta.BYOK)), "ok"
