@@ -91,10 +91,10 @@ func DefaultHome() (string, error) {
 }
 
 // Catalog manages the encryption configurations, organisation plans and
-// instances of one store: the BYOK rules and the BYOK policy, one keyring per configuration (so revoking a
-// customer's key locks all of their instances and nobody else's), lazily
-// opened instances, and crypto-shredding deletes. It is safe for concurrent
-// use.
+// instances of one store: the BYOK rules and the BYOK policy, authenticated
+// control records, one keyring per configuration (so revoking a customer's
+// key locks all of their instances and nobody else's), lazily opened
+// instances, and crypto-shredding deletes. It is safe for concurrent use.
 type Catalog struct {
 	st      *control.Store
 	opts    CatalogOptions
@@ -190,7 +190,10 @@ func (c *Catalog) SetPlan(org, plan string) (OrgPlan, error) {
 	}
 	var batch store.Batch
 	batch.Set(planKey(org), b)
-	return op, c.st.Apply(&batch, true)
+	if err := c.st.Apply(&batch, true); err != nil {
+		return OrgPlan{}, err
+	}
+	return op, nil
 }
 
 // Plan returns an organisation's plan; ErrNotFound when it has none.
