@@ -92,7 +92,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		defer e.Close()
-		in, created, err := e.openOrCreate(ctx, c, "the demo mapping", demoMapping, index.Options{})
+		in, created, err := e.openOrCreate(ctx, c, "the demo mapping", demoMapping, index.Meta{Site: "demo.example", Product: "software"}, index.Options{})
 		if err != nil {
 			return err
 		}
@@ -163,7 +163,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // demoWikiInstance indexes the wiki sample into instance name (product
-// wiki on site demo.example, not BYOK), creating it with the bundled wiki
+// wiki on site demo.example, next to the issue tracker's product software;
+// neither is BYOK), creating it with the bundled wiki
 // mapping when it does not exist, and runs the wiki searches.
 func (e *env) demoWikiInstance(ctx context.Context, stdout io.Writer, name, self, dataArg string) error {
 	cat, err := e.catalog(index.Options{})

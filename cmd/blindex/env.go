@@ -467,10 +467,10 @@ func (e *env) openError(man *index.Manifest, err error) error {
 }
 
 // openOrCreate opens the instance, creating it through the catalog (not
-// BYOK, with a shredding secret) with the mapping in mappingFile when it
-// does not exist. When it exists and mappingFile is given, the mapping must
-// equal the stored one.
-func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile string, mappingJSON []byte, opts index.Options) (in *index.Instance, created bool, err error) {
+// BYOK, with a shredding secret) with the mapping in mappingFile and meta
+// when it does not exist. When it exists and mappingFile is given, the
+// mapping must equal the stored one.
+func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile string, mappingJSON []byte, meta index.Meta, opts index.Options) (in *index.Instance, created bool, err error) {
 	var m *tokenize.Mapping
 	if mappingJSON != nil {
 		m, err = tokenize.ParseMapping(mappingJSON)
@@ -496,7 +496,7 @@ func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile strin
 		if err != nil {
 			return nil, false, err
 		}
-		in, err := cat.CreateInstance(ctx, c.instance, index.Meta{}, m)
+		in, err := cat.CreateInstance(ctx, c.instance, meta, m)
 		if err != nil {
 			return nil, false, err
 		}

@@ -590,6 +590,12 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("wiki instance: %v", r)
 	}
 	must(t, 0, "check", "--data", data, "--instance", "wiki")
+	r = must(t, 0, "instance", "ls", "--data", data)
+	for _, want := range []string{"default  -    demo.example  software", "wiki     -    demo.example  wiki"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("instance ls after the demo lacks %q:\n%s", want, r.stdout)
+		}
+	}
 	r = must(t, 0, "demo", "--data", data)
 	if !strings.Contains(r.stdout, "holds 30 documents") || !strings.Contains(r.stdout, `instance "wiki" holds 12 documents`) {
 		t.Fatalf("second demo run:\n%s", r.stdout)
