@@ -54,6 +54,9 @@ func TestAttachCatalogListsWhileRevoked(t *testing.T) {
 		return c, st
 	}
 	c, st := open()
+	if _, err := c.SetPlan("acme", "enterprise"); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.CreateConfig(EncryptionConfig{Org: "acme", KeyARN: "arn:aws:kms:eu-west-1:111122223333:key/k", Region: "eu-west-1"}); err != nil {
 		t.Fatal(err)
 	}

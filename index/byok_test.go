@@ -424,6 +424,7 @@ func (e *byokEnv) catalog(t testing.TB, dir string) (*Catalog, *store.Pebble) {
 		Lease:    e.lease,
 		Audit:    e.audit,
 		Instance: Options{NoSync: true},
+		Policy:   wikiEarlyAccess(t, "org-a"),
 	})
 	if err != nil {
 		st.Close()
@@ -438,6 +439,9 @@ func (e *byokEnv) catalog(t testing.TB, dir string) (*Catalog, *store.Pebble) {
 func (e *byokEnv) create(t testing.TB, c *Catalog, org, arn, name, product string) *Instance {
 	t.Helper()
 	if _, err := c.Config(org); err != nil {
+		if _, err := c.SetPlan(org, "enterprise"); err != nil {
+			t.Fatal(err)
+		}
 		if err := c.CreateConfig(EncryptionConfig{Org: org, KeyARN: arn, Region: kmstest.Region}); err != nil {
 			t.Fatal(err)
 		}
@@ -1349,7 +1353,7 @@ func TestBYOKAuditAndCallVolume(t *testing.T) {
 	ctx := context.Background()
 	e := newBYOKEnv(t, byokOptions{lease: time.Second, proxy: true})
 	arn := e.srv.CreateKey(t)
-	c, st := e.catalog(t, t.TempDir())
+	c, _ := e.catalog(t, t.TempDir())
 	const name = "acme-issues"
 	in := e.create(t, c, "acme", arn, name, "software")
 	kr, err := c.keyringFor(ctx, name)
@@ -1463,7 +1467,7 @@ func TestBYOKAuditAndCallVolume(t *testing.T) {
 	// returns it, and as the engine derives it with the instance secret),
 	// the attachment-metadata key, the instance secret, and the wrapped
 	// forms too.
-	man, err := ReadManifest(st, name)
+	man, err := ReadManifest(c.Store(), name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,12 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/policy"
 	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -36,12 +39,12 @@ type EncryptionConfig struct {
 	Created time.Time `json:"created"`
 }
 
-// productFamilies maps linked products to their family: linked products on
-// one site must agree on BYOK. Products not listed are unlinked.
-var productFamilies = map[string]string{
-	"software":           "issue-tracker",
-	"service-management": "issue-tracker",
-	"work-management":    "issue-tracker",
+// OrgPlan is an organisation's plan, which decides (through the policy)
+// whether it may use BYOK.
+type OrgPlan struct {
+	Org     string    `json:"org"`
+	Plan    string    `json:"plan"`
+	Updated time.Time `json:"updated"`
 }
 
 // CatalogOptions configures a Catalog. Zero values mean the defaults.
@@ -75,6 +78,9 @@ type CatalogOptions struct {
 	// posting lists and packs that every instance of the catalog shares
 	// (unless Instance.Cache is set). Default 256 MiB.
 	CacheBytes int64
+	// Policy says which products and plans offer BYOK. Default:
+	// policy.Default().
+	Policy *policy.Policy
 }
 
 // DefaultHome returns $BLINDEX_HOME, else ~/.blindex.
@@ -89,13 +95,13 @@ func DefaultHome() (string, error) {
 	return filepath.Join(u, ".blindex"), nil
 }
 
-// Catalog manages the encryption configurations and instances of one
-// store: the BYOK rules, one keyring per configuration (so revoking a
-// customer's key locks all of their instances and nobody else's), lazily
-// opened instances, and crypto-shredding deletes. It is safe for concurrent
-// use.
+// Catalog manages the encryption configurations, organisation plans and
+// instances of one store: the BYOK rules and the BYOK policy, authenticated
+// control records, one keyring per configuration (so revoking a customer's
+// key locks all of their instances and nobody else's), lazily opened
+// instances, and crypto-shredding deletes. It is safe for concurrent use.
 type Catalog struct {
-	st      store.Store
+	st      *control.Store
 	opts    CatalogOptions
 	secrets SecretStore
 
@@ -112,6 +118,13 @@ type openInstance struct {
 }
 
 // NewCatalog returns a catalog over st.
+//
+// Every control record (manifests, configurations, plans) is authenticated
+// with a MAC key derived from the local provider key in opts.Home (created
+// there if missing), see package control: st is wrapped in a
+// control.Store, unless it already is one, which is then used as it is.
+// Store returns the wrapped store, through which every other user of the
+// store (tokens, listings) must go.
 func NewCatalog(st store.Store, opts CatalogOptions) (*Catalog, error) {
 	if opts.Home == "" {
 		h, err := DefaultHome()
@@ -142,20 +155,127 @@ func NewCatalog(st store.Store, opts CatalogOptions) (*Catalog, error) {
 		}
 		opts.Local = p
 	}
+	if opts.Policy == nil {
+		opts.Policy = policy.Default()
+	}
+	ctl, ok := st.(*control.Store)
+	if !ok {
+		key, err := keys.DeriveLocalKey(opts.Home, control.KeyLabel, true)
+		if err != nil {
+			return nil, err
+		}
+		ctl, err = control.New(st, key)
+		keys.Zero(key)
+		if err != nil {
+			return nil, err
+		}
+	}
 	sec, err := NewFileSecrets(filepath.Join(opts.Home, "instances"))
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{st: st, opts: opts, secrets: sec, keyrings: map[string]*keys.Keyring{}, open: map[string]*openInstance{}}, nil
+	return &Catalog{st: ctl, opts: opts, secrets: sec, keyrings: map[string]*keys.Keyring{}, open: map[string]*openInstance{}}, nil
 }
 
 func configKey(org string) []byte { return append([]byte{nsManifest, 'C'}, org...) }
 
+func planKey(org string) []byte { return append([]byte{nsManifest, 'P'}, org...) }
+
+// Store returns the catalog's store, which authenticates control records.
+func (c *Catalog) Store() *control.Store { return c.st }
+
+// Policy returns the BYOK policy in effect.
+func (c *Catalog) Policy() *policy.Policy { return c.opts.Policy }
+
+// SetPlan records an organisation's plan (replacing any earlier one). The
+// plan must be one the policy names. Changing the plan never changes an
+// existing instance: BYOK is fixed at creation.
+func (c *Catalog) SetPlan(org, plan string) (OrgPlan, error) {
+	if org == "" || len(org) > 200 || !utf8.ValidString(org) {
+		return OrgPlan{}, fmt.Errorf("%w: an organisation name must be 1 to 200 bytes of UTF-8", ErrInvalidArgument)
+	}
+	if err := c.opts.Policy.CheckPlan(plan); err != nil {
+		return OrgPlan{}, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	op := OrgPlan{Org: org, Plan: plan, Updated: time.Now().UTC().Truncate(time.Second)}
+	b, err := json.Marshal(op)
+	if err != nil {
+		return OrgPlan{}, err
+	}
+	var batch store.Batch
+	batch.Set(planKey(org), b)
+	if err := c.st.Apply(&batch, true); err != nil {
+		return OrgPlan{}, err
+	}
+	return op, nil
+}
+
+// Plan returns an organisation's plan; ErrNotFound when it has none.
+func (c *Catalog) Plan(org string) (OrgPlan, error) {
+	b, err := c.st.Get(planKey(org))
+	if errors.Is(err, store.ErrNotFound) {
+		return OrgPlan{}, fmt.Errorf("%w: organisation %q has no plan; set one with 'blindex org set'", ErrNotFound, org)
+	}
+	if err != nil {
+		return OrgPlan{}, err
+	}
+	var op OrgPlan
+	if err := json.Unmarshal(b, &op); err != nil || op.Org != org {
+		return OrgPlan{}, &CorruptError{Kind: "plan", Label: []byte(org), Err: orIdentity(err)}
+	}
+	return op, nil
+}
+
+// Plans lists every organisation's plan.
+func (c *Catalog) Plans() ([]OrgPlan, error) {
+	var out []OrgPlan
+	err := c.st.Iterate([]byte{nsManifest, 'P'}, func(k, v []byte) error {
+		var op OrgPlan
+		if err := json.Unmarshal(v, &op); err != nil || op.Org != string(k[2:]) {
+			return &CorruptError{Kind: "plan", Label: k[2:], Err: orIdentity(err)}
+		}
+		out = append(out, op)
+		return nil
+	})
+	return out, err
+}
+
+// orIdentity returns err, or errIdentity when err is nil: a control record
+// that decodes but names another organisation.
+func orIdentity(err error) error {
+	if err != nil {
+		return err
+	}
+	return errIdentity
+}
+
+// planOf returns an organisation's plan name, "" when it has none.
+func (c *Catalog) planOf(org string) (string, error) {
+	op, err := c.Plan(org)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	return op.Plan, err
+}
+
+// SLA says whether an instance is covered by the service level agreement
+// under the policy in effect: a BYOK instance of an early-access product is
+// excluded, every other instance covered.
+func (c *Catalog) SLA(meta Meta) policy.SLA { return c.opts.Policy.SLA(meta.Product, meta.BYOK) }
+
 // CreateConfig records an organisation's BYOK configuration. A second one
-// for the same organisation is refused.
+// for the same organisation is refused, as is one for an organisation
+// whose plan does not offer BYOK (or that has no plan).
 func (c *Catalog) CreateConfig(cfg EncryptionConfig) error {
 	if cfg.Org == "" || cfg.KeyARN == "" || cfg.Region == "" {
 		return fmt.Errorf("%w: a configuration needs an organisation, a KMS key ARN and a region", ErrInvalidArgument)
+	}
+	plan, err := c.planOf(cfg.Org)
+	if err != nil {
+		return err
+	}
+	if err := c.opts.Policy.CheckConfig(cfg.Org, plan); err != nil {
+		return fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	if r := arnRegion(cfg.KeyARN); r != "" && r != cfg.Region {
 		return fmt.Errorf("%w: the KMS key is in region %s, the configuration says %s; data residency needs them equal", ErrPolicy, r, cfg.Region)
@@ -184,8 +304,8 @@ func (c *Catalog) Config(org string) (EncryptionConfig, error) {
 		return EncryptionConfig{}, err
 	}
 	var cfg EncryptionConfig
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return EncryptionConfig{}, &CorruptError{Kind: "configuration", Label: []byte(org), Err: err}
+	if err := json.Unmarshal(b, &cfg); err != nil || cfg.Org != org {
+		return EncryptionConfig{}, &CorruptError{Kind: "configuration", Label: []byte(org), Err: orIdentity(err)}
 	}
 	return cfg, nil
 }
@@ -256,10 +376,12 @@ func (c *Catalog) instanceOptions(kr *keys.Keyring) Options {
 	return o
 }
 
-// CreateInstance creates an instance under the BYOK rules: a BYOK instance
-// needs its organisation's configuration and the configuration's region;
-// linked products on one site must agree on BYOK; an existing instance's
-// BYOK setting cannot change.
+// CreateInstance creates an instance under the BYOK rules and the policy:
+// the product, when given, must be one the policy names (a BYOK instance
+// needs one); a BYOK instance needs the policy's consent for its product and
+// its organisation's plan (see policy.CheckBYOK), its organisation's
+// configuration and the configuration's region; linked products on one site
+// must agree on BYOK; an existing instance's BYOK setting cannot change.
 func (c *Catalog) CreateInstance(ctx context.Context, name string, meta Meta, m *tokenize.Mapping) (*Instance, error) {
 	if err := validName(name); err != nil {
 		return nil, err
@@ -275,9 +397,25 @@ func (c *Catalog) CreateInstance(ctx context.Context, name string, meta Meta, m 
 		}
 		return nil, fmt.Errorf("%w: instance %q", ErrExists, name)
 	}
+	pol := c.opts.Policy
+	if meta.Product != "" {
+		if _, err := pol.Product(meta.Product); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+		}
+	}
 	if meta.BYOK {
 		if meta.Org == "" {
 			return nil, fmt.Errorf("%w: a BYOK instance needs an organisation", ErrInvalidArgument)
+		}
+		if meta.Product == "" {
+			return nil, fmt.Errorf("%w: a BYOK instance needs a product (the policy names %s)", ErrInvalidArgument, strings.Join(pol.Products(), ", "))
+		}
+		plan, err := c.planOf(meta.Org)
+		if err != nil {
+			return nil, err
+		}
+		if err := pol.CheckBYOK(meta.Product, meta.Org, plan); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 		}
 		cfg, err := c.Config(meta.Org)
 		if err != nil {
@@ -290,7 +428,7 @@ func (c *Catalog) CreateInstance(ctx context.Context, name string, meta Meta, m 
 			return nil, fmt.Errorf("%w: instance region %s differs from the configuration's region %s", ErrPolicy, meta.Region, cfg.Region)
 		}
 	}
-	if fam := productFamilies[meta.Product]; fam != "" && meta.Site != "" {
+	if fam := pol.Family(meta.Product); fam != "" && meta.Site != "" {
 		names, err := ListInstances(c.st)
 		if err != nil {
 			return nil, err
@@ -300,8 +438,12 @@ func (c *Catalog) CreateInstance(ctx context.Context, name string, meta Meta, m 
 			if err != nil {
 				return nil, err
 			}
-			if other.Meta.Site == meta.Site && productFamilies[other.Meta.Product] == fam && other.Meta.BYOK != meta.BYOK {
-				return nil, fmt.Errorf("%w: products of the %s family on site %s must all have the same BYOK setting; %q has byok=%v", ErrPolicy, fam, meta.Site, n, other.Meta.BYOK)
+			if other.Meta.Site == meta.Site && pol.Family(other.Meta.Product) == fam && other.Meta.BYOK != meta.BYOK {
+				how := "without BYOK"
+				if other.Meta.BYOK {
+					how = "explicitly as BYOK (a product added to a site is never BYOK by default)"
+				}
+				return nil, fmt.Errorf("%w: products of the %s family on site %s must all have the same BYOK setting; %q has byok=%v, so create this one %s", ErrPolicy, fam, meta.Site, n, other.Meta.BYOK, how)
 			}
 		}
 	}

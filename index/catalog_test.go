@@ -40,6 +40,11 @@ func TestCatalogPolicy(t *testing.T) {
 	c, _ := newCatalog(t, t.TempDir(), t.TempDir())
 	m := mustMapping(t, testMapping)
 	arn := "arn:aws:kms:eu-west-1:111122223333:key/abc"
+	for _, org := range []string{"acme", "other"} {
+		if _, err := c.SetPlan(org, "enterprise"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := c.CreateConfig(EncryptionConfig{Org: "acme", KeyARN: arn, Region: "eu-west-1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +54,13 @@ func TestCatalogPolicy(t *testing.T) {
 	if err := c.CreateConfig(EncryptionConfig{Org: "other", KeyARN: arn, Region: "us-east-1"}); !errors.Is(err, ErrPolicy) {
 		t.Fatalf("region mismatch with the key ARN: %v", err)
 	}
-	if _, err := c.CreateInstance(ctx, "nocfg", Meta{Org: "nobody", BYOK: true}, m); !errors.Is(err, ErrNotFound) {
+	if _, err := c.SetPlan("nobody", "enterprise"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateInstance(ctx, "nocfg", Meta{Org: "nobody", Product: "software", BYOK: true}, m); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("BYOK without configuration: %v", err)
 	}
-	if _, err := c.CreateInstance(ctx, "wrongregion", Meta{Org: "acme", Region: "us-east-1", BYOK: true}, m); !errors.Is(err, ErrPolicy) {
+	if _, err := c.CreateInstance(ctx, "wrongregion", Meta{Org: "acme", Product: "software", Region: "us-east-1", BYOK: true}, m); !errors.Is(err, ErrPolicy) {
 		t.Fatalf("BYOK in another region: %v", err)
 	}
 	if _, err := c.CreateInstance(ctx, "acme-sw", Meta{Org: "acme", Site: "acme.example", Product: "software", BYOK: true}, m); err != nil {
@@ -81,13 +89,16 @@ func TestCatalogRevokeIsolation(t *testing.T) {
 	c, _ := newCatalog(t, t.TempDir(), t.TempDir())
 	m := mustMapping(t, testMapping)
 	for _, org := range []string{"a", "b"} {
+		if _, err := c.SetPlan(org, "enterprise"); err != nil {
+			t.Fatal(err)
+		}
 		if err := c.CreateConfig(EncryptionConfig{Org: org, KeyARN: "arn:aws:kms:r1:1:key/" + org, Region: "r1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	names := []string{"a1", "a2", "b1"}
 	for _, n := range names {
-		in, err := c.CreateInstance(ctx, n, Meta{Org: n[:1], BYOK: true}, m)
+		in, err := c.CreateInstance(ctx, n, Meta{Org: n[:1], Product: "software", Site: n + ".example", BYOK: true}, m)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,7 +39,11 @@
 // field, nor any term, field name, id or content. Someone who compares two
 // snapshots of the store over time also sees which records a batch wrote
 // and which a merge or delete removed. The manifest (readable without any
-// key) holds the instance's metadata and wrapped root keys only.
+// instance key) holds the instance's metadata and wrapped root keys only.
+// A [Catalog] authenticates manifests, configurations and plans with a MAC
+// under a key derived from the local provider key (package store/control),
+// so whoever can write the store cannot forge or edit them; [Open] and
+// [Create] on a store that is not a control.Store do not.
 //
 // Batches append each term's new postings as a new block; a background
 // merger folds a term's blocks size tier by size tier (four of a tier into

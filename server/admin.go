@@ -127,9 +127,20 @@ type instanceView struct {
 	Generations []generationView `json:"generations"`
 	Current     uint32           `json:"current_generation"`
 	Created     time.Time        `json:"created"`
-	Status      *statusView      `json:"status,omitempty"`
-	Documents   *uint64          `json:"documents,omitempty"`
-	Mapping     json.RawMessage  `json:"mapping,omitempty"`
+	// SLA is "covered", or "excluded" for a BYOK instance of an
+	// early-access product, under the policy in effect.
+	SLA       string          `json:"sla"`
+	Status    *statusView     `json:"status,omitempty"`
+	Documents *uint64         `json:"documents,omitempty"`
+	Mapping   json.RawMessage `json:"mapping,omitempty"`
+}
+
+// viewOf is an instance's view with its SLA boundary under the policy in
+// effect.
+func (s *Server) viewOf(man *index.Manifest) instanceView {
+	v := viewOf(man)
+	v.SLA = string(s.cat.SLA(man.Meta))
+	return v
 }
 
 func viewOf(man *index.Manifest) instanceView {
@@ -183,7 +194,7 @@ func (s *Server) handleCreateInstance(c *call) error {
 	s.groups.add(req.Name, man.Meta)
 	s.neg.forget(req.Name)
 	s.log.Info("instance created", "instance", req.Name, "byok", man.Meta.BYOK)
-	v := viewOf(&man)
+	v := s.viewOf(&man)
 	v.Status = s.status(c, req.Name)
 	writeJSON(c.w, http.StatusCreated, v)
 	return nil
@@ -220,7 +231,7 @@ func (s *Server) handleListInstances(c *call) error {
 		if err != nil {
 			return err
 		}
-		out = append(out, viewOf(man))
+		out = append(out, s.viewOf(man))
 	}
 	resp := map[string]any{"instances": out, "total": len(names)}
 	if i < len(names) && len(out) > 0 {
@@ -254,7 +265,7 @@ func (s *Server) handleShowInstance(c *call) error {
 	if err != nil {
 		return err
 	}
-	v := viewOf(man)
+	v := s.viewOf(man)
 	v.Status = s.status(c, c.name)
 	if v.Status == nil || v.Status.State != stateLocked {
 		s.withInstance(c, func(in *index.Instance) error {
@@ -358,7 +369,7 @@ func (s *Server) handleRotate(c *call) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, map[string]any{"current_generation": gen, "generations": viewOf(man).Generations,
+	writeJSON(c.w, http.StatusOK, map[string]any{"current_generation": gen, "generations": s.viewOf(man).Generations,
 		"message": "new writes use the new generation; run POST .../reencrypt to move older records to it and destroy the older generations' keys"})
 	return nil
 }
@@ -440,4 +451,71 @@ func (s *Server) handleRevokeToken(c *call) error {
 	s.log.Info("instance token revoked", "instance", c.name, "token_id", id)
 	writeJSON(c.w, http.StatusOK, map[string]any{"revoked": id})
 	return nil
+}
+
+// ---- organisation plans and the BYOK policy ----
+
+type planRequest struct {
+	Plan string `json:"plan"`
+}
+
+type planView struct {
+	Org     string    `json:"org"`
+	Plan    string    `json:"plan"`
+	BYOK    bool      `json:"byok"` // the plan offers BYOK under the policy in effect
+	Updated time.Time `json:"updated"`
+}
+
+func (s *Server) planView(op index.OrgPlan) planView {
+	return planView{Org: op.Org, Plan: op.Plan, BYOK: s.cat.Policy().CheckConfig(op.Org, op.Plan) == nil, Updated: op.Updated}
+}
+
+// handleSetPlan sets an organisation's plan: PUT /v1/orgs/{org}
+// {"plan": "enterprise"}, the API's `blindex org set`.
+func (s *Server) handleSetPlan(c *call) error {
+	var req planRequest
+	if e := decodeJSON(c.body, &req); e != nil {
+		return e
+	}
+	if req.Plan == "" {
+		return newErr(http.StatusBadRequest, CodeInvalidRequest, "missing field plan: one of the plans the policy names (GET /v1/policy)")
+	}
+	op, err := s.cat.SetPlan(c.r.PathValue("org"), req.Plan)
+	if err != nil {
+		return err
+	}
+	s.log.Info("organisation plan set", "org", op.Org, "plan", op.Plan)
+	writeJSON(c.w, http.StatusOK, s.planView(op))
+	return nil
+}
+
+func (s *Server) handleShowPlan(c *call) error {
+	op, err := s.cat.Plan(c.r.PathValue("org"))
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, s.planView(op))
+	return nil
+}
+
+func (s *Server) handleListPlans(c *call) error {
+	ops, err := s.cat.Plans()
+	if err != nil {
+		return err
+	}
+	out := make([]planView, 0, len(ops))
+	for _, op := range ops {
+		out = append(out, s.planView(op))
+	}
+	writeJSON(c.w, http.StatusOK, map[string]any{"orgs": out})
+	return nil
+}
+
+// handleShowPolicy answers the policy in effect in the policy file's
+// format, as `blindex policy show` prints it.
+func (s *Server) handleShowPolicy(c *call) error {
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.WriteHeader(http.StatusOK)
+	_, err := c.w.Write(s.cat.Policy().JSON())
+	return err
 }

@@ -612,8 +612,9 @@ func TestAttachLockedBYOK(t *testing.T) {
 	arn := k.CreateKey(t)
 	ts := startServer(t, Config{Lease: time.Second, Instance: testInstanceOptions,
 		KMS: awskms.Options{Endpoint: k.Endpoint(), ConfigOptions: k.ConfigOptions()}})
+	want(t, ts.do("PUT", "/v1/orgs/acme", testAdminToken, map[string]string{"plan": "enterprise"}), http.StatusOK, "")
 	want(t, ts.do("POST", "/v1/configs", testAdminToken, map[string]string{"org": "acme", "key_arn": arn, "region": k.Region()}), http.StatusCreated, "")
-	write, read := ts.createInstance("acme-sw", map[string]any{"org": "acme", "byok": true})
+	write, read := ts.createInstance("acme-sw", map[string]any{"org": "acme", "product": "software", "byok": true})
 	want(t, ts.do("PUT", "/v1/instances/acme-sw/documents/d", write, `{"summary":"x"}`), http.StatusOK, "")
 	const size = 200 << 10
 	info := ts.upload("acme-sw", "d", write, noLength{attachGen(8, size)}, map[string]string{"Content-Disposition": `attachment; filename="byok.bin"`})

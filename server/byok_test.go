@@ -34,6 +34,8 @@ func TestBYOKLifecycle(t *testing.T) {
 
 	// Configuration: one per organisation.
 	cfg := map[string]string{"org": "acme", "key_arn": arn, "region": k.Region()}
+	want(t, ts.do("POST", "/v1/configs", testAdminToken, cfg), http.StatusConflict, CodePolicyRefused) // no plan yet
+	want(t, ts.do("PUT", "/v1/orgs/acme", testAdminToken, map[string]string{"plan": "enterprise"}), http.StatusOK, "")
 	want(t, ts.do("POST", "/v1/configs", testAdminToken, cfg), http.StatusCreated, "")
 	want(t, ts.do("POST", "/v1/configs", testAdminToken, cfg), http.StatusConflict, CodePolicyRefused)
 	want(t, ts.do("GET", "/v1/configs/acme", testAdminToken, nil), http.StatusOK, "")
@@ -43,7 +45,7 @@ func TestBYOKLifecycle(t *testing.T) {
 	write, read := ts.createInstance("acme-sw", map[string]any{"org": "acme", "site": "acme.example", "product": "software", "byok": true})
 	r := ts.do("POST", "/v1/instances", testAdminToken, map[string]any{"name": "acme-sm", "org": "acme", "site": "acme.example", "product": "service-management"})
 	want(t, r, http.StatusConflict, CodePolicyRefused)
-	r = ts.do("POST", "/v1/instances", testAdminToken, map[string]any{"name": "acme-other-region", "org": "acme", "region": "us-east-1", "byok": true})
+	r = ts.do("POST", "/v1/instances", testAdminToken, map[string]any{"name": "acme-other-region", "org": "acme", "product": "software", "region": "us-east-1", "byok": true})
 	want(t, r, http.StatusConflict, CodePolicyRefused)
 	ts.createInstance("acme-wiki", map[string]any{"org": "acme", "site": "acme.example", "product": "wiki"})
 	want(t, ts.do("POST", "/v1/instances/acme-wiki/enable-byok", testAdminToken, nil), http.StatusConflict, CodeBYOKImmutable)

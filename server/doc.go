@@ -76,11 +76,21 @@
 //	GET    /v1/configs                         {"configs":[...]}, each with its instance count and key status
 //	GET    /v1/configs/{org}
 //
+// Organisation plans and the BYOK availability policy (administrator; see
+// package policy). A configuration needs a plan that offers BYOK; a BYOK
+// instance needs the policy's consent for its product and plan (409
+// policy_refused saying what is missing); an unknown product is 400:
+//
+//	PUT    /v1/orgs/{org}                      {"plan":"enterprise"} → 200 {"org","plan","byok","updated"}
+//	GET    /v1/orgs                            {"orgs":[...]}
+//	GET    /v1/orgs/{org}
+//	GET    /v1/policy                          the policy in effect, in the policy file's format
+//
 // Instances (administrator; status also with any token of that instance):
 //
 //	POST   /v1/instances                       {"name","org","site","product","region","byok","mapping"} → 201
 //	GET    /v1/instances?limit=100&after=NAME  {"instances":[...],"total":n,"next":"NAME"} (pages of at most 1000)
-//	GET    /v1/instances/{name}                metadata, key generations, status, document count and mapping when unlocked
+//	GET    /v1/instances/{name}                metadata, SLA ("covered", or "excluded" for BYOK in early access), key generations, status, document count and mapping when unlocked
 //	GET    /v1/instances/{name}/status         {"state":"ok"|"degraded"|"locked","reason":"..."}
 //	DELETE /v1/instances/{name}                crypto-shred: wrapped keys and shredding secret destroyed, records deleted, tokens revoked
 //	POST   /v1/instances/{name}/revoke-now     lock at once every instance under this instance's configuration
@@ -289,6 +299,10 @@
 //	blindex_instances{state="ok"|"degraded"|"locked"}
 //	blindex_key_configurations{provider,state}
 //	blindex_reencrypt_jobs_running, blindex_reencrypted_records_total
+//	blindex_instances_by_sla{sla="covered"|"excluded"}         the SLA boundary under the policy in effect
+//	blindex_request_faults_total{source="key_provider"|"blindex",sla="covered"|"excluded"|"none"}
+//	                                                           5xx answers: the key provider could not be reached (an
+//	                                                           outage the SLA excludes) or blindex's own failure
 //	go_*, process_*
 //
 // # Logs

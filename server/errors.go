@@ -12,6 +12,7 @@ import (
 
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -156,6 +157,9 @@ func fromEngine(err error) *apiError {
 		return newErr(http.StatusNotFound, CodeNotFound, "%s", trimPrefix(err.Error()))
 	case errors.Is(err, index.ErrInvalidArgument):
 		return newErr(http.StatusBadRequest, CodeInvalidArgument, "%s", trimPrefix(err.Error()))
+	case errors.Is(err, control.ErrForged), errors.Is(err, control.ErrUnauthenticated), errors.Is(err, control.ErrNoKey):
+		return &apiError{status: http.StatusInternalServerError, code: CodeDataCorrupt, cause: err,
+			message: "a control record (manifest, configuration, plan or token) is not authenticated under this server's provider key: it was written outside blindex, under another --home, or before control records were authenticated. An operator should run `blindex instance ls` and `blindex adopt` (see the server log)"}
 	case errors.Is(err, index.ErrCorrupt):
 		return &apiError{status: http.StatusInternalServerError, code: CodeDataCorrupt, cause: err,
 			message: "a stored record failed authentication: the data directory was modified or damaged. An operator should run `blindex check` on this instance and restore it from a backup"}

@@ -80,6 +80,12 @@ func (s *Server) routeTable() []route {
 		{"GET /v1/configs", accessAdmin, bodyNone, s.handleListConfigs},
 		{"GET /v1/configs/{org}", accessAdmin, bodyNone, s.handleShowConfig},
 
+		// Organisation plans and the BYOK policy (admin.go).
+		{"PUT /v1/orgs/{org}", accessAdmin, bodyJSON, s.handleSetPlan},
+		{"GET /v1/orgs/{org}", accessAdmin, bodyNone, s.handleShowPlan},
+		{"GET /v1/orgs", accessAdmin, bodyNone, s.handleListPlans},
+		{"GET /v1/policy", accessAdmin, bodyNone, s.handleShowPolicy},
+
 		// Instances.
 		{"POST /v1/instances", accessAdmin, bodyJSON, s.handleCreateInstance},
 		{"GET /v1/instances", accessAdmin, bodyNone, s.handleListInstances},
@@ -220,6 +226,7 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 			}
 			d := time.Since(start)
 			s.observe(r.Method, route, status, d)
+			s.countFault(r.PathValue("name"), failure)
 			attrs := []slog.Attr{
 				slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
 				slog.Float64("ms", float64(d.Microseconds())/1000), slog.Int("bytes_out", sw.bytes),

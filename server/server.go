@@ -22,6 +22,7 @@ import (
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/keys/awskms"
+	"github.com/blindex/blindex/policy"
 	"github.com/blindex/blindex/store"
 )
 
@@ -93,6 +94,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long [Server.ListenAndServe] waits for
 	// in-flight requests when its context ends. Default 30s.
 	ShutdownTimeout time.Duration
+	// Policy says which products and plans offer BYOK (see package
+	// policy). Default: policy.Default(), the shipped policy.
+	Policy *policy.Policy
 }
 
 // Limits bound requests. Every zero field means its default; a negative
@@ -239,6 +243,7 @@ type Server struct {
 	local   *keys.LocalProvider
 	cat     *index.Catalog
 	tokens  *tokenStore
+	sla     *slaMetrics // SLA boundary metrics (sla.go)
 	admins  [][sha256.Size]byte
 	open    bool // no admin token: loopback only, tokenless requests are admin
 	metrics *metrics
@@ -370,11 +375,12 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		Logger:        log,
 		Instance:      inst,
 		MaxOpen:       cfg.MaxOpen,
+		Policy:        cfg.Policy,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("server: %w", err))
 	}
-	s.tokens = &tokenStore{st: st}
+	s.tokens = &tokenStore{st: s.cat.Store()} // token records are authenticated control records
 	s.jobs = newJobs()
 	s.neg = newNegCache(retryInterval(cfg.Lease, cfg.RetryInterval))
 	s.docs = newDocCounts()
@@ -386,6 +392,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return fail(fmt.Errorf("server: reading the instance manifests: %w", err))
 	}
 	s.metrics.registerState(s)
+	s.sla = newSLAMetrics(s.reg, s)
 	s.routes()
 	return s, nil
 }

@@ -85,7 +85,9 @@ func TestBYOKLifecycle(t *testing.T) {
 	d := w.data
 	audit := filepath.Join(t.TempDir(), "audit.jsonl")
 
-	// One configuration per organisation: the second is refused.
+	// One configuration per organisation: the second is refused. The
+	// organisation's plan must offer BYOK.
+	must(t, 0, "org", "set", "--data", d, "--org", "acme", "--plan", "enterprise")
 	r := must(t, 0, "config", "create", "--data", d, "--org", "acme", "--kms-key-arn", arn, "--region", s.Region())
 	if !strings.Contains(r.stdout, arn) {
 		t.Fatalf("config create: %v", r)
@@ -234,8 +236,8 @@ func TestBYOKLifecycle(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"instance", "create", "--data", d, "--instance", "x1", "--org", "globex", "--byok", "--region", s.Region()}, `organisation "globex" has no encryption configuration`},
-		{[]string{"instance", "create", "--data", d, "--instance", "x2", "--org", "acme", "--byok", "--region", "us-east-1"}, "differs from the configuration's region"},
+		{[]string{"instance", "create", "--data", d, "--instance", "x1", "--org", "globex", "--product", "software", "--byok", "--region", s.Region()}, "organisation globex has no plan"},
+		{[]string{"instance", "create", "--data", d, "--instance", "x2", "--org", "acme", "--product", "software", "--byok", "--region", "us-east-1"}, "differs from the configuration's region"},
 		{[]string{"instance", "create", "--data", d, "--instance", "x3", "--org", "acme", "--site", "acme.example", "--product", "service-management"}, "must all have the same BYOK setting"},
 		{[]string{"instance", "create", "--data", d, "--instance", "x4", "--byok"}, "--org is required with --byok"},
 		{[]string{"instance", "create", "--data", d, "--instance", "tracker", "--org", "acme", "--byok"}, "already exists"},

@@ -36,7 +36,10 @@ Subcommands:
   ls     --data DIR [--json]
         list every configuration
 
-Configurations are stored in the data directory, readable without any key.
+Configurations are stored in the data directory, readable without any
+instance key and authenticated under the provider key in --home. The
+organisation's plan must offer BYOK under the policy (see 'blindex org' and
+'blindex policy show').
 No KMS call is made: the key is first used when a BYOK instance is created.
 `
 
@@ -84,8 +87,9 @@ func runConfigCreate(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := newFlagSet("config create", "--data DIR --org O --kms-key-arn ARN --region R", `
 Records organisation O's BYOK encryption configuration: the AWS KMS key that
 will wrap the root keys of its BYOK instances, and their data-residency
-region (the key's region). An organisation has at most one configuration;
-a second one is refused. Creates the data directory if needed. No KMS call
+region (the key's region). The organisation's plan must offer BYOK under the
+policy (--policy FILE; 'blindex org set' sets the plan). An organisation has
+at most one configuration; a second one is refused. Creates the data directory if needed. No KMS call
 is made.
 `, stderr)
 	var f configFlags

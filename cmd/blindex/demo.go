@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/tokenize"
 )
 
 // The demo's sample: 30 issues of a fictional online shop's tracker, written
@@ -21,7 +23,22 @@ var (
 	demoIssues []byte
 	//go:embed demodata/mapping.json
 	demoMapping []byte
+	// The wiki's sample: 12 pages, blog posts and questions of the same
+	// fictional shop, and the bundled wiki mapping (page and blog content,
+	// comments, questions with their answers).
+	//go:embed demodata/wiki.ndjson
+	demoWiki []byte
+	//go:embed demodata/wiki-mapping.json
+	demoWikiMapping []byte
 )
+
+// demoWikiSearches are the searches the demo runs on the wiki.
+var demoWikiSearches = []struct{ what, query string }{
+	{"the wiki: a phrase in pages and blog posts", `"release checklist"`},
+	{"the wiki: questions whose answers mention a term", "+type:question +answers.body:rotate"},
+}
+
+const demoWikiFields = "title,type,space"
 
 // demoSearches are the searches the demo runs, one per query form.
 var demoSearches = []struct{ what, query string }{
@@ -35,7 +52,9 @@ const demoFields = "summary,status,priority"
 
 const demoHelp = `
 Indexes a bundled sample of 30 issue-tracker documents into an encrypted
-instance and runs a few example searches. Without --data, it uses a new
+instance, and 12 wiki pages, blog posts and questions into a second one
+(instance "wiki", or NAME-wiki with --instance NAME; product wiki, with the
+bundled wiki mapping), and runs a few example searches on each. Without --data, it uses a new
 temporary directory (kept, so you can go on with the commands it prints).
 The key provider home is --home, $BLINDEX_HOME or ~/.blindex, as for every
 command.
@@ -61,7 +80,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			c.data = filepath.Join(root, "data")
 			sampleDir = root
-			for name, b := range map[string][]byte{"mapping.json": demoMapping, "issues.ndjson": demoIssues} {
+			for name, b := range map[string][]byte{"mapping.json": demoMapping, "issues.ndjson": demoIssues,
+				"wiki-mapping.json": demoWikiMapping, "wiki.ndjson": demoWiki} {
 				if err := os.WriteFile(filepath.Join(root, name), b, 0o600); err != nil {
 					return err
 				}
@@ -72,7 +92,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		defer e.Close()
-		in, created, err := e.openOrCreate(ctx, c, "the demo mapping", demoMapping, index.Options{})
+		in, created, err := e.openOrCreate(ctx, c, "the demo mapping", demoMapping, index.Meta{Site: "demo.example", Product: "software"}, index.Options{})
 		if err != nil {
 			return err
 		}
@@ -118,11 +138,20 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			printResults(stdout, res, opts)
 		}
 
+		wikiName := "wiki"
+		if c.instance != "default" {
+			wikiName = c.instance + "-wiki"
+		}
+		if err := e.demoWikiInstance(ctx, stdout, wikiName, self, dataArg); err != nil {
+			return err
+		}
+
 		fmt.Fprintf(stdout, "\nGo on from here (the demo data stays in %s):\n", c.data)
 		fmt.Fprintf(stdout, "  %s search --data %s%s '+votes:>=10 +status:Open'\n", self, dataArg, instArg)
 		fmt.Fprintf(stdout, "  %s search --data %s%s --json 'created:>=\"2025-03-01\" checkout'\n", self, dataArg, instArg)
 		fmt.Fprintf(stdout, "  %s get --data %s%s SHOP-106\n", self, dataArg, instArg)
 		fmt.Fprintf(stdout, "  %s check --data %s%s\n", self, dataArg, instArg)
+		fmt.Fprintf(stdout, "  %s instance ls --data %s\n", self, dataArg)
 		if sampleDir != "" {
 			fmt.Fprintf(stdout, "  %s index --data %s --instance mine --mapping %s --id-field key %s\n", self, dataArg,
 				shellQuote(filepath.Join(sampleDir, "mapping.json")), shellQuote(filepath.Join(sampleDir, "issues.ndjson")))
@@ -131,6 +160,56 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return nil
 	}()
 	return report(stderr, "demo", err)
+}
+
+// demoWikiInstance indexes the wiki sample into instance name (product
+// wiki on site demo.example, next to the issue tracker's product software;
+// neither is BYOK), creating it with the bundled wiki
+// mapping when it does not exist, and runs the wiki searches.
+func (e *env) demoWikiInstance(ctx context.Context, stdout io.Writer, name, self, dataArg string) error {
+	cat, err := e.catalog(index.Options{})
+	if err != nil {
+		return err
+	}
+	in, err := cat.Instance(ctx, name)
+	if errors.Is(err, index.ErrNotFound) {
+		m, perr := tokenize.ParseMapping(demoWikiMapping)
+		if perr != nil {
+			return fmt.Errorf("the bundled wiki mapping: %w", perr)
+		}
+		in, err = cat.CreateInstance(ctx, name, index.Meta{Site: "demo.example", Product: "wiki"}, m)
+	}
+	if err != nil {
+		return err
+	}
+	x := &indexer{in: in, idField: "id", batch: 1000}
+	start := time.Now()
+	if err := x.readNDJSON(ctx, bytes.NewReader(demoWiki), "the bundled wiki sample"); err != nil {
+		return err
+	}
+	if err := x.flush(ctx); err != nil {
+		return err
+	}
+	total, err := in.DocCount()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n%s\n", summaryLine(x.indexed, time.Since(start), name, total))
+	fmt.Fprintln(stdout, "The wiki puts page and blog content, comments, questions and answers (and attachments) under its instance key.")
+	opts := searchOptions{size: 5, fields: splitList(demoWikiFields)}
+	for _, s := range demoWikiSearches {
+		fmt.Fprintf(stdout, "\n# %s\n$ %s search --data %s --instance %s --fields %s %s\n", s.what, self, dataArg, shellQuote(name), demoWikiFields, shellQuote(s.query))
+		q, err := parseQuery(s.query)
+		if err != nil {
+			return err
+		}
+		res, err := in.Search(ctx, opts.request(q))
+		if err != nil {
+			return err
+		}
+		printResults(stdout, res, opts)
+	}
+	return nil
 }
 
 // selfCommand is how the user ran blindex, for the commands the demo

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/keys/awskms"
 	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -24,6 +26,7 @@ type env struct {
 	flags commonFlags // the command's flags
 	home  string      // key home, resolved; "" until keys are opened
 	st    *store.Pebble
+	ctl   *control.Store      // st with control records authenticated; nil until openLocal
 	prov  *keys.LocalProvider // nil until openKeys (or when the key file is missing and optional)
 	local keys.Provider       // the catalog's provider for non-BYOK instances
 	cat   *index.Catalog
@@ -227,6 +230,7 @@ func (e *env) openLocal(flagHome string, need keyNeed) error {
 				return e.missingKey()
 			}
 			e.local = missingKeyProvider{file: keyFile}
+			e.ctl = control.NewUnkeyed(e.st, fmt.Errorf("no provider key at %s; use the --home (or BLINDEX_HOME) the data directory was written with", keyFile))
 			return nil
 		}
 	}
@@ -236,7 +240,28 @@ func (e *env) openLocal(flagHome string, need keyNeed) error {
 	}
 	prov.SetAudit(e.audit)
 	e.prov, e.local = prov, prov
+	key, err := keys.DeriveLocalKey(home, control.KeyLabel, false)
+	if err != nil {
+		return &cliError{code: exitKey, err: err, next: "fix the provider key file as the message says, or point --home at the right directory"}
+	}
+	defer keys.Zero(key)
+	if e.ctl, err = control.New(e.st, key); err != nil {
+		return err
+	}
 	return nil
+}
+
+// store returns the command's store with control records (manifests,
+// configurations, plans) authenticated under the provider key of --home,
+// opening the local provider (a missing key file allowed: control records
+// are then refused as unverifiable) if needed.
+func (e *env) store() (*control.Store, error) {
+	if e.ctl == nil {
+		if err := e.openLocal(e.flags.home, keyOptional); err != nil {
+			return nil, err
+		}
+	}
+	return e.ctl, nil
 }
 
 func (e *env) missingKey() error {
@@ -276,13 +301,18 @@ func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
 			return nil, err
 		}
 	}
-	cat, err := index.NewCatalog(e.st, index.CatalogOptions{
+	pol, err := e.flags.loadPolicy()
+	if err != nil {
+		return nil, err
+	}
+	cat, err := index.NewCatalog(e.ctl, index.CatalogOptions{
 		Home:     e.home,
 		Local:    e.local,
 		KMS:      e.kmsProvider,
 		Lease:    e.flags.lease,
 		Audit:    e.audit,
 		Instance: opts,
+		Policy:   pol,
 	})
 	if err != nil {
 		return nil, &cliError{code: exitKey, err: err, next: "check --home (or BLINDEX_HOME): it must be a directory you can write to"}
@@ -341,11 +371,45 @@ func (e *env) noInstance(name string) error {
 
 // manifest reads an instance's manifest (no key needed).
 func (e *env) manifest(name string) (*index.Manifest, error) {
-	man, err := index.ReadManifest(e.st, name)
+	st, err := e.store()
+	if err != nil {
+		return nil, err
+	}
+	man, err := index.ReadManifest(st, name)
 	if errors.Is(err, index.ErrNotFound) {
 		return nil, e.noInstance(name)
 	}
+	if errors.Is(err, control.ErrForged) {
+		return nil, e.wrongHome(st, name, err)
+	}
 	return man, err
+}
+
+// wrongHome explains a manifest that does not verify. When its (untrusted)
+// body names a local provider key other than the one in --home, the likely
+// cause is the wrong --home: exit 3 saying so, as for any other key
+// mismatch. Otherwise it is what it says: edited outside blindex (exit 4).
+func (e *env) wrongHome(st *control.Store, name string, err error) error {
+	if e.prov == nil {
+		return err
+	}
+	recs, ierr := st.Inspect(append([]byte{control.Namespace, 'M'}, name...))
+	if ierr != nil {
+		return err
+	}
+	for _, r := range recs {
+		var m struct {
+			KeyID string `json:"key_id"`
+		}
+		if r.Name != name || json.Unmarshal(r.Body, &m) != nil || !strings.HasPrefix(m.KeyID, "local:") || m.KeyID == e.prov.KeyID() {
+			continue
+		}
+		return &cliError{code: exitKey,
+			err: fmt.Errorf("%w; instance %q says it was created under provider key %s, but %s holds provider key %s",
+				err, name, m.KeyID, e.prov.KeyFile(), e.prov.KeyID()),
+			next: "use the --home (or BLINDEX_HOME) the instance was created with: its provider key authenticates the data directory's manifests and configurations"}
+	}
+	return err
 }
 
 // openInstance opens an existing instance through the catalog, unwrapping
@@ -403,10 +467,10 @@ func (e *env) openError(man *index.Manifest, err error) error {
 }
 
 // openOrCreate opens the instance, creating it through the catalog (not
-// BYOK, with a shredding secret) with the mapping in mappingFile when it
-// does not exist. When it exists and mappingFile is given, the mapping must
-// equal the stored one.
-func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile string, mappingJSON []byte, opts index.Options) (in *index.Instance, created bool, err error) {
+// BYOK, with a shredding secret) with the mapping in mappingFile and meta
+// when it does not exist. When it exists and mappingFile is given, the
+// mapping must equal the stored one.
+func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile string, mappingJSON []byte, meta index.Meta, opts index.Options) (in *index.Instance, created bool, err error) {
 	var m *tokenize.Mapping
 	if mappingJSON != nil {
 		m, err = tokenize.ParseMapping(mappingJSON)
@@ -415,7 +479,11 @@ func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile strin
 				"fix the mapping file (see the README's \"Mapping\" section for the supported subset)")
 		}
 	}
-	_, err = index.ReadManifest(e.st, c.instance)
+	st, err := e.store()
+	if err != nil {
+		return nil, false, err
+	}
+	_, err = index.ReadManifest(st, c.instance)
 	switch {
 	case errors.Is(err, index.ErrNotFound):
 		if m == nil {
@@ -428,7 +496,7 @@ func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile strin
 		if err != nil {
 			return nil, false, err
 		}
-		in, err := cat.CreateInstance(ctx, c.instance, index.Meta{}, m)
+		in, err := cat.CreateInstance(ctx, c.instance, meta, m)
 		if err != nil {
 			return nil, false, err
 		}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/policy"
+	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -54,8 +56,10 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ce) && ce.code != 0:
 		return ce.code
-	case errors.Is(err, index.ErrCorrupt):
+	case errors.Is(err, index.ErrCorrupt), errors.Is(err, control.ErrForged), errors.Is(err, control.ErrUnauthenticated):
 		return exitCorrupt
+	case errors.Is(err, control.ErrNoKey):
+		return exitKey
 	case errors.Is(err, keys.ErrKeyRevoked), errors.Is(err, keys.ErrKeyUnavailable),
 		errors.Is(err, keys.ErrInvalidWrappedKey):
 		return exitKey
@@ -78,6 +82,12 @@ func defaultNext(err error) string {
 		return "the key provider could not be reached (for KMS: the endpoint, the network, throttling or the AWS credentials; this is not a revocation): check them, then run the command again"
 	case errors.Is(err, index.ErrBYOKImmutable):
 		return "create a new BYOK instance ('blindex instance create --byok ...') and re-index the documents into it"
+	case errors.Is(err, policy.ErrRefused), errors.Is(err, policy.ErrUnknownProduct), errors.Is(err, policy.ErrUnknownPlan):
+		return "see the policy in effect with 'blindex policy show' (products, early-access lists, plans that offer BYOK); set an organisation's plan with 'blindex org set --data DIR --org O --plan P', or give a policy that allows it with --policy FILE"
+	case errors.Is(err, control.ErrUnauthenticated):
+		return "this control record was written before control records were authenticated: review the list with 'blindex adopt --data DIR', then adopt it with 'blindex adopt --data DIR --yes'"
+	case errors.Is(err, control.ErrForged), errors.Is(err, control.ErrNoKey):
+		return "" // the error says what to do
 	case errors.Is(err, index.ErrPolicy):
 		return "see the README's \"BYOK: configurations and instances\" section for the rules: one configuration per organisation, the region of the key, linked products agree on BYOK"
 	case errors.Is(err, index.ErrInvalidQuery):

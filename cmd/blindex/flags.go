@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/policy"
 )
 
 // commonFlags are the flags every command that opens an instance takes:
@@ -22,6 +23,7 @@ type commonFlags struct {
 	audit       string        // audit log file, "-" for standard error, "" for none
 	kmsEndpoint string        // AWS KMS endpoint override
 	kmsTimeout  time.Duration // one KMS request attempt
+	policy      string        // BYOK policy file, "" for the shipped default
 
 	stderr io.Writer // where --audit - writes: the command's standard error
 }
@@ -38,6 +40,19 @@ func (c *commonFlags) register(fs *flag.FlagSet, withInstance bool) {
 	fs.StringVar(&c.audit, "audit-log", "", "the same as --audit")
 	fs.StringVar(&c.kmsEndpoint, "kms-endpoint", "", "AWS KMS endpoint `URL` for BYOK instances (default: the AWS configuration chain: AWS_ENDPOINT_URL_KMS, the shared config, else AWS's endpoint for the region)")
 	fs.DurationVar(&c.kmsTimeout, "kms-timeout", 0, "time limit of one KMS request attempt; failed attempts are retried with backoff (default 5s)")
+	fs.StringVar(&c.policy, "policy", "", "the BYOK availability policy `FILE` (JSON; see 'blindex policy show'); default: the shipped policy")
+}
+
+// loadPolicy returns the policy of --policy, or the shipped default.
+func (c *commonFlags) loadPolicy() (*policy.Policy, error) {
+	if c.policy == "" {
+		return policy.Default(), nil
+	}
+	p, err := policy.Load(c.policy)
+	if err != nil {
+		return nil, inputErrorf("fix the policy file as the message says ('blindex policy show' prints the shipped default in the same format)", "%v", err)
+	}
+	return p, nil
 }
 
 // check validates the common flags.

@@ -5,16 +5,16 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/blindex/blindex/index"
 )
 
 const instancesHelp = `
 Lists the instances in a data directory from their manifests, which are
-readable without any key: name, creation time, wrapping key, key
-generations, and whether the instance is BYOK.
+readable without any instance key: name, creation time, wrapping key, key
+generations, and whether the instance is BYOK. Manifests are authenticated
+under the provider key in --home; one that is not is listed as refused.
 `
 
 func runInstances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -34,24 +34,23 @@ func runInstances(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return err
 		}
 		defer e.Close()
-		names, err := index.ListInstances(e.st)
+		views, err := e.instanceViews(c)
 		if err != nil {
 			return err
 		}
-		if len(names) == 0 {
+		if len(views) == 0 {
 			fmt.Fprintf(stdout, "no instances in %s; create one with 'blindex index --data %s --mapping FILE FILE...'\n", c.data, c.data)
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tCREATED\tKEY\tGENERATIONS\tBYOK")
-		for _, name := range names {
-			m, err := index.ReadManifest(e.st, name)
-			if err != nil {
-				fmt.Fprintf(tw, "%s\t(unreadable: %v)\t\t\t\n", name, err)
+		for _, v := range views {
+			if v.Auth != "ok" {
+				fmt.Fprintf(tw, "%s\t(manifest %s: refused; see 'blindex instance ls')\t\t\t\n", v.Name, strings.ToUpper(v.Auth))
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d (current %d)\t%s\n", name, m.Created.UTC().Format(time.RFC3339),
-				m.KeyID, len(m.Generations), m.Current, strconv.FormatBool(m.Meta.BYOK))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d (current %d)\t%s\n", v.Name, v.Created.UTC().Format(time.RFC3339),
+				v.KeyID, len(v.Generations), v.Current, strconv.FormatBool(v.BYOK))
 		}
 		return tw.Flush()
 	}()

@@ -48,11 +48,14 @@ func commands() map[string]command {
 		"bench":     {withoutStdin(runBench), "benchmark blindex against plaintext bleve on a corpus"},
 		"config":    {withoutStdin(runConfig), "create, show or list BYOK encryption configurations (an AWS KMS key and a region)"},
 		"instance":  {withoutStdin(runInstance), "create, show, rotate, re-encrypt, restore or delete an instance (BYOK or not)"},
+		"org":       {withoutStdin(runOrg), "set, show or list organisations' plans (which decide BYOK with the policy)"},
+		"policy":    {withoutStdin(runPolicy), "print the BYOK availability policy in effect (products, early access, plans)"},
+		"adopt":     {withoutStdin(runAdopt), "authenticate control records written before they were (after review)"},
 	}
 }
 
 // commandOrder is the order of commands in the usage text.
-var commandOrder = []string{"demo", "index", "search", "get", "delete", "check", "instances", "config", "instance", "attach", "serve", "bench"}
+var commandOrder = []string{"demo", "index", "search", "get", "delete", "check", "instances", "config", "org", "policy", "instance", "adopt", "attach", "serve", "bench"}
 
 // withoutStdin adapts a command that reads no standard input.
 func withoutStdin(f func(ctx context.Context, args []string, stdout, stderr io.Writer) int) func(context.Context, []string, io.Reader, io.Writer, io.Writer) int {

@@ -563,8 +563,8 @@ func TestDemo(t *testing.T) {
 	t.Setenv("BLINDEX_HOME", t.TempDir())
 	data := filepath.Join(t.TempDir(), "demo")
 	r := must(t, 0, "demo", "--data", data)
-	if n := strings.Count(r.stdout, "RANK  ID"); n != len(demoSearches) {
-		t.Fatalf("demo printed %d result tables, want %d:\n%s", n, len(demoSearches), r.stdout)
+	if n := strings.Count(r.stdout, "RANK  ID"); n != len(demoSearches)+len(demoWikiSearches) {
+		t.Fatalf("demo printed %d result tables, want %d:\n%s", n, len(demoSearches)+len(demoWikiSearches), r.stdout)
 	}
 	if !strings.Contains(r.stdout, "indexed 30 documents") || !strings.Contains(r.stdout, "SHOP-106") || !strings.Contains(r.stdout, "Go on from here") {
 		t.Fatalf("demo output:\n%s", r.stdout)
@@ -581,8 +581,23 @@ func TestDemo(t *testing.T) {
 	must(t, 0, "search", "--data", data, "+votes:>=10 +status:Open")
 	must(t, 0, "search", "--data", data, `created:>="2025-03-01" checkout`)
 	must(t, 0, "check", "--data", data)
+	// The wiki instance: product wiki, its own mapping, searchable.
+	if !strings.Contains(r.stdout, `instance "wiki" holds 12 documents`) || !strings.Contains(r.stdout, "WIKI-5") {
+		t.Fatalf("demo wiki output:\n%s", r.stdout)
+	}
+	r = must(t, 0, "instance", "show", "--data", data, "--instance", "wiki", "--json")
+	if !strings.Contains(r.stdout, `"product":"wiki"`) || !strings.Contains(r.stdout, `"sla":"covered"`) {
+		t.Fatalf("wiki instance: %v", r)
+	}
+	must(t, 0, "check", "--data", data, "--instance", "wiki")
+	r = must(t, 0, "instance", "ls", "--data", data)
+	for _, want := range []string{"default  -    demo.example  software", "wiki     -    demo.example  wiki"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("instance ls after the demo lacks %q:\n%s", want, r.stdout)
+		}
+	}
 	r = must(t, 0, "demo", "--data", data)
-	if !strings.Contains(r.stdout, "holds 30 documents") {
+	if !strings.Contains(r.stdout, "holds 30 documents") || !strings.Contains(r.stdout, `instance "wiki" holds 12 documents`) {
 		t.Fatalf("second demo run:\n%s", r.stdout)
 	}
 }

@@ -70,6 +70,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		maxInFlight  = fs.Int("max-in-flight", 512, "most API requests served at once")
 		shutdown     = fs.Duration("shutdown-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
 		logLevel     = fs.String("log-level", "info", "log level: debug (one line per request), info, warn, error")
+		policyFile   = fs.String("policy", "", "the BYOK availability policy `FILE` (JSON; see 'blindex policy show'); default: the shipped policy")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -91,6 +92,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	pol, err := (&commonFlags{policy: *policyFile}).loadPolicy()
+	if err != nil {
+		return report(stderr, "serve", err)
+	}
 
 	tokens, warn, err := serveAdminTokens(*tokenFile)
 	if err != nil {
@@ -134,6 +140,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			MaxTermSearchers: *maxTerms, RequestTimeout: *reqTimeout, MaxInFlight: *maxInFlight,
 		},
 		ShutdownTimeout: *shutdown,
+		Policy:          pol,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "blindex serve: %v\n", err)
