@@ -31,8 +31,12 @@
 // Every record is sealed (package internal/seal) at a pseudorandom label:
 // stored documents and forward indexes by document number, posting blocks
 // by HMAC(HMAC(K_term(field), term), block number), small posting blocks of
-// many terms together in packs, the term dictionary and id map as a sealed
-// snapshot plus a sealed log of per-batch changes, and a sealed head. At
+// many terms together in packs, and the state (term dictionary, id map,
+// document table, live set) as a log-structured merge tree: a sealed log of
+// per-batch changes replayed into a small memtable, and immutable runs of
+// sealed pages (B+trees) read on demand through a byte-bounded cache, under
+// a sealed head. Opening an instance reads the head and the short log,
+// never anything proportional to its size (pages.go, compact.go). At
 // rest the store reveals the number of instances, each instance's record
 // count, padded value sizes (size classes of 1/8 of a power of two) and
 // write times; not which records belong to the same term, document or
@@ -58,8 +62,8 @@
 //
 // # What it does not hide
 //
-// While an instance is unlocked, its dictionary, id map and recently used
-// posting lists are decrypted in memory; locking (revocation, lease expiry,
+// While an instance is unlocked, its recent changes and the state pages
+// and posting lists it recently used are decrypted in memory; locking (revocation, lease expiry,
 // Close) zeroes the derived keys and drops them. The store's operator sees
 // which labels a query reads. Rolling the whole store back to an older copy
 // is not detected.
