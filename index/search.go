@@ -53,7 +53,13 @@ func newBleveIndex(in *Instance) (bleve.Index, error) {
 	})
 	// An empty path keeps bleve from writing its plaintext index_meta.json
 	// (which would name every field) anywhere.
-	return bleve.NewUsing("", in.mapping.Bleve(), bleveIndexType, bleveIndexType, map[string]interface{}{"blindex.instance": in})
+	idx, err := bleve.NewUsing("", in.mapping.Bleve(), bleveIndexType, bleveIndexType, map[string]interface{}{"blindex.instance": in})
+	if err != nil {
+		return nil, err
+	}
+	// bleve reports the index's name on every hit (hit.index).
+	idx.SetName(in.name)
+	return idx, nil
 }
 
 // MaxResultWindow bounds from+size of a search request.
