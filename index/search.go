@@ -39,7 +39,7 @@ func (a *bleveAdapter) Batch(*bindex.Batch) error           { return errWriteThr
 func (a *bleveAdapter) SetInternal(key, val []byte) error   { return nil }
 func (a *bleveAdapter) DeleteInternal(key []byte) error     { return nil }
 func (a *bleveAdapter) StatsMap() map[string]interface{}    { return map[string]interface{}{} }
-func (a *bleveAdapter) Reader() (bindex.IndexReader, error) { return a.in.newReader() }
+func (a *bleveAdapter) Reader() (bindex.IndexReader, error) { return a.in.searchReader() }
 
 func newBleveIndex(in *Instance) (bleve.Index, error) {
 	registerOnce.Do(func() {
