@@ -11,6 +11,7 @@ import (
 
 	"github.com/blevesearch/bleve/v2/document"
 	"github.com/blevesearch/bleve/v2/geo"
+	"github.com/blevesearch/bleve/v2/numeric"
 	bindex "github.com/blevesearch/bleve_index_api"
 	"github.com/blevesearch/geo/geojson"
 )
@@ -77,7 +78,7 @@ func (m *Mapping) Analyze(id string, body []byte) (*document.Document, error) {
 	slices.SortStableFunc(doc.Fields, compareFields)
 	doc.AddIDField()
 	analyzeDocument(doc)
-	addGeoValues(doc)
+	addGeoValues(doc, m.hasGeo)
 	return doc, nil
 }
 
@@ -290,9 +291,14 @@ const geoValuesPrefix = "\x00geo-values\x00"
 //
 //   - of a geoshape field, its encoded shapes (scorch keeps them as "extra
 //     doc values" of the field, outside its term dictionary);
-//   - of a composite field (_all), the encoded shapes and geo points of the
-//     geo fields it includes (scorch uninverts _all's term dictionary, into
-//     which it composes them, to serve them as doc values).
+//   - of a composite field (_all), when the mapping has geo fields: the
+//     encoded shapes of the geoshape fields it includes, and its terms that
+//     bleve's geo-point filters can read as a full-precision point (those
+//     starting with a space: geo points, and numbers and dates too, which
+//     bleve's filters also read as points on _all). scorch serves _all's
+//     doc values by uninverting its term dictionary; bleve's filters take
+//     the first such term of a document, in term order, so these are the
+//     ones that decide.
 //
 // Each value is one term of the hidden field, which is indexed with doc
 // values, not stored and in no composite, so that the real fields' terms,
@@ -308,31 +314,33 @@ func IsGeoValuesField(name string) (field string, ok bool) {
 }
 
 // addGeoValues adds doc's GeoValuesFields (after analysis), before the _id
-// field, which stays last.
-func addGeoValues(doc *document.Document) {
+// field, which stays last. composites says whether the composite fields
+// get theirs (when the mapping has geo fields).
+func addGeoValues(doc *document.Document, composites bool) {
 	var extra []document.Field
-	add := func(field string, f document.Field, value []byte) {
-		gv := document.NewTextFieldCustom(GeoValuesField(field), f.ArrayPositions(), value, bindex.IndexField|bindex.DocValues, nil)
+	add := func(field string, arrayPositions []uint64, value []byte) {
+		gv := document.NewTextFieldCustom(GeoValuesField(field), arrayPositions, value, bindex.IndexField|bindex.DocValues, nil)
 		gv.Analyze()
 		extra = append(extra, gv)
 	}
+	shapes := map[string]bool{}
 	for _, f := range doc.Fields {
 		if gs, ok := f.(bindex.GeoShapeField); ok && f.Options().IsIndexed() {
-			add(f.Name(), f, gs.EncodedShape())
+			add(f.Name(), f.ArrayPositions(), gs.EncodedShape())
+			shapes[string(gs.EncodedShape())] = true
 		}
 	}
-	for _, cf := range doc.CompositeFields {
-		tfs := cf.AnalyzedTokenFrequencies()
-		for _, f := range doc.Fields {
-			var v []byte
-			switch g := f.(type) {
-			case bindex.GeoShapeField:
-				v = g.EncodedShape()
-			case *document.GeoPointField:
-				v = g.Value() // the full-precision (shift 0) term
+	if composites {
+		for _, cf := range doc.CompositeFields {
+			var terms []string
+			for term := range cf.AnalyzedTokenFrequencies() {
+				if shapes[term] || (len(term) > 0 && term[0] == numeric.ShiftStartInt64) {
+					terms = append(terms, term)
+				}
 			}
-			if v != nil && tfs[string(v)] != nil {
-				add(cf.Name(), f, v)
+			slices.Sort(terms) // a deterministic document
+			for _, term := range terms {
+				add(cf.Name(), nil, []byte(term))
 			}
 		}
 	}

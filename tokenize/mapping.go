@@ -25,6 +25,7 @@ type Mapping struct {
 	defaultDoc *docNode
 	types      map[string]*docNode
 	typeField  []string // im.TypeField split on "." as bleve's lookupPropertyPath does
+	hasGeo     bool     // some field mapping is a geopoint or geoshape
 }
 
 // defaultMappingJSON is bleve's NewIndexMapping with BM25 scoring, written out
@@ -162,8 +163,10 @@ func ParseMappingWithOptions(data []byte, opts MappingOptions) (*Mapping, error)
 		typeField: strings.Split(im.TypeField, "."),
 	}
 	m.defaultDoc = compileDoc(im, im.DefaultMapping, "")
+	m.hasGeo = m.defaultDoc.hasGeo()
 	for name, dm := range im.TypeMapping {
 		m.types[name] = compileDoc(im, dm, "")
+		m.hasGeo = m.hasGeo || m.types[name].hasGeo()
 	}
 	return m, nil
 }
@@ -667,4 +670,19 @@ func compileDoc(im *mapping.IndexMappingImpl, dm *mapping.DocumentMapping, path 
 		}
 	}
 	return n
+}
+
+// hasGeo reports whether n or a property below it has a geo field.
+func (n *docNode) hasGeo() bool {
+	for _, f := range n.fields {
+		if f.typ == "geopoint" || f.typ == "geoshape" {
+			return true
+		}
+	}
+	for _, c := range n.props {
+		if c.hasGeo() {
+			return true
+		}
+	}
+	return false
 }
