@@ -100,6 +100,9 @@
 //	DELETE /v1/instances/{name}/documents/{id} 200 {"result":"deleted"}, or 404
 //	POST   /v1/instances/{name}/bulk           NDJSON, see below
 //	POST   /v1/instances/{name}/search         a bleve search request → bleve's search result JSON
+//	POST   /v1/search                          {"instances": [...], "request": {...}}: several instances of
+//	                                           one organisation searched as one (bleve's IndexAlias);
+//	                                           administrators only; a locked instance fails it (423)
 //
 // A document id is 1 to 512 bytes of UTF-8, URL-escaped in the path. A
 // write is visible to searches, and durable, when its answer is sent.
