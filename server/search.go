@@ -146,7 +146,9 @@ func (s *Server) measure(q query.Query, depth int, c *queryCost) *apiError {
 		children = []query.Query{q.Query}
 	case *query.CustomScoreQuery:
 		children = []query.Query{q.Query}
-	case *query.WildcardQuery, *query.RegexpQuery, *query.PrefixQuery, *query.FuzzyQuery, *query.TermRangeQuery:
+	case *query.WildcardQuery, *query.RegexpQuery, *query.PrefixQuery, *query.FuzzyQuery, *query.TermRangeQuery,
+		// Geo and IP queries expand into many terms (cells, prefixes).
+		*query.GeoDistanceQuery, *query.GeoBoundingBoxQuery, *query.GeoBoundingPolygonQuery, *query.GeoShapeQuery, *query.IPRangeQuery:
 		expensive = true
 	case *query.MatchQuery:
 		expensive = q.Fuzziness != 0
@@ -160,7 +162,7 @@ func (s *Server) measure(q query.Query, depth int, c *queryCost) *apiError {
 	if expensive {
 		c.expensive++
 		if c.expensive > s.lim.MaxExpensiveClauses {
-			return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query has more than %d wildcard, regexp, prefix, fuzzy or range clauses, the server's limit; use fewer", s.lim.MaxExpensiveClauses)
+			return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query has more than %d wildcard, regexp, prefix, fuzzy, range, geo or IP-range clauses, the server's limit; use fewer", s.lim.MaxExpensiveClauses)
 		}
 	}
 	if v, ok := q.(query.ValidatableQuery); ok {
