@@ -32,7 +32,8 @@ import (
 //
 // The returned document's Fields are sorted by name, then array positions,
 // before analysis (bleve's own order follows Go map iteration and is random),
-// and the _id field is last; the tokens of every field, and the _all field's
+// then come the hidden GeoValuesFields (geo doc values, in a fixed order), and
+// the _id field is last; the tokens of every field, and the _all field's
 // terms and lengths, are the ones bleve produces. Analyze is safe for
 // concurrent use.
 func (m *Mapping) Analyze(id string, body []byte) (*document.Document, error) {
