@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,4 +31,19 @@ func TestSearchAliasCLI(t *testing.T) {
 	if !strings.Contains(r.stderr, "different organisations") {
 		t.Errorf("alias over two organisations: %v", r)
 	}
+}
+
+// TestStrictMappingCLI: a key bleve does not know is ignored by default and
+// refused, with its path, under --strict-mapping.
+func TestStrictMappingCLI(t *testing.T) {
+	w := newWorkspace(t)
+	m := filepath.Join(t.TempDir(), "mapping.json")
+	if err := os.WriteFile(m, []byte(`{"byte_array_converter": "json", "default_analyzer": "en"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := must(t, 1, "instance", "create", "--data", w.data, "--instance", "strict", "--mapping", m, "--strict-mapping")
+	if !strings.Contains(r.stderr, "byte_array_converter") {
+		t.Errorf("strict mapping error without the key's path: %v", r)
+	}
+	must(t, 0, "instance", "create", "--data", w.data, "--instance", "lenient", "--mapping", m)
 }
