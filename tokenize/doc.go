@@ -29,14 +29,14 @@
 // mappings: enabled, dynamic, properties, fields, default_analyzer,
 // struct_tag_key. Field mappings: name, type (text, number, datetime,
 // boolean, geopoint, geoshape, IP), analyzer, index, store, include_in_all,
-// include_term_vectors, docvalues, date_format. A keyword field is bleve's
+// include_term_vectors, docvalues, date_format, skip_freq_norm. A keyword field is bleve's
 // "text" with the "keyword" analyzer. Omitted keys take bleve's defaults,
 // including bleve's surprising ones: a field mapping without "index": true
 // is not indexed.
 //
 // Keys bleve knows that blindex does not support are an error naming their
 // JSON path in every mode: nested documents, synonym sources, vector fields
-// and their parameters, geoshape_v2, skip_freq_norm; so are unknown
+// and their parameters, geoshape_v2; so are unknown
 // parameters of custom analysis components and token maps loaded from a
 // file on the server (list "tokens" inline). The analysis components
 // available are those of the packages imported in analyzers.go.

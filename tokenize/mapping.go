@@ -312,7 +312,6 @@ const (
 	whySynonyms = "synonym sources and synonym search are not supported"
 	whyNested   = "nested documents are not supported"
 	whyVector   = "vector fields and kNN search are not supported"
-	whySkipNorm = "skip_freq_norm is not supported: every field keeps its term frequencies and norms"
 )
 
 func (c checker) checkDocMapping(path string, v any) error {
@@ -405,7 +404,12 @@ func (c checker) checkFieldMapping(path string, v any) error {
 				return err
 			}
 		case "skip_freq_norm":
-			return notSupported(p, whySkipNorm)
+			// bleve indexes no frequencies or norms for the field: its
+			// term matches score 0 (analysis gives every term frequency
+			// 0, and blindex stores and scores that as bleve does).
+			if err := wantBool(p, v); err != nil {
+				return err
+			}
 		case "dims", "similarity", "vector_index_optimized_for", "gpu":
 			return notSupported(p, whyVector)
 		case "synonym_source":

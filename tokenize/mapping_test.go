@@ -65,7 +65,7 @@ func TestParseMappingErrors(t *testing.T) {
 		{"geoshape_v2 type", `{"default_mapping": {"properties": {"g": {"fields": [{"type": "geoshape_v2"}]}}}}`, "default_mapping.properties.g.fields[0].type", "geoshape_v2"},
 		{"vector_base64 type", `{"default_mapping": {"properties": {"g": {"fields": [{"type": "vector_base64"}]}}}}`, "default_mapping.properties.g.fields[0].type", "vector"},
 		{"unknown doc mapping key", `{"default_mapping": {"dynamic": true, "nested": true}}`, "default_mapping.nested", "unsupported key"},
-		{"unknown field key deep", `{"default_mapping": {"properties": {"a": {"properties": {"b": {"fields": [{"type": "text"}, {"type": "number", "skip_freq_norm": true}]}}}}}}`, "default_mapping.properties.a.properties.b.fields[1].skip_freq_norm", "unsupported key"},
+		{"field key deep, wrong type", `{"default_mapping": {"properties": {"a": {"properties": {"b": {"fields": [{"type": "text"}, {"type": "number", "skip_freq_norm": "yes"}]}}}}}}`, "default_mapping.properties.a.properties.b.fields[1].skip_freq_norm", "must be true or false"},
 		{"synonym sources", `{"analysis": {"synonym_sources": {}}}`, "analysis.synonym_sources", "unsupported key"},
 		{"unknown component param", `{"analysis": {"analyzers": {"a": {"type": "custom", "tokenizer": "unicode", "token_filter": ["to_lower"]}}}}`, "analysis.analyzers.a.token_filter", "unsupported key"},
 		{"token map from file", `{"analysis": {"token_maps": {"m": {"type": "custom", "filename": "/etc/passwd"}}}}`, "analysis.token_maps.m.filename", "inline"},
