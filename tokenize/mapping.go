@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +77,15 @@ type MappingOptions struct {
 	// set. Default false: such keys are ignored, as bleve ignores them by
 	// default (e.g. "byte_array_converter", a key of older bleve versions).
 	Strict bool
+	// TokenMapFiles, when set, lets a custom token map name a file
+	// ("filename", a slash-separated path inside TokenMapFiles, as
+	// fs.ValidPath allows) listing its tokens as bleve's token map files do;
+	// the file is read here and its tokens are inlined, so the parsed (and
+	// persisted) mapping does not depend on the file. Default nil: a
+	// "filename" is refused, since a mapping sent to a server is user input
+	// and must not read the server's files. The CLI sets it to the directory
+	// of the mapping file.
+	TokenMapFiles fs.FS
 }
 
 // ParseMapping parses and validates a bleve index-mapping JSON with the
@@ -113,7 +123,7 @@ func ParseMappingWithOptions(data []byte, opts MappingOptions) (*Mapping, error)
 	if err := json.Unmarshal(data, &tree); err != nil {
 		return nil, &MappingError{Reason: "not valid JSON: " + err.Error()}
 	}
-	c := checker{strict: opts.Strict}
+	c := checker{strict: opts.Strict, tokenMaps: opts.TokenMapFiles}
 	if err := c.checkIndexMapping(tree); err != nil {
 		return nil, err
 	}
@@ -236,7 +246,37 @@ func wantObject(path string, v any) (map[string]any, error) {
 
 // checker checks the structure of a mapping JSON.
 type checker struct {
-	strict bool
+	strict    bool
+	tokenMaps fs.FS
+}
+
+// inlineTokenMap reads the file a custom token map names, as bleve's
+// TokenMap.LoadFile does (tokens separated by white space, # or | starts a
+// comment), and returns the token map's configuration with the tokens
+// inline instead, sorted. As in bleve, the file wins over inline "tokens".
+func (c checker) inlineTokenMap(path string, config map[string]any) (map[string]any, error) {
+	name, err := wantString(path, config["filename"])
+	if err != nil {
+		return nil, err
+	}
+	if !fs.ValidPath(name) {
+		return nil, &MappingError{Path: path, Reason: "a token map file must be a relative path below the mapping file's directory, without .."}
+	}
+	data, err := fs.ReadFile(c.tokenMaps, name)
+	if err != nil {
+		return nil, &MappingError{Path: path, Reason: "cannot read the token map file: " + err.Error()}
+	}
+	tm := analysis.NewTokenMap()
+	if err := tm.LoadBytes(data); err != nil {
+		return nil, &MappingError{Path: path, Reason: "cannot read the token map file: " + err.Error()}
+	}
+	tokens := sortedKeys(tm)
+	list := make([]any, len(tokens))
+	for i, t := range tokens {
+		list[i] = t
+	}
+	out := map[string]any{"type": config["type"], "tokens": list}
+	return out, nil
 }
 
 // unknownKey handles a key bleve does not know: an error in strict mode,
@@ -504,6 +544,11 @@ func (c checker) checkAnalysis(a map[string]any) (map[string]map[string]map[stri
 			if err != nil {
 				return nil, err
 			}
+			if kind == "token_maps" && typ == "custom" && config["filename"] != nil && c.tokenMaps != nil {
+				if config, err = c.inlineTokenMap(jsonPath(cp, "filename"), config); err != nil {
+					return nil, err
+				}
+			}
 			params := componentParams[kind][typ]
 			for _, k := range sortedKeys(config) {
 				if k == "type" || slices.Contains(params, k) {
@@ -511,7 +556,7 @@ func (c checker) checkAnalysis(a map[string]any) (map[string]map[string]map[stri
 				}
 				reason := fmt.Sprintf("unsupported key for %s type %q", strings.TrimSuffix(kind, "s"), typ)
 				if kind == "token_maps" && k == "filename" {
-					reason = `unsupported key: token maps must list their "tokens" inline`
+					reason = `unsupported key: token maps must list their "tokens" inline (the CLI reads files next to the mapping file)`
 				}
 				return nil, &MappingError{Path: jsonPath(cp, k), Reason: reason}
 			}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func TestParseCorpusMapping(t *testing.T) {
@@ -333,5 +335,61 @@ func TestParseMappingUnknownKeys(t *testing.T) {
 	}
 	if string(with.JSON()) != string(without.JSON()) {
 		t.Errorf("an ignored key changed the mapping:\n%s\n%s", with.JSON(), without.JSON())
+	}
+}
+
+// TestTokenMapFiles: with MappingOptions.TokenMapFiles, a token map may name
+// a file read as bleve reads token map files; its tokens are inlined, so
+// the canonical mapping equals one that lists them. Without it, or with a
+// path leaving the directory, the file is refused.
+func TestTokenMapFiles(t *testing.T) {
+	const withFile = `{"analysis": {
+	  "token_maps": {"stops": {"type": "custom", "filename": "stops.txt"}},
+	  "token_filters": {"stop": {"type": "stop_tokens", "stop_token_map": "stops"}},
+	  "analyzers": {"a": {"type": "custom", "tokenizer": "unicode", "token_filters": ["to_lower", "stop"]}}},
+	 "default_analyzer": "a"}`
+	fsys := fstest.MapFS{"stops.txt": {Data: []byte("the a # comment\nof|x\n  and\n")}}
+	m, err := ParseMappingWithOptions([]byte(withFile), MappingOptions{TokenMapFiles: fsys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inline, err := ParseMapping([]byte(strings.Replace(withFile, `"filename": "stops.txt"`, `"tokens": ["a", "and", "of", "the"]`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.JSON()) != string(inline.JSON()) {
+		t.Errorf("token map file not inlined as its tokens:\n%s\n%s", m.JSON(), inline.JSON())
+	}
+	doc, err := m.Analyze("d", []byte(`{"t": "The Art of the Deal and x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var terms []string
+	for _, f := range doc.Fields {
+		if f.Name() == "t" {
+			for term := range f.AnalyzedTokenFrequencies() {
+				terms = append(terms, term)
+			}
+		}
+	}
+	slices.Sort(terms)
+	if !slices.Equal(terms, []string{"art", "deal", "x"}) {
+		t.Errorf("terms %q, want the stop words of the file removed", terms)
+	}
+	for _, c := range []struct {
+		name string
+		json string
+		opts MappingOptions
+	}{
+		{"no file system", withFile, MappingOptions{}},
+		{"escaping path", strings.Replace(withFile, "stops.txt", "../etc/passwd", 1), MappingOptions{TokenMapFiles: fsys}},
+		{"absolute path", strings.Replace(withFile, "stops.txt", "/etc/passwd", 1), MappingOptions{TokenMapFiles: fsys}},
+		{"missing file", strings.Replace(withFile, "stops.txt", "nosuch.txt", 1), MappingOptions{TokenMapFiles: fsys}},
+	} {
+		_, err := ParseMappingWithOptions([]byte(c.json), c.opts)
+		var me *MappingError
+		if !errors.As(err, &me) || me.Path != "analysis.token_maps.stops.filename" {
+			t.Errorf("%s: want an error naming analysis.token_maps.stops.filename, got %v", c.name, err)
+		}
 	}
 }

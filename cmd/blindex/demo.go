@@ -72,7 +72,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		defer e.Close()
-		in, created, err := e.openOrCreate(ctx, c, "the demo mapping", demoMapping, index.Options{})
+		in, created, err := e.openOrCreate(ctx, c, "the demo mapping", false, demoMapping, index.Options{})
 		if err != nil {
 			return err
 		}

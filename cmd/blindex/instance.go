@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -113,7 +114,7 @@ can read the data directory and --home.
 			if err != nil {
 				return inputErrorf("check the --mapping path", "cannot read mapping: %v", err)
 			}
-			if m, err = tokenize.ParseMappingWithOptions(b, tokenize.MappingOptions{Strict: *strict}); err != nil {
+			if m, err = tokenize.ParseMappingWithOptions(b, tokenize.MappingOptions{Strict: *strict, TokenMapFiles: os.DirFS(filepath.Dir(*mappingFile))}); err != nil {
 				return withNext(fmt.Errorf("mapping %s: %w", *mappingFile, err),
 					"fix the mapping file (see the README's \"Mapping\" section for the supported subset)")
 			}
