@@ -36,11 +36,11 @@
 //
 // Keys bleve knows that blindex does not support are an error naming their
 // JSON path in every mode: nested documents, synonym sources, vector fields
-// and their parameters, geoshape_v2; so are unknown
-// parameters of custom analysis components, and token maps loaded from a
-// file unless MappingOptions.TokenMapFiles says where files are read (the
-// tokens are then inlined). The analysis components
-// available are those of the packages imported in analyzers.go.
+// and their parameters, geoshape_v2; so are unknown parameters of custom
+// analysis components, and token maps loaded from a file unless
+// MappingOptions.TokenMapFiles says where files are read (their tokens are
+// then inlined). The analysis components available are those of the
+// packages imported in analyzers.go.
 //
 // # Geo fields
 //
