@@ -65,7 +65,7 @@
 //
 // Instances (administrator; status also with any token of that instance):
 //
-//	POST   /v1/instances                       {"name","org","site","product","region","byok","mapping"} → 201
+//	POST   /v1/instances                       {"name","org","site","product","region","byok","mapping","strict_mapping"} → 201
 //	GET    /v1/instances?limit=100&after=NAME  {"instances":[...],"total":n,"next":"NAME"} (pages of at most 1000)
 //	GET    /v1/instances/{name}                metadata, key generations, status, document count and mapping when unlocked
 //	GET    /v1/instances/{name}/status         {"state":"ok"|"degraded"|"locked","reason":"..."}
