@@ -39,7 +39,7 @@ func (a *bleveAdapter) Batch(*bindex.Batch) error           { return errWriteThr
 func (a *bleveAdapter) SetInternal(key, val []byte) error   { return nil }
 func (a *bleveAdapter) DeleteInternal(key []byte) error     { return nil }
 func (a *bleveAdapter) StatsMap() map[string]interface{}    { return map[string]interface{}{} }
-func (a *bleveAdapter) Reader() (bindex.IndexReader, error) { return a.in.newReader() }
+func (a *bleveAdapter) Reader() (bindex.IndexReader, error) { return a.in.searchReader() }
 
 func newBleveIndex(in *Instance) (bleve.Index, error) {
 	registerOnce.Do(func() {
@@ -53,7 +53,13 @@ func newBleveIndex(in *Instance) (bleve.Index, error) {
 	})
 	// An empty path keeps bleve from writing its plaintext index_meta.json
 	// (which would name every field) anywhere.
-	return bleve.NewUsing("", in.mapping.Bleve(), bleveIndexType, bleveIndexType, map[string]interface{}{"blindex.instance": in})
+	idx, err := bleve.NewUsing("", in.mapping.Bleve(), bleveIndexType, bleveIndexType, map[string]interface{}{"blindex.instance": in})
+	if err != nil {
+		return nil, err
+	}
+	// bleve reports the index's name on every hit (hit.index).
+	idx.SetName(in.name)
+	return idx, nil
 }
 
 // MaxResultWindow bounds from+size of a search request.
@@ -64,20 +70,42 @@ const MaxResultWindow = 10000
 // are reproducible. Invalid queries are errors wrapping ErrInvalidQuery; a
 // locked instance gives an error wrapping ErrKeyRevoked.
 func (in *Instance) Search(ctx context.Context, req *bleve.SearchRequest) (*bleve.SearchResult, error) {
-	if req == nil || req.Query == nil {
-		return nil, fmt.Errorf("%w: the search request has no query", ErrInvalidQuery)
-	}
-	if req.Size < 0 || req.From < 0 || req.From+req.Size > MaxResultWindow {
-		return nil, fmt.Errorf("%w: size and from must be non-negative and from+size at most %d", ErrInvalidQuery, MaxResultWindow)
-	}
-	if v, ok := req.Query.(interface{ Validate() error }); ok {
-		if err := v.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
-		}
+	if err := checkRequest(req); err != nil {
+		return nil, err
 	}
 	if err := in.unlock(); err != nil {
 		return nil, err
 	}
+	if err := prepareRequest(req); err != nil {
+		return nil, err
+	}
+	in.m.searches.Add(1)
+	sink := &corruptionSink{}
+	res, err := in.bleve.SearchInContext(context.WithValue(ctx, corruptionSinkKey{}, sink), req)
+	if err != nil {
+		return nil, in.searchError(ctx, req, sink, err)
+	}
+	return res, nil
+}
+
+// checkRequest checks a search request before any instance is unlocked.
+func checkRequest(req *bleve.SearchRequest) error {
+	if req == nil || req.Query == nil {
+		return fmt.Errorf("%w: the search request has no query", ErrInvalidQuery)
+	}
+	if req.Size < 0 || req.From < 0 || req.From+req.Size > MaxResultWindow {
+		return fmt.Errorf("%w: size and from must be non-negative and from+size at most %d", ErrInvalidQuery, MaxResultWindow)
+	}
+	if v, ok := req.Query.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+		}
+	}
+	return nil
+}
+
+// prepareRequest applies the default sort and bleve's own request checks.
+func prepareRequest(req *bleve.SearchRequest) error {
 	// bleve's request constructors default to sorting by score alone,
 	// which leaves ties in internal order; break them by document id.
 	// (Not when search_after/before give one value for the score alone.)
@@ -89,26 +117,27 @@ func (in *Instance) Search(ctx context.Context, req *bleve.SearchRequest) (*blev
 	// bleve's own request checks (search_after/before lengths, facets,
 	// pagination); bleve's search does not run them and panics on some.
 	if err := req.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+		return fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
-	in.m.searches.Add(1)
-	sink := &corruptionSink{}
-	res, err := in.bleve.SearchInContext(context.WithValue(ctx, corruptionSinkKey{}, sink), req)
-	if err != nil {
-		switch {
-		case errors.Is(err, ErrKeyRevoked), errors.Is(err, ErrCorrupt), errors.Is(err, ErrClosed),
-			errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-			return nil, err
-		}
-		if cerr := sink.get(); cerr != nil {
-			return nil, cerr
-		}
-		if errors.Is(err, bleve.ErrorIndexReadInconsistency) {
-			return nil, in.storedFieldsError(ctx, req)
-		}
-		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	return nil
+}
+
+// searchError classifies an error of bleve's search over in: locked,
+// corrupt, closed and cancelled searches keep their error; anything else
+// is an invalid query.
+func (in *Instance) searchError(ctx context.Context, req *bleve.SearchRequest, sink *corruptionSink, err error) error {
+	switch {
+	case errors.Is(err, ErrKeyRevoked), errors.Is(err, ErrCorrupt), errors.Is(err, ErrClosed),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
 	}
-	return res, nil
+	if cerr := sink.get(); cerr != nil {
+		return cerr
+	}
+	if errors.Is(err, bleve.ErrorIndexReadInconsistency) {
+		return in.storedFieldsError(ctx, req)
+	}
+	return fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 }
 
 // corruptionSink keeps the first corruption a search ran into. bleve

@@ -109,6 +109,9 @@ type instanceRequest struct {
 	Region  string          `json:"region"`
 	BYOK    bool            `json:"byok"`
 	Mapping json.RawMessage `json:"mapping"`
+	// StrictMapping refuses keys of the mapping that bleve does not know
+	// (bleve ignores them by default), naming each key's path.
+	StrictMapping bool `json:"strict_mapping"`
 }
 
 type generationView struct {
@@ -181,7 +184,7 @@ func (s *Server) handleCreateInstance(c *call) error {
 	var m *tokenize.Mapping
 	if len(req.Mapping) > 0 && string(req.Mapping) != "null" {
 		var err error
-		if m, err = tokenize.ParseMapping(req.Mapping); err != nil {
+		if m, err = tokenize.ParseMappingWithOptions(req.Mapping, tokenize.MappingOptions{Strict: req.StrictMapping}); err != nil {
 			return err
 		}
 	}

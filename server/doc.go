@@ -88,7 +88,7 @@
 //
 // Instances (administrator; status also with any token of that instance):
 //
-//	POST   /v1/instances                       {"name","org","site","product","region","byok","mapping"} → 201
+//	POST   /v1/instances                       {"name","org","site","product","region","byok","mapping","strict_mapping"} → 201
 //	GET    /v1/instances?limit=100&after=NAME  {"instances":[...],"total":n,"next":"NAME"} (pages of at most 1000)
 //	GET    /v1/instances/{name}                metadata, SLA ("covered", or "excluded" for BYOK in early access), key generations, status, document count and mapping when unlocked
 //	GET    /v1/instances/{name}/status         {"state":"ok"|"degraded"|"locked","reason":"..."}
@@ -123,6 +123,9 @@
 //	DELETE /v1/instances/{name}/documents/{id} 200 {"result":"deleted"}, or 404
 //	POST   /v1/instances/{name}/bulk           NDJSON, see below
 //	POST   /v1/instances/{name}/search         a bleve search request → bleve's search result JSON
+//	POST   /v1/search                          {"instances": [...], "request": {...}}: several instances of
+//	                                           one organisation searched as one (bleve's IndexAlias);
+//	                                           administrators only; a locked instance fails it (423)
 //
 // A document id is 1 to 512 bytes of UTF-8, URL-escaped in the path (in a
 // bulk action, a JSON string: bytes that are not UTF-8 and unpaired

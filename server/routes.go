@@ -110,6 +110,7 @@ func (s *Server) routeTable() []route {
 		{"DELETE /v1/instances/{name}/documents/{id}", accessWrite, bodyNone, s.handleDeleteDocument},
 		{"POST /v1/instances/{name}/bulk", accessWrite, bodyBulk, s.handleBulk},
 		{"POST /v1/instances/{name}/search", accessRead, bodyJSON, s.handleSearch},
+		{"POST /v1/search", accessAdmin, bodyJSON, s.handleAliasSearch},
 
 		// Attachments of a document (attachments.go).
 		{"POST /v1/instances/{name}/documents/{id}/attachments", accessWrite, bodyStream, s.handleUploadAttachment},

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
 	"sort"
@@ -273,7 +274,9 @@ func (s *Server) measure(q query.Query, depth int, c *queryCost) *apiError {
 		children = []query.Query{q.Query}
 	case *query.CustomScoreQuery:
 		children = []query.Query{q.Query}
-	case *query.WildcardQuery, *query.RegexpQuery, *query.PrefixQuery, *query.FuzzyQuery, *query.TermRangeQuery:
+	case *query.WildcardQuery, *query.RegexpQuery, *query.PrefixQuery, *query.FuzzyQuery, *query.TermRangeQuery,
+		// Geo and IP queries expand into many terms (cells, prefixes).
+		*query.GeoDistanceQuery, *query.GeoBoundingBoxQuery, *query.GeoBoundingPolygonQuery, *query.GeoShapeQuery, *query.IPRangeQuery:
 		expensive = true
 	case *query.MatchQuery:
 		expensive = q.Fuzziness != 0
@@ -287,7 +290,7 @@ func (s *Server) measure(q query.Query, depth int, c *queryCost) *apiError {
 	if expensive {
 		c.expensive++
 		if c.expensive > s.lim.MaxExpensiveClauses {
-			return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query has more than %d wildcard, regexp, prefix, fuzzy or range clauses, the server's limit; use fewer", s.lim.MaxExpensiveClauses)
+			return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query has more than %d wildcard, regexp, prefix, fuzzy, range, geo or IP-range clauses, the server's limit; use fewer", s.lim.MaxExpensiveClauses)
 		}
 	}
 	if v, ok := q.(query.ValidatableQuery); ok {
@@ -301,4 +304,72 @@ func (s *Server) measure(q query.Query, depth int, c *queryCost) *apiError {
 		}
 	}
 	return nil
+}
+
+// aliasSearchRequest is the body of POST /v1/search: a search request over
+// several instances of one organisation, searched as one index (bleve's
+// IndexAlias).
+type aliasSearchRequest struct {
+	Instances []string        `json:"instances"`
+	Request   json.RawMessage `json:"request"`
+}
+
+// handleAliasSearch searches several instances as one (index.SearchAlias).
+// Administrators only: an instance token opens one instance.
+func (s *Server) handleAliasSearch(c *call) error {
+	var ar aliasSearchRequest
+	if e := decodeJSON(c.body, &ar); e != nil {
+		return e
+	}
+	if len(ar.Instances) == 0 || len(ar.Instances) > index.MaxAliasInstances {
+		return newErr(http.StatusBadRequest, CodeInvalidRequest, "\"instances\" must name 1 to %d instances of one organisation", index.MaxAliasInstances)
+	}
+	for _, name := range ar.Instances {
+		if !validInstanceName(name) {
+			return newErr(http.StatusBadRequest, CodeInvalidArgument, "%q is not an instance name", name)
+		}
+	}
+	if len(ar.Request) == 0 || string(ar.Request) == "null" {
+		return newErr(http.StatusBadRequest, CodeInvalidRequest, "the alias search has no \"request\"; send {\"instances\": [...], \"request\": {\"query\": ...}}")
+	}
+	req, e := s.parseSearch(ar.Request)
+	if e != nil {
+		return e
+	}
+	ctx := context.WithValue(c.ctx, search.MaxTermSearchersKey, s.lim.MaxTermSearchers)
+	for attempt := 0; ; attempt++ {
+		ins := make([]*index.Instance, 0, len(ar.Instances))
+		for _, name := range ar.Instances {
+			in, err := s.instance(ctx, name)
+			if errors.Is(err, index.ErrKeyRevoked) {
+				err = fmt.Errorf("index: instance %q is locked: %w", name, err)
+			}
+			if err != nil {
+				return aliasError(err)
+			}
+			ins = append(ins, in)
+		}
+		res, err := index.SearchAlias(ctx, ins, req)
+		if s.isClosed(err) && attempt < 8 {
+			continue
+		}
+		if err != nil {
+			return aliasError(err)
+		}
+		writeJSON(c.w, http.StatusOK, res)
+		return nil
+	}
+}
+
+// aliasError answers a failed alias search; a locked instance fails it
+// whole, and the answer says which one.
+func aliasError(err error) error {
+	switch {
+	case errors.Is(err, index.ErrAlias):
+		return newErr(http.StatusBadRequest, CodeInvalidRequest, "%s", trimPrefix(err.Error()))
+	case errors.Is(err, index.ErrKeyRevoked):
+		return &apiError{status: http.StatusLocked, code: CodeInstanceLocked, cause: err,
+			message: "an instance of the alias is locked, so the search fails as a whole (" + trimPrefix(err.Error()) + "): " + lockedMessage}
+	}
+	return err
 }

@@ -5,9 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strings"
 
 	"github.com/blevesearch/bleve/v2/document"
+	"github.com/blevesearch/bleve/v2/geo"
+	"github.com/blevesearch/bleve/v2/numeric"
+	bindex "github.com/blevesearch/bleve_index_api"
+	"github.com/blevesearch/geo/geojson"
 )
 
 // Analyze validates one document (a JSON object) against the mapping, maps it with bleve's
@@ -26,7 +32,8 @@ import (
 //
 // The returned document's Fields are sorted by name, then array positions,
 // before analysis (bleve's own order follows Go map iteration and is random),
-// and the _id field is last; the tokens of every field, and the _all field's
+// then come the hidden GeoValuesFields (geo doc values, in a fixed order), and
+// the _id field is last; the tokens of every field, and the _all field's
 // terms and lengths, are the ones bleve produces. Analyze is safe for
 // concurrent use.
 func (m *Mapping) Analyze(id string, body []byte) (*document.Document, error) {
@@ -64,9 +71,15 @@ func (m *Mapping) Analyze(id string, body []byte) (*document.Document, error) {
 	if err := m.im.MapDocument(doc, obj); err != nil {
 		return nil, &DocumentError{Reason: "bleve could not map the document"}
 	}
+	for _, f := range doc.Fields {
+		if _, ok := IsGeoValuesField(f.Name()); ok {
+			return nil, &DocumentError{Reason: "a property name starts with the NUL byte, which names internal fields"}
+		}
+	}
 	slices.SortStableFunc(doc.Fields, compareFields)
 	doc.AddIDField()
 	analyzeDocument(doc)
+	addGeoValues(doc, m.hasGeo)
 	return doc, nil
 }
 
@@ -101,6 +114,12 @@ func (n *docNode) check(v any) error {
 	case nil:
 		return nil
 	case []any:
+		// A geo field reads a whole array ([lon, lat], or a GeoJSON
+		// coordinate list inside an object); bleve then also walks its
+		// elements, which index nothing under a geo field.
+		if n.geoOnly() && n.checkFields(v) == nil {
+			return nil
+		}
 		// bleve walks array elements at the same path.
 		for _, e := range x {
 			if err := n.check(e); err != nil {
@@ -109,7 +128,12 @@ func (n *docNode) check(v any) error {
 		}
 		return nil
 	case map[string]any:
-		if len(n.fields) > 0 {
+		if n.geoOnly() {
+			// A geo point or a GeoJSON shape; bleve also walks into it.
+			if err := n.checkFields(v); err != nil {
+				return err
+			}
+		} else if len(n.fields) > 0 {
 			return &DocumentError{Field: n.path, Reason: fmt.Sprintf("an object cannot be indexed by a %s field", n.fields[0].typ)}
 		}
 		for _, name := range n.propNames {
@@ -128,12 +152,28 @@ func (n *docNode) check(v any) error {
 	if len(n.fields) == 0 {
 		return &DocumentError{Field: n.path, Reason: jsonKind(v) + " cannot be indexed here: the mapping has only sub-properties (no field mapping) at this path"}
 	}
+	return n.checkFields(v)
+}
+
+// checkFields checks v against every field mapping at n's path.
+func (n *docNode) checkFields(v any) error {
 	for i := range n.fields {
 		if err := n.fields[i].check(n.path, v); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// geoOnly reports whether n has field mappings and all of them are geo
+// fields, which read objects and arrays.
+func (n *docNode) geoOnly() bool {
+	for _, f := range n.fields {
+		if f.typ != "geopoint" && f.typ != "geoshape" {
+			return false
+		}
+	}
+	return len(n.fields) > 0
 }
 
 func (f *fieldCheck) check(path string, v any) error {
@@ -145,6 +185,13 @@ func (f *fieldCheck) check(path string, v any) error {
 		_, ok = v.(float64)
 	case "boolean":
 		_, ok = v.(bool)
+	case "geopoint":
+		_, _, ok = geo.ExtractGeoPoint(v)
+	case "geoshape":
+		ok = validShape(v)
+	case "IP":
+		s, isString := v.(string)
+		ok = isString && net.ParseIP(s) != nil
 	case "datetime":
 		s, isString := v.(string)
 		if !isString {
@@ -170,6 +217,30 @@ var wantKind = map[string]string{
 	"number":   "a JSON number",
 	"boolean":  "true or false",
 	"datetime": "a date string",
+	"geopoint": `a geo point as bleve reads one: {"lat": …, "lon": …}, [lon, lat], "lat,lon" or a geohash`,
+	"geoshape": "a GeoJSON shape bleve can index (point, multipoint, linestring, multilinestring, polygon, multipolygon, envelope, circle, geometrycollection)",
+	"IP":       "an IPv4 or IPv6 address string",
+}
+
+// validShape reports whether bleve's mapping indexes v as a geoshape, as
+// bleve's FieldMapping.processGeoShapeInternal decides.
+func validShape(v any) bool {
+	coords, typ, err := geo.ParseGeoShapeField(v)
+	if err != nil {
+		return false
+	}
+	if typ == geo.GeometryCollectionType {
+		shapes, found := geo.ExtractGeometryCollection(v)
+		return found && document.NewGeometryCollectionFieldFromShapesWithIndexingOptions("", nil, shapes, 0) != nil
+	}
+	var shape *geojson.GeoShape
+	var found bool
+	if typ == geo.CircleType {
+		shape, found = geo.ExtractCircle(v)
+	} else {
+		shape, found = geo.ExtractGeoShapeCoordinates(coords, typ)
+	}
+	return found && document.NewGeoShapeFieldFromShapeWithIndexingOptions("", nil, shape, 0) != nil
 }
 
 // compareFields orders fields by name, then array positions.
@@ -181,9 +252,10 @@ func compareFields(a, b document.Field) int {
 }
 
 // analyzeDocument is bleve's scorch analyze (index/scorch/scorch.go), minus
-// what the supported subset cannot produce: geo fields (rejected field
-// types), the spatial analyzer plugin, and nested documents (the "nested"
-// mapping key is rejected).
+// what the supported subset cannot produce: the spatial analyzer plugin
+// (bleve's default s2 plugin is used, as scorch does without one) and
+// nested documents (the "nested" mapping key is rejected). As scorch does,
+// a geoshape's encoded shape is composed into the composite fields (_all).
 func analyzeDocument(doc *document.Document) {
 	hasComposite := doc.HasComposite()
 	for _, f := range doc.Fields {
@@ -195,6 +267,88 @@ func analyzeDocument(doc *document.Document) {
 			for _, cf := range doc.CompositeFields {
 				cf.Compose(f.Name(), f.AnalyzedLength(), f.AnalyzedTokenFrequencies())
 			}
+			if gs, ok := f.(bindex.GeoShapeField); ok {
+				shape := gs.EncodedShape()
+				for _, cf := range doc.CompositeFields {
+					cf.Compose(f.Name(), 1, bindex.TokenFrequencies{
+						string(shape): &bindex.TokenFreq{
+							Term:      shape,
+							Locations: []*bindex.TokenLocation{{Start: 0, End: len(shape), Position: 1}},
+						},
+					})
+				}
+			}
 		}
 	}
+}
+
+// geoValuesPrefix starts the names of the hidden fields that carry geo doc
+// values; see GeoValuesField.
+const geoValuesPrefix = "\x00geo-values\x00"
+
+// GeoValuesField names the hidden field that carries doc values bleve's geo
+// searchers read from field `field` and that blindex does not keep as doc
+// values of `field` itself:
+//
+//   - of a geoshape field, its encoded shapes (scorch keeps them as "extra
+//     doc values" of the field, outside its term dictionary);
+//   - of a composite field (_all), when the mapping has geo fields: the
+//     encoded shapes of the geoshape fields it includes, and its terms that
+//     bleve's geo-point filters can read as a full-precision point (those
+//     starting with a space: geo points, and numbers and dates too, which
+//     bleve's filters also read as points on _all). scorch serves _all's
+//     doc values by uninverting its term dictionary; bleve's filters take
+//     the first such term of a document, in term order, so these are the
+//     ones that decide.
+//
+// Each value is one term of the hidden field, which is indexed with doc
+// values, not stored and in no composite, so that the real fields' terms,
+// lengths and statistics stay exactly bleve's. The index's doc-value reader
+// presents the hidden field's values as doc values of `field`. The name
+// starts with a NUL byte; Analyze refuses documents whose fields would.
+func GeoValuesField(field string) string { return geoValuesPrefix + field }
+
+// IsGeoValuesField reports whether name is a GeoValuesField, and of which
+// field.
+func IsGeoValuesField(name string) (field string, ok bool) {
+	return strings.CutPrefix(name, geoValuesPrefix)
+}
+
+// addGeoValues adds doc's GeoValuesFields (after analysis), before the _id
+// field, which stays last. composites says whether the composite fields
+// get theirs (when the mapping has geo fields).
+func addGeoValues(doc *document.Document, composites bool) {
+	var extra []document.Field
+	add := func(field string, arrayPositions []uint64, value []byte) {
+		gv := document.NewTextFieldCustom(GeoValuesField(field), arrayPositions, value, bindex.IndexField|bindex.DocValues, nil)
+		gv.Analyze()
+		extra = append(extra, gv)
+	}
+	shapes := map[string]bool{}
+	for _, f := range doc.Fields {
+		if gs, ok := f.(bindex.GeoShapeField); ok && f.Options().IsIndexed() {
+			add(f.Name(), f.ArrayPositions(), gs.EncodedShape())
+			shapes[string(gs.EncodedShape())] = true
+		}
+	}
+	if composites {
+		for _, cf := range doc.CompositeFields {
+			var terms []string
+			for term := range cf.AnalyzedTokenFrequencies() {
+				if shapes[term] || (len(term) > 0 && term[0] == numeric.ShiftStartInt64) {
+					terms = append(terms, term)
+				}
+			}
+			slices.Sort(terms) // a deterministic document
+			for _, term := range terms {
+				add(cf.Name(), nil, []byte(term))
+			}
+		}
+	}
+	if len(extra) == 0 {
+		return
+	}
+	last := len(doc.Fields) - 1 // the _id field
+	id := doc.Fields[last]
+	doc.Fields = append(append(doc.Fields[:last], extra...), id)
 }

@@ -18,23 +18,36 @@
 //
 // # Supported mapping subset
 //
-// Top level: default_analyzer, default_datetime_parser, default_field,
-// scoring_model ("bm25", "tfidf" or empty, which is bleve's TF-IDF),
-// store_dynamic, index_dynamic, docvalues_dynamic, type_field, default_type,
+// The mapping is read as bleve reads it by default: keys bleve does not
+// know are ignored (MappingOptions.Strict refuses them, naming the path, as
+// bleve's MappingJSONStrict does). Supported: at the top level,
+// default_analyzer, default_datetime_parser, default_field, scoring_model
+// ("bm25", "tfidf" or empty, which is bleve's TF-IDF), store_dynamic,
+// index_dynamic, docvalues_dynamic, type_field, default_type,
 // default_mapping, types, and analysis with analyzers, char_filters,
 // tokenizers, token_filters, token_maps and date_time_parsers. Document
 // mappings: enabled, dynamic, properties, fields, default_analyzer,
 // struct_tag_key. Field mappings: name, type (text, number, datetime,
-// boolean), analyzer, index, store, include_in_all, include_term_vectors,
-// docvalues, date_format. A keyword field is bleve's "text" with the
-// "keyword" analyzer. Omitted keys take bleve's defaults, including bleve's
-// surprising ones: a field mapping without "index": true is not indexed.
+// boolean, geopoint, geoshape, IP), analyzer, index, store, include_in_all,
+// include_term_vectors, docvalues, date_format, skip_freq_norm. A keyword field is bleve's
+// "text" with the "keyword" analyzer. Omitted keys take bleve's defaults,
+// including bleve's surprising ones: a field mapping without "index": true
+// is not indexed.
 //
-// Anything else is an error naming its JSON path, never silently ignored:
-// unknown keys, geo/IP/vector field types, synonyms, nested documents,
-// skip_freq_norm, unknown parameters of custom analysis components, and token
-// maps loaded from a file on the server (list "tokens" inline). The analysis
-// components available are those of the packages imported in analyzers.go.
+// Keys bleve knows that blindex does not support are an error naming their
+// JSON path in every mode: nested documents, synonym sources, vector fields
+// and their parameters, geoshape_v2; so are unknown parameters of custom
+// analysis components, and token maps loaded from a file unless
+// MappingOptions.TokenMapFiles says where files are read (their tokens are
+// then inlined). The analysis components available are those of the
+// packages imported in analyzers.go.
+//
+// # Geo fields
+//
+// Geo fields are analyzed by bleve's own field types. scorch serves doc
+// values that are not terms of the field (a geoshape's encoded shape) or
+// that it uninverts (_all's); Analyze adds them as hidden fields named by
+// GeoValuesField, which the index presents as doc values of their field.
 //
 // # Documents
 //
@@ -42,8 +55,9 @@
 // *DocumentError naming the field path: a value at an explicitly mapped path
 // whose field mapping cannot index it (text needs a string, number a JSON
 // number, boolean a boolean, datetime a string its date parser reads and
-// bleve can represent), an object under a field mapping, or a scalar where the
-// mapping has only sub-properties. null is skipped. Values under dynamic
+// bleve can represent, geopoint a point bleve reads, geoshape a GeoJSON shape
+// bleve indexes, IP an address string), an object under a non-geo field
+// mapping, or a scalar where the mapping has only sub-properties. null is skipped. Values under dynamic
 // mapping follow bleve's dynamic rules and are always accepted. Errors never
 // contain document text, values or ids.
 //

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ type Mapping struct {
 	defaultDoc *docNode
 	types      map[string]*docNode
 	typeField  []string // im.TypeField split on "." as bleve's lookupPropertyPath does
+	hasGeo     bool     // some field mapping is a geopoint or geoshape
 }
 
 // defaultMappingJSON is bleve's NewIndexMapping with BM25 scoring, written out
@@ -66,14 +68,42 @@ func (m *Mapping) Bleve() *mapping.IndexMappingImpl { return m.im }
 // the result does not depend on bleve's package-level defaults.
 func (m *Mapping) JSON() []byte { return slices.Clone(m.canonical) }
 
-// ParseMapping parses and validates a bleve index-mapping JSON.
-//
-// It accepts only the documented subset (see the package documentation): any
-// other key, anywhere, is an error naming its JSON path. Every analyzer and
-// date-time parser the mapping names is resolved here, so a mapping that
-// parses can analyze any document. Errors are *MappingError and wrap
-// ErrInvalidMapping.
+// MappingOptions are options of ParseMappingWithOptions. The zero value
+// parses as bleve does by default.
+type MappingOptions struct {
+	// Strict refuses keys that bleve does not know in the index mapping, in
+	// document mappings, in field mappings and in "analysis", naming the
+	// key's JSON path, as bleve does when its mapping.MappingJSONStrict is
+	// set. Default false: such keys are ignored, as bleve ignores them by
+	// default (e.g. "byte_array_converter", a key of older bleve versions).
+	Strict bool
+	// TokenMapFiles, when set, lets a custom token map name a file
+	// ("filename", a slash-separated path inside TokenMapFiles, as
+	// fs.ValidPath allows) listing its tokens as bleve's token map files do;
+	// the file is read here and its tokens are inlined, so the parsed (and
+	// persisted) mapping does not depend on the file. Default nil: a
+	// "filename" is refused, since a mapping sent to a server is user input
+	// and must not read the server's files. The CLI sets it to the directory
+	// of the mapping file.
+	TokenMapFiles fs.FS
+}
+
+// ParseMapping parses and validates a bleve index-mapping JSON with the
+// default options: see ParseMappingWithOptions.
 func ParseMapping(data []byte) (*Mapping, error) {
+	return ParseMappingWithOptions(data, MappingOptions{})
+}
+
+// ParseMappingWithOptions parses and validates a bleve index-mapping JSON.
+//
+// It accepts what bleve accepts, less what blindex does not support (see the
+// package documentation): a key bleve knows that blindex cannot honour is an
+// error naming its JSON path, anywhere; a key bleve does not know is ignored
+// as bleve ignores it, or refused with its path when opts.Strict is set.
+// Every analyzer and date-time parser the mapping names is resolved here, so
+// a mapping that parses can analyze any document. Errors are *MappingError
+// and wrap ErrInvalidMapping.
+func ParseMappingWithOptions(data []byte, opts MappingOptions) (*Mapping, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil || top == nil {
 		reason := "not a JSON object"
@@ -93,13 +123,14 @@ func ParseMapping(data []byte) (*Mapping, error) {
 	if err := json.Unmarshal(data, &tree); err != nil {
 		return nil, &MappingError{Reason: "not valid JSON: " + err.Error()}
 	}
-	if err := checkIndexMapping(tree); err != nil {
+	c := checker{strict: opts.Strict, tokenMaps: opts.TokenMapFiles}
+	if err := c.checkIndexMapping(tree); err != nil {
 		return nil, err
 	}
 	var custom map[string]map[string]map[string]any
 	if a, ok := tree["analysis"].(map[string]any); ok {
 		var err error
-		if custom, err = checkAnalysis(a); err != nil {
+		if custom, err = c.checkAnalysis(a); err != nil {
 			return nil, err
 		}
 	}
@@ -142,8 +173,10 @@ func ParseMapping(data []byte) (*Mapping, error) {
 		typeField: strings.Split(im.TypeField, "."),
 	}
 	m.defaultDoc = compileDoc(im, im.DefaultMapping, "")
+	m.hasGeo = m.defaultDoc.hasGeo()
 	for name, dm := range im.TypeMapping {
 		m.types[name] = compileDoc(im, dm, "")
+		m.hasGeo = m.hasGeo || m.types[name].hasGeo()
 	}
 	return m, nil
 }
@@ -211,11 +244,58 @@ func wantObject(path string, v any) (map[string]any, error) {
 	return o, nil
 }
 
-func unsupportedKey(path string) error {
-	return &MappingError{Path: path, Reason: "unsupported key"}
+// checker checks the structure of a mapping JSON.
+type checker struct {
+	strict    bool
+	tokenMaps fs.FS
 }
 
-func checkIndexMapping(tree map[string]any) error {
+// inlineTokenMap reads the file a custom token map names, as bleve's
+// TokenMap.LoadFile does (tokens separated by white space, # or | starts a
+// comment), and returns the token map's configuration with the tokens
+// inline instead, sorted. As in bleve, the file wins over inline "tokens".
+func (c checker) inlineTokenMap(path string, config map[string]any) (map[string]any, error) {
+	name, err := wantString(path, config["filename"])
+	if err != nil {
+		return nil, err
+	}
+	if !fs.ValidPath(name) {
+		return nil, &MappingError{Path: path, Reason: "a token map file must be a relative path below the mapping file's directory, without .."}
+	}
+	data, err := fs.ReadFile(c.tokenMaps, name)
+	if err != nil {
+		return nil, &MappingError{Path: path, Reason: "cannot read the token map file: " + err.Error()}
+	}
+	tm := analysis.NewTokenMap()
+	if err := tm.LoadBytes(data); err != nil {
+		return nil, &MappingError{Path: path, Reason: "cannot read the token map file: " + err.Error()}
+	}
+	tokens := sortedKeys(tm)
+	list := make([]any, len(tokens))
+	for i, t := range tokens {
+		list[i] = t
+	}
+	out := map[string]any{"type": config["type"], "tokens": list}
+	return out, nil
+}
+
+// unknownKey handles a key bleve does not know: an error in strict mode,
+// else nil (the key is ignored, as bleve ignores it).
+func (c checker) unknownKey(path string) error {
+	if c.strict {
+		return &MappingError{Path: path, Reason: "unknown key (strict mapping checks are on; bleve ignores it by default)"}
+	}
+	return nil
+}
+
+// notSupported is the error for a key bleve knows and blindex does not
+// support: it is refused in every mode, since ignoring it would index
+// differently from bleve.
+func notSupported(path, why string) error {
+	return &MappingError{Path: path, Reason: "unsupported key: " + why}
+}
+
+func (c checker) checkIndexMapping(tree map[string]any) error {
 	for _, k := range sortedKeys(tree) {
 		v := tree[k]
 		switch k {
@@ -238,7 +318,7 @@ func checkIndexMapping(tree map[string]any) error {
 				return err
 			}
 		case "default_mapping":
-			if err := checkDocMapping(k, v); err != nil {
+			if err := c.checkDocMapping(k, v); err != nil {
 				return err
 			}
 		case "types":
@@ -247,7 +327,7 @@ func checkIndexMapping(tree map[string]any) error {
 				return err
 			}
 			for _, name := range sortedKeys(types) {
-				if err := checkDocMapping(jsonPath(k, name), types[name]); err != nil {
+				if err := c.checkDocMapping(jsonPath(k, name), types[name]); err != nil {
 					return err
 				}
 			}
@@ -256,14 +336,25 @@ func checkIndexMapping(tree map[string]any) error {
 			if _, err := wantObject(k, v); err != nil {
 				return err
 			}
+		case "default_synonym_source":
+			return notSupported(k, whySynonyms)
 		default:
-			return unsupportedKey(k)
+			if err := c.unknownKey(k); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func checkDocMapping(path string, v any) error {
+// Why keys bleve knows are refused.
+const (
+	whySynonyms = "synonym sources and synonym search are not supported"
+	whyNested   = "nested documents are not supported"
+	whyVector   = "vector fields and kNN search are not supported"
+)
+
+func (c checker) checkDocMapping(path string, v any) error {
 	dm, err := wantObject(path, v)
 	if err != nil {
 		return err
@@ -286,7 +377,7 @@ func checkDocMapping(path string, v any) error {
 				return err
 			}
 			for _, name := range sortedKeys(props) {
-				if err := checkDocMapping(jsonPath(p, name), props[name]); err != nil {
+				if err := c.checkDocMapping(jsonPath(p, name), props[name]); err != nil {
 					return err
 				}
 			}
@@ -296,24 +387,33 @@ func checkDocMapping(path string, v any) error {
 				return &MappingError{Path: p, Reason: "must be an array, not " + jsonKind(v)}
 			}
 			for i, f := range fields {
-				if err := checkFieldMapping(indexPath(p, i), f); err != nil {
+				if err := c.checkFieldMapping(indexPath(p, i), f); err != nil {
 					return err
 				}
 			}
+		case "nested":
+			return notSupported(p, whyNested)
+		case "default_synonym_source":
+			return notSupported(p, whySynonyms)
 		default:
-			return unsupportedKey(p)
+			if err := c.unknownKey(p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func checkFieldMapping(path string, v any) error {
+// fieldTypes are the supported field types, as bleve names them.
+const fieldTypes = `"text", "number", "datetime", "boolean", "geopoint", "geoshape" or "IP"`
+
+func (c checker) checkFieldMapping(path string, v any) error {
 	fm, err := wantObject(path, v)
 	if err != nil {
 		return err
 	}
 	if _, ok := fm["type"]; !ok {
-		return &MappingError{Path: jsonPath(path, "type"), Reason: `missing (want "text", "number", "datetime" or "boolean")`}
+		return &MappingError{Path: jsonPath(path, "type"), Reason: "missing (want " + fieldTypes + ")"}
 	}
 	for _, k := range sortedKeys(fm) {
 		v := fm[k]
@@ -329,18 +429,35 @@ func checkFieldMapping(path string, v any) error {
 				return err
 			}
 			switch t {
-			case "text", "number", "datetime", "boolean":
+			case "text", "number", "datetime", "boolean", "geopoint", "geoshape", "IP":
 			case "keyword":
 				return &MappingError{Path: p, Reason: `unsupported field type "keyword" (bleve has no keyword type: use "type": "text" with "analyzer": "keyword")`}
+			case "geoshape_v2":
+				return &MappingError{Path: p, Reason: `unsupported field type "geoshape_v2" (its searches need scorch's geoshape segment section; use "geoshape")`}
+			case "vector", "vector_base64":
+				return &MappingError{Path: p, Reason: fmt.Sprintf("unsupported field type %q: %s", t, whyVector)}
 			default:
-				return &MappingError{Path: p, Reason: fmt.Sprintf(`unsupported field type %q (supported: "text", "number", "datetime", "boolean")`, t)}
+				return &MappingError{Path: p, Reason: fmt.Sprintf("unsupported field type %q (supported: %s)", t, fieldTypes)}
 			}
 		case "index", "store", "include_in_all", "include_term_vectors", "docvalues":
 			if err := wantBool(p, v); err != nil {
 				return err
 			}
+		case "skip_freq_norm":
+			// bleve indexes no frequencies or norms for the field: its
+			// term matches score 0 (analysis gives every term frequency
+			// 0, and blindex stores and scores that as bleve does).
+			if err := wantBool(p, v); err != nil {
+				return err
+			}
+		case "dims", "similarity", "vector_index_optimized_for", "gpu":
+			return notSupported(p, whyVector)
+		case "synonym_source":
+			return notSupported(p, whySynonyms)
 		default:
-			return unsupportedKey(p)
+			if err := c.unknownKey(p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -395,12 +512,18 @@ var componentParams = map[string]map[string][]string{
 
 // checkAnalysis checks the "analysis" section and returns its components by
 // kind and name.
-func checkAnalysis(a map[string]any) (map[string]map[string]map[string]any, error) {
+func (c checker) checkAnalysis(a map[string]any) (map[string]map[string]map[string]any, error) {
 	out := make(map[string]map[string]map[string]any)
 	for _, kind := range sortedKeys(a) {
 		p := jsonPath("analysis", kind)
+		if kind == "synonym_sources" {
+			return nil, notSupported(p, whySynonyms)
+		}
 		if !slices.Contains(analysisKinds, kind) {
-			return nil, unsupportedKey(p)
+			if err := c.unknownKey(p); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		comps, err := wantObject(p, a[kind])
 		if err != nil {
@@ -421,6 +544,11 @@ func checkAnalysis(a map[string]any) (map[string]map[string]map[string]any, erro
 			if err != nil {
 				return nil, err
 			}
+			if kind == "token_maps" && typ == "custom" && config["filename"] != nil && c.tokenMaps != nil {
+				if config, err = c.inlineTokenMap(jsonPath(cp, "filename"), config); err != nil {
+					return nil, err
+				}
+			}
 			params := componentParams[kind][typ]
 			for _, k := range sortedKeys(config) {
 				if k == "type" || slices.Contains(params, k) {
@@ -428,7 +556,7 @@ func checkAnalysis(a map[string]any) (map[string]map[string]map[string]any, erro
 				}
 				reason := fmt.Sprintf("unsupported key for %s type %q", strings.TrimSuffix(kind, "s"), typ)
 				if kind == "token_maps" && k == "filename" {
-					reason = `unsupported key: token maps must list their "tokens" inline`
+					reason = `unsupported key: token maps must list their "tokens" inline (the CLI reads files next to the mapping file)`
 				}
 				return nil, &MappingError{Path: jsonPath(cp, k), Reason: reason}
 			}
@@ -591,4 +719,19 @@ func compileDoc(im *mapping.IndexMappingImpl, dm *mapping.DocumentMapping, path 
 		}
 	}
 	return n
+}
+
+// hasGeo reports whether n or a property below it has a geo field.
+func (n *docNode) hasGeo() bool {
+	for _, f := range n.fields {
+		if f.typ == "geopoint" || f.typ == "geoshape" {
+			return true
+		}
+	}
+	for _, c := range n.props {
+		if c.hasGeo() {
+			return true
+		}
+	}
+	return false
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func TestParseCorpusMapping(t *testing.T) {
@@ -59,14 +61,14 @@ func TestParseMappingErrors(t *testing.T) {
 		{"not json", `{"default_mapping": `, "", "not valid JSON"},
 		{"not an object", `[1, 2]`, "", "not a JSON object"},
 		{"null", `null`, "", "not a JSON object"},
-		{"unknown top-level key", `{"default_analyzr": "en"}`, "default_analyzr", "unsupported key"},
 		{"synonym source unsupported", `{"default_synonym_source": "x"}`, "default_synonym_source", "unsupported key"},
+		{"doc synonym source unsupported", `{"types": {"t": {"default_synonym_source": "x"}}}`, "types.t.default_synonym_source", "synonym"},
+		{"field synonym source unsupported", `{"default_mapping": {"properties": {"k": {"fields": [{"type": "text", "synonym_source": "s"}]}}}}`, "default_mapping.properties.k.fields[0].synonym_source", "synonym"},
+		{"geoshape_v2 type", `{"default_mapping": {"properties": {"g": {"fields": [{"type": "geoshape_v2"}]}}}}`, "default_mapping.properties.g.fields[0].type", "geoshape_v2"},
+		{"vector_base64 type", `{"default_mapping": {"properties": {"g": {"fields": [{"type": "vector_base64"}]}}}}`, "default_mapping.properties.g.fields[0].type", "vector"},
 		{"unknown doc mapping key", `{"default_mapping": {"dynamic": true, "nested": true}}`, "default_mapping.nested", "unsupported key"},
-		{"unknown property key", `{"default_mapping": {"properties": {"key": {"enabld": false}}}}`, "default_mapping.properties.key.enabld", "unsupported key"},
-		{"unknown field key", `{"default_mapping": {"properties": {"key": {"fields": [{"type": "text", "foo": 1}]}}}}`, "default_mapping.properties.key.fields[0].foo", "unsupported key"},
-		{"unknown field key deep", `{"default_mapping": {"properties": {"a": {"properties": {"b": {"fields": [{"type": "text"}, {"type": "number", "skip_freq_norm": true}]}}}}}}`, "default_mapping.properties.a.properties.b.fields[1].skip_freq_norm", "unsupported key"},
-		{"unknown key in types", `{"types": {"issue": {"dynamic": true, "x": 1}}}`, "types.issue.x", "unsupported key"},
-		{"unknown analysis section", `{"analysis": {"synonym_sources": {}}}`, "analysis.synonym_sources", "unsupported key"},
+		{"field key deep, wrong type", `{"default_mapping": {"properties": {"a": {"properties": {"b": {"fields": [{"type": "text"}, {"type": "number", "skip_freq_norm": "yes"}]}}}}}}`, "default_mapping.properties.a.properties.b.fields[1].skip_freq_norm", "must be true or false"},
+		{"synonym sources", `{"analysis": {"synonym_sources": {}}}`, "analysis.synonym_sources", "unsupported key"},
 		{"unknown component param", `{"analysis": {"analyzers": {"a": {"type": "custom", "tokenizer": "unicode", "token_filter": ["to_lower"]}}}}`, "analysis.analyzers.a.token_filter", "unsupported key"},
 		{"token map from file", `{"analysis": {"token_maps": {"m": {"type": "custom", "filename": "/etc/passwd"}}}}`, "analysis.token_maps.m.filename", "inline"},
 		{"component without type", `{"analysis": {"tokenizers": {"t": {"regexp": "a+"}}}}`, "analysis.tokenizers.t.type", "missing"},
@@ -79,9 +81,6 @@ func TestParseMappingErrors(t *testing.T) {
 		{"unknown default date parser", `{"default_datetime_parser": "stardate"}`, "default_datetime_parser", `unknown date-time parser "stardate"`},
 		{"unknown field date parser", `{"default_mapping": {"properties": {"d": {"fields": [{"type": "datetime", "date_format": "stardate"}]}}}}`, "default_mapping.properties.d.fields[0].date_format", `unknown date-time parser "stardate"`},
 		{"keyword type", `{"default_mapping": {"properties": {"k": {"fields": [{"type": "keyword"}]}}}}`, "default_mapping.properties.k.fields[0].type", "unsupported field type \"keyword\""},
-		{"geopoint type", `{"default_mapping": {"properties": {"g": {"fields": [{"type": "geopoint"}]}}}}`, "default_mapping.properties.g.fields[0].type", "unsupported field type \"geopoint\""},
-		{"geoshape type", `{"default_mapping": {"properties": {"g": {"fields": [{"type": "geoshape"}]}}}}`, "default_mapping.properties.g.fields[0].type", "unsupported field type"},
-		{"IP type", `{"default_mapping": {"properties": {"g": {"fields": [{"type": "IP"}]}}}}`, "default_mapping.properties.g.fields[0].type", "unsupported field type \"IP\""},
 		{"vector type", `{"default_mapping": {"properties": {"g": {"fields": [{"type": "vector", "dims": 3}]}}}}`, "default_mapping.properties.g.fields[0].dims", "unsupported key"},
 		{"vector type only", `{"default_mapping": {"properties": {"g": {"fields": [{"type": "vector"}]}}}}`, "default_mapping.properties.g.fields[0].type", "unsupported field type \"vector\""},
 		{"missing field type", `{"default_mapping": {"properties": {"g": {"fields": [{"name": "g"}]}}}}`, "default_mapping.properties.g.fields[0].type", "missing"},
@@ -283,6 +282,114 @@ func TestScoringModel(t *testing.T) {
 		}
 		if err := m.Bleve().Validate(); err != nil {
 			t.Errorf("scoring_model %s: bleve rejects: %v", in, err)
+		}
+	}
+}
+
+// TestParseMappingUnknownKeys: keys bleve does not know are ignored by
+// default, as bleve ignores them, and refused with their path in strict
+// mode; keys bleve knows but blindex does not support are refused in both.
+func TestParseMappingUnknownKeys(t *testing.T) {
+	cases := []struct {
+		name, json, path string
+	}{
+		{"top level (bleve's fosdem mapping)", `{"byte_array_converter": "json", "default_analyzer": "en"}`, "byte_array_converter"},
+		{"document mapping", `{"default_mapping": {"properties": {"key": {"enabld": false}}}}`, "default_mapping.properties.key.enabld"},
+		{"field mapping", `{"default_mapping": {"properties": {"key": {"fields": [{"type": "text", "foo": 1}]}}}}`, "default_mapping.properties.key.fields[0].foo"},
+		{"type mapping", `{"types": {"issue": {"dynamic": true, "x": 1}}}`, "types.issue.x"},
+		{"analysis section", `{"analysis": {"widgets": {}}}`, "analysis.widgets"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := ParseMapping([]byte(c.json)); err != nil {
+				t.Fatalf("default mode refused a key bleve ignores: %v", err)
+			}
+			_, err := ParseMappingWithOptions([]byte(c.json), MappingOptions{Strict: true})
+			var me *MappingError
+			if !errors.As(err, &me) || !errors.Is(err, ErrInvalidMapping) {
+				t.Fatalf("strict mode: want a *MappingError, got %v", err)
+			}
+			if me.Path != c.path || !strings.Contains(err.Error(), c.path) {
+				t.Errorf("strict mode: error %q does not name %q", err, c.path)
+			}
+		})
+	}
+	// What bleve knows and blindex does not support is refused in both
+	// modes.
+	for _, strict := range []bool{false, true} {
+		_, err := ParseMappingWithOptions([]byte(`{"default_mapping": {"nested": true}}`), MappingOptions{Strict: strict})
+		var me *MappingError
+		if !errors.As(err, &me) || me.Path != "default_mapping.nested" {
+			t.Errorf("strict=%v: nested documents: want an error naming default_mapping.nested, got %v", strict, err)
+		}
+	}
+	// The fosdem mapping gives the same canonical mapping as without the
+	// unknown key.
+	with, err := ParseMapping([]byte(`{"byte_array_converter": "json", "default_analyzer": "en"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := ParseMapping([]byte(`{"default_analyzer": "en"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(with.JSON()) != string(without.JSON()) {
+		t.Errorf("an ignored key changed the mapping:\n%s\n%s", with.JSON(), without.JSON())
+	}
+}
+
+// TestTokenMapFiles: with MappingOptions.TokenMapFiles, a token map may name
+// a file read as bleve reads token map files; its tokens are inlined, so
+// the canonical mapping equals one that lists them. Without it, or with a
+// path leaving the directory, the file is refused.
+func TestTokenMapFiles(t *testing.T) {
+	const withFile = `{"analysis": {
+	  "token_maps": {"stops": {"type": "custom", "filename": "stops.txt"}},
+	  "token_filters": {"stop": {"type": "stop_tokens", "stop_token_map": "stops"}},
+	  "analyzers": {"a": {"type": "custom", "tokenizer": "unicode", "token_filters": ["to_lower", "stop"]}}},
+	 "default_analyzer": "a"}`
+	fsys := fstest.MapFS{"stops.txt": {Data: []byte("the a # comment\nof|x\n  and\n")}}
+	m, err := ParseMappingWithOptions([]byte(withFile), MappingOptions{TokenMapFiles: fsys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inline, err := ParseMapping([]byte(strings.Replace(withFile, `"filename": "stops.txt"`, `"tokens": ["a", "and", "of", "the"]`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.JSON()) != string(inline.JSON()) {
+		t.Errorf("token map file not inlined as its tokens:\n%s\n%s", m.JSON(), inline.JSON())
+	}
+	doc, err := m.Analyze("d", []byte(`{"t": "The Art of the Deal and x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var terms []string
+	for _, f := range doc.Fields {
+		if f.Name() == "t" {
+			for term := range f.AnalyzedTokenFrequencies() {
+				terms = append(terms, term)
+			}
+		}
+	}
+	slices.Sort(terms)
+	if !slices.Equal(terms, []string{"art", "deal", "x"}) {
+		t.Errorf("terms %q, want the stop words of the file removed", terms)
+	}
+	for _, c := range []struct {
+		name string
+		json string
+		opts MappingOptions
+	}{
+		{"no file system", withFile, MappingOptions{}},
+		{"escaping path", strings.Replace(withFile, "stops.txt", "../etc/passwd", 1), MappingOptions{TokenMapFiles: fsys}},
+		{"absolute path", strings.Replace(withFile, "stops.txt", "/etc/passwd", 1), MappingOptions{TokenMapFiles: fsys}},
+		{"missing file", strings.Replace(withFile, "stops.txt", "nosuch.txt", 1), MappingOptions{TokenMapFiles: fsys}},
+	} {
+		_, err := ParseMappingWithOptions([]byte(c.json), c.opts)
+		var me *MappingError
+		if !errors.As(err, &me) || me.Path != "analysis.token_maps.stops.filename" {
+			t.Errorf("%s: want an error naming analysis.token_maps.stops.filename, got %v", c.name, err)
 		}
 	}
 }

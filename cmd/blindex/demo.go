@@ -92,7 +92,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		defer e.Close()
-		in, created, err := e.openOrCreate(ctx, c, "the demo mapping", demoMapping, index.Meta{Site: "demo.example", Product: "software"}, index.Options{})
+		in, created, err := e.openOrCreate(ctx, c, "the demo mapping", false, demoMapping, index.Meta{Site: "demo.example", Product: "software"}, index.Options{})
 		if err != nil {
 			return err
 		}

@@ -469,11 +469,17 @@ func (e *env) openError(man *index.Manifest, err error) error {
 // openOrCreate opens the instance, creating it through the catalog (not
 // BYOK, with a shredding secret) with the mapping in mappingFile and meta
 // when it does not exist. When it exists and mappingFile is given, the
-// mapping must equal the stored one.
-func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile string, mappingJSON []byte, meta index.Meta, opts index.Options) (in *index.Instance, created bool, err error) {
+// mapping must equal the stored one. fromFile says that mappingFile names a
+// file, next to which the mapping's token map files are read.
+func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile string, fromFile bool, mappingJSON []byte, meta index.Meta, opts index.Options) (in *index.Instance, created bool, err error) {
 	var m *tokenize.Mapping
 	if mappingJSON != nil {
-		m, err = tokenize.ParseMapping(mappingJSON)
+		var o tokenize.MappingOptions
+		if fromFile {
+			// Token map files are read next to the mapping file.
+			o.TokenMapFiles = os.DirFS(filepath.Dir(mappingFile))
+		}
+		m, err = tokenize.ParseMappingWithOptions(mappingJSON, o)
 		if err != nil {
 			return nil, false, withNext(fmt.Errorf("mapping %s: %w", mappingFile, err),
 				"fix the mapping file (see the README's \"Mapping\" section for the supported subset)")

@@ -104,7 +104,7 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return err
 		}
 		defer e.Close()
-		in, created, err := e.openOrCreate(ctx, c, *mappingFile, mappingJSON, index.Meta{}, index.Options{NoSync: *noSync})
+		in, created, err := e.openOrCreate(ctx, c, *mappingFile, true, mappingJSON, index.Meta{}, index.Options{NoSync: *noSync})
 		if err != nil {
 			return err
 		}

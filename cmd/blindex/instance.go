@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -101,6 +102,7 @@ can read the data directory and --home.
 	fs.StringVar(&meta.Region, "region", "", "the data-residency `REGION` (with --byok: the configuration's, which is the default)")
 	fs.BoolVar(&meta.BYOK, "byok", false, "wrap the instance's keys with the organisation's KMS key (fixed for good)")
 	mappingFile := fs.String("mapping", "", "bleve index-mapping JSON `FILE` (default: bleve's default mapping)")
+	strict := fs.Bool("strict-mapping", false, "refuse keys of the mapping that bleve does not know (bleve ignores them), naming each key's path")
 	pos, done, code := parseCommand(fs, args)
 	if done {
 		return code
@@ -118,7 +120,7 @@ can read the data directory and --home.
 			if err != nil {
 				return inputErrorf("check the --mapping path", "cannot read mapping: %v", err)
 			}
-			if m, err = tokenize.ParseMapping(b); err != nil {
+			if m, err = tokenize.ParseMappingWithOptions(b, tokenize.MappingOptions{Strict: *strict, TokenMapFiles: os.DirFS(filepath.Dir(*mappingFile))}); err != nil {
 				return withNext(fmt.Errorf("mapping %s: %w", *mappingFile, err),
 					"fix the mapping file (see the README's \"Mapping\" section for the supported subset)")
 			}

@@ -23,7 +23,7 @@ import (
 	blindexquery "github.com/blindex/blindex/query"
 )
 
-const searchSynopsis = "--data DIR [--instance NAME] [--size N] [--from N] [--json] [--fields a,b] [--dialect boolean] QUERY\n       blindex search --data DIR [--instance NAME] [--size N] --queries FILE"
+const searchSynopsis = "--data DIR [--instance NAME | --alias NAME,NAME...] [--size N] [--from N] [--json] [--fields a,b] [--dialect boolean] QUERY\n       blindex search --data DIR [--instance NAME] [--size N] --queries FILE"
 
 const searchHelp = `
 Searches an instance. QUERY is bleve's query-string syntax (terms,
@@ -42,6 +42,11 @@ status:Closed'. See the README's query syntax section.
 Prints a table of rank, id, score and the --fields asked for (stored fields
 only); with --json, bleve's search-result JSON.
 
+With --alias a,b,c, searches those instances as one index, as bleve's
+IndexAlias does (hits merged in sort order, then paged; the table shows each
+hit's instance). They must belong to one organisation and one encryption
+configuration; a locked instance fails the search.
+
 With --queries FILE (- for standard input), runs one query a line (blank
 lines and lines starting with # are skipped) and prints one JSON object a
 line: {"query", "total_hits", "hits": [{"id", "score"}], "took_us"}, or
@@ -59,6 +64,7 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	sortBy := fs.String("sort", "", "comma-separated sort `order` (bleve's: -_score,_id is the default; -field for descending)")
 	queries := fs.String("queries", "", "run every query of `FILE` (one a line) and print one JSON line each")
 	dialect := fs.String("dialect", "bleve", "query-string `syntax`: bleve, or boolean (bleve's plus AND, OR, NOT and parentheses)")
+	alias := fs.String("alias", "", "search the comma-separated `instances` (one organisation) as one index instead of --instance")
 	pos, done, code := parseCommand(fs, args)
 	if done {
 		return code
@@ -73,6 +79,8 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return usageErrorf("--size and --from must not be negative")
 		case *from+*size > index.MaxResultWindow:
 			return usageErrorf("--from plus --size must be at most %d", index.MaxResultWindow)
+		case *alias != "" && *queries != "":
+			return usageErrorf("--alias runs one QUERY, not --queries")
 		}
 		d, err := blindexquery.ParseDialect(*dialect)
 		if err != nil {
@@ -100,6 +108,9 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return err
 		}
 		defer e.Close()
+		if *alias != "" {
+			return searchAlias(ctx, e, c, splitList(*alias), opts, q, *asJSON, stdout)
+		}
 		in, err := e.openInstance(ctx, c, index.Options{})
 		if err != nil {
 			return err
@@ -126,6 +137,43 @@ type searchOptions struct {
 	fields     []string
 	sort       []string
 	dialect    blindexquery.Dialect // of query strings
+	alias      bool // the table shows each hit's instance
+}
+
+// searchAlias opens the instances and searches them as one
+// (index.SearchAlias).
+func searchAlias(ctx context.Context, e *env, c commonFlags, names []string, opts searchOptions, q query.Query, asJSON bool, stdout io.Writer) error {
+	if len(names) == 0 {
+		return usageErrorf("--alias needs instance names")
+	}
+	ins := make([]*index.Instance, 0, len(names))
+	defer func() {
+		for _, in := range ins {
+			in.Close()
+		}
+	}()
+	for _, name := range names {
+		ci := c
+		ci.instance = name
+		in, err := e.openInstance(ctx, ci, index.Options{})
+		if err != nil {
+			return err
+		}
+		ins = append(ins, in)
+	}
+	res, err := index.SearchAlias(ctx, ins, opts.request(q))
+	if errors.Is(err, index.ErrAlias) {
+		return usageErrorf("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(stdout, res)
+	}
+	opts.alias = true
+	printResults(stdout, res, opts)
+	return nil
 }
 
 func (o searchOptions) request(q query.Query) *bleve.SearchRequest {
@@ -312,13 +360,21 @@ func printResults(w io.Writer, res *bleve.SearchResult, o searchOptions) {
 		slices.Sort(cols)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "RANK\tID\tSCORE")
+	if o.alias {
+		fmt.Fprint(tw, "RANK\tINSTANCE\tID\tSCORE")
+	} else {
+		fmt.Fprint(tw, "RANK\tID\tSCORE")
+	}
 	for _, f := range cols {
 		fmt.Fprintf(tw, "\t%s", strings.ToUpper(f))
 	}
 	fmt.Fprintln(tw)
 	for i, h := range res.Hits {
-		fmt.Fprintf(tw, "%d\t%s\t%.4f", o.from+i+1, cell(h.ID, 40), h.Score)
+		if o.alias {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%.4f", o.from+i+1, cell(h.Index, 40), cell(h.ID, 40), h.Score)
+		} else {
+			fmt.Fprintf(tw, "%d\t%s\t%.4f", o.from+i+1, cell(h.ID, 40), h.Score)
+		}
 		for _, f := range cols {
 			fmt.Fprintf(tw, "\t%s", cell(fieldText(h.Fields[f]), 60))
 		}
