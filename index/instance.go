@@ -63,6 +63,10 @@ type Options struct {
 	// CompactEvery is how many state log entries accumulate before they are
 	// folded into a new snapshot. Default 64.
 	CompactEvery int
+	// SealLimit is how many values one key generation may seal before the
+	// instance refuses writes (ErrSealLimit); it rotates by itself at 7/8
+	// of it. Default, and at most, seal.SealLimit.
+	SealLimit uint64
 	// MetadataProvider wraps the instance's attachment-metadata key, which
 	// is deliberately outside BYOK so that a locked instance can still list
 	// its attachments (see AddAttachment). The Catalog sets it to its local
@@ -324,6 +328,7 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 		leases: map[uint32]*keys.Lease{}, gens: map[uint32]*genKeys{},
 		cache: newBlockCache(o.CacheBytes),
 	}
+	in.st = newSealStore(in, st) // counts seals per generation (sealcount.go)
 	if man.Shred {
 		if o.Secrets == nil {
 			return nil, fmt.Errorf("%w: instance %q needs its secret store (Options.Secrets)", ErrInvalidArgument, man.Name)
@@ -459,6 +464,10 @@ func (in *Instance) unlock() error {
 		k, err := seal.Derive(root, a.gen)
 		keys.Zero(root)
 		if err != nil {
+			return err
+		}
+		if err := in.st.(*sealStore).track(k); err != nil {
+			k.Zero()
 			return err
 		}
 		if old := in.gens[a.gen]; old != nil {

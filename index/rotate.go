@@ -338,6 +338,14 @@ func (in *Instance) retireGenerations() error {
 	}
 	var b store.Batch
 	b.Set(manifestKey(in.name), mb)
+	// The retired generations' seal counters go with them.
+	in.mu.RLock()
+	for _, g := range retired {
+		if gk := in.gens[g]; gk != nil {
+			b.Delete(in.key(gk.keys.Label(seal.PurposeInternal, []byte(sealCountName))))
+		}
+	}
+	in.mu.RUnlock()
 	if err := in.st.Apply(&b, true); err != nil {
 		return fmt.Errorf("index: retire generations: %w", err)
 	}

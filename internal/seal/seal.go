@@ -124,7 +124,8 @@ const zeroedPanic = "seal: internal error: keys used after Zero"
 // Keys holds the keys derived from one generation's root key.
 type Keys struct {
 	gen      uint32
-	closed   atomic.Bool // set by Zero; every use checks it first
+	closed   atomic.Bool  // set by Zero; every use checks it first
+	zmu      sync.RWMutex // excludes Zero from SealChecked
 	aead     cipher.AEAD
 	sealKey  []byte
 	labels   [numPurposes]*macKey
@@ -209,6 +210,8 @@ func (k *Keys) Zeroed() bool { return k.closed.Load() }
 // Open fails with ErrZeroed and every other use panics; the caller must make
 // sure nothing uses the Keys concurrently with Zero.
 func (k *Keys) Zero() {
+	k.zmu.Lock()
+	defer k.zmu.Unlock()
 	if k.closed.Swap(true) {
 		return
 	}
@@ -479,6 +482,18 @@ func (k *Keys) Seal(dst, key, payload []byte) []byte {
 	k.aead.Seal(pt[:0], nonce, pt, ad)
 	k.seals.Add(1)
 	return dst
+}
+
+// SealChecked is Seal for callers that may race with Zero (the engine's
+// seal counter): it excludes a concurrent Zero and returns ErrZeroed
+// instead of panicking.
+func (k *Keys) SealChecked(dst, key, payload []byte) ([]byte, error) {
+	k.zmu.RLock()
+	defer k.zmu.RUnlock()
+	if k.closed.Load() {
+		return dst, ErrZeroed
+	}
+	return k.Seal(dst, key, payload), nil
 }
 
 func (k *Keys) ad(key []byte) []byte {
