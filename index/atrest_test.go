@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -487,9 +488,9 @@ func liveCopyReport(t *testing.T, encrypted bool) liveCopy {
 	}
 	r := liveCopy{labels: len(labels)}
 	// countLabels returns the distinct labels among keys.
-	countLabels := func(keys [][]byte) int {
+	countLabels := func(ks [][]byte) int {
 		seen := map[string]bool{}
-		for _, k := range keys {
+		for _, k := range ks {
 			if len(k) == len(recPrefix)+seal.LabelSize && bytes.HasPrefix(k, recPrefix) {
 				seen[string(k)] = true
 			}
@@ -518,9 +519,9 @@ func liveCopyReport(t *testing.T, encrypted bool) liveCopy {
 			}
 		case ".sst":
 			r.ssts++
-			if keys, ok := parseSST(data); ok {
+			if ks, ok := parseSST(data); ok {
 				r.sstParsed++
-				r.sstLabels += countLabels(keys)
+				r.sstLabels += countLabels(ks)
 			}
 		}
 		// Raw bytes: any label, by its last 12 bytes (SST blocks share
@@ -537,6 +538,18 @@ func liveCopyReport(t *testing.T, encrypted bool) liveCopy {
 		}
 		for _, h := range sample.find(data) {
 			r.needles = append(r.needles, ent.Name()+": "+h)
+		}
+	}
+	if encrypted {
+		// Another key, or none, does not open it, and says so.
+		other := make([]byte, store.StoreKeySize)
+		for _, k := range [][]byte{other, nil} {
+			if s, err := store.OpenPebble(live, store.PebbleOptions{StoreKey: k}); !errors.Is(err, store.ErrStoreKey) {
+				if s != nil {
+					s.Close()
+				}
+				t.Fatalf("the live copy opened with a wrong key (%d bytes): %v, want store.ErrStoreKey", len(k), err)
+			}
 		}
 	}
 	// The copy is a consistent crash image: it opens (with the key) and
@@ -575,16 +588,16 @@ func parseWAL(name string, data []byte) [][][]byte {
 		if err != nil || len(repr) < batchrepr.HeaderLen {
 			return batches
 		}
-		var keys [][]byte
+		var ks [][]byte
 		br := batchrepr.Read(repr)
 		for {
 			_, k, _, ok, err := br.Next()
 			if err != nil || !ok {
 				break
 			}
-			keys = append(keys, append([]byte(nil), k...))
+			ks = append(ks, append([]byte(nil), k...))
 		}
-		batches = append(batches, keys)
+		batches = append(batches, ks)
 	}
 }
 
@@ -596,10 +609,10 @@ func newWALReader[N ~uint64](newReader func(io.Reader, N) *record.Reader, r io.R
 
 // parseSST reads every point key of an SST file; ok is false when it does
 // not parse.
-func parseSST(data []byte) (keys [][]byte, ok bool) {
+func parseSST(data []byte) (ks [][]byte, ok bool) {
 	defer func() {
 		if recover() != nil {
-			keys, ok = nil, false
+			ks, ok = nil, false
 		}
 	}()
 	ctx := context.Background()
@@ -618,7 +631,7 @@ func parseSST(data []byte) (keys [][]byte, ok bool) {
 	}
 	defer it.Close()
 	for kv := it.First(); kv != nil; kv = it.Next() {
-		keys = append(keys, append([]byte(nil), kv.K.UserKey...))
+		ks = append(ks, append([]byte(nil), kv.K.UserKey...))
 	}
-	return keys, it.Error() == nil
+	return ks, it.Error() == nil
 }
