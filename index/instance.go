@@ -300,6 +300,7 @@ func Create(ctx context.Context, st store.Store, name string, m *tokenize.Mappin
 	b.Set(hkey, k.Seal(nil, hkey, encodeHead(head{gen: 1})))
 	mkey := recordKey(prefix, k.Label(seal.PurposeInternal, []byte("mapping")))
 	b.Set(mkey, k.Seal(nil, mkey, encodeChunk(kindInternal, 0, 0, m.JSON())))
+	b.Set(initialSealCounter(k, prefix, o.sealLimit())) // sealcount.go
 	if err := st.Apply(&b, true); err != nil {
 		if secret != nil {
 			o.Secrets.Destroy(secretID(name, prefix))

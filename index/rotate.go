@@ -342,7 +342,7 @@ func (in *Instance) retireGenerations() error {
 	in.mu.RLock()
 	for _, g := range retired {
 		if gk := in.gens[g]; gk != nil {
-			b.Delete(in.key(gk.keys.Label(seal.PurposeInternal, []byte(sealCountName))))
+			b.Delete(in.key(sealCounterLabel(gk.keys)))
 		}
 	}
 	in.mu.RUnlock()

@@ -19,6 +19,9 @@ import (
 //   - Each generation has a sealed counter record (internal value
 //     "seal-count" under that generation's keys) holding a reservation: a
 //     count of seals that values in the store may have used.
+//   - Every generation gets its counter when it is created (Create, Rotate)
+//     and keeps it until it is retired; a missing counter is a corrupt
+//     instance.
 //   - When its keys are derived, their seal count starts at the reservation,
 //     as if every reserved seal had been used, so a crash or restart never
 //     under-counts.
@@ -128,7 +131,7 @@ func (s *sealStore) reserve() ([]store.Op, map[*sealCounter]uint64, error) {
 		// The counter record is sealed too: reserve past its own seal.
 		r := n + 1 + sealReserve(limit)
 		key := s.in.key(c.label)
-		v, err := k.SealChecked(nil, key, encodeChunk(kindInternal, 0, 0, binary.AppendUvarint(nil, r)))
+		v, err := k.SealChecked(nil, key, encodeSealCount(r))
 		if err != nil {
 			delete(s.gens, k) // zeroed meanwhile: locked, nothing more to count
 			continue
@@ -146,21 +149,17 @@ func (s *sealStore) reserve() ([]store.Op, map[*sealCounter]uint64, error) {
 // holds in.mu (exclusively), with k just derived.
 func (s *sealStore) track(k *seal.Keys) error {
 	in := s.in
-	limit := in.opts.sealLimit()
-	label := k.Label(seal.PurposeInternal, []byte(sealCountName))
+	label := sealCounterLabel(k)
 	pt, err := in.openRecord(k, label, kindInternal)
 	var start uint64
 	switch {
+	case errors.Is(err, ErrNotFound) && !in.sealCounted(k.Generation()):
+		// A generation Rotate is creating (nothing sealed under it yet;
+		// its counter is committed with its head), or one being retired.
 	case errors.Is(err, ErrNotFound):
-		// No counter yet (a new generation, or one written before
-		// counting): start from the head's count when there is one, plus
-		// a whole reservation for what may have gone uncounted.
-		start = sealReserve(limit)
-		if hp, err := in.openRecord(k, k.Label(seal.PurposeHead), kindHead); err == nil {
-			if hd, err := decodeHead(hp); err == nil {
-				start += hd.seals
-			}
-		}
+		// Every generation gets its counter when it is created (Create,
+		// Rotate): a missing one was deleted.
+		return in.corrupt(kindInternal, label, errors.New("missing seal counter"))
 	case err != nil:
 		return err
 	default:
@@ -179,6 +178,38 @@ func (s *sealStore) track(k *seal.Keys) error {
 	s.gens[k] = &sealCounter{label: label, reserved: start}
 	s.mu.Unlock()
 	return nil
+}
+
+// sealCounted reports whether generation gen must have a seal counter: it
+// is in the manifest, at or below the current generation.
+func (in *Instance) sealCounted(gen uint32) bool {
+	in.manMu.Lock()
+	defer in.manMu.Unlock()
+	if gen > in.man.Current {
+		return false
+	}
+	for _, g := range in.man.Generations {
+		if g.Gen == gen {
+			return true
+		}
+	}
+	return false
+}
+
+func sealCounterLabel(k *seal.Keys) [seal.LabelSize]byte {
+	return k.Label(seal.PurposeInternal, []byte(sealCountName))
+}
+
+func encodeSealCount(n uint64) []byte {
+	return encodeChunk(kindInternal, 0, 0, binary.AppendUvarint(nil, n))
+}
+
+// initialSealCounter returns the counter record of a new generation's keys
+// k for an instance with prefix, to commit with the generation's first
+// values (Create).
+func initialSealCounter(k *seal.Keys, prefix []byte, limit uint64) (key, value []byte) {
+	key = recordKey(prefix, sealCounterLabel(k))
+	return key, k.Seal(nil, key, encodeSealCount(k.Seals()+1+sealReserve(limit)))
 }
 
 // rotateSoon starts a background rotation away from generation cur, once.

@@ -54,6 +54,7 @@ func waitRotation(t *testing.T, in *Instance) {
 // before. Before the fix the count restarted at zero at every open.
 func TestSealCountSurvivesRestart(t *testing.T) {
 	e := newEnv(t)
+	e.opts.NoSync = false // every acknowledged batch is in the crash image
 	ctx := context.Background()
 	in := e.create(t, "seals", nil)
 	for b := range 5 {
