@@ -421,6 +421,7 @@ func BlockLabel(termKey *[32]byte, i uint32) [LabelSize]byte {
 	h.Write(opad[:])
 	h.Write(inner[:])
 	h.Sum(sum[:0])
+	h.Reset() // leave no keyed state in the pool
 	shaPool.Put(h)
 	var out [LabelSize]byte
 	copy(out[:], sum[:])
