@@ -55,8 +55,12 @@ func (o *Options) sealLimit() uint64 {
 }
 
 // sealReserve is how many seals one reservation covers: a 64th of the
-// limit (at most 2^20, at least 8). A restart forfeits at most that many.
-func sealReserve(limit uint64) uint64 { return min(max(limit/64, 8), 1<<20) }
+// limit, at least 8 and at most 2^16. Opening an instance and writing to it
+// forfeits at most that many (the reservation is counted as used), so at
+// the default limit a generation lasts at least 28,000 open-and-write cycles
+// however few values each writes; a new reservation rides along in a batch
+// once every 2^16 seals.
+func sealReserve(limit uint64) uint64 { return min(max(limit/64, 8), 1<<16) }
 
 // rotateAt is the count at which the current generation is rotated.
 func rotateAt(limit uint64) uint64 { return limit - limit/8 }
