@@ -31,10 +31,14 @@ import (
 //     reservation, a new reservation (count + sealReserve) is added to the
 //     same atomic batch. Values sealed past the reservation thus never reach
 //     the store without a counter that covers them.
-//   - When the current generation passes rotateFraction of the limit, a
+//   - When the current generation passes rotateAt (7/8 of the limit), a
 //     background rotation (Instance.Rotate) gives the instance a new
 //     generation, so that new writes stop using the old key long before
 //     the limit.
+//
+// Applies of one instance are serialized by sealStore (a reservation must
+// commit in order). Not counted here: the attachment-metadata key
+// (attachMetaGen), which seals once per attachment directory change.
 
 // ErrSealLimit reports a batch refused because a generation's key has
 // sealed as many values as its AEAD allows; the instance must rotate (it
