@@ -108,6 +108,7 @@ func (p *countingProvider) calls() uint64 { return p.generate.Load() + p.unwrap.
 // file lives outside the data directory.
 type blindexEngine struct {
 	dir, home string
+	storeKey  []byte // encrypts the data directory's files, as cmd and server do
 	opts      index.Options
 	prov      *countingProvider
 	local     *keys.LocalProvider
@@ -133,7 +134,11 @@ func newBlindexEngine(ctx context.Context, dir string, m *tokenize.Mapping, dura
 		return nil, err
 	}
 	e.opts = index.Options{Keyring: e.kr, NoSync: !durable}
-	if e.st, err = store.OpenPebble(e.dir, store.PebbleOptions{}); err != nil {
+	if e.storeKey, err = keys.StoreKey(e.home); err != nil {
+		e.release()
+		return nil, err
+	}
+	if e.st, err = store.OpenPebble(e.dir, store.PebbleOptions{StoreKey: e.storeKey}); err != nil {
 		e.release()
 		return nil, err
 	}
@@ -170,7 +175,7 @@ func (e *blindexEngine) close() error {
 }
 
 func (e *blindexEngine) reopen(ctx context.Context) error {
-	st, err := store.OpenPebble(e.dir, store.PebbleOptions{})
+	st, err := store.OpenPebble(e.dir, store.PebbleOptions{StoreKey: e.storeKey})
 	if err != nil {
 		return err
 	}

@@ -4,19 +4,27 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
 
 	bindex "github.com/blevesearch/bleve_index_api"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
+	"github.com/cockroachdb/pebble/v2/record"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/blindex/blindex/internal/seal"
+	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
 )
 
@@ -368,4 +376,262 @@ func checkLabelsUniform(t *testing.T, labels [][]byte) {
 		}
 	}
 	t.Logf("%d labels, longest shared prefix %d bytes", n, maxLCP)
+}
+
+// TestLiveCopyGroupsNothing takes a copy of a live data directory (the
+// store open, write-ahead log and SSTs as they are at that moment) and
+// parses every file as stored on disk: as a write-ahead log (batch by
+// batch) and as an SST, and scans its raw bytes for every record label of
+// the instance. With the store key, no file yields a key, a label or a term,
+// so nothing groups records by batch or by file. The same run without the
+// key must find the grouping the issue describes (a batch writing one
+// document's stored document and forward index together): the control
+// that shows the parsers and the scan work.
+func TestLiveCopyGroupsNothing(t *testing.T) {
+	for _, encrypted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("encrypted=%v", encrypted), func(t *testing.T) {
+			r := liveCopyReport(t, encrypted)
+			t.Logf("%d files (%d WAL, %d SST), %d labels; WAL: %d batches parsed, largest group %d labels; SST: %d tables parsed, %d labels; raw: %d labels in %d files; plaintext needles: %v",
+				r.files, r.wals, r.ssts, r.labels, r.walBatches, r.walMaxGroup, r.sstParsed, r.sstLabels, r.rawLabels, r.rawFiles, r.needles)
+			if r.wals == 0 || r.ssts == 0 {
+				t.Fatalf("the copy has %d WAL and %d SST files; the test needs both", r.wals, r.ssts)
+			}
+			if encrypted {
+				if r.walBatches != 0 || r.walMaxGroup != 0 {
+					t.Errorf("a WAL of the encrypted copy parses: %d batches, a group of %d labels", r.walBatches, r.walMaxGroup)
+				}
+				if r.sstParsed != 0 || r.sstLabels != 0 {
+					t.Errorf("an SST of the encrypted copy parses: %d tables, %d labels", r.sstParsed, r.sstLabels)
+				}
+				if r.rawLabels != 0 {
+					t.Errorf("%d record labels stored in plaintext in %d files", r.rawLabels, r.rawFiles)
+				}
+				if len(r.needles) > 0 {
+					t.Errorf("plaintext in the files: %v", r.needles)
+				}
+				return
+			}
+			// Control: without file encryption the WAL groups records.
+			if r.walMaxGroup < 2 || r.sstLabels == 0 || r.rawLabels == 0 {
+				t.Fatalf("control: the unencrypted copy shows no grouping (largest WAL group %d, SST labels %d, raw labels %d); the parsers are broken", r.walMaxGroup, r.sstLabels, r.rawLabels)
+			}
+		})
+	}
+}
+
+type liveCopy struct {
+	files, wals, ssts, labels int
+	walBatches, walMaxGroup   int
+	sstParsed, sstLabels      int
+	rawLabels, rawFiles       int
+	needles                   []string
+}
+
+func liveCopyReport(t *testing.T, encrypted bool) liveCopy {
+	const seed = 77
+	sample := makeAtRestSample(seed, 60)
+	e := newEnv(t)
+	var key []byte
+	if encrypted {
+		var err error
+		if key, err = keys.StoreKey(e.home); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.st.Close()
+	e.dir = t.TempDir()
+	st, err := store.OpenPebble(e.dir, store.PebbleOptions{StoreKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.st = st
+	e.opts.NoSync = false
+	ctx := context.Background()
+	in := e.create(t, "live", mustMapping(t, atRestMapping))
+	for i := 0; i < len(sample.docs); i += 10 {
+		var ops []Op
+		for _, d := range sample.docs[i : i+10] {
+			ops = append(ops, Op{ID: d.id, Body: d.body})
+		}
+		if err := in.Apply(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+		if i == 20 {
+			if err := e.st.Flush(); err != nil { // some in SSTs, the rest in the WAL
+				t.Fatal(err)
+			}
+		}
+	}
+	// One document updated and one deleted, each in its own batch.
+	if err := in.Apply(ctx, []Op{{ID: sample.docs[3].id, Body: sample.docs[4].body}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Apply(ctx, []Op{{ID: sample.docs[5].id, Delete: true}}); err != nil {
+		t.Fatal(err)
+	}
+	sample.analyzedNeedles(t, in)
+	man := in.Manifest()
+
+	live := filepath.Join(t.TempDir(), "live")
+	copyDir(t, e.dir, live)
+
+	// The instance's record labels, from the open store.
+	recPrefix := append([]byte{nsRecord}, man.Prefix...)
+	labels := map[[12]byte][]byte{} // label[4:] → label
+	err = e.st.Iterate(recPrefix, func(k, _ []byte) error {
+		l := k[len(recPrefix):]
+		labels[[12]byte(l[4:])] = append([]byte(nil), l...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := liveCopy{labels: len(labels)}
+	// countLabels returns the distinct labels among keys.
+	countLabels := func(ks [][]byte) int {
+		seen := map[string]bool{}
+		for _, k := range ks {
+			if len(k) == len(recPrefix)+seal.LabelSize && bytes.HasPrefix(k, recPrefix) {
+				seen[string(k)] = true
+			}
+		}
+		return len(seen)
+	}
+	entries, err := os.ReadDir(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range entries {
+		if ent.IsDir() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(live, ent.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.files++
+		switch filepath.Ext(ent.Name()) {
+		case ".log":
+			r.wals++
+			for _, batch := range parseWAL(ent.Name(), data) {
+				r.walBatches++
+				r.walMaxGroup = max(r.walMaxGroup, countLabels(batch))
+			}
+		case ".sst":
+			r.ssts++
+			if ks, ok := parseSST(data); ok {
+				r.sstParsed++
+				r.sstLabels += countLabels(ks)
+			}
+		}
+		// Raw bytes: any label, by its last 12 bytes (SST blocks share
+		// key prefixes between neighbours).
+		found := 0
+		for i := 0; i+12 <= len(data); i++ {
+			if _, ok := labels[[12]byte(data[i:i+12])]; ok {
+				found++
+			}
+		}
+		if found > 0 {
+			r.rawLabels += found
+			r.rawFiles++
+		}
+		for _, h := range sample.find(data) {
+			r.needles = append(r.needles, ent.Name()+": "+h)
+		}
+	}
+	if encrypted {
+		// Another key, or none, does not open it, and says so.
+		other := make([]byte, store.StoreKeySize)
+		for _, k := range [][]byte{other, nil} {
+			if s, err := store.OpenPebble(live, store.PebbleOptions{StoreKey: k}); !errors.Is(err, store.ErrStoreKey) {
+				if s != nil {
+					s.Close()
+				}
+				t.Fatalf("the live copy opened with a wrong key (%d bytes): %v, want store.ErrStoreKey", len(k), err)
+			}
+		}
+	}
+	// The copy is a consistent crash image: it opens (with the key) and
+	// holds the instance.
+	cst, err := store.OpenPebble(live, store.PebbleOptions{StoreKey: key})
+	if err != nil {
+		t.Fatalf("the live copy does not open: %v", err)
+	}
+	defer cst.Close()
+	cin, err := Open(ctx, cst, "live", e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cin.Close()
+	if got, err := cin.Get(ctx, sample.docs[0].id); err != nil || !bytes.Equal(got, sample.docs[0].body) {
+		t.Fatalf("Get from the live copy: %v", err)
+	}
+	return r
+}
+
+// parseWAL parses a Pebble write-ahead log file (name NNNNNN.log) and
+// returns the keys of each batch it holds; nothing when it does not parse.
+func parseWAL(name string, data []byte) [][][]byte {
+	num, err := strconv.ParseUint(strings.TrimSuffix(name, ".log"), 10, 64)
+	if err != nil {
+		return nil
+	}
+	rd := newWALReader(record.NewReader, bytes.NewReader(data), num)
+	var batches [][][]byte
+	for {
+		rec, err := rd.Next()
+		if err != nil {
+			return batches
+		}
+		repr, err := io.ReadAll(rec)
+		if err != nil || len(repr) < batchrepr.HeaderLen {
+			return batches
+		}
+		var ks [][]byte
+		br := batchrepr.Read(repr)
+		for {
+			_, k, _, ok, err := br.Next()
+			if err != nil || !ok {
+				break
+			}
+			ks = append(ks, append([]byte(nil), k...))
+		}
+		batches = append(batches, ks)
+	}
+}
+
+// newWALReader calls record.NewReader with a log number of its own
+// (unexported) type.
+func newWALReader[N ~uint64](newReader func(io.Reader, N) *record.Reader, r io.Reader, num uint64) *record.Reader {
+	return newReader(r, N(num))
+}
+
+// parseSST reads every point key of an SST file; ok is false when it does
+// not parse.
+func parseSST(data []byte) (ks [][]byte, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ks, ok = nil, false
+		}
+	}()
+	ctx := context.Background()
+	readable, err := sstable.NewSimpleReadable(vfs.NewMemFile(data))
+	if err != nil {
+		return nil, false
+	}
+	rd, err := sstable.NewReader(ctx, readable, sstable.ReaderOptions{})
+	if err != nil {
+		return nil, false
+	}
+	defer rd.Close()
+	it, err := rd.NewPointIter(ctx, sstable.IterOptions{})
+	if err != nil {
+		return nil, false
+	}
+	defer it.Close()
+	for kv := it.First(); kv != nil; kv = it.Next() {
+		ks = append(ks, append([]byte(nil), kv.K.UserKey...))
+	}
+	return ks, it.Error() == nil
 }

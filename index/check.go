@@ -68,6 +68,11 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	}
 	expect(k.Label(seal.PurposeHead), kindHead)
 	expect(k.Label(seal.PurposeInternal, []byte("mapping")), kindInternal)
+	for g, gk := range in.gens { // each generation's seal counter (sealcount.go)
+		if in.sealCounted(g) {
+			expect(sealCounterLabel(gk.keys), kindInternal)
+		}
+	}
 	hd := in.hd
 	for seq := hd.logStart; seq < hd.logEnd; seq++ {
 		expect(k.LabelUint(seal.PurposeLog, seq), kindLog)

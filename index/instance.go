@@ -71,6 +71,10 @@ type Options struct {
 	// one Cache between the instances of a process to give them one global
 	// budget. Default: a cache of CacheBytes for this instance alone.
 	Cache *Cache
+	// SealLimit is how many values one key generation may seal before the
+	// instance refuses writes (ErrSealLimit); it rotates by itself at 7/8
+	// of it. Default, and at most, seal.SealLimit.
+	SealLimit uint64
 	// MetadataProvider wraps the instance's attachment-metadata key, which
 	// is deliberately outside BYOK so that a locked instance can still list
 	// its attachments (see AddAttachment). The Catalog sets it to its local
@@ -311,6 +315,7 @@ func Create(ctx context.Context, st store.Store, name string, m *tokenize.Mappin
 	b.Set(hkey, k.Seal(nil, hkey, encodeHead(head{gen: 1, meta: stateMeta{nextRun: 1}})))
 	mkey := recordKey(prefix, k.Label(seal.PurposeInternal, []byte("mapping")))
 	b.Set(mkey, k.Seal(nil, mkey, encodeChunk(kindInternal, 0, 0, m.JSON())))
+	b.Set(initialSealCounter(k, prefix, o.sealLimit())) // sealcount.go
 	if err := st.Apply(&b, true); err != nil {
 		if secret != nil {
 			o.Secrets.Destroy(secretID(name, prefix))
@@ -342,6 +347,7 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 	if in.cache == nil {
 		in.cache = NewCache(o.CacheBytes)
 	}
+	in.st = newSealStore(in, st) // counts seals per generation (sealcount.go)
 	if man.Shred {
 		if o.Secrets == nil {
 			return nil, fmt.Errorf("%w: instance %q needs its secret store (Options.Secrets)", ErrInvalidArgument, man.Name)
@@ -477,6 +483,10 @@ func (in *Instance) unlock() error {
 		k, err := seal.Derive(root, a.gen)
 		keys.Zero(root)
 		if err != nil {
+			return err
+		}
+		if err := in.st.(*sealStore).track(k); err != nil {
+			k.Zero()
 			return err
 		}
 		if old := in.gens[a.gen]; old != nil {

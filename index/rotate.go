@@ -314,6 +314,14 @@ func (in *Instance) retireGenerations() error {
 	}
 	var b store.Batch
 	b.Set(manifestKey(in.name), mb)
+	// The retired generations' seal counters go with them.
+	in.mu.RLock()
+	for _, g := range retired {
+		if gk := in.gens[g]; gk != nil {
+			b.Delete(in.key(sealCounterLabel(gk.keys)))
+		}
+	}
+	in.mu.RUnlock()
 	if err := in.st.Apply(&b, true); err != nil {
 		return fmt.Errorf("index: retire generations: %w", err)
 	}

@@ -84,18 +84,9 @@ var _ Provider = (*LocalProvider)(nil)
 // says to chmod 600 it, as is one that is not a regular file of exactly 32
 // bytes.
 func NewLocalProvider(home string) (*LocalProvider, error) {
-	if home == "" {
-		home = os.Getenv("BLINDEX_HOME")
-	}
-	if home == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			return nil, fmt.Errorf("keys: local provider: no home directory given and none found: %w", err)
-		}
-		home = filepath.Join(h, ".blindex")
-	}
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return nil, fmt.Errorf("keys: local provider: %w", err)
+	home, err := localHome(home)
+	if err != nil {
+		return nil, err
 	}
 	path := filepath.Join(home, LocalKeyFile)
 	key, err := loadOrCreateKeyFile(path)

@@ -331,7 +331,16 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
-	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{})
+	// The provider key in the key home also encrypts the store's files.
+	storeKey, err := keys.StoreKey(cfg.Home)
+	if err != nil {
+		return nil, fmt.Errorf("server: store key: %w", err)
+	}
+	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{StoreKey: storeKey})
+	keys.Zero(storeKey)
+	if errors.Is(err, store.ErrStoreKey) || errors.Is(err, store.ErrNotEncrypted) {
+		return nil, fmt.Errorf("server: %w; the key home (Config.Home) must be the one the data directory was written with", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server: %w; make sure no other blindex process uses %s", err, cfg.Data)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,14 @@ type PebbleOptions struct {
 	MemTableSize uint64
 	// ReadOnly opens the database without writing to it. Default false.
 	ReadOnly bool
+	// StoreKey, when set, encrypts every file of the data directory (see
+	// cryptfs.go): StoreKeySize bytes held outside the directory, e.g. from
+	// keys.StoreKey; OpenPebble keeps a copy. A directory written with a key
+	// opens only with that key.
+	// Default nil: files are not encrypted (record values are sealed either
+	// way, but the write-ahead log and SSTs show which keys were written
+	// together).
+	StoreKey []byte
 	// Logger receives Pebble's own log lines at debug level (they name
 	// files, never keys or values). Default: discarded.
 	Logger *slog.Logger
@@ -39,6 +48,7 @@ var _ Store = (*Pebble)(nil)
 
 // OpenPebble opens (creating if needed) a Pebble database in dir.
 func OpenPebble(dir string, o PebbleOptions) (*Pebble, error) {
+	o.StoreKey = bytes.Clone(o.StoreKey) // the caller may zero its copy
 	db, err := openPebbleDB(dir, &o)
 	if err != nil {
 		return nil, err
@@ -59,6 +69,10 @@ func openPebbleDB(dir string, o *PebbleOptions) (*pebble.DB, error) {
 		MemTableSize: o.MemTableSize,
 		ReadOnly:     o.ReadOnly,
 		Logger:       pebbleLogger{o.Logger},
+	}
+	if err := useStoreKey(opts, dir, o.StoreKey); err != nil {
+		cache.Unref()
+		return nil, err
 	}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)

@@ -3,7 +3,10 @@
 // default backend on Pebble.
 //
 // The store never sees plaintext. Keys are an instance prefix followed by a
-// label; values are sealed by the index before they get here.
+// label; values are sealed by the index before they get here. With
+// PebbleOptions.StoreKey, every file Pebble writes is also encrypted
+// (cryptfs.go), so that a copy of the data directory does not show which
+// keys were written together.
 package store
 
 import "errors"

@@ -56,7 +56,8 @@ func openEnv(c commonFlags, create bool) (*env, error) {
 	case !fi.IsDir():
 		return nil, inputErrorf("--data must name a directory", "data directory %s is not a directory", c.data)
 	}
-	if !holdsStore(c.data) {
+	newStore := !holdsStore(c.data)
+	if newStore {
 		entries, err := os.ReadDir(c.data)
 		switch {
 		case err != nil:
@@ -73,11 +74,16 @@ func openEnv(c commonFlags, create bool) (*env, error) {
 	if err := e.openAudit(); err != nil {
 		return nil, err
 	}
-	st, err := store.OpenPebble(c.data, store.PebbleOptions{})
+	key, keyFile, err := storeKey(c, newStore)
 	if err != nil {
 		e.Close()
-		return nil, inputErrorf("make sure no other blindex process is using this data directory and that it holds a blindex store, then retry",
-			"cannot open the store in %s: %v", c.data, err)
+		return nil, err
+	}
+	st, err := store.OpenPebble(c.data, store.PebbleOptions{StoreKey: key})
+	keys.Zero(key)
+	if err != nil {
+		e.Close()
+		return nil, storeOpenError(c.data, key, keyFile, err)
 	}
 	e.st = st
 	return e, nil

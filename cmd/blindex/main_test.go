@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
 )
 
@@ -396,7 +397,11 @@ func TestCheckDetectsCorruption(t *testing.T) {
 
 func withStore(t *testing.T, dir string, fn func(*store.Pebble)) {
 	t.Helper()
-	st, err := store.OpenPebble(dir, store.PebbleOptions{})
+	key, err := keys.StoreKey("") // the workspace's BLINDEX_HOME
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenPebble(dir, store.PebbleOptions{StoreKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +557,7 @@ func TestKeyErrors(t *testing.T) {
 	t.Setenv("BLINDEX_HOME", t.TempDir())
 	must(t, 0, "index", "--data", filepath.Join(t.TempDir(), "d"), "--mapping", w.mapping, w.docs)
 	r = must(t, 3, "get", "--data", w.data, "T-1")
-	if !strings.Contains(r.stderr, "was created under provider key local:") {
+	if !strings.Contains(r.stderr, "encrypted under another provider key") {
 		t.Fatalf("wrong key: %v", r)
 	}
 	// --home wins over BLINDEX_HOME.

@@ -92,6 +92,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Before any key is read: no core dump may hold the keys and plaintext
+	// the server keeps in memory.
+	if err := disableCoreDumps(); err != nil {
+		fmt.Fprintf(stderr, "blindex serve: cannot disable core dumps: %v\n", err)
+		return exitUsage
+	}
 
 	pol, err := (&commonFlags{policy: *policyFile}).loadPolicy()
 	if err != nil {

@@ -22,24 +22,41 @@
 // value moved to another label, instance or generation fails to open.
 //
 // A [Keys] MUST NOT seal more than [SealLimit] values: random 96-bit nonces
-// are safe far below 2^32 seals per key. The engine rotates to a new
-// generation before that.
+// are safe far below 2^32 seals per key. [Keys.Seals] counts them, from the
+// count persisted by the engine ([Keys.SetSeals]); the engine reserves
+// counts before sealed values reach the store and rotates to a new
+// generation before the limit.
+//
+// # Zeroing
+//
+// [Keys.Zero] overwrites every key Keys holds: the derived key bytes, the
+// HMAC states of labels and term blinders (kept as SHA-256 states this
+// package owns, not as crypto/hmac objects whose copies of the key cannot
+// be reached), and the AES-GCM key schedule (overwritten in place; see
+// scrub). Keys and their blinders then fail closed: Open returns
+// [ErrZeroed], and Seal, Label, Blinder, TermKey and SubKey panic, since
+// using keys after Zero is a bug of the caller. What Zero cannot reach:
+// copies the Go runtime made (stacks, registers, freed heap), term keys a
+// caller copied out of TermKey, and anything swapped to disk or dumped
+// (the server disables core dumps).
 package seal
 
 import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
 	"math/bits"
+	"reflect"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -95,20 +112,29 @@ var (
 	// ErrGeneration reports a value sealed under a generation other than
 	// the one given to Open.
 	ErrGeneration = errors.New("seal: record sealed under another key generation")
+	// ErrZeroed reports use of keys after Zero (the instance locked or
+	// closed).
+	ErrZeroed = errors.New("seal: keys were zeroed (locked or closed)")
 )
+
+// zeroedPanic is the panic of every use of zeroed keys that cannot return
+// an error.
+const zeroedPanic = "seal: internal error: keys used after Zero"
 
 // Keys holds the keys derived from one generation's root key.
 type Keys struct {
 	gen      uint32
+	closed   atomic.Bool  // set by Zero; every use checks it first
+	zmu      sync.RWMutex // excludes Zero from SealChecked
 	aead     cipher.AEAD
 	sealKey  []byte
-	labels   [numPurposes][]byte
+	labels   [numPurposes]*macKey
 	termMu   sync.Mutex
-	termRoot []byte            // HKDF output under infoTerm; per-field keys derive from it
-	subRoot  []byte            // HKDF output under infoSub; SubKey derives from it
-	terms    map[string][]byte // field → term key
+	termRoot []byte             // HKDF output under infoTerm; per-field keys derive from it
+	subRoot  []byte             // HKDF output under infoSub; SubKey derives from it
+	terms    map[string]*macKey // field → term key
 	seals    atomic.Uint64
-	macPool  [numPurposes]sync.Pool
+	scrubbed bool // the AEAD's key schedule is overwritten by Zero
 }
 
 // Derive derives a generation's keys from its root key. The caller keeps
@@ -117,7 +143,7 @@ func Derive(root []byte, gen uint32) (*Keys, error) {
 	if len(root) != 32 {
 		return nil, fmt.Errorf("seal: root key must be 32 bytes")
 	}
-	k := &Keys{gen: gen, terms: make(map[string][]byte)}
+	k := &Keys{gen: gen, terms: make(map[string]*macKey)}
 	var err error
 	if k.sealKey, err = hkdf.Key(sha256.New, root, nil, infoSeal, 32); err != nil {
 		return nil, err
@@ -129,12 +155,16 @@ func Derive(root []byte, gen uint32) (*Keys, error) {
 	if k.aead, err = cipher.NewGCM(block); err != nil {
 		return nil, err
 	}
+	// GCM keeps its own copy of the key schedule; this one is garbage now.
+	scrub(block)
+	k.scrubbed = scrubbable(k.aead)
 	for p := 1; p < numPurposes; p++ {
-		if k.labels[p], err = hkdf.Key(sha256.New, root, nil, infoLabel+purposeNames[p], 32); err != nil {
+		key, err := hkdf.Key(sha256.New, root, nil, infoLabel+purposeNames[p], 32)
+		if err != nil {
 			return nil, err
 		}
-		key := k.labels[p]
-		k.macPool[p].New = func() any { return hmac.New(sha256.New, key) }
+		k.labels[p] = newMacKey(key)
+		clear(key)
 	}
 	// Per-field term keys derive lazily from termRoot, so that Keys never
 	// holds the root key itself.
@@ -153,6 +183,7 @@ func Derive(root []byte, gen uint32) (*Keys, error) {
 // Different (p, id) give independent keys. The caller MUST zero the result
 // when done and MUST NOT use it after the Keys are zeroed.
 func (k *Keys) SubKey(p Purpose, id []byte, size int) []byte {
+	k.mustOpen()
 	info := infoSub + "/" + purposeNames[p] + "\x00" + string(id)
 	out, err := hkdf.Key(sha256.New, k.subRoot, nil, info, size)
 	if err != nil {
@@ -164,39 +195,61 @@ func (k *Keys) SubKey(p Purpose, id []byte, size int) []byte {
 // Generation returns the generation these keys belong to.
 func (k *Keys) Generation() uint32 { return k.gen }
 
-// Seals returns the number of values sealed with these keys.
+// Seals returns the number of values sealed with these keys: the count
+// given to SetSeals plus the seals since.
 func (k *Keys) Seals() uint64 { return k.seals.Load() }
 
-// Zero overwrites every derived key. The Keys must not be used afterwards.
+// SetSeals sets the count of values sealed under this generation so far, as
+// persisted by the engine, before the first Seal of this Keys.
+func (k *Keys) SetSeals(n uint64) { k.seals.Store(n) }
+
+// Zeroed reports whether Zero was called.
+func (k *Keys) Zeroed() bool { return k.closed.Load() }
+
+// Zero overwrites every key Keys holds (see the package doc). Afterwards
+// Open fails with ErrZeroed and every other use panics; the caller must make
+// sure nothing uses the Keys concurrently with Zero.
 func (k *Keys) Zero() {
+	k.zmu.Lock()
+	defer k.zmu.Unlock()
+	if k.closed.Swap(true) {
+		return
+	}
 	clear(k.sealKey)
+	if k.scrubbed {
+		scrub(k.aead)
+	}
 	for _, l := range k.labels {
-		clear(l)
+		l.zero()
 	}
 	k.termMu.Lock()
 	clear(k.termRoot)
 	clear(k.subRoot)
 	for _, t := range k.terms {
-		clear(t)
+		t.zero()
 	}
 	k.terms = nil
 	k.termMu.Unlock()
-	k.aead = nil
+}
+
+func (k *Keys) mustOpen() {
+	if k.closed.Load() {
+		panic(zeroedPanic)
+	}
 }
 
 // Label returns the label of a record of the given purpose identified by
 // parts (each length-prefixed, so ("ab","c") and ("a","bc") differ).
 func (k *Keys) Label(p Purpose, parts ...[]byte) [LabelSize]byte {
-	m := k.macPool[p].Get().(hash.Hash)
-	m.Reset()
-	var lb [binary.MaxVarintLen64]byte
-	for _, part := range parts {
-		m.Write(lb[:binary.PutUvarint(lb[:], uint64(len(part)))])
-		m.Write(part)
-	}
+	k.mustOpen()
 	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
-	k.macPool[p].Put(m)
+	k.labels[p].sum(&sum, func(h hash.Hash) {
+		var lb [binary.MaxVarintLen64]byte
+		for _, part := range parts {
+			h.Write(lb[:binary.PutUvarint(lb[:], uint64(len(part)))])
+			h.Write(part)
+		}
+	})
 	var out [LabelSize]byte
 	copy(out[:], sum[:])
 	return out
@@ -209,37 +262,139 @@ func (k *Keys) LabelUint(p Purpose, n uint64) [LabelSize]byte {
 	return k.Label(p, b[:])
 }
 
-// TermBlinder blinds the terms of one field.
+// TermBlinder blinds the terms of one field. It fails closed once its Keys
+// are zeroed.
 type TermBlinder struct {
-	mac hash.Hash
+	k   *Keys
+	mac *macKey // owned by k.terms: Zero overwrites it
 }
 
-// Blinder returns a blinder for field's terms. A blinder is not safe for
-// concurrent use; get one per goroutine.
+// Blinder returns a blinder for field's terms. A blinder is safe for
+// concurrent use.
 func (k *Keys) Blinder(field string) *TermBlinder {
 	k.termMu.Lock()
-	fk, ok := k.terms[field]
+	defer k.termMu.Unlock()
+	k.mustOpen()
+	mk, ok := k.terms[field]
 	if !ok {
-		var err error
-		fk, err = hkdf.Key(sha256.New, k.termRoot, nil, infoTerm+field, 32)
+		fk, err := hkdf.Key(sha256.New, k.termRoot, nil, infoTerm+field, 32)
 		if err != nil {
-			k.termMu.Unlock()
 			panic("seal: internal error: hkdf: " + err.Error())
 		}
-		k.terms[field] = fk
+		mk = newMacKey(fk)
+		clear(fk)
+		k.terms[field] = mk
 	}
-	k.termMu.Unlock()
-	return &TermBlinder{mac: hmac.New(sha256.New, fk)}
+	return &TermBlinder{k: k, mac: mk}
 }
 
 // TermKey returns K_t = HMAC(K_term(field), term), the key of term's posting
 // block labels.
 func (b *TermBlinder) TermKey(term []byte) [32]byte {
-	b.mac.Reset()
-	b.mac.Write(term)
+	b.k.mustOpen()
 	var out [32]byte
-	b.mac.Sum(out[:0])
+	b.mac.sum(&out, func(h hash.Hash) { h.Write(term) })
 	return out
+}
+
+// macKey is an HMAC-SHA256 key (RFC 2104) kept as the two SHA-256 states
+// after absorbing key⊕ipad and key⊕opad, in memory this package owns so
+// that zero can overwrite them (crypto/hmac's copies cannot be reached).
+type macKey struct {
+	inner, outer []byte // marshaled SHA-256 states
+}
+
+func newMacKey(key []byte) *macKey {
+	if len(key) > sha256.BlockSize {
+		panic("seal: internal error: HMAC key longer than a block")
+	}
+	var pad [sha256.BlockSize]byte
+	defer clear(pad[:])
+	state := func(x byte) []byte {
+		for i := range pad {
+			pad[i] = x
+		}
+		for i, b := range key {
+			pad[i] ^= b
+		}
+		h := shaPool.Get().(hash.Hash)
+		h.Reset()
+		h.Write(pad[:])
+		st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+		h.Reset()
+		shaPool.Put(h)
+		if err != nil {
+			panic("seal: internal error: sha256 state: " + err.Error())
+		}
+		return st
+	}
+	return &macKey{inner: state(0x36), outer: state(0x5c)}
+}
+
+// sum writes HMAC(key, message written by msg) to out.
+func (m *macKey) sum(out *[sha256.Size]byte, msg func(hash.Hash)) {
+	h := shaPool.Get().(hash.Hash)
+	u := h.(encoding.BinaryUnmarshaler)
+	if err := u.UnmarshalBinary(m.inner); err != nil {
+		panic(zeroedPanic) // only a zeroed state fails to load
+	}
+	msg(h)
+	var inner [sha256.Size]byte
+	h.Sum(inner[:0])
+	if err := u.UnmarshalBinary(m.outer); err != nil {
+		panic(zeroedPanic)
+	}
+	h.Write(inner[:])
+	h.Sum(out[:0])
+	h.Reset() // leave no keyed state in the pool
+	shaPool.Put(h)
+}
+
+func (m *macKey) zero() {
+	if m != nil {
+		clear(m.inner)
+		clear(m.outer)
+	}
+}
+
+// scrubbable reports whether scrub can overwrite what x points to: a
+// pointer to memory without pointers, as Go's AES and AES-GCM states are
+// (arrays of round keys and GHASH tables).
+func scrubbable(x any) bool {
+	v := reflect.ValueOf(x)
+	return v.Kind() == reflect.Pointer && !v.IsNil() && pointerFree(v.Type().Elem())
+}
+
+// scrub overwrites the memory x points to with zeros when scrubbable says
+// it can; otherwise it does nothing. The crypto/aes and crypto/cipher
+// objects keep key schedules that their API cannot erase; overwriting them
+// in place makes them encrypt under an all-zero schedule, and drops the
+// key from memory.
+func scrub(x any) {
+	if !scrubbable(x) {
+		return
+	}
+	v := reflect.ValueOf(x)
+	clear(unsafe.Slice((*byte)(v.UnsafePointer()), v.Type().Elem().Size()))
+}
+
+func pointerFree(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return t.Len() == 0 || pointerFree(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !pointerFree(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // BlockLabel returns HMAC(K_t, i): the label of posting block i of a term.
@@ -266,6 +421,7 @@ func BlockLabel(termKey *[32]byte, i uint32) [LabelSize]byte {
 	h.Write(opad[:])
 	h.Write(inner[:])
 	h.Sum(sum[:0])
+	h.Reset() // leave no keyed state in the pool
 	shaPool.Put(h)
 	var out [LabelSize]byte
 	copy(out[:], sum[:])
@@ -297,6 +453,7 @@ func PaddedSize(n int) int {
 // Seal seals payload for the record at key (instance prefix ‖ label) and
 // appends the envelope to dst.
 func (k *Keys) Seal(dst, key, payload []byte) []byte {
+	k.mustOpen()
 	flags := byte(0)
 	body := payload
 	if len(payload) > 128 {
@@ -328,6 +485,18 @@ func (k *Keys) Seal(dst, key, payload []byte) []byte {
 	return dst
 }
 
+// SealChecked is Seal for callers that may race with Zero (the engine's
+// seal counter): it excludes a concurrent Zero and returns ErrZeroed
+// instead of panicking.
+func (k *Keys) SealChecked(dst, key, payload []byte) ([]byte, error) {
+	k.zmu.RLock()
+	defer k.zmu.RUnlock()
+	if k.closed.Load() {
+		return dst, ErrZeroed
+	}
+	return k.Seal(dst, key, payload), nil
+}
+
 func (k *Keys) ad(key []byte) []byte {
 	ad := make([]byte, 0, len(adPrefix)+5+len(key))
 	ad = append(ad, adPrefix...)
@@ -348,6 +517,9 @@ func SealedGeneration(sealed []byte) (uint32, error) {
 // Open authenticates and opens a value sealed for the record at key and
 // returns its payload (a new slice).
 func (k *Keys) Open(key, sealed []byte) ([]byte, error) {
+	if k.closed.Load() {
+		return nil, ErrZeroed
+	}
 	if len(sealed) < Overhead+64 || sealed[0] != FormatVersion {
 		return nil, ErrCorrupt
 	}

@@ -336,7 +336,7 @@ func TestDerivedKeysAreDistinct(t *testing.T) {
 	k := mustDerive(t, testRoot(), 1)
 	keys := [][]byte{k.sealKey, k.termRoot, k.subRoot}
 	for p := 1; p < numPurposes; p++ {
-		keys = append(keys, k.labels[p])
+		keys = append(keys, k.labels[p].inner, k.labels[p].outer)
 	}
 	keys = append(keys, testRoot())
 	for i := range keys {
