@@ -55,7 +55,7 @@ func TestSLAMetrics(t *testing.T) {
 	want(t, ts.do("GET", "/v1/instances/acme-sw/documents/d", swWrite, nil), http.StatusServiceUnavailable, CodeKMSUnavailable)
 	want(t, ts.do("GET", "/v1/instances/acme-wiki/documents/d", wikiWrite, nil), http.StatusServiceUnavailable, CodeKMSUnavailable)
 	want(t, ts.do("GET", "/v1/instances/acme-wiki/documents/d", wikiWrite, nil), http.StatusServiceUnavailable, CodeKMSUnavailable)
-	r := ts.do("GET", "/metrics", "", nil)
+	r := ts.do("GET", "/metrics", testAdminToken, nil) // administrators only once tokens are on
 	want(t, r, http.StatusOK, "")
 	for _, line := range []string{
 		`blindex_instances_by_sla{sla="covered"} 2`,

@@ -137,7 +137,7 @@ type searchOptions struct {
 	fields     []string
 	sort       []string
 	dialect    blindexquery.Dialect // of query strings
-	alias      bool // the table shows each hit's instance
+	alias      bool                 // the table shows each hit's instance
 }
 
 // searchAlias opens the instances and searches them as one
