@@ -182,6 +182,52 @@ func (s *state) term(field string, term []byte) (*termEntry, error) {
 	return te, nil
 }
 
+// runCursors speed up a sequence of lookups of nearby keys (a batch's
+// sorted terms): each run remembers the leaf it last read, so that a key in
+// that leaf costs a binary search instead of a descent through the cache.
+// Not safe for concurrent use.
+type runCursors struct {
+	s      *state
+	leaves []*page
+}
+
+func (s *state) cursors() *runCursors {
+	return &runCursors{s: s, leaves: make([]*page, len(s.meta.runs))}
+}
+
+// term is state.term through the cursors.
+func (c *runCursors) term(field string, term []byte) (*termEntry, error) {
+	s := c.s
+	key := fieldTermKey(field, string(term))
+	if te, ok := s.mem.terms[key]; ok {
+		return te, nil
+	}
+	for i := range s.meta.runs {
+		leaf := c.leaves[i]
+		if leaf == nil || key < leaf.keys[0] || key > leaf.keys[len(leaf.keys)-1] {
+			p, _, _, err := s.in.runLeaf(&s.meta.runs[i], key)
+			if err != nil {
+				return nil, err
+			}
+			leaf, c.leaves[i] = p, p
+		}
+		j := sort.SearchStrings(leaf.keys, key)
+		if j == len(leaf.keys) || leaf.keys[j] != key {
+			continue
+		}
+		v := leaf.vals[j]
+		if isTomb(v) {
+			return nil, nil
+		}
+		te, err := decodeTermVal(v[1:])
+		if err != nil {
+			return nil, s.corruptValue("dictionary entry")
+		}
+		return te, nil
+	}
+	return nil, nil
+}
+
 func encodeTermVal(te *termEntry) []byte {
 	e := enc{b: make([]byte, 0, 8+len(te.blocks)*8)}
 	e.byte1(valPresent)

@@ -322,6 +322,7 @@ type batchWriter struct {
 	written   []writtenPack       // packs this batch writes, cached on commit
 	diff      *stateDiff          // the batch's effect on the state, set by finish
 	live      *liveSet            // liveness for merges
+	cursors   *runCursors         // for the batch's sorted term lookups
 
 	// packs written
 	packBase uint64
@@ -562,7 +563,10 @@ func (w *batchWriter) writeTerm(b *pbuild) error {
 	gen := w.k.Generation()
 	var old []blockRef
 	var df uint64
-	te, err := w.st.term(b.field, b.term)
+	if w.cursors == nil {
+		w.cursors = w.st.cursors()
+	}
+	te, err := w.cursors.term(b.field, b.term)
 	if err != nil {
 		return err
 	}
