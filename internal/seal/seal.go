@@ -16,8 +16,11 @@
 //	padded = flags(1) ‖ uvarint(len(payload)) ‖ payload ‖ zeros to the size class
 //	AD     = "blindex/v1/record" ‖ format ‖ generation ‖ record key
 //
-// The payload is zstd-compressed before padding when that makes it smaller
-// (compress before sealing, never after). Because the additional data holds
+// Seal never compresses: a record's plaintext mixes what several people
+// wrote (a description and its comments, a pack of many documents' terms),
+// and compressing it would let one of them probe another's text through the
+// sealed size. Open still reads the zstd-compressed payloads (flag 1) that
+// earlier versions wrote. Because the additional data holds
 // the record's full key (instance prefix and label) and the generation, a
 // value moved to another label, instance or generation fails to open.
 //
@@ -430,11 +433,10 @@ func BlockLabel(termKey *[32]byte, i uint32) [LabelSize]byte {
 
 var shaPool = sync.Pool{New: func() any { return sha256.New() }}
 
-// The zstd coders are safe for concurrent EncodeAll/DecodeAll. The decoder
-// bounds memory so that a tampered length cannot exhaust it (the envelope is
+// The zstd decoder (for payloads earlier versions compressed) is safe for
+// concurrent DecodeAll. It bounds memory so that a tampered length cannot exhaust it (the envelope is
 // authenticated before decoding in any case).
 var (
-	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest))
 	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
 )
 
@@ -456,12 +458,6 @@ func (k *Keys) Seal(dst, key, payload []byte) []byte {
 	k.mustOpen()
 	flags := byte(0)
 	body := payload
-	if len(payload) > 128 {
-		c := zstdEncoder.EncodeAll(payload, nil)
-		if len(c) < len(payload)*7/8 {
-			body, flags = c, flagZstd
-		}
-	}
 	var lb [binary.MaxVarintLen64]byte
 	nl := binary.PutUvarint(lb[:], uint64(len(body)))
 	size := PaddedSize(1 + nl + len(body))

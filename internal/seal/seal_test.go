@@ -429,3 +429,26 @@ func TestLabelsLookUniform(t *testing.T) {
 		t.Errorf("label first nibble is not uniform: chi² = %.1f", chi)
 	}
 }
+
+// TestSealSizeIgnoresContent is the regression test for the compression
+// size oracle: an attacker who adds text next to a secret in one record
+// and watches the sealed size learned the secret when the record was
+// compressed. A sealed value's size depends on the payload's length only.
+func TestSealSizeIgnoresContent(t *testing.T) {
+	k := mustDerive(t, testRoot(), 1)
+	key := []byte("\x01prefix00label-of-sixteen")
+	for _, n := range []int{129, 1000, 4096, 70000} {
+		secret := bytes.Repeat([]byte("api_key=7Kq9 "), n/13+1)[:n]
+		random := make([]byte, n)
+		for i := range random {
+			random[i] = byte(i*2654435761>>13) ^ byte(i)
+		}
+		a, b := k.Seal(nil, key, secret), k.Seal(nil, key, random)
+		if len(a) != len(b) {
+			t.Fatalf("%d-byte payloads seal to %d and %d bytes: the size depends on content", n, len(a), len(b))
+		}
+		if got, err := k.Open(key, a); err != nil || !bytes.Equal(got, secret) {
+			t.Fatalf("round trip: %v", err)
+		}
+	}
+}
