@@ -59,6 +59,10 @@ func openEngine(ctx context.Context, name, dir string, durable bool) (engine, er
 		if e.local, err = keys.NewLocalProvider(e.home); err != nil {
 			return nil, err
 		}
+		if e.storeKey, err = keys.StoreKey(e.home); err != nil {
+			e.local.Close()
+			return nil, err
+		}
 		e.prov = &countingProvider{Provider: e.local}
 		if e.kr, err = keys.NewKeyring(e.prov, keys.KeyringOptions{}); err != nil {
 			e.local.Close()

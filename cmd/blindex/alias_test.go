@@ -12,8 +12,8 @@ import (
 // two organisations are a usage error.
 func TestSearchAliasCLI(t *testing.T) {
 	w := newWorkspace(t)
-	for _, x := range [][2]string{{"wiki", "acme"}, {"jira", "acme"}, {"other", "globex"}} {
-		must(t, 0, "instance", "create", "--data", w.data, "--instance", x[0], "--org", x[1], "--site", x[1]+".example", "--product", x[0], "--mapping", w.mapping)
+	for _, x := range [][3]string{{"wiki", "acme", "wiki"}, {"jira", "acme", "software"}, {"other", "globex", "wiki"}} {
+		must(t, 0, "instance", "create", "--data", w.data, "--instance", x[0], "--org", x[1], "--site", x[1]+".example", "--product", x[2], "--mapping", w.mapping)
 	}
 	must(t, 0, "index", "--data", w.data, "--instance", "wiki", w.docs)
 	must(t, 0, "index", "--data", w.data, "--instance", "jira", w.moreGz)
