@@ -608,3 +608,28 @@ func prefixEnd(prefix []byte) []byte {
 	}
 	return nil
 }
+
+var passwordRE = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// Redact returns connString with its password replaced by "xxxxx", for
+// messages and logs.
+func Redact(connString string) string {
+	if u, err := url.Parse(connString); err == nil && u.Scheme != "" {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	}
+	return passwordRE.ReplaceAllString(connString, "${1}xxxxx")
+}
+
+// IsURL reports whether s is a postgres:// or postgresql:// URL: the form
+// of a store location that selects this backend.
+func IsURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}

@@ -196,3 +196,17 @@ func TestUnavailable(t *testing.T) {
 		t.Fatalf("Apply after the restart: %v", err)
 	}
 }
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:hunter2@db.example:5432/blindex?sslmode=require": "postgres://u:xxxxx@db.example:5432/blindex?sslmode=require",
+		"postgres://db.example/blindex?password=hunter2&user=u":        "postgres://db.example/blindex?password=xxxxx&user=u",
+		"host=db user=u password=hunter2 dbname=b":                     "host=db user=u password=xxxxx dbname=b",
+		"host=db password='hun ter2' dbname=b":                         "host=db password=xxxxx dbname=b",
+		"postgres://u@db/b":                                            "postgres://u@db/b",
+	} {
+		if got := postgres.Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
