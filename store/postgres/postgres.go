@@ -94,6 +94,11 @@ type Options struct {
 	// Timeout bounds each Get, Apply and DeletePrefix, retries included.
 	// Default 60 s.
 	Timeout time.Duration
+	// Lease, when its Scope is set, makes the Store the only writer of
+	// that scope among all Stores over the database: Open acquires the
+	// lease, the Store renews it, Apply and DeletePrefix commit only while
+	// it holds, and Close releases it. Default: no lease, unfenced writes.
+	Lease LeaseOptions
 }
 
 const (
@@ -134,6 +139,8 @@ type Store struct {
 	qNext    [2]string // next pages
 	qDelPfx  [2]string
 	syncOffs string // statement turning synchronous_commit off for one transaction; "" when not supported
+	leases   string // quoted identifier of the lease table
+	lease    *Lease // Options.Lease's, nil without
 }
 
 var _ store.Store = (*Store)(nil)
@@ -179,6 +186,7 @@ func Open(ctx context.Context, connString string, o Options) (*Store, error) {
 		}
 		errs = append(errs, errors.New(msg))
 	}
+	errs = append(errs, o.Lease.withDefaults()...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
 	}
@@ -199,6 +207,15 @@ func Open(ctx context.Context, connString string, o Options) (*Store, error) {
 	if err := s.init(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if o.Lease.Scope != "" {
+		l, err := s.waitLease(ctx, o.Lease)
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+		s.lease = l
+		l.keepAlive()
 	}
 	return s, nil
 }
@@ -281,7 +298,7 @@ func (s *Store) init(ctx context.Context) error {
 	if !slices.Equal(cols, []string{"k bytea", "v bytea"}) {
 		return fmt.Errorf("%w: table %s has columns (%s), want (k bytea, v bytea); give another table name", ErrSchema, s.opts.Table, strings.Join(cols, ", "))
 	}
-	return nil
+	return s.initLeases(ctx)
 }
 
 // Get implements store.Store.
@@ -307,13 +324,23 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 	return v, nil
 }
 
-// Apply implements store.Store.
+// Apply implements store.Store. With Options.Lease, it commits only while
+// this Store holds the lease (ErrFenced otherwise, nothing written).
 func (s *Store) Apply(b *store.Batch, sync bool) error {
+	return s.apply(b, sync, s.lease)
+}
+
+// apply commits b, and when fence is not nil, only while fence holds:
+// the check is a statement of the same transaction.
+func (s *Store) apply(b *store.Batch, sync bool, fence *Lease) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
 	if b.Len() == 0 {
 		return nil
+	}
+	if err := fence.usable(); err != nil {
+		return err
 	}
 	// The last write of each key wins; one statement must not touch a key
 	// twice. Writing in key order makes concurrent batches lock rows in the
@@ -381,10 +408,16 @@ func (s *Store) Apply(b *store.Batch, sync bool) error {
 	err := s.retry(ctx, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var pb pgx.Batch
+			fence.queueCheck(&pb)
 			for _, st := range stmts {
 				pb.Queue(st.sql, st.args...)
 			}
-			return tx.SendBatch(ctx, &pb).Close()
+			br := tx.SendBatch(ctx, &pb)
+			if err := fence.readCheck(br); err != nil {
+				br.Close()
+				return err // rolled back: nothing of the batch is written
+			}
+			return br.Close()
 		})
 	})
 	if err != nil {
@@ -463,24 +496,40 @@ func (s *Store) Iterate(prefix []byte, fn func(key, value []byte) error) error {
 	return nil
 }
 
-// DeletePrefix implements store.Store. It refuses the empty prefix.
+// DeletePrefix implements store.Store. It refuses the empty prefix. With
+// Options.Lease, it deletes only while this Store holds the lease.
 func (s *Store) DeletePrefix(prefix []byte) error {
+	return s.deletePrefix(prefix, s.lease)
+}
+
+func (s *Store) deletePrefix(prefix []byte, fence *Lease) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
 	if len(prefix) == 0 {
 		return errors.New("postgres: refusing to delete the whole key space")
 	}
+	if err := fence.usable(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
 	err := s.retry(ctx, func(ctx context.Context) error {
-		var err error
-		if end := prefixEnd(prefix); end != nil {
-			_, err = s.pool.Exec(ctx, s.qDelPfx[1], prefix, end)
-		} else {
-			_, err = s.pool.Exec(ctx, s.qDelPfx[0], prefix)
-		}
-		return err
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var pb pgx.Batch
+			fence.queueCheck(&pb)
+			if end := prefixEnd(prefix); end != nil {
+				pb.Queue(s.qDelPfx[1], prefix, end)
+			} else {
+				pb.Queue(s.qDelPfx[0], prefix)
+			}
+			br := tx.SendBatch(ctx, &pb)
+			if err := fence.readCheck(br); err != nil {
+				br.Close()
+				return err
+			}
+			return br.Close()
+		})
 	})
 	if err != nil {
 		return s.wrap("delete prefix", err)
@@ -488,14 +537,21 @@ func (s *Store) DeletePrefix(prefix []byte) error {
 	return nil
 }
 
-// Close implements store.Store. It waits for running calls to return
-// their connections.
+// Close implements store.Store. It releases the lease of Options.Lease,
+// and waits for running calls to return their connections.
 func (s *Store) Close() error {
+	if s.closed.Load() {
+		return nil
+	}
+	var err error
+	if s.lease != nil {
+		err = s.lease.Release(context.Background())
+	}
 	if s.closed.Swap(true) {
 		return nil
 	}
 	s.pool.Close()
-	return nil
+	return err
 }
 
 // errRetry asks retry for another attempt.
@@ -541,6 +597,9 @@ func retryable(err error) bool {
 func (s *Store) wrap(op string, err error) error {
 	if s.closed.Load() {
 		return store.ErrClosed
+	}
+	if errors.Is(err, ErrFenced) {
+		return err
 	}
 	return wrap(op, err)
 }
