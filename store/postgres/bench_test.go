@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,12 +36,15 @@ import (
 //
 //	go test ./store/postgres -run '^$' -bench Backends -benchtime 25x
 //
-// One op of an index sub-benchmark is one batch (25x: the 2,500
-// documents once); it reports docs/s. Each query sub-benchmark runs the
-// class's queries round robin and reports p50-ms beside ns/op, warm
+// Every sub-benchmark runs both backends, alternating which goes first, and
+// reports pebble-X, postgres-X and the ratio postgres/pebble (ns/op is the
+// sum of both). One op of "index" is one batch into each backend (25x: the
+// 2,500 documents once); it reports docs/s. Each query sub-benchmark runs
+// the class's queries round robin and reports the p50 latency in ms, warm
 // (query/...: the instance's cache of decrypted posting lists holds what
 // the queries read, and the store is hardly read) and without that cache
-// (query-nocache/...: every search reads the store). Every query's total hit count must be the
+// (query-nocache/...: every search reads the store). "open" reopens the
+// instance. Every query's total hit count must be the
 // same on both backends.
 func BenchmarkBackends(b *testing.B) {
 	dir := os.Getenv("BLINDEX_CORPUS")
@@ -115,10 +117,28 @@ func BenchmarkBackends(b *testing.B) {
 		}
 	}()
 
-	// Indexing: one op is one batch of 100 documents, the next of the
-	// corpus (after the last, the first again: replacements). Whatever the
-	// benchmark did not index is indexed afterwards, untimed, so that both
-	// backends hold every document.
+	// Both backends run in every sub-benchmark, alternating which goes
+	// first, so that the noise of a shared machine hits both; each reports
+	// its own figure and the ratio postgres/pebble.
+	order := func(i int) []*backend {
+		if i%2 == 0 {
+			return backends
+		}
+		return []*backend{backends[1], backends[0]}
+	}
+	report := func(b *testing.B, unit string, f func(be *backend) float64) {
+		vals := make([]float64, len(backends))
+		for i, be := range backends {
+			vals[i] = f(be)
+			b.ReportMetric(vals[i], be.name+"-"+unit)
+		}
+		b.ReportMetric(vals[1]/vals[0], "postgres/pebble")
+	}
+
+	// Indexing: one op is one batch of 100 documents into each backend,
+	// the next of the corpus (after the last, the first again:
+	// replacements). Whatever the benchmark did not index is indexed
+	// afterwards, untimed, so that both backends hold every document.
 	const batch = 100
 	nbatch := (len(docs) + batch - 1) / batch
 	for _, be := range backends {
@@ -128,24 +148,29 @@ func BenchmarkBackends(b *testing.B) {
 			b.Fatal(err)
 		}
 		be.in = in
-		next := 0
-		indexBatch := func(b *testing.B) {
-			j := (next % nbatch) * batch
+	}
+	next := 0
+	spent := map[*backend]time.Duration{}
+	indexBatch := func(b *testing.B) {
+		j := (next % nbatch) * batch
+		for _, be := range order(next) {
+			start := time.Now()
 			if err := be.in.Index(ctx, docs[j:min(j+batch, len(docs))]...); err != nil {
 				b.Fatal(err)
 			}
-			next++
+			spent[be] += time.Since(start)
 		}
-		b.Run("index/"+be.name, func(b *testing.B) {
-			start := time.Now()
-			for i := 0; i < b.N; i++ {
-				indexBatch(b)
-			}
-			b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "docs/s")
-		})
-		for next < nbatch {
+		next++
+	}
+	b.Run("index", func(b *testing.B) {
+		clear(spent)
+		for i := 0; i < b.N; i++ {
 			indexBatch(b)
 		}
+		report(b, "docs/s", func(be *backend) float64 { return float64(b.N*batch) / spent[be].Seconds() })
+	})
+	for next < nbatch {
+		indexBatch(b)
 	}
 
 	// Warm-up, and the same answers on both backends.
@@ -166,36 +191,43 @@ func BenchmarkBackends(b *testing.B) {
 	}
 	queries := func(kind string) {
 		for _, c := range classes {
-			for _, be := range backends {
-				b.Run(fmt.Sprintf("%s/%s/%s", kind, c.name, be.name), func(b *testing.B) {
-					lat := make([]time.Duration, 0, b.N)
-					for i := 0; i < b.N; i++ {
+			b.Run(kind+"/"+c.name, func(b *testing.B) {
+				lat := map[*backend][]time.Duration{}
+				for i := 0; i < b.N; i++ {
+					for _, be := range order(i) {
 						req := c.reqs[i%len(c.reqs)]()
 						start := time.Now()
 						if _, err := be.in.Search(ctx, req); err != nil {
 							b.Fatal(err)
 						}
-						lat = append(lat, time.Since(start))
+						lat[be] = append(lat[be], time.Since(start))
 					}
-					slices.Sort(lat)
-					b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+				}
+				report(b, "p50-ms", func(be *backend) float64 {
+					l := lat[be]
+					slices.Sort(l)
+					return float64(l[len(l)/2].Microseconds()) / 1000
 				})
-			}
+			})
 		}
 	}
 	queries("query")
-	for _, be := range backends {
-		b.Run("open/"+be.name, func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
+	b.Run("open", func(b *testing.B) {
+		spent := map[*backend]time.Duration{}
+		for i := 0; i < b.N; i++ {
+			for _, be := range order(i) {
+				start := time.Now()
 				be.in.Close()
 				in, err := index.Open(ctx, be.st, "bench", opts)
 				if err != nil {
 					b.Fatal(err)
 				}
 				be.in = in
+				spent[be] += time.Since(start)
 			}
-		})
-	}
+		}
+		report(b, "ms", func(be *backend) float64 { return float64(spent[be].Microseconds()) / 1000 / float64(b.N) })
+	})
 	// Without the instance's cache of decrypted posting lists and packs,
 	// every search reads the store.
 	nocache := opts

@@ -60,7 +60,13 @@ type LeaseOptions struct {
 	Holder string
 }
 
-const defaultLeaseTTL = 15 * time.Second
+// DefaultLeaseTTL is LeaseOptions.TTL's default.
+const DefaultLeaseTTL = 15 * time.Second
+
+// StoreScope is the lease scope of a whole store: blindex's CLI and server
+// hold it, so that one process at a time writes a store, as Pebble's
+// directory lock does for a data directory.
+const StoreScope = "blindex/store"
 
 func (o *LeaseOptions) withDefaults() []error {
 	if o.Scope == "" {
@@ -72,7 +78,7 @@ func (o *LeaseOptions) withDefaults() []error {
 	}
 	switch {
 	case o.TTL == 0:
-		o.TTL = defaultLeaseTTL
+		o.TTL = DefaultLeaseTTL
 	case o.TTL < time.Second:
 		errs = append(errs, errors.New("Lease.TTL must be at least 1s"))
 	}
@@ -146,10 +152,10 @@ func (s *Store) AcquireLease(ctx context.Context, scope, holder string, ttl time
 	}
 	var epoch int64
 	err := s.retry(ctx, func(ctx context.Context) error {
-		err := s.pool.QueryRow(ctx, "INSERT INTO "+s.leases+" (scope, holder, expires, epoch) VALUES ($1, $2, now() + $3 * INTERVAL '1 millisecond', 1) "+
+		err := s.pool.QueryRow(ctx, "INSERT INTO "+s.leases+" (scope, holder, expires, epoch) VALUES ($1, $2, now() + $3::FLOAT8 * INTERVAL '1 millisecond', 1) "+
 			"ON CONFLICT (scope) DO UPDATE SET holder = excluded.holder, expires = excluded.expires, epoch = "+s.leases+".epoch + 1 "+
 			"WHERE "+s.leases+".expires <= now() OR "+s.leases+".holder = excluded.holder RETURNING epoch",
-			scope, holder, ttl.Milliseconds()).Scan(&epoch)
+			scope, holder, float64(ttl.Milliseconds())).Scan(&epoch)
 		if isUniqueViolation(err) {
 			return errRetry // two first acquisitions at once
 		}
@@ -213,8 +219,8 @@ func (l *Lease) Renew(ctx context.Context) error {
 	}
 	var tagRows int64
 	err := l.s.retry(ctx, func(ctx context.Context) error {
-		tag, err := l.s.pool.Exec(ctx, "UPDATE "+l.s.leases+" SET expires = now() + $4 * INTERVAL '1 millisecond' WHERE scope = $1 AND holder = $2 AND epoch = $3",
-			l.scope, l.holder, l.epoch, l.ttl.Milliseconds())
+		tag, err := l.s.pool.Exec(ctx, "UPDATE "+l.s.leases+" SET expires = now() + $4::FLOAT8 * INTERVAL '1 millisecond' WHERE scope = $1 AND holder = $2 AND epoch = $3",
+			l.scope, l.holder, l.epoch, float64(l.ttl.Milliseconds()))
 		tagRows = tag.RowsAffected()
 		return err
 	})

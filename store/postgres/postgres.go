@@ -21,6 +21,14 @@
 //     connection failures before a statement was sent, are retried a few
 //     times; other errors are returned.
 //
+// # Leases
+//
+// Options.Lease (or AcquireLease and Fenced) makes a Store the only writer
+// of a scope among all processes over the database: a lease row timed on
+// the database's clock, checked by every fenced write inside its own
+// transaction, so that a holder whose lease has passed and been taken over
+// has its writes refused whole (ErrFenced). See lease.go.
+//
 // # Compatibility
 //
 // The SQL stays within what PostgreSQL (tested: 15), CockroachDB and
