@@ -571,7 +571,13 @@ func errString(err error) string {
 // Pebble store in cfg.Data (created if missing).
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.Store != "" {
-		st, err := postgres.Open(ctx, cfg.Store, postgres.Options{})
+		// One process serves a store at a time, as with Pebble's directory
+		// lock: a lease in the database, fencing every write. A killed
+		// server's lease is taken over once it passes.
+		st, err := postgres.Open(ctx, cfg.Store, postgres.Options{Lease: postgres.LeaseOptions{
+			Scope: postgres.StoreScope,
+			Wait:  postgres.DefaultLeaseTTL + time.Second,
+		}})
 		if err != nil {
 			return nil, fmt.Errorf("server: store at %s: %w", postgres.Redact(cfg.Store), err)
 		}

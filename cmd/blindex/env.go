@@ -48,7 +48,14 @@ func openEnv(c commonFlags, create bool) (*env, error) {
 		if err := e.openAudit(); err != nil {
 			return nil, err
 		}
-		st, err := postgres.Open(context.Background(), c.store, postgres.Options{})
+		// One blindex process writes a store at a time, as with Pebble's
+		// directory lock: a lease in the database, fencing every write.
+		st, err := postgres.Open(context.Background(), c.store, postgres.Options{Lease: postgres.LeaseOptions{Scope: postgres.StoreScope}})
+		if errors.Is(err, postgres.ErrLeaseHeld) {
+			e.Close()
+			return nil, inputErrorf("another blindex process (named in the message) uses this store: stop it, or wait until its lease passes if it was killed, then retry",
+				"cannot open the store at %s: %v", c.storeName(), err)
+		}
 		if err != nil {
 			e.Close()
 			return nil, inputErrorf("check --store (host, port, database, user, password, sslmode) and that the database is reachable, then retry",

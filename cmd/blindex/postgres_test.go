@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/blindex/blindex/store/postgres"
 	"github.com/blindex/blindex/store/postgres/pgtest"
 )
 
@@ -47,10 +49,27 @@ func TestStorePostgres(t *testing.T) {
 		t.Fatalf("instances: %v", r)
 	}
 
+	// Another process holds the store: refused at once, saying so; free
+	// again once it closes.
+	other, err := postgres.Open(context.Background(), url, postgres.Options{Lease: postgres.LeaseOptions{Scope: postgres.StoreScope}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = must(t, 1, "search", "--store", url, "connection")
+	if !strings.Contains(r.stderr, "another blindex process") || !strings.Contains(r.stderr, "lease") {
+		t.Errorf("store held by another process: %v", r)
+	}
+	other.Close()
+	must(t, 0, "search", "--store", url, "connection")
+
 	// Usage errors: both locations, a location that is not a URL.
 	r = must(t, 1, "search", "--store", url, "--data", w.data, "connection")
 	if !strings.Contains(r.stderr, "not both") {
 		t.Errorf("--store with --data: %v", r)
+	}
+	r = blindex(t, "", "serve", "--store", url, "--data", w.data)
+	if r.code == 0 || !strings.Contains(r.stderr, "give --data DIR or --store postgres://... (one of them)") {
+		t.Errorf("serve with --store and --data: %v", r)
 	}
 	r = must(t, 1, "search", "--store", "mysql://x", "connection")
 	if !strings.Contains(r.stderr, "postgres://") {
