@@ -66,8 +66,14 @@ func start() (*Server, error) {
 		}
 	}
 	// Not t.TempDir: its parents are private to root, and the server may
-	// run as another user. The socket path must stay short (107 bytes).
-	dir, err := os.MkdirTemp("", "blindex-pg-")
+	// run as another user. As root, in /tmp, which every user can
+	// traverse ($TMPDIR may not be). The socket path must stay short (107
+	// bytes).
+	base := ""
+	if os.Geteuid() == 0 {
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "blindex-pg-")
 	if err != nil {
 		return nil, err
 	}
