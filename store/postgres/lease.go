@@ -331,10 +331,24 @@ func (l *Lease) readCheck(br pgx.BatchResults) error {
 		return err
 	}
 	if tag.RowsAffected() != 1 {
-		l.setLost(ErrFenced)
 		return ErrFenced
 	}
 	return nil
+}
+
+// retryFenced runs the fenced write f with s.retry. When the fence refuses
+// it while the lease is not known lost — the lease passed without anyone
+// taking the scope, e.g. while the database could not be reached for
+// longer than the TTL — it renews the lease (which fails for good when
+// another holder acquired the scope since) and runs f once more.
+func (s *Store) retryFenced(ctx context.Context, fence *Lease, f func(ctx context.Context) error) error {
+	err := s.retry(ctx, f)
+	if errors.Is(err, ErrFenced) && fence.usable() == nil {
+		if rerr := fence.Renew(ctx); rerr == nil {
+			err = s.retry(ctx, f)
+		}
+	}
+	return err
 }
 
 // Fenced returns a view of s whose Apply and DeletePrefix commit only while

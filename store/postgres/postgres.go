@@ -413,7 +413,7 @@ func (s *Store) apply(b *store.Batch, sync bool, fence *Lease) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
-	err := s.retry(ctx, func(ctx context.Context) error {
+	err := s.retryFenced(ctx, fence, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var pb pgx.Batch
 			fence.queueCheck(&pb)
@@ -522,7 +522,7 @@ func (s *Store) deletePrefix(prefix []byte, fence *Lease) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
-	err := s.retry(ctx, func(ctx context.Context) error {
+	err := s.retryFenced(ctx, fence, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			var pb pgx.Batch
 			fence.queueCheck(&pb)
