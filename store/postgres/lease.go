@@ -30,7 +30,10 @@ import (
 // and is rolled back whole unless that statement updated the row. The
 // update locks the row until the commit, so a takeover (which updates the
 // same row) waits for a fenced write in flight, or the write sees the new
-// holder and is refused: a holder whose lease has passed never commits.
+// holder and is refused: a holder whose lease was taken over never commits
+// again. A write refused only because the lease passed, while nobody took
+// the scope, renews the lease (same epoch: nobody wrote since) and goes
+// through.
 
 var (
 	// ErrLeaseHeld reports that another holder has a live lease on the

@@ -123,11 +123,11 @@ func TestLeaseTakeover(t *testing.T) {
 	}
 }
 
-// TestLeaseFailover: a holder that stops renewing (as if killed) while it
-// writes is taken over within its TTL + 1 s by a Store opened with
-// Options.Lease and a Wait; exactly the writes the old holder saw
-// acknowledged are in the database, and every write after the takeover is
-// refused.
+// TestLeaseFailover: a holder killed while it writes (it stops without
+// releasing its lease) is taken over within its TTL + 1 s by a Store
+// opened with Options.Lease and a Wait; exactly the writes the old holder
+// saw acknowledged are in the database, and a write of the old holder
+// after the takeover (a zombie: a process paused, not killed) is refused.
 func TestLeaseFailover(t *testing.T) {
 	srv := pgtest.Start(t)
 	url := srv.NewDatabase(t)
@@ -138,20 +138,22 @@ func TestLeaseFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acquired := time.Now()
+	acquired := time.Now() // the old holder never renews
 	fa := a.Fenced(la)
 
 	acked := map[string]bool{}
+	kill := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for i := 0; ; i++ {
-			k := fmt.Sprintf("w/%05d", i)
-			err := set1(fa, k, "v")
-			if errors.Is(err, postgres.ErrFenced) {
+			select {
+			case <-kill:
 				return
+			default:
 			}
-			if err != nil {
+			k := fmt.Sprintf("w/%05d", i)
+			if err := set1(fa, k, "v"); err != nil {
 				t.Errorf("write %d: %v", i, err)
 				return
 			}
@@ -159,18 +161,23 @@ func TestLeaseFailover(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
+	time.Sleep(500 * time.Millisecond)
+	close(kill)
+	<-done
 	b := open(t, url, postgres.Options{Lease: postgres.LeaseOptions{Scope: "store", TTL: ttl, Wait: 2 * ttl, Holder: "node-b"}})
 	takeover := time.Since(acquired)
 	t.Logf("takeover %v after the old holder's last renewal (TTL %v)", takeover.Round(time.Millisecond), ttl)
 	if takeover > ttl+time.Second {
 		t.Errorf("takeover took %v, want at most TTL + 1s", takeover)
 	}
-	<-done
+	if err := set1(fa, "zombie", "a"); !errors.Is(err, postgres.ErrFenced) {
+		t.Errorf("the old holder's write after the takeover: %v, want ErrFenced", err)
+	}
 	if len(acked) == 0 {
 		t.Fatal("the old holder wrote nothing")
 	}
 	var inDB []string
-	if err := b.Iterate([]byte("w/"), func(k, _ []byte) error { inDB = append(inDB, string(k)); return nil }); err != nil {
+	if err := b.Iterate(nil, func(k, _ []byte) error { inDB = append(inDB, string(k)); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range inDB {
@@ -183,6 +190,27 @@ func TestLeaseFailover(t *testing.T) {
 	}
 	if err := set1(b, "after", "b"); err != nil {
 		t.Fatalf("new holder's write: %v", err)
+	}
+}
+
+// TestLeaseRenewedByWrite: a write after the holder's lease passed, while
+// nobody took the scope, renews the lease and goes through: nobody can
+// have written in between.
+func TestLeaseRenewedByWrite(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.NewDatabase(t)
+	ctx := context.Background()
+	a := open(t, url, postgres.Options{})
+	la, err := a.AcquireLease(ctx, "store", "node-a", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if err := set1(a.Fenced(la), "k", "v"); err != nil {
+		t.Fatalf("write after the lease passed, scope not taken: %v", err)
+	}
+	if _, err := a.AcquireLease(ctx, "store", "node-b", time.Second); !errors.Is(err, postgres.ErrLeaseHeld) {
+		t.Fatalf("the write did not renew the lease: %v", err)
 	}
 }
 
