@@ -94,10 +94,9 @@ type Options struct {
 	Table string
 	// PageSize is the number of rows Iterate reads per query. Default 256.
 	PageSize int
-	// MaxConns is the size of the connection pool. Iterate holds one
-	// connection until it returns. Default: pgxpool's default, the larger
-	// of 4 and the number of CPUs (or pool_max_conns of the connection
-	// string).
+	// MaxConns is the size of the connection pool: the most store calls
+	// running at once (Iterate holds a connection until it returns).
+	// Default 16, or pool_max_conns of the connection string.
 	MaxConns int32
 	// Timeout bounds each Get, Apply and DeletePrefix, retries included.
 	// Default 60 s.
@@ -113,6 +112,7 @@ const (
 	defaultTable    = "blindex_kv"
 	defaultPageSize = 256
 	defaultTimeout  = 60 * time.Second
+	defaultMaxConns = 16
 	// maxChunkBytes bounds the keys and values sent in one statement of
 	// Apply (CockroachDB refuses messages over 16 MiB by default).
 	maxChunkBytes = 4 << 20
@@ -198,8 +198,11 @@ func Open(ctx context.Context, connString string, o Options) (*Store, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
 	}
-	if o.MaxConns > 0 {
+	switch {
+	case o.MaxConns > 0:
 		cfg.MaxConns = o.MaxConns
+	case !strings.Contains(connString, "pool_max_conns"):
+		cfg.MaxConns = defaultMaxConns
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
