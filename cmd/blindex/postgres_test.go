@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"net"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/blindex/blindex/store/postgres"
 	"github.com/blindex/blindex/store/postgres/pgtest"
@@ -47,6 +52,42 @@ func TestStorePostgres(t *testing.T) {
 	r = must(t, 0, "instances", "--store", url)
 	if !strings.Contains(r.stdout, "default") {
 		t.Fatalf("instances: %v", r)
+	}
+
+	// blindex serve --store serves the same instance.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan result, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		code := run(ctx, []string{"serve", "--store", url, "--addr", addr}, strings.NewReader(""), &out, &errb)
+		served <- result{out.String(), errb.String(), code}
+	}()
+	var resp *http.Response
+	for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(100 * time.Millisecond) {
+		resp, err = http.Post("http://"+addr+"/v1/instances/default/search", "application/json", strings.NewReader(`{"query":{"query":"connection"},"sort":["_id"]}`))
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		cancel()
+		t.Fatalf("serve --store did not answer: %v\n%v", err, <-served)
+	}
+	var res searchJSON
+	json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	cancel()
+	if r := <-served; r.code != 0 {
+		t.Errorf("serve --store: %v", r)
+	}
+	if resp.StatusCode != http.StatusOK || !reflect.DeepEqual(res.ids(), []string{"T-1", "T-2"}) {
+		t.Fatalf("search through serve --store: HTTP %d, ids %v", resp.StatusCode, res.ids())
 	}
 
 	// Another process holds the store: refused at once, saying so; free
