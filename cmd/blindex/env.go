@@ -17,10 +17,10 @@ import (
 	"github.com/blindex/blindex/tokenize"
 )
 
-// env is what a command works in: the store of one data directory (or of
-// a PostgreSQL database with --store), the
-// local key provider once keys are opened, and one index.Catalog over them
-// (configurations, instances, keyrings, BYOK rules), made on first use.
+// env is what a command works in: the store of one data directory (or of a
+// PostgreSQL database with --store), the local key provider once keys are
+// opened, and one index.Catalog over them (configurations, instances,
+// keyrings, BYOK rules), made on first use.
 type env struct {
 	dir   string      // data directory, as given; "" with --store
 	flags commonFlags // the command's flags

@@ -31,7 +31,7 @@ type commonFlags struct {
 func (c *commonFlags) register(fs *flag.FlagSet, withInstance bool) {
 	c.stderr = fs.Output()
 	fs.StringVar(&c.data, "data", "", "data `DIR`ectory of the store (required unless --store is given)")
-	fs.StringVar(&c.store, "store", "", "a shared store in a PostgreSQL-compatible database, in place of --data: a postgres://user:password@host:port/database?sslmode=... `URL`")
+	fs.StringVar(&c.store, "store", "", "a store in a PostgreSQL-compatible database, in place of --data: a postgres://user@host:port/database?sslmode=... `URL` (the password in $PGPASSWORD or ~/.pgpass: command lines are visible to other local users)")
 	if withInstance {
 		fs.StringVar(&c.instance, "instance", "default", "instance `NAME`")
 	}
