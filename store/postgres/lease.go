@@ -282,14 +282,17 @@ func (l *Lease) usable() error {
 // at the next tick; the database's check of every fenced write is what
 // keeps a holder whose lease passed from writing.
 func (l *Lease) keepAlive() {
-	l.stop, l.stopped = make(chan struct{}), make(chan struct{})
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	l.mu.Lock()
+	l.stop, l.stopped = stop, stopped
+	l.mu.Unlock()
 	go func() {
-		defer close(l.stopped)
+		defer close(stopped)
 		t := time.NewTicker(l.ttl / 3)
 		defer t.Stop()
 		for {
 			select {
-			case <-l.stop:
+			case <-stop:
 				return
 			case <-t.C:
 			}
@@ -305,12 +308,12 @@ func (l *Lease) keepAlive() {
 
 func (l *Lease) stopKeepAlive() {
 	l.mu.Lock()
-	stop := l.stop
+	stop, stopped := l.stop, l.stopped
 	l.stop = nil
 	l.mu.Unlock()
 	if stop != nil {
 		close(stop)
-		<-l.stopped
+		<-stopped
 	}
 }
 
