@@ -53,7 +53,7 @@ type testServer struct {
 // non-nil) on 127.0.0.1:0 and shuts it down at cleanup.
 func startServer(t testing.TB, cfg Config) *testServer {
 	t.Helper()
-	if cfg.Data == "" {
+	if cfg.Data == "" && cfg.Store == "" {
 		cfg.Data = t.TempDir()
 	}
 	if cfg.Home == "" {

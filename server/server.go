@@ -24,6 +24,7 @@ import (
 	"github.com/blindex/blindex/keys/awskms"
 	"github.com/blindex/blindex/policy"
 	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/store/postgres"
 )
 
 // MinAdminTokenLength is the shortest administrator token accepted, in
@@ -40,8 +41,13 @@ const DefaultInstanceCacheBytes = 32 << 20
 type Config struct {
 	// Data is the data directory: the Pebble store holding every instance,
 	// every encryption configuration and the hashed instance tokens.
-	// Required. It is created (mode 0700) if missing.
+	// Required unless Store is set. It is created (mode 0700) if missing.
 	Data string
+	// Store, in place of Data, is the connection URL (postgres://...) of
+	// a PostgreSQL-compatible database holding the store (package
+	// store/postgres). Default: none, the Pebble store in Data. Setting
+	// both is an error.
+	Store string
 	// Home holds the local provider key and the instances' shredding
 	// secrets. It MUST NOT be inside Data (a copy of the data directory
 	// would then carry its keys). Default: $BLINDEX_HOME, else ~/.blindex.
@@ -275,8 +281,13 @@ type Server struct {
 // opened (and their keys unwrapped) on first use.
 func Open(ctx context.Context, cfg Config) (*Server, error) {
 	var errs []error
-	if cfg.Data == "" {
-		errs = append(errs, errors.New("Config.Data (the data directory) is required"))
+	switch {
+	case cfg.Data == "" && cfg.Store == "":
+		errs = append(errs, errors.New("Config.Data (the data directory) or Config.Store (a postgres:// URL) is required"))
+	case cfg.Data != "" && cfg.Store != "":
+		errs = append(errs, errors.New("Config.Data and Config.Store are both set; give one"))
+	case cfg.Store != "" && !postgres.IsURL(cfg.Store):
+		errs = append(errs, errors.New("Config.Store must be a postgres:// or postgresql:// URL"))
 	}
 	if cfg.Home == "" {
 		h, err := index.DefaultHome()
@@ -328,21 +339,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return nil, fmt.Errorf("server: data directory: %w", err)
-	}
-	// The provider key in the key home also encrypts the store's files.
-	storeKey, err := keys.StoreKey(cfg.Home)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("server: store key: %w", err)
-	}
-	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{StoreKey: storeKey})
-	keys.Zero(storeKey)
-	if errors.Is(err, store.ErrStoreKey) || errors.Is(err, store.ErrNotEncrypted) {
-		return nil, fmt.Errorf("server: %w; the key home (Config.Home) must be the one the data directory was written with", err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("server: %w; make sure no other blindex process uses %s", err, cfg.Data)
+		return nil, err
 	}
 	s := &Server{cfg: cfg, lim: lim, log: log, st: st, admins: admins, open: len(admins) == 0, tlsConf: tlsConf}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
@@ -615,4 +614,39 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// openStore opens the store of cfg: the database at cfg.Store, else the
+// Pebble store in cfg.Data (created if missing).
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	if cfg.Store != "" {
+		// One process serves a store at a time, as with Pebble's directory
+		// lock: a lease in the database, fencing every write. A killed
+		// server's lease is taken over once it passes.
+		st, err := postgres.Open(ctx, cfg.Store, postgres.Options{Lease: postgres.LeaseOptions{
+			Scope: postgres.StoreScope,
+			Wait:  postgres.DefaultLeaseTTL + time.Second,
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("server: store at %s: %w", postgres.Redact(cfg.Store), err)
+		}
+		return st, nil
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data directory: %w", err)
+	}
+	// The provider key in the key home also encrypts the store's files.
+	storeKey, err := keys.StoreKey(cfg.Home)
+	if err != nil {
+		return nil, fmt.Errorf("server: store key: %w", err)
+	}
+	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{StoreKey: storeKey})
+	keys.Zero(storeKey)
+	if errors.Is(err, store.ErrStoreKey) || errors.Is(err, store.ErrNotEncrypted) {
+		return nil, fmt.Errorf("server: %w; the key home (Config.Home) must be the one the data directory was written with", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: %w; make sure no other blindex process uses %s", err, cfg.Data)
+	}
+	return st, nil
 }

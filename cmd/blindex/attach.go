@@ -100,9 +100,9 @@ func attachError(err error, a attachFlags) error {
 	case errors.Is(err, index.ErrAttachmentGone):
 		return inputErrorf("run the command again", "the attachment or its document was deleted meanwhile")
 	case errors.Is(err, index.ErrInvalidArgument):
-		return inputErrorf(fmt.Sprintf("list the document's attachment ids with 'blindex attach ls --data %s --instance %s --doc ID'", a.data, a.instance), "%v", err)
+		return inputErrorf(fmt.Sprintf("list the document's attachment ids with 'blindex attach ls %s --instance %s --doc ID'", a.storeArg(), a.instance), "%v", err)
 	case errors.Is(err, index.ErrNotFound):
-		return inputErrorf(fmt.Sprintf("check the document id, and list its attachments with 'blindex attach ls --data %s --instance %s --doc ID'", a.data, a.instance),
+		return inputErrorf(fmt.Sprintf("check the document id, and list its attachments with 'blindex attach ls %s --instance %s --doc ID'", a.storeArg(), a.instance),
 			"instance %q has no such document or attachment", a.instance)
 	}
 	return err

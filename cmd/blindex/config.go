@@ -119,7 +119,7 @@ is made.
 		}
 		cfg := index.EncryptionConfig{Org: f.org, KeyARN: *keyARN, Region: *region}
 		if old, err := cat.Config(f.org); err == nil {
-			return inputErrorf(fmt.Sprintf("an organisation has at most one BYOK configuration; see it with 'blindex config show --data %s --org %s'", shellQuote(f.data), shellQuote(f.org)),
+			return inputErrorf(fmt.Sprintf("an organisation has at most one BYOK configuration; see it with 'blindex config show %s --org %s'", f.storeArg(), shellQuote(f.org)),
 				"%w: organisation %q already has an encryption configuration (KMS key %s, region %s)", index.ErrPolicy, f.org, old.KeyARN, old.Region)
 		}
 		// The provider checks the ARN (a KMS key, not an alias) and that
@@ -135,8 +135,8 @@ is made.
 			return err
 		}
 		fmt.Fprintf(stdout, "created the encryption configuration of organisation %q: KMS key %s, region %s\n", f.org, cfg.KeyARN, cfg.Region)
-		fmt.Fprintf(stdout, "next: blindex instance create --data %s --instance NAME --org %s --site SITE --product PRODUCT --region %s --byok\n",
-			shellQuote(f.data), shellQuote(f.org), shellQuote(cfg.Region))
+		fmt.Fprintf(stdout, "next: blindex instance create %s --instance NAME --org %s --site SITE --product PRODUCT --region %s --byok\n",
+			f.storeArg(), shellQuote(f.org), shellQuote(cfg.Region))
 		return nil
 	}()
 	return report(stderr, "config create", err)
@@ -205,8 +205,8 @@ creation time) and the BYOK instances under it. Needs no key.
 		}
 		cfg, err := cat.Config(f.org)
 		if errors.Is(err, index.ErrNotFound) {
-			return inputErrorf(fmt.Sprintf("list the configurations with 'blindex config ls --data %s', or create this one with 'blindex config create --data %s --org %s --kms-key-arn ARN --region R'",
-				shellQuote(f.data), shellQuote(f.data), shellQuote(f.org)), "organisation %q has no encryption configuration in %s", f.org, f.data)
+			return inputErrorf(fmt.Sprintf("list the configurations with 'blindex config ls %s', or create this one with 'blindex config create %s --org %s --kms-key-arn ARN --region R'",
+				f.storeArg(), f.storeArg(), shellQuote(f.org)), "organisation %q has no encryption configuration in %s", f.org, f.storeName())
 		}
 		if err != nil {
 			return err
@@ -267,7 +267,7 @@ region, KMS key ARN, creation time and the number of BYOK instances.
 			return writeJSON(stdout, views)
 		}
 		if len(views) == 0 {
-			fmt.Fprintf(stdout, "no encryption configurations in %s; create one with 'blindex config create --data %s --org O --kms-key-arn ARN --region R'\n", c.data, shellQuote(c.data))
+			fmt.Fprintf(stdout, "no encryption configurations in %s; create one with 'blindex config create %s --org O --kms-key-arn ARN --region R'\n", c.storeName(), c.storeArg())
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

@@ -73,7 +73,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return usageErrorf("demo takes no arguments")
 		}
 		sampleDir := ""
-		if c.data == "" {
+		if c.data == "" && c.store == "" {
 			root, err := os.MkdirTemp("", "blindex-demo-")
 			if err != nil {
 				return fmt.Errorf("cannot create a temporary directory: %w", err)
@@ -102,7 +102,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !created {
 			verb = "re-used"
 		}
-		fmt.Fprintf(stdout, "blindex demo: %s instance %q in %s (key provider home %s)\n", verb, c.instance, c.data, e.home)
+		fmt.Fprintf(stdout, "blindex demo: %s instance %q in %s (key provider home %s)\n", verb, c.instance, c.storeName(), e.home)
 
 		x := &indexer{in: in, idField: "key", batch: 1000}
 		start := time.Now()
@@ -120,13 +120,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "Every document, term and posting is now sealed (AES-256-GCM) at a pseudorandom label.")
 
 		opts := searchOptions{size: 5, fields: splitList(demoFields)}
-		dataArg := shellQuote(c.data)
+		dataArg := c.storeArg()
 		instArg := ""
 		if c.instance != "default" {
 			instArg = " --instance " + shellQuote(c.instance)
 		}
 		for _, s := range demoSearches {
-			fmt.Fprintf(stdout, "\n# %s\n$ %s search --data %s%s --fields %s %s\n", s.what, self, dataArg, instArg, demoFields, shellQuote(s.query))
+			fmt.Fprintf(stdout, "\n# %s\n$ %s search %s%s --fields %s %s\n", s.what, self, dataArg, instArg, demoFields, shellQuote(s.query))
 			q, err := parseQuery(s.query)
 			if err != nil {
 				return err
@@ -146,14 +146,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 
-		fmt.Fprintf(stdout, "\nGo on from here (the demo data stays in %s):\n", c.data)
-		fmt.Fprintf(stdout, "  %s search --data %s%s '+votes:>=10 +status:Open'\n", self, dataArg, instArg)
-		fmt.Fprintf(stdout, "  %s search --data %s%s --json 'created:>=\"2025-03-01\" checkout'\n", self, dataArg, instArg)
-		fmt.Fprintf(stdout, "  %s get --data %s%s SHOP-106\n", self, dataArg, instArg)
-		fmt.Fprintf(stdout, "  %s check --data %s%s\n", self, dataArg, instArg)
-		fmt.Fprintf(stdout, "  %s instance ls --data %s\n", self, dataArg)
+		fmt.Fprintf(stdout, "\nGo on from here (the demo data stays in %s):\n", c.storeName())
+		fmt.Fprintf(stdout, "  %s search %s%s '+votes:>=10 +status:Open'\n", self, dataArg, instArg)
+		fmt.Fprintf(stdout, "  %s search %s%s --json 'created:>=\"2025-03-01\" checkout'\n", self, dataArg, instArg)
+		fmt.Fprintf(stdout, "  %s get %s%s SHOP-106\n", self, dataArg, instArg)
+		fmt.Fprintf(stdout, "  %s check %s%s\n", self, dataArg, instArg)
+		fmt.Fprintf(stdout, "  %s instance ls %s\n", self, dataArg)
 		if sampleDir != "" {
-			fmt.Fprintf(stdout, "  %s index --data %s --instance mine --mapping %s --id-field key %s\n", self, dataArg,
+			fmt.Fprintf(stdout, "  %s index %s --instance mine --mapping %s --id-field key %s\n", self, dataArg,
 				shellQuote(filepath.Join(sampleDir, "mapping.json")), shellQuote(filepath.Join(sampleDir, "issues.ndjson")))
 			fmt.Fprintf(stdout, "Remove %s when you are done.\n", sampleDir)
 		}
@@ -198,7 +198,7 @@ func (e *env) demoWikiInstance(ctx context.Context, stdout io.Writer, name, self
 	fmt.Fprintln(stdout, "The wiki puts page and blog content, comments, questions and answers (and attachments) under its instance key.")
 	opts := searchOptions{size: 5, fields: splitList(demoWikiFields)}
 	for _, s := range demoWikiSearches {
-		fmt.Fprintf(stdout, "\n# %s\n$ %s search --data %s --instance %s --fields %s %s\n", s.what, self, dataArg, shellQuote(name), demoWikiFields, shellQuote(s.query))
+		fmt.Fprintf(stdout, "\n# %s\n$ %s search %s --instance %s --fields %s %s\n", s.what, self, dataArg, shellQuote(name), demoWikiFields, shellQuote(s.query))
 		q, err := parseQuery(s.query)
 		if err != nil {
 			return err

@@ -15,17 +15,19 @@ import (
 	"github.com/blindex/blindex/keys/awskms"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/control"
+	"github.com/blindex/blindex/store/postgres"
 	"github.com/blindex/blindex/tokenize"
 )
 
-// env is what a command works in: the store of one data directory, the
-// local key provider once keys are opened, and one index.Catalog over them
-// (configurations, instances, keyrings, BYOK rules), made on first use.
+// env is what a command works in: the store of one data directory (or of a
+// PostgreSQL database with --store), the local key provider once keys are
+// opened, and one index.Catalog over them (configurations, instances,
+// keyrings, BYOK rules), made on first use.
 type env struct {
-	dir   string      // data directory, as given
+	dir   string      // data directory, as given; "" with --store
 	flags commonFlags // the command's flags
 	home  string      // key home, resolved; "" until keys are opened
-	st    *store.Pebble
+	st    store.Store
 	ctl   *control.Store      // st with control records authenticated; nil until openLocal
 	prov  *keys.LocalProvider // nil until openKeys (or when the key file is missing and optional)
 	local keys.Provider       // the catalog's provider for non-BYOK instances
@@ -37,10 +39,33 @@ type env struct {
 
 // openEnv opens the store in c.data. With create, a missing data directory
 // is created (mode 0700); otherwise it is an error, so that a typo in --data
-// does not silently create an empty store. It also opens the --audit log.
+// does not silently create an empty store. With --store, it connects to
+// the database instead (creating the store's table when missing). It also
+// opens the --audit log.
 func openEnv(c commonFlags, create bool) (*env, error) {
 	if err := c.check(); err != nil {
 		return nil, err
+	}
+	if c.store != "" {
+		e := &env{flags: c}
+		if err := e.openAudit(); err != nil {
+			return nil, err
+		}
+		// One blindex process writes a store at a time, as with Pebble's
+		// directory lock: a lease in the database, fencing every write.
+		st, err := postgres.Open(context.Background(), c.store, postgres.Options{Lease: postgres.LeaseOptions{Scope: postgres.StoreScope}})
+		if errors.Is(err, postgres.ErrLeaseHeld) {
+			e.Close()
+			return nil, inputErrorf("another blindex process (named in the message) uses this store: stop it, or wait until its lease passes if it was killed, then retry",
+				"cannot open the store at %s: %v", c.storeName(), err)
+		}
+		if err != nil {
+			e.Close()
+			return nil, inputErrorf("check --store (host, port, database, user, password, sslmode) and that the database is reachable, then retry",
+				"cannot open the store at %s: %v", c.storeName(), err)
+		}
+		e.st = st
+		return e, nil
 	}
 	fi, err := os.Stat(c.data)
 	switch {
@@ -224,7 +249,7 @@ func (e *env) openLocal(flagHome string, need keyNeed) error {
 	if err != nil {
 		return err
 	}
-	if within(home, e.dir) {
+	if e.dir != "" && within(home, e.dir) {
 		return inputErrorf("keep the key away from the data it protects: set --home or BLINDEX_HOME to a directory outside the data directory",
 			"the key provider home %s is inside the data directory %s", home, e.dir)
 	}
@@ -371,8 +396,9 @@ func (e *env) checkProvider(man *index.Manifest) error {
 
 // noInstance is the error for an instance that does not exist.
 func (e *env) noInstance(name string) error {
-	return inputErrorf(fmt.Sprintf("list the instances with 'blindex instance ls --data %s', or create this one with 'blindex instance create --data %s --instance %s ...' or 'blindex index --data %s --instance %s --mapping FILE FILE...'", e.dir, e.dir, name, e.dir, name),
-		"instance %q does not exist in %s", name, e.dir)
+	at := e.flags.storeArg()
+	return inputErrorf(fmt.Sprintf("list the instances with 'blindex instance ls %s', or create this one with 'blindex instance create %s --instance %s ...' or 'blindex index %s --instance %s --mapping FILE FILE...'", at, at, name, at, name),
+		"instance %q does not exist in %s", name, e.flags.storeName())
 }
 
 // manifest reads an instance's manifest (no key needed).
@@ -447,7 +473,7 @@ func (e *env) openInstance(ctx context.Context, c commonFlags, opts index.Option
 // openError explains why an existing instance could not be opened, with
 // what to do next.
 func (e *env) openError(man *index.Manifest, err error) error {
-	restore := fmt.Sprintf("'blindex instance restore --data %s --instance %s'", shellQuote(e.dir), shellQuote(man.Name))
+	restore := fmt.Sprintf("'blindex instance restore %s --instance %s'", e.flags.storeArg(), shellQuote(man.Name))
 	switch {
 	case errors.Is(err, keys.ErrKeyRevoked) && man.Meta.BYOK:
 		return &cliError{code: exitKey, err: err, next: fmt.Sprintf(
@@ -462,7 +488,7 @@ func (e *env) openError(man *index.Manifest, err error) error {
 	case errors.Is(err, index.ErrNotFound) && man.Meta.BYOK && e.cat != nil:
 		if _, cerr := e.cat.Config(man.Meta.Org); cerr != nil {
 			return &cliError{code: exitKey, err: err,
-				next: fmt.Sprintf("instance %q is BYOK for organisation %q, which has no encryption configuration in %s", man.Name, man.Meta.Org, e.dir)}
+				next: fmt.Sprintf("instance %q is BYOK for organisation %q, which has no encryption configuration in %s", man.Name, man.Meta.Org, e.flags.storeName())}
 		}
 		fallthrough
 	case errors.Is(err, index.ErrNotFound) && man.Shred:
@@ -499,7 +525,7 @@ func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile strin
 	switch {
 	case errors.Is(err, index.ErrNotFound):
 		if m == nil {
-			return nil, false, usageErrorf("instance %q does not exist in %s: give --mapping FILE to create it", c.instance, e.dir)
+			return nil, false, usageErrorf("instance %q does not exist in %s: give --mapping FILE to create it", c.instance, e.flags.storeName())
 		}
 		if err := e.openLocal(c.home, keyCreate); err != nil {
 			return nil, false, err

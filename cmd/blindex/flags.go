@@ -10,12 +10,14 @@ import (
 
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/policy"
+	"github.com/blindex/blindex/store/postgres"
 )
 
 // commonFlags are the flags every command that opens an instance takes:
 // where the store and the keys are, and how the key providers behave.
 type commonFlags struct {
 	data     string
+	store    string // --store: a postgres:// URL, in place of data
 	instance string
 	home     string
 
@@ -30,7 +32,8 @@ type commonFlags struct {
 
 func (c *commonFlags) register(fs *flag.FlagSet, withInstance bool) {
 	c.stderr = fs.Output()
-	fs.StringVar(&c.data, "data", "", "data `DIR`ectory of the store (required)")
+	fs.StringVar(&c.data, "data", "", "data `DIR`ectory of the store (required unless --store is given)")
+	fs.StringVar(&c.store, "store", "", "a store in a PostgreSQL-compatible database, in place of --data: a postgres://user@host:port/database?sslmode=... `URL` (the password in $PGPASSWORD or ~/.pgpass: command lines are visible to other local users)")
 	if withInstance {
 		fs.StringVar(&c.instance, "instance", "default", "instance `NAME`")
 	}
@@ -58,14 +61,36 @@ func (c *commonFlags) loadPolicy() (*policy.Policy, error) {
 // check validates the common flags.
 func (c *commonFlags) check() error {
 	switch {
-	case c.data == "":
-		return usageErrorf("--data DIR is required")
+	case c.data == "" && c.store == "":
+		return usageErrorf("--data DIR is required (or --store postgres://...)")
+	case c.data != "" && c.store != "":
+		return usageErrorf("give --data DIR or --store URL, not both")
+	case c.store != "" && !postgres.IsURL(c.store):
+		return usageErrorf("--store takes a postgres:// or postgresql:// URL")
 	case c.lease < keys.MinLease:
 		return usageErrorf("--lease must be at least %v", keys.MinLease)
 	case c.kmsTimeout < 0:
 		return usageErrorf("--kms-timeout must not be negative")
 	}
 	return nil
+}
+
+// storeArg returns the flag that names the store, for messages: --data DIR
+// or --store URL (its password masked), shell-quoted.
+func (c *commonFlags) storeArg() string {
+	if c.store != "" {
+		return "--store " + shellQuote(postgres.Redact(c.store))
+	}
+	return "--data " + shellQuote(c.data)
+}
+
+// storeName names the store for messages: the data directory, or the URL
+// with its password masked.
+func (c *commonFlags) storeName() string {
+	if c.store != "" {
+		return postgres.Redact(c.store)
+	}
+	return c.data
 }
 
 // newFlagSet returns a flag set for a command whose usage is the synopsis

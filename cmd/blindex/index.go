@@ -110,7 +110,7 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 		defer in.Close()
 		if created {
-			fmt.Fprintf(stderr, "created instance %q in %s\n", c.instance, c.data)
+			fmt.Fprintf(stderr, "created instance %q in %s\n", c.instance, c.storeName())
 		}
 		x := &indexer{in: in, idField: *idField, batch: *batch, batchBytes: *batchBytes, maxDoc: *maxDoc, stdin: stdin}
 		if !*noProgress && isTerminal(stderr) {

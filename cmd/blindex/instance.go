@@ -138,8 +138,8 @@ can read the data directory and --home.
 			if man.Meta.BYOK != meta.BYOK {
 				return withNext(fmt.Errorf("instance %q exists with byok=%v: %w", c.instance, man.Meta.BYOK, index.ErrBYOKImmutable), "")
 			}
-			return inputErrorf(fmt.Sprintf("see it with 'blindex instance show --data %s --instance %s', or choose another --instance", shellQuote(c.data), shellQuote(c.instance)),
-				"instance %q already exists in %s", c.instance, c.data)
+			return inputErrorf(fmt.Sprintf("see it with 'blindex instance show %s --instance %s', or choose another --instance", c.storeArg(), shellQuote(c.instance)),
+				"instance %q already exists in %s", c.instance, c.storeName())
 		}
 		if err := e.openLocal(c.home, keyCreate); err != nil {
 			return err
@@ -166,7 +166,7 @@ can read the data directory and --home.
 			kind, key = "BYOK instance", "KMS key "+man.KeyID
 		}
 		fmt.Fprintf(stdout, "created %s %q in %s: org %s, site %s, product %s, region %s; key generation %d wrapped by %s\n",
-			kind, c.instance, c.data, orDash(man.Meta.Org), orDash(man.Meta.Site), orDash(man.Meta.Product), orDash(man.Meta.Region), man.Current, key)
+			kind, c.instance, c.storeName(), orDash(man.Meta.Org), orDash(man.Meta.Site), orDash(man.Meta.Product), orDash(man.Meta.Region), man.Current, key)
 		return nil
 	}()
 	return report(stderr, "instance create", err)
@@ -369,7 +369,7 @@ is flagged and its metadata not shown.
 			return writeJSON(stdout, views)
 		}
 		if len(views) == 0 {
-			fmt.Fprintf(stdout, "no instances in %s; create one with 'blindex instance create --data %s --instance NAME ...'\n", c.data, shellQuote(c.data))
+			fmt.Fprintf(stdout, "no instances in %s; create one with 'blindex instance create %s --instance NAME ...'\n", c.storeName(), c.storeArg())
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
@@ -451,8 +451,8 @@ documents into it.
 		if err == nil { // cannot happen: the catalog always refuses
 			return fmt.Errorf("instance %q: %w", c.instance, index.ErrBYOKImmutable)
 		}
-		return withNext(err, fmt.Sprintf("create a new BYOK instance ('blindex instance create --data %s --instance NEW --org O --site S --product P --region R --byok') and re-index the documents into it",
-			shellQuote(c.data)))
+		return withNext(err, fmt.Sprintf("create a new BYOK instance ('blindex instance create %s --instance NEW --org O --site S --product P --region R --byok') and re-index the documents into it",
+			c.storeArg()))
 	})
 }
 
@@ -547,8 +547,8 @@ blindex: old wrapped keys still unwrap.)
 			return err
 		}
 		after := in.Manifest()
-		fmt.Fprintf(stdout, "instance %q: rotated to key generation %d (%d generations); new writes use it; run 'blindex instance reencrypt --data %s --instance %s' to move older records to it\n",
-			c.instance, gen, len(after.Generations), shellQuote(c.data), shellQuote(c.instance))
+		fmt.Fprintf(stdout, "instance %q: rotated to key generation %d (%d generations); new writes use it; run 'blindex instance reencrypt %s --instance %s' to move older records to it\n",
+			c.instance, gen, len(after.Generations), c.storeArg(), shellQuote(c.instance))
 		return nil
 	})
 }

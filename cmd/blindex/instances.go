@@ -39,7 +39,7 @@ func runInstances(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return err
 		}
 		if len(views) == 0 {
-			fmt.Fprintf(stdout, "no instances in %s; create one with 'blindex index --data %s --mapping FILE FILE...'\n", c.data, c.data)
+			fmt.Fprintf(stdout, "no instances in %s; create one with 'blindex index %s --mapping FILE FILE...'\n", c.storeName(), c.storeArg())
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

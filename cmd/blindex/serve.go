@@ -19,10 +19,14 @@ import (
 )
 
 const serveUsage = `Usage: blindex serve --data DIR [flags]
+       blindex serve --store postgres://... [flags]
 
-Serves the instances of DIR over HTTP (JSON API: see the server package's
-documentation and api/openapi.yaml) until interrupted (SIGINT, SIGTERM),
-then shuts down gracefully: in-flight requests finish, keys are zeroed.
+Serves the instances of DIR (or of the PostgreSQL database of --store) over
+HTTP (JSON API: see the server package's documentation and
+api/openapi.yaml) until interrupted (SIGINT, SIGTERM), then shuts down
+gracefully: in-flight requests finish, keys are zeroed. Give the database
+password in $PGPASSWORD or ~/.pgpass, not in the --store URL: command lines
+are visible to every local user.
 
 Administrator tokens come from --admin-token-file (one token per line, '#'
 comments) and from $BLINDEX_ADMIN_TOKEN; there is no flag holding a token
@@ -46,7 +50,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.PrintDefaults()
 	}
 	var (
-		data         = fs.String("data", "", "data directory (required)")
+		data         = fs.String("data", "", "data directory (required unless --store is given)")
+		storeURL     = fs.String("store", "", "a store in a PostgreSQL-compatible database, in place of --data: postgres://user@host:port/database?sslmode=... (password in $PGPASSWORD or ~/.pgpass)")
 		addr         = fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port)")
 		home         = fs.String("home", "", "key home: local provider key and instance secrets, outside --data (default $BLINDEX_HOME, else ~/.blindex)")
 		tokenFile    = fs.String("admin-token-file", "", "file with administrator bearer tokens, one per line")
@@ -82,8 +87,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "blindex serve: unexpected arguments %q\n", fs.Args())
 		return exitUsage
 	}
-	if *data == "" {
-		fmt.Fprintln(stderr, "blindex serve: --data DIR is required")
+	if (*data == "") == (*storeURL == "") {
+		fmt.Fprintln(stderr, "blindex serve: give --data DIR or --store postgres://... (one of them)")
 		return exitUsage
 	}
 	var level slog.Level
@@ -130,6 +135,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	srv, err := server.Open(ctx, server.Config{
 		Data:          *data,
+		Store:         *storeURL,
 		Home:          *home,
 		AdminTokens:   tokens,
 		TLSCertFile:   *tlsCert,
