@@ -862,13 +862,29 @@ func (k *Keyring) Close() {
 
 // Status returns the keyring's health.
 func (k *Keyring) Status() Status {
+	return k.status(func(EncryptionContext) bool { return true })
+}
+
+// InstanceStatus returns the health of one instance's leases: the
+// keyring's, counting only that instance's leases. Instances that share a
+// keyring but not an explicit lock ([Keyring.RevokeInstance]) are told
+// apart by it.
+func (k *Keyring) InstanceStatus(instance string) Status {
+	return k.status(func(ec EncryptionContext) bool { return ec.Instance == instance })
+}
+
+func (k *Keyring) status(match func(EncryptionContext) bool) Status {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	s := Status{LastCheck: k.lastCheck, LastError: k.lastErr, Leases: len(k.leases)}
+	s := Status{LastCheck: k.lastCheck, LastError: k.lastErr}
 	now := k.now()
 	var degraded, held int
 	var lockedCause ErrorClass
 	for l := range k.leases {
+		if !match(l.ec) {
+			continue
+		}
+		s.Leases++
 		l.mu.RLock()
 		serving := l.key != nil && now.Before(l.deadline)
 		l.mu.RUnlock()
