@@ -108,13 +108,13 @@ func fromEngine(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	if ae := faultError(err); ae != nil {
+		return ae
+	}
 	var de *index.DocumentError
 	switch {
 	case errors.Is(err, keys.ErrKeyRevoked):
 		return &apiError{status: http.StatusLocked, code: CodeInstanceLocked, message: lockedMessage, cause: err}
-	case errors.Is(err, keys.ErrKeyUnavailable):
-		return &apiError{status: http.StatusServiceUnavailable, code: CodeKMSUnavailable, retryAfter: 5, cause: err,
-			message: "the key provider (KMS) cannot be reached right now and this instance's key is not in memory; retry later. Nothing was written"}
 	case errors.Is(err, index.ErrClosed), errors.Is(err, keys.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeShuttingDown, retryAfter: 1, cause: err,
 			message: "the server is shutting down; retry against another server or after it restarts"}

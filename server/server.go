@@ -41,6 +41,12 @@ type Config struct {
 	// every encryption configuration and the hashed instance tokens.
 	// Required. It is created (mode 0700) if missing.
 	Data string
+	// Store configures the Pebble store in Data: its free-space reserve
+	// (MinFreeBytes: below it writes answer 507 storage_full and resume by
+	// themselves once space is freed), caches, and a file system for
+	// fault-injection tests. ReadOnly is ignored. Default: the zero value
+	// (see store.PebbleOptions).
+	Store store.PebbleOptions
 	// Home holds the local provider key and the instances' shredding
 	// secrets. It MUST NOT be inside Data (a copy of the data directory
 	// would then carry its keys). Default: $BLINDEX_HOME, else ~/.blindex.
@@ -290,7 +296,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
-	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{})
+	so := cfg.Store
+	so.ReadOnly = false
+	st, err := store.OpenPebble(cfg.Data, so)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w; make sure no other blindex process uses %s", err, cfg.Data)
 	}
