@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/blindex/blindex/keys/awskms"
+	"github.com/blindex/blindex/keys/kmstest"
 	"github.com/blindex/blindex/store"
 )
 
@@ -169,4 +172,92 @@ func TestServerRevokeNowHolds(t *testing.T) {
 	}
 	want(t, ts.do("POST", "/v1/instances/t1/restore", testAdminToken, nil), http.StatusOK, "")
 	want(t, ts.do("GET", "/v1/instances/t1/documents/A-1", r1, nil), http.StatusOK, "")
+}
+
+// A KMS outage answers 503 kms_unavailable with Retry-After, never 423,
+// whether the key was in memory (a lease that ran out) or not (a server
+// started during the outage); and 8 clients hammering it do not turn into
+// KMS calls: requests reaching KMS (counted at a proxy, retries included)
+// are bounded by time.
+func TestServerKMSOutage(t *testing.T) {
+	k := kmstest.Start(t)
+	arn := k.CreateKey(t)
+	proxy := k.NewProxy(t)
+	data, home := t.TempDir(), t.TempDir()
+	cfg := Config{Data: data, Home: home, Lease: 2 * time.Second, RetryInterval: 250 * time.Millisecond,
+		KMS: awskms.Options{Endpoint: proxy.Endpoint(), ConfigOptions: k.ConfigOptions(), Timeout: 300 * time.Millisecond, MaxAttempts: 2}}
+	ts := startServer(t, cfg)
+	want(t, ts.do("POST", "/v1/configs", testAdminToken, map[string]string{"org": "acme", "key_arn": arn, "region": k.Region()}), http.StatusCreated, "")
+	var reads []string
+	for _, n := range []string{"k1", "k2", "k3"} {
+		w, r := ts.createInstance(n, map[string]any{"org": "acme", "byok": true})
+		want(t, putDoc(ts, n, "A-1", w), http.StatusOK, "")
+		reads = append(reads, r)
+	}
+
+	// 8 clients GET documents of the three instances for d; every answer
+	// must be 503 kms_unavailable with Retry-After once the key is gone.
+	hammer := func(d time.Duration) (answers int) {
+		var n atomic.Int64
+		var wg sync.WaitGroup
+		stop := time.Now().Add(d)
+		for c := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := c; time.Now().Before(stop); i++ {
+					name := []string{"k1", "k2", "k3"}[i%3]
+					r, err := ts.try("GET", "/v1/instances/"+name+"/documents/A-1", reads[i%3], nil)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					n.Add(1)
+					if r.status == http.StatusOK {
+						continue // served from a lease still valid
+					}
+					if r.status != http.StatusServiceUnavailable || r.errCode(t) != CodeKMSUnavailable || r.header.Get("Retry-After") == "" {
+						t.Errorf("during the outage: %s (Retry-After %q), want 503 kms_unavailable with Retry-After", r, r.header.Get("Retry-After"))
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+		}
+		wg.Wait()
+		return int(n.Load())
+	}
+	bound := func(d time.Duration) int64 { return (int64(d/(250*time.Millisecond)) + 3) * 2 }
+
+	// Warm, frozen: the leases run out; 503, not 423.
+	k.Freeze(t)
+	r0 := proxy.Requests()
+	start := time.Now()
+	n := hammer(3 * time.Second)
+	el := time.Since(start)
+	got := proxy.Requests() - r0
+	t.Logf("warm server, KMS frozen %v: %d requests by 8 clients → %d KMS requests (bound %d)", el.Round(time.Millisecond), n, got, bound(el))
+	if got > bound(el) {
+		t.Errorf("%d KMS requests in %v, want at most %d", got, el, bound(el))
+	}
+	r := ts.do("GET", "/v1/instances/k1/documents/A-1", reads[0], nil)
+	want(t, r, http.StatusServiceUnavailable, CodeKMSUnavailable)
+	k.Thaw(t)
+
+	// Cold (a server started while KMS is down): the same answer.
+	ts.stop()
+	k.Stop()
+	ts = startServer(t, cfg)
+	r0 = proxy.Requests()
+	start = time.Now()
+	n = hammer(3 * time.Second)
+	el = time.Since(start)
+	got = proxy.Requests() - r0
+	t.Logf("cold server, KMS stopped %v: %d requests by 8 clients → %d KMS requests (bound %d)", el.Round(time.Millisecond), n, got, bound(el))
+	if got > bound(el) {
+		t.Errorf("%d KMS requests in %v, want at most %d", got, el, bound(el))
+	}
+	if n < 100 {
+		t.Errorf("only %d requests: the test does not show that KMS calls are not per request", n)
+	}
 }
