@@ -114,6 +114,7 @@ Commands:
 Run 'blindex COMMAND -h' for a command's flags. Start with 'blindex demo'.
 
 Exit codes: 0 ok; 1 usage error, invalid input or other failure;
-3 key unavailable or revoked; 4 corruption detected.
+3 key revoked, refused or locked by revoke-now; 4 corruption detected;
+5 key provider (KMS) unreachable, retry later; 6 disk full or failing.
 `)
 }
