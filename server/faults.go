@@ -65,3 +65,17 @@ func (s *Server) storeUnready() string {
 	}
 	return ""
 }
+
+// revokeNowScope says how many instances a revoke-now of name locked, and
+// what the answer's message says: a BYOK instance's whole configuration,
+// or an instance that is not BYOK alone.
+func revokeNowScope(g *groups, name string) (int, string) {
+	g.mu.Lock()
+	grp := g.of[name]
+	g.mu.Unlock()
+	const until = "It holds — across requests, key checks, servers sharing the store and restarts — until POST .../restore. It does not revoke the key in KMS: to revoke for good, disable the key there too"
+	if grp == groupLocal || grp == "" {
+		return 1, "this instance is locked. " + until
+	}
+	return g.size(name), "every instance under this instance's encryption configuration is locked. " + until
+}
