@@ -37,7 +37,7 @@ func TestCLIDiskFull(t *testing.T) {
 	}
 	mapping, _ := filepath.Abs("testdata/mapping.json")
 
-	// Documents of random words (they compress badly): ~18 MB, more than
+	// Documents of random words (they compress badly): ~12 MB, more than
 	// the tmpfs can take.
 	rng := rand.New(rand.NewPCG(7, 8))
 	word := func() string {
@@ -48,7 +48,7 @@ func TestCLIDiskFull(t *testing.T) {
 		return string(b)
 	}
 	var big bytes.Buffer
-	for i := range 6000 {
+	for i := range 4000 {
 		words := make([]string, 400)
 		for j := range words {
 			words[j] = word()
@@ -67,13 +67,15 @@ func TestCLIDiskFull(t *testing.T) {
 	}
 
 	mnt := filepath.Join(tmp, "mnt")
+	mnt2 := filepath.Join(tmp, "mnt2")
 	out := filepath.Join(tmp, "out")
-	for _, d := range []string{mnt, out} {
+	for _, d := range []string{mnt, mnt2, out} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
 	data := filepath.Join(mnt, "data")
+	data2 := filepath.Join(mnt2, "data")
 	// Each step: its output in out/NAME.{out,err} and its exit code in
 	// out/NAME.rc. timeout(1) bounds the read-only commands: a hang is a
 	// failure (exit 124), not a stuck test.
@@ -95,7 +97,17 @@ func TestCLIDiskFull(t *testing.T) {
 		fmt.Sprintf("mount -o remount,size=256m %s || exit 91\n", mnt) +
 		step("index-resumed", "index", "--data", data, "--instance", "t", smallFile) +
 		step("get-resumed", "get", "--data", data, "--instance", "t", "S-1") +
-		step("check-resumed", "check", "--data", data, "--instance", "t")
+		step("check-resumed", "check", "--data", data, "--instance", "t") +
+		// Without the reserve, Pebble itself hits ENOSPC (a fatal commit
+		// error inside Pebble): still exit 6 and no panic; reads work;
+		// after the tmpfs grows, a new command writes again.
+		fmt.Sprintf("mount -t tmpfs -o size=12m tmpfs %s || exit 92\n", mnt2) +
+		step("nores-full", "index", "--data", data2, "--instance", "t", "--mapping", mapping, "--batch", "200", "--min-free-mb", "0", bigFile) +
+		step("nores-search", "search", "--data", data2, "--instance", "t", "summary:disk") +
+		step("nores-check", "check", "--data", data2, "--instance", "t") +
+		fmt.Sprintf("mount -o remount,size=256m %s || exit 93\n", mnt2) +
+		step("nores-resumed", "index", "--data", data2, "--instance", "t", smallFile) +
+		step("nores-check-resumed", "check", "--data", data2, "--instance", "t")
 	cmd := exec.Command("unshare", "-m", "sh", "-c", script)
 	cmd.Env = append(os.Environ(), "BLINDEX_HOME="+filepath.Join(tmp, "home"))
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -149,5 +161,19 @@ func TestCLIDiskFull(t *testing.T) {
 	}
 	if r := res("get-resumed"); !strings.Contains(r.stdout, "S-1") {
 		t.Errorf("the document indexed after space returned: %v", r)
+	}
+
+	r = res("nores-full")
+	noPanic("index without the reserve", r)
+	t.Logf("index on a full disk without the reserve: exit %d: %s", r.code, strings.TrimSpace(r.stderr))
+	if r.code != exitStorage || !strings.Contains(r.stderr, "documents were indexed (committed) before it") {
+		t.Errorf("index on a full disk without the reserve: want exit %d: %v", exitStorage, r)
+	}
+	for _, name := range []string{"nores-search", "nores-check", "nores-resumed", "nores-check-resumed"} {
+		r := res(name)
+		noPanic(name, r)
+		if r.code != 0 {
+			t.Errorf("%s: %v", name, r)
+		}
 	}
 }

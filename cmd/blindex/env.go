@@ -81,7 +81,7 @@ func openEnvWith(c commonFlags, create, readOnly bool) (*env, error) {
 	if err := e.openAudit(); err != nil {
 		return nil, err
 	}
-	st, err := store.OpenPebble(c.data, store.PebbleOptions{ReadOnly: readOnly})
+	st, err := store.OpenPebble(c.data, store.PebbleOptions{ReadOnly: readOnly, MinFreeBytes: c.storeMinFree()})
 	if errors.Is(err, store.ErrDiskFull) {
 		e.Close()
 		return nil, &cliError{code: exitStorage, err: err,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/store"
 )
 
 // commonFlags are the flags every command that opens an instance takes:
@@ -22,6 +23,7 @@ type commonFlags struct {
 	audit       string        // audit log file, "-" for standard error, "" for none
 	kmsEndpoint string        // AWS KMS endpoint override
 	kmsTimeout  time.Duration // one KMS request attempt
+	minFreeMB   int           // free space the store keeps, MiB; 0: no reserve
 
 	stderr io.Writer // where --audit - writes: the command's standard error
 }
@@ -38,6 +40,15 @@ func (c *commonFlags) register(fs *flag.FlagSet, withInstance bool) {
 	fs.StringVar(&c.audit, "audit-log", "", "the same as --audit")
 	fs.StringVar(&c.kmsEndpoint, "kms-endpoint", "", "AWS KMS endpoint `URL` for BYOK instances (default: the AWS configuration chain: AWS_ENDPOINT_URL_KMS, the shared config, else AWS's endpoint for the region)")
 	fs.DurationVar(&c.kmsTimeout, "kms-timeout", 0, "time limit of one KMS request attempt; failed attempts are retried with backoff (default 5s)")
+	fs.IntVar(&c.minFreeMB, "min-free-mb", store.DefaultMinFreeBytes>>20, "free space, in MiB, the store keeps on the data directory's disk: a write that would go below it is refused (exit 6) and writes resume once space is freed; 0 disables the reserve")
+}
+
+// storeMinFree returns the store's MinFreeBytes for --min-free-mb.
+func (c *commonFlags) storeMinFree() int64 {
+	if c.minFreeMB == 0 {
+		return -1
+	}
+	return int64(c.minFreeMB) << 20
 }
 
 // check validates the common flags.
@@ -49,6 +60,8 @@ func (c *commonFlags) check() error {
 		return usageErrorf("--lease must be at least %v", keys.MinLease)
 	case c.kmsTimeout < 0:
 		return usageErrorf("--kms-timeout must not be negative")
+	case c.minFreeMB < 0:
+		return usageErrorf("--min-free-mb must not be negative")
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/keys/awskms"
 	"github.com/blindex/blindex/server"
+	"github.com/blindex/blindex/store"
 )
 
 const serveUsage = `Usage: blindex serve --data DIR [flags]
@@ -70,6 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		maxInFlight  = fs.Int("max-in-flight", 512, "most API requests served at once")
 		shutdown     = fs.Duration("shutdown-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
 		logLevel     = fs.String("log-level", "info", "log level: debug (one line per request), info, warn, error")
+		minFreeMB    = fs.Int("min-free-mb", store.DefaultMinFreeBytes>>20, "free space, in MiB, the store keeps on the data directory's disk: below it writes answer 507 storage_full and resume once space is freed; 0 disables the reserve")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -116,8 +118,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		audit = keys.NewAuditLog(f)
 	}
 
+	if *minFreeMB < 0 {
+		fmt.Fprintln(stderr, "blindex serve: --min-free-mb must not be negative")
+		return exitUsage
+	}
+	minFree := int64(*minFreeMB) << 20
+	if minFree == 0 {
+		minFree = -1
+	}
 	srv, err := server.Open(ctx, server.Config{
 		Data:          *data,
+		Store:         store.PebbleOptions{MinFreeBytes: minFree},
 		Home:          *home,
 		AdminTokens:   tokens,
 		TLSCertFile:   *tlsCert,
@@ -137,6 +148,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "blindex serve: %v\n", err)
+		if c := exitCode(err); c == exitStorage {
+			return c
+		}
 		return exitUsage
 	}
 	// ListenAndServe refuses a non-loopback --addr without an
