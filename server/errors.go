@@ -37,7 +37,7 @@ const (
 	CodeBodyTooLarge     = "body_too_large"     // 413
 	CodeDocumentTooLarge = "document_too_large" // 413
 	CodeTooManyItems     = "too_many_items"     // 413: bulk item count
-	CodeInstanceLocked   = "instance_locked"    // 423: the instance's key is revoked or its lease ran out
+	CodeInstanceLocked   = "instance_locked"    // 423: the instance's key is revoked, or revoke-now holds it
 	CodeInternal         = "internal"           // 500
 	CodeDataCorrupt      = "data_corrupt"       // 500: a record failed authentication
 	CodeKMSUnavailable   = "kms_unavailable"    // 503: the key provider cannot be reached now; retry
@@ -96,9 +96,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // lockedMessage is the message of every instance_locked answer.
-const lockedMessage = "the instance is locked: its encryption key was revoked, or could not be re-validated with the key provider before its lease ran out. " +
+const lockedMessage = "the instance is locked: the key provider refuses its encryption key (revoked, disabled or pending deletion), or an administrator locked it (revoke-now). " +
 	"Nothing was read or written. Restore access to the key in KMS; the instance unlocks by itself at the next check, " +
-	"or at once with POST /v1/instances/{name}/restore (administrator)"
+	"or at once with POST /v1/instances/{name}/restore (administrator), which also lifts revoke-now"
 
 // fromEngine translates an engine error into an answer. Engine messages
 // never carry content, terms, document ids or keys (a rule of the index and
