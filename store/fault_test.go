@@ -176,3 +176,42 @@ func TestPebbleWriteFailureInjected(t *testing.T) {
 		})
 	}
 }
+
+// A fatal error in one of Pebble's background goroutines (EIO injected
+// into the MANIFEST while a flush records its new table) fails the store
+// without a panic or a hang: the flush returns the failure, later writes
+// are refused at once, reads keep working, Close returns.
+func TestPebbleBackgroundFailureInjected(t *testing.T) {
+	var on atomic.Bool
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if on.Load() && strings.Contains(op.Path, "MANIFEST") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+			return &os.PathError{Op: "write", Path: op.Path, Err: syscall.EIO}
+		}
+		return nil
+	}))
+	s, err := store.OpenPebble(t.TempDir(), store.PebbleOptions{FS: fs, MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := put(s, fmt.Sprintf("\x01k%03d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	on.Store(true)
+	err = within(t, 10*time.Second, "a flush whose manifest write fails", s.Flush)
+	t.Logf("flush: %v", err)
+	if !errors.Is(err, store.ErrWriteFailed) {
+		t.Fatalf("flush with a failing manifest: %v", err)
+	}
+	on.Store(false)
+	if err := within(t, 2*time.Second, "a write after the failure", func() error { return put(s, "\x01z", "w") }); !errors.Is(err, store.ErrWriteFailed) {
+		t.Fatalf("write after the failure: %v", err)
+	}
+	if v, err := s.Get([]byte("\x01k042")); err != nil || string(v) != "v" {
+		t.Fatalf("read after the failure: %q %v", v, err)
+	}
+	if err := within(t, 5*time.Second, "Close after the failure", s.Close); !errors.Is(err, store.ErrWriteFailed) {
+		t.Fatalf("Close after the failure: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -67,8 +68,19 @@ type Pebble struct {
 	dirty    atomic.Bool // written since open
 	closed   atomic.Bool
 	failed   atomic.Pointer[WriteError] // set by a fatal Pebble error; sticky
+	failCh   chan struct{}              // closed when failed is set
 	bgFull   atomic.Bool                // a flush or compaction found the disk full
+
+	// The free-space check (a statfs) runs at most every spaceCheckEvery,
+	// or after spaceCheckBytes written, while space is above the reserve.
+	spaceAt    atomic.Int64 // unix nanoseconds of the last check that found enough space
+	spaceBytes atomic.Int64 // bytes applied since then
 }
+
+const (
+	spaceCheckEvery = 50 * time.Millisecond
+	spaceCheckBytes = 1 << 20
+)
 
 var _ Store = (*Pebble)(nil)
 
@@ -105,7 +117,7 @@ func OpenPebble(dir string, o PebbleOptions) (p *Pebble, err error) {
 	if o.MinFreeBytes == 0 {
 		o.MinFreeBytes = DefaultMinFreeBytes
 	}
-	p = &Pebble{dir: dir, opts: o, fs: o.FS, readOnly: o.ReadOnly}
+	p = &Pebble{dir: dir, opts: o, fs: o.FS, readOnly: o.ReadOnly, failCh: make(chan struct{})}
 	if !o.ReadOnly {
 		// A read-write open may flush the replayed log: on a full disk it
 		// would retry forever.
@@ -203,10 +215,15 @@ func (p *Pebble) Apply(b *Batch, sync bool) (err error) {
 	if sync {
 		wo = pebble.Sync
 	}
-	if err := pb.Commit(wo); err != nil {
+	if err := p.await(func() error { return pb.Commit(wo) }); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	p.dirty.Store(true)
+	var n int64
+	for _, op := range b.Ops {
+		n += int64(len(op.Key) + len(op.Value))
+	}
+	p.spaceBytes.Add(n)
 	return nil
 }
 
@@ -265,12 +282,12 @@ func (p *Pebble) DeletePrefix(prefix []byte) (err error) {
 		}
 		end = append(last, 0)
 	}
-	if err := p.db.DeleteRange(prefix, end, pebble.Sync); err != nil {
+	if err := p.await(func() error { return p.db.DeleteRange(prefix, end, pebble.Sync) }); err != nil {
 		return fmt.Errorf("store: delete prefix: %w", err)
 	}
 	// Compact the range so that the deleted values leave the disk (crypto-
 	// shredding does not rely on it: the keys are destroyed first).
-	if err := p.db.Compact(context.Background(), prefix, end, false); err != nil {
+	if err := p.await(func() error { return p.db.Compact(context.Background(), prefix, end, false) }); err != nil {
 		return fmt.Errorf("store: compact deleted range: %w", err)
 	}
 	return nil
@@ -298,7 +315,7 @@ func (p *Pebble) Flush() (err error) {
 		return err
 	}
 	defer p.guard(&err)
-	return p.db.Flush()
+	return p.await(p.db.Flush)
 }
 
 // Close implements Store. When the disk is full it closes without the
@@ -322,10 +339,15 @@ func (p *Pebble) Close() (err error) {
 	// directory at rest then holds only live, sealed records.
 	var ferr error
 	if !p.readOnly {
-		ferr = p.db.Flush()
+		ferr = p.await(p.db.Flush)
 		if ferr == nil && p.dirty.Load() {
-			ferr = p.db.Compact(context.Background(), []byte{0x00}, []byte{0xff, 0xff, 0xff, 0xff}, true)
+			ferr = p.await(func() error {
+				return p.db.Compact(context.Background(), []byte{0x00}, []byte{0xff, 0xff, 0xff, 0xff}, true)
+			})
 		}
+	}
+	if ferr != nil && p.failed.Load() != nil {
+		return ferr // Pebble cannot close after a fatal error (see Pebble)
 	}
 	if err := p.db.Close(); err != nil {
 		return err
@@ -381,14 +403,21 @@ func (p *Pebble) checkSpace() error {
 	if p.opts.MinFreeBytes <= 0 {
 		return nil
 	}
+	now := time.Now().UnixNano()
+	if now-p.spaceAt.Load() < int64(spaceCheckEvery) && p.spaceBytes.Load() < spaceCheckBytes {
+		return nil
+	}
 	du, err := p.fs.GetDiskUsage(p.dir)
 	if err != nil {
 		return nil // cannot tell: let the write try
 	}
 	if int64(du.AvailBytes) < p.opts.MinFreeBytes {
+		p.spaceAt.Store(0)
 		return fmt.Errorf("%w: %d bytes available in %s, below the %d bytes the store keeps free; free space, and writes resume by themselves",
 			ErrDiskFull, du.AvailBytes, p.dir, p.opts.MinFreeBytes)
 	}
+	p.spaceAt.Store(now)
+	p.spaceBytes.Store(0)
 	return nil
 }
 
@@ -398,6 +427,34 @@ func (p *Pebble) backgroundError(err error) {
 	}
 	if l := p.opts.Logger; l != nil {
 		l.Warn("pebble background error", "error", err)
+	}
+}
+
+// await runs fn, a call into Pebble that may wait on its background work,
+// in a goroutine of its own, and returns fn's error, or the store's failure
+// as soon as the store fails: a fatal error in one of Pebble's background
+// goroutines ends that goroutine (see pebbleLogger.Fatalf), and fn could
+// otherwise wait forever for the work that died with it (a flush, or a
+// commit stalled behind one). fn's goroutine is then left behind; the
+// process is expected to restart.
+func (p *Pebble) await(fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		defer func() { done <- err }()
+		defer p.guard(&err)
+		err = fn()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-p.failCh:
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(100 * time.Millisecond):
+			return p.failed.Load()
+		}
 	}
 }
 
@@ -461,7 +518,9 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 			we.Full = true
 		}
 	}
-	p.p.failed.CompareAndSwap(nil, we)
+	if p.p.failed.CompareAndSwap(nil, we) {
+		close(p.p.failCh)
+	}
 	if p.l != nil {
 		p.l.Error("pebble: fatal error; the store refuses writes until it is opened again", "msg", we.Msg)
 	}
