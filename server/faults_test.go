@@ -57,6 +57,7 @@ func TestServerDiskFull(t *testing.T) {
 	wantReady(t, ts, true)
 
 	fs.avail.Store(1 << 10)
+	time.Sleep(60 * time.Millisecond) // the store checks at most every 50ms (or 1 MiB) above its reserve
 	r := putDoc(ts, "full", "A-2", write)
 	want(t, r, http.StatusInsufficientStorage, CodeStorageFull)
 	if r.header.Get("Retry-After") == "" {

@@ -63,6 +63,7 @@ func TestPebbleDiskFullReserve(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs.avail.Store(1 << 19)
+	time.Sleep(60 * time.Millisecond) // the check runs at most every 50ms (or 1 MiB) above the reserve
 	err = put(s, "\x01b", "2")
 	if !errors.Is(err, store.ErrDiskFull) || errors.Is(err, store.ErrWriteFailed) {
 		t.Fatalf("write below the reserve: %v, want ErrDiskFull only", err)

@@ -34,7 +34,10 @@ type PebbleOptions struct {
 	// themselves once space is freed. A read-write open is refused the
 	// same way (open read-only to read). The reserve is what lets the
 	// database's own flushes and compactions finish instead of failing on
-	// a full disk. Default 16 MiB; negative disables the check.
+	// a full disk. The free space is read before a write, at most every
+	// 50 ms or 1 MiB written while it is above the reserve (a statfs per
+	// write would cost more than the write), and before every write while
+	// it is below. Default 16 MiB; negative disables the check.
 	MinFreeBytes int64
 	// FS is the file system, for fault-injection tests (Pebble's vfs and
 	// vfs/errorfs). Default: the operating system's.
