@@ -638,26 +638,39 @@ func byokWaitFor(t testing.TB, timeout, step time.Duration, what string, cond fu
 // ErrKeyRevoked and that the catalog reports it locked.
 func byokRequireLocked(t testing.TB, c *Catalog, in *Instance) {
 	t.Helper()
+	byokRequireLockedBy(t, c, in, ErrKeyRevoked)
+}
+
+// byokRequireLockedBy is byokRequireLocked for a lock whose every refusal
+// wraps want: ErrKeyRevoked for a revocation, keys.ErrKeyUnavailable for a
+// lease that ran out during an outage (which must not say revoked).
+func byokRequireLockedBy(t testing.TB, c *Catalog, in *Instance, want error) {
+	t.Helper()
 	ctx := context.Background()
-	for _, q := range byokQueries {
-		if _, err := byokSearch(ctx, in, q.q); !errors.Is(err, ErrKeyRevoked) {
-			t.Fatalf("search %q on a locked instance: %v, want ErrKeyRevoked", q.q, err)
+	if want != ErrKeyRevoked {
+		if _, err := byokSearch(ctx, in, byokQueries[0].q); errors.Is(err, ErrKeyRevoked) {
+			t.Fatalf("search on an instance locked by an outage: %v, must not say revoked", err)
 		}
 	}
-	if err := in.Index(ctx, byokDoc(9_999_999)); !errors.Is(err, ErrKeyRevoked) {
-		t.Fatalf("index on a locked instance: %v, want ErrKeyRevoked", err)
+	for _, q := range byokQueries {
+		if _, err := byokSearch(ctx, in, q.q); !errors.Is(err, want) {
+			t.Fatalf("search %q on a locked instance: %v, want %v", q.q, err, want)
+		}
 	}
-	if err := in.Delete(ctx, "K-0", "K-1"); !errors.Is(err, ErrKeyRevoked) {
-		t.Fatalf("delete on a locked instance: %v, want ErrKeyRevoked", err)
+	if err := in.Index(ctx, byokDoc(9_999_999)); !errors.Is(err, want) {
+		t.Fatalf("index on a locked instance: %v, want %v", err, want)
 	}
-	if _, err := in.Get(ctx, "K-0"); !errors.Is(err, ErrKeyRevoked) {
-		t.Fatalf("get on a locked instance: %v, want ErrKeyRevoked", err)
+	if err := in.Delete(ctx, "K-0", "K-1"); !errors.Is(err, want) {
+		t.Fatalf("delete on a locked instance: %v, want %v", err, want)
 	}
-	if _, err := in.DocCount(); !errors.Is(err, ErrKeyRevoked) {
-		t.Fatalf("doc count on a locked instance: %v, want ErrKeyRevoked", err)
+	if _, err := in.Get(ctx, "K-0"); !errors.Is(err, want) {
+		t.Fatalf("get on a locked instance: %v, want %v", err, want)
 	}
-	if _, err := in.Check(ctx); !errors.Is(err, ErrKeyRevoked) {
-		t.Fatalf("check on a locked instance: %v, want ErrKeyRevoked", err)
+	if _, err := in.DocCount(); !errors.Is(err, want) {
+		t.Fatalf("doc count on a locked instance: %v, want %v", err, want)
+	}
+	if _, err := in.Check(ctx); !errors.Is(err, want) {
+		t.Fatalf("check on a locked instance: %v, want %v", err, want)
 	}
 	if s, err := c.Status(ctx, in.Name()); err != nil || s.State != "locked" {
 		t.Fatalf("status of a locked instance: %+v, %v", s, err)
@@ -692,7 +705,7 @@ func byokFirstServed(t testing.TB, in *Instance, start time.Time, timeout time.D
 		if err == nil {
 			return time.Since(start)
 		}
-		if !errors.Is(err, ErrKeyRevoked) {
+		if !errors.Is(err, ErrKeyRevoked) && !errors.Is(err, keys.ErrKeyUnavailable) {
 			t.Fatalf("search while the key comes back: %v", err)
 		}
 		if time.Since(start) > timeout {
@@ -918,8 +931,8 @@ func TestBYOKOutageIsNotRevocation(t *testing.T) {
 				case err == nil:
 					served++
 					lastServed = el
-				case !errors.Is(err, ErrKeyRevoked):
-					t.Fatalf("search during the outage at %v: %v (want success, or ErrKeyRevoked once the lease ran out)", el, err)
+				case !errors.Is(err, keys.ErrKeyUnavailable) || errors.Is(err, ErrKeyRevoked):
+					t.Fatalf("search during the outage at %v: %v (want success, or ErrKeyUnavailable, not ErrKeyRevoked, once the lease ran out)", el, err)
 				case firstRefusal < 0:
 					firstRefusal = elEnd
 				}
@@ -957,7 +970,7 @@ func TestBYOKOutageIsNotRevocation(t *testing.T) {
 			if e.proxy.Requests() == reqs0 {
 				t.Error("the keyring did not try KMS during the outage")
 			}
-			byokRequireLocked(t, c, in)
+			byokRequireLockedBy(t, c, in, keys.ErrKeyUnavailable)
 			if n := e.countAudit(t, keys.OpLeaseLock, "unavailable"); n == 0 {
 				t.Error("no audited lease-lock with error class unavailable")
 			}

@@ -110,6 +110,7 @@ type Catalog struct {
 	open     map[string]*openInstance
 	tick     uint64
 	closed   bool
+	ctlState // explicit locks (locks.go)
 }
 
 type openInstance struct {
@@ -355,7 +356,8 @@ func (c *Catalog) keyring(ctx context.Context, meta Meta) (*keys.Keyring, error)
 	if kr := c.keyrings[id]; kr != nil {
 		return kr, nil
 	}
-	kr, err := keys.NewKeyring(p, keys.KeyringOptions{Lease: c.opts.Lease, RetryInterval: c.opts.RetryInterval, Audit: c.opts.Audit, Logger: c.opts.Logger})
+	kr, err := keys.NewKeyring(p, keys.KeyringOptions{Lease: c.opts.Lease, RetryInterval: c.opts.RetryInterval, Audit: c.opts.Audit, Logger: c.opts.Logger,
+		Locks: keyringLocks{c: c, byok: meta.BYOK}})
 	if err != nil {
 		return nil, err
 	}
@@ -571,38 +573,6 @@ func (c *Catalog) keyringFor(ctx context.Context, name string) (*keys.Keyring, e
 	return c.keyring(ctx, man.Meta)
 }
 
-// RevokeNow locks at once every instance under the configuration that
-// instance name uses (for a BYOK instance: every instance of its
-// organisation's configuration).
-func (c *Catalog) RevokeNow(ctx context.Context, name string) error {
-	kr, err := c.keyringFor(ctx, name)
-	if err != nil {
-		return err
-	}
-	kr.RevokeNow()
-	return nil
-}
-
-// Restore re-validates the keys of the configuration that instance name
-// uses and unlocks its instances at once when the provider answers.
-func (c *Catalog) Restore(ctx context.Context, name string) error {
-	kr, err := c.keyringFor(ctx, name)
-	if err != nil {
-		return err
-	}
-	if err := kr.Restore(ctx); err != nil {
-		return err
-	}
-	// Prove it: the instance's keys must unwrap now (a keyring with no open
-	// lease has nothing to re-validate).
-	in, err := c.Instance(ctx, name)
-	if err != nil {
-		return err
-	}
-	_, err = in.DocCount()
-	return err
-}
-
 // InstanceStatus describes whether an instance can serve.
 type InstanceStatus struct {
 	State  string `json:"state"` // "ok", "degraded" or "locked"
@@ -613,11 +583,24 @@ type InstanceStatus struct {
 // It opens the instance if needed (one unwrap), so that the status reflects
 // what the provider says now rather than what an idle keyring remembers.
 func (c *Catalog) Status(ctx context.Context, name string) (InstanceStatus, error) {
+	man, err := ReadManifest(c.st, name)
+	if err != nil {
+		return InstanceStatus{}, err
+	}
+	if st, held, err := c.explicitStatus(name, man.Meta); held || err != nil {
+		return st, err
+	}
 	kr, err := c.keyringFor(ctx, name)
 	if err != nil {
 		return InstanceStatus{}, err
 	}
-	if s := kr.Status(); s.State == keys.StateLocked {
+	status := kr.Status
+	if !man.Meta.BYOK {
+		// Instances that are not BYOK share the keyring but are locked
+		// one by one (revoke-now): report this one's leases.
+		status = func() keys.Status { return kr.InstanceStatus(name) }
+	}
+	if s := status(); s.State == keys.StateLocked {
 		// Locked (a revocation, RevokeNow, or a lease that ran out): do not
 		// open, which would ask the provider and could lift RevokeNow.
 		return InstanceStatus{State: s.State.String(), Reason: s.Reason}, nil
@@ -632,7 +615,7 @@ func (c *Catalog) Status(ctx context.Context, name string) (InstanceStatus, erro
 			return InstanceStatus{}, err
 		}
 	}
-	s := kr.Status()
+	s := status()
 	return InstanceStatus{State: s.State.String(), Reason: s.Reason}, nil
 }
 
@@ -652,6 +635,7 @@ func (c *Catalog) Delete(ctx context.Context, name string) error {
 	}
 	var b store.Batch
 	b.Delete(manifestKey(name))
+	b.Delete(lockKey(lockScopeInstance, name))
 	if err := c.st.Apply(&b, true); err != nil {
 		return err
 	}
@@ -678,6 +662,9 @@ func (c *Catalog) Close() error {
 	for id, kr := range c.keyrings {
 		kr.Close()
 		delete(c.keyrings, id)
+	}
+	if p, ok := c.ctl.(*keys.LocalProvider); ok {
+		p.Close()
 	}
 	return nil
 }

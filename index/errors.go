@@ -10,8 +10,9 @@ import (
 
 var (
 	// ErrKeyRevoked reports that the instance is locked: its key was
-	// revoked, or could not be re-validated before its lease ran out. It is
-	// keys.ErrKeyRevoked, so either can be used with errors.Is.
+	// revoked, or an explicit lock (revoke-now) holds it. It is
+	// keys.ErrKeyRevoked, so either can be used with errors.Is. (A lease
+	// that ran out during a provider outage is keys.ErrKeyUnavailable.)
 	ErrKeyRevoked = keys.ErrKeyRevoked
 	// ErrCorrupt reports a record that failed authentication or does not
 	// agree with the rest of the index. Errors wrapping it are *CorruptError.

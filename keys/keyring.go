@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -59,12 +60,63 @@ type KeyringOptions struct {
 	// error messages from the provider; only error classes and counts.
 	// Default: discard.
 	Logger *slog.Logger
+	// MaxBackoff is the longest wait between provider calls while the
+	// provider is unavailable. After a call fails with a transient error,
+	// the keyring makes no other provider call (Open fails at once with an
+	// error wrapping [ErrKeyUnavailable] and a [BackoffError]; background
+	// re-validations wait) until the wait has passed; then one call probes
+	// the provider. Each failed probe doubles the wait, from RetryInterval
+	// up to MaxBackoff; any answer from the provider ends the outage. So
+	// during an outage the keyring makes about one call per wait, however
+	// many requests arrive. Default 4×RetryInterval; an explicit value must
+	// be at least RetryInterval.
+	MaxBackoff time.Duration
+	// Locks, if not nil, records explicit locks ([Keyring.RevokeNow],
+	// [Keyring.RevokeInstance]) outside the keyring, so that they hold
+	// across keyrings (other processes) and restarts. It is asked before
+	// every provider call the keyring makes for a lease (Open, background
+	// re-validation, Restore); a lease it holds is locked and is not
+	// re-validated. When Locks is set the keyring keeps no hold of its own:
+	// the caller records a lock in Locks before calling RevokeNow or
+	// RevokeInstance, and removes it before calling Restore or
+	// RestoreInstance. Default nil: holds are kept in memory, for the life
+	// of the keyring.
+	Locks LockStore
 	// Now is the clock, for tests. Default time.Now. Deadlines and Acquire
 	// use it; the background goroutine sleeps in real time, but never for
 	// longer than RetryInterval, so a test clock that jumps ahead is noticed
 	// within RetryInterval (and at once by Acquire).
 	Now func() time.Time
 }
+
+// LockStore records explicit locks (see [KeyringOptions.Locks]).
+type LockStore interface {
+	// Held reports whether an explicit lock holds the instance of ec. An
+	// error (a lock record that cannot be read or does not verify) is
+	// treated as held: the keyring fails closed and reports the error.
+	Held(ctx context.Context, ec EncryptionContext) (bool, error)
+}
+
+// BackoffError is the error, wrapping [ErrKeyUnavailable], of an Open
+// refused without a provider call because the provider failed recently
+// (see [KeyringOptions.MaxBackoff]). RetryAfter says when the next call may
+// be made.
+type BackoffError struct {
+	RetryAfter time.Duration
+}
+
+func (e *BackoffError) Error() string {
+	return fmt.Sprintf("keys: key provider unavailable: a recent call failed; next attempt in %v", e.RetryAfter.Round(time.Millisecond))
+}
+
+// Unwrap returns [ErrKeyUnavailable].
+func (e *BackoffError) Unwrap() error { return ErrKeyUnavailable }
+
+// ErrHeld is wrapped by the error of an Open, Acquire or WithKey on an
+// instance that an explicit lock holds ([Keyring.RevokeNow],
+// [Keyring.RevokeInstance], or [KeyringOptions.Locks]). It wraps
+// [ErrKeyRevoked].
+var ErrHeld = fmt.Errorf("%w: locked by an administrator (revoke-now) until an explicit restore", ErrKeyRevoked)
 
 // Audit operations the keyring records (see [KeyringOptions.Audit]).
 const (
@@ -176,11 +228,23 @@ type ProviderErrorCounts struct {
 //     success unlocks: the lease gets its key back and its epoch grows, and
 //     after a revocation every other locked lease is re-validated at once.
 //     This is how instances "restore by themselves at the next check".
-//   - [Keyring.RevokeNow] locks at once, and [Keyring.Restore] re-validates
-//     at once. RevokeNow is not a substitute for revoking the key in the
-//     provider: any provider call started after it that succeeds (an
-//     automatic check, an Open, a Restore) unlocks again. An answer to a call
-//     that started before RevokeNow never unlocks.
+//   - A transient error also starts an outage for the whole keyring: no
+//     provider call is made until a backoff wait has passed (see
+//     [KeyringOptions.MaxBackoff]); Open fails at once with a [BackoffError].
+//     Provider calls during an outage are O(time / RetryInterval) per
+//     keyring, not per request or per lease.
+//   - A lease locked because it ran out during an outage refuses Acquire
+//     with an error wrapping [ErrKeyUnavailable], not [ErrKeyRevoked]:
+//     "the provider cannot be reached" and "the key is revoked" are told
+//     apart whatever was in memory.
+//   - [Keyring.RevokeNow] (every lease) and [Keyring.RevokeInstance] (the
+//     leases of one instance) lock at once and hold: no provider answer, no
+//     Open and no background check unlocks a held lease (errors wrap
+//     [ErrHeld]); only [Keyring.Restore] (RevokeNow) or
+//     [Keyring.RestoreInstance] (RevokeInstance) does. With
+//     [KeyringOptions.Locks] the holds live there, across keyrings and
+//     restarts. An answer to a call that started before a lock never
+//     unlocks.
 //
 // A Keyring is safe for concurrent use.
 type Keyring struct {
@@ -204,6 +268,14 @@ type Keyring struct {
 	revoked   bool
 	revokeGen uint64 // bumped by every revocation; answers to older calls never unlock
 	revokeWhy string
+	locks     LockStore
+	holdAll   bool                // RevokeNow, when locks is nil
+	holdInst  map[string]struct{} // RevokeInstance, when locks is nil
+	maxBack   time.Duration
+	outage    bool          // the last provider call failed with a transient error
+	backoff   time.Duration // the current wait between calls during an outage
+	probeAt   time.Time     // no call before this during an outage
+	probing   bool          // a call during an outage is in flight
 	lastCheck time.Time
 	lastErr   ErrorClass
 	closed    bool
@@ -238,6 +310,13 @@ func NewKeyring(p Provider, opts KeyringOptions) (*Keyring, error) {
 	case retry >= lease:
 		errs = append(errs, fmt.Errorf("RetryInterval %v must be shorter than Lease %v", retry, lease))
 	}
+	maxBack := opts.MaxBackoff
+	switch {
+	case maxBack == 0:
+		maxBack = 4 * retry
+	case maxBack < retry:
+		errs = append(errs, fmt.Errorf("MaxBackoff %v is shorter than RetryInterval %v", maxBack, retry))
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("keys: invalid keyring options: %w", errors.Join(errs...))
 	}
@@ -263,6 +342,10 @@ func NewKeyring(p Provider, opts KeyringOptions) (*Keyring, error) {
 		done:    make(chan struct{}),
 		flights: make(map[string]*flight),
 		leases:  make(map[*Lease]struct{}),
+		locks:   opts.Locks,
+		maxBack: maxBack,
+
+		holdInst: make(map[string]struct{}),
 	}
 	k.wg.Add(1)
 	go k.run()
@@ -288,6 +371,7 @@ type Lease struct {
 	epoch    uint64
 	deadline time.Time
 	closed   bool
+	lockErr  error // what Acquire says while key is nil
 	state    atomic.Pointer[leaseState]
 
 	cbmu sync.Mutex
@@ -299,6 +383,7 @@ type Lease struct {
 	checkStarted time.Time
 	degraded     bool
 	cause        ErrorClass // why it is locked
+	held         bool       // locked by an explicit lock
 }
 
 // leaseState is an immutable snapshot of a lease, for Acquire.
@@ -307,26 +392,42 @@ type leaseState struct {
 	epoch    uint64
 	deadline time.Time
 	closed   bool
+	lockErr  error
 }
 
 // publishLocked publishes the lease's fields to Acquire; l.mu is held.
 func (l *Lease) publishLocked() {
-	l.state.Store(&leaseState{key: l.key, epoch: l.epoch, deadline: l.deadline, closed: l.closed})
+	l.state.Store(&leaseState{key: l.key, epoch: l.epoch, deadline: l.deadline, closed: l.closed, lockErr: l.lockErr})
 }
 
 var (
-	errLeaseLocked  = fmt.Errorf("%w: lease locked", ErrKeyRevoked)
-	errLeaseExpired = fmt.Errorf("%w: lease expired without a successful re-validation", ErrKeyRevoked)
-	errLeaseClosed  = fmt.Errorf("%w: lease closed", ErrClosed)
+	errLeaseLocked      = fmt.Errorf("%w: lease locked", ErrKeyRevoked)
+	errLeaseUnavailable = fmt.Errorf("%w: lease ran out while the provider could not be reached; it unlocks at the first successful re-validation", ErrKeyUnavailable)
+	errLeaseExpired     = fmt.Errorf("%w: lease expired without a successful re-validation", ErrKeyUnavailable)
+	errLeaseClosed      = fmt.Errorf("%w: lease closed", ErrClosed)
 )
+
+// lockError is what Acquire reports for a lease locked for cause.
+func lockError(cause ErrorClass, held bool) error {
+	switch {
+	case held:
+		return ErrHeld
+	case cause == ClassUnavailable:
+		return errLeaseUnavailable
+	}
+	return errLeaseLocked
+}
 
 // Acquire returns the root key while the lease is valid, and the lease's
 // epoch. It makes no provider call: it loads an atomic pointer and reads the
 // clock.
 //
-// The error wraps [ErrKeyRevoked] when the lease is locked or when its
-// deadline has passed without a successful re-validation (this holds even if
-// the background goroutine is late), and is [ErrClosed] after Close.
+// The error wraps [ErrKeyRevoked] when the lease is locked because the key
+// is revoked, refused or held by an explicit lock ([ErrHeld]), and
+// [ErrKeyUnavailable] when it ran out, or its deadline has passed, without a
+// successful re-validation because the provider could not be reached (this
+// holds even if the background goroutine is late). It is [ErrClosed] after
+// Close.
 //
 // The epoch grows on every lock and every unlock: a caller that derived
 // subkeys under an older epoch must derive them again.
@@ -341,7 +442,7 @@ func (l *Lease) Acquire() (key []byte, epoch uint64, err error) {
 	case s.closed:
 		return nil, s.epoch, errLeaseClosed
 	case s.key == nil:
-		return nil, s.epoch, errLeaseLocked
+		return nil, s.epoch, s.lockErr
 	case !l.k.now().Before(s.deadline):
 		l.k.kick() // have the background goroutine lock it now
 		return nil, s.epoch, errLeaseExpired
@@ -361,7 +462,7 @@ func (l *Lease) WithKey(fn func(key []byte, epoch uint64) error) error {
 	case l.closed:
 		return errLeaseClosed
 	case l.key == nil:
-		return errLeaseLocked
+		return l.lockErr
 	case !l.k.now().Before(l.deadline):
 		l.k.kick()
 		return errLeaseExpired
@@ -415,9 +516,12 @@ func (l *Lease) Close() {
 }
 
 // Open unwraps wrapped, bound to ec, with one provider call, and starts a
-// lease on the root key. Errors wrap [ErrKeyRevoked] (which also locks every
-// lease of the keyring), [ErrKeyUnavailable], [ErrInvalidWrappedKey] or
-// [ErrInvalidContext]. A success while the keyring is locked by a revocation
+// lease on the root key. Errors wrap [ErrKeyRevoked] (a revocation, which
+// also locks every lease of the keyring, or an explicit lock: [ErrHeld]),
+// [ErrKeyUnavailable] (a [BackoffError] when no call was made because the
+// provider failed recently), [ErrInvalidWrappedKey] or [ErrInvalidContext].
+// An instance held by an explicit lock is refused without a provider call.
+// A success while the keyring is locked by a revocation in the provider
 // unlocks it (see the type's documentation).
 func (k *Keyring) Open(ctx context.Context, ec EncryptionContext, wrapped []byte) (*Lease, error) {
 	if err := ec.Validate(); err != nil {
@@ -426,13 +530,20 @@ func (k *Keyring) Open(ctx context.Context, ec EncryptionContext, wrapped []byte
 	if len(wrapped) == 0 {
 		return nil, fmt.Errorf("keys: empty wrapped key: %w", ErrInvalidWrappedKey)
 	}
+	if held, err := k.held(ctx, ec); held {
+		return nil, heldError(err)
+	}
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
 		return nil, ErrClosed
 	}
 	gen := k.revokeGen
+	probe, wait := k.mayCallLocked(k.now())
 	k.mu.Unlock()
+	if wait > 0 {
+		return nil, &BackoffError{RetryAfter: wait}
+	}
 
 	l := &Lease{k: k, ec: ec, wrapped: bytes.Clone(wrapped)}
 	l.fkey = flightKey(l.wrapped, ec)
@@ -445,7 +556,7 @@ func (k *Keyring) Open(ctx context.Context, ec EncryptionContext, wrapped []byte
 		Zero(key)
 		return nil, ErrClosed
 	}
-	k.noteCheckLocked(err)
+	k.noteCheckLocked(err, probe, err != nil && ctx.Err() != nil)
 	var cbs []func()
 	switch Classify(err) {
 	case ClassNone:
@@ -480,28 +591,139 @@ func (k *Keyring) Open(ctx context.Context, ec EncryptionContext, wrapped []byte
 	return nil, err
 }
 
+// heldError is the error of an Open refused by an explicit lock; err is
+// the LockStore's error, if any.
+func heldError(err error) error {
+	if err != nil {
+		return fmt.Errorf("%w (the lock could not be verified, so the instance stays locked: %w)", ErrHeld, err)
+	}
+	return ErrHeld
+}
+
+// held reports whether an explicit lock holds ec's instance: an in-memory
+// hold, or one recorded in KeyringOptions.Locks. An error from Locks counts
+// as held and is returned.
+func (k *Keyring) held(ctx context.Context, ec EncryptionContext) (bool, error) {
+	if k.locks != nil {
+		h, err := k.locks.Held(ctx, ec)
+		if err != nil {
+			return true, err
+		}
+		return h, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.heldInMemoryLocked(ec), nil
+}
+
+func (k *Keyring) heldInMemoryLocked(ec EncryptionContext) bool {
+	if k.locks != nil {
+		return false
+	}
+	_, inst := k.holdInst[ec.Instance]
+	return k.holdAll || inst
+}
+
+// mayCallLocked says whether a provider call may be made now. Outside an
+// outage it may. During one, one call (the probe) may be made once the
+// backoff wait has passed; probe is then true and the caller must report
+// the outcome with noteCheckLocked. wait is how long to wait when no call
+// may be made now (a probe in flight counts as RetryInterval).
+func (k *Keyring) mayCallLocked(now time.Time) (probe bool, wait time.Duration) {
+	switch {
+	case !k.outage:
+		return false, 0
+	case k.probing:
+		return false, max(k.probeAt.Sub(now), k.retry)
+	case now.Before(k.probeAt):
+		return false, k.probeAt.Sub(now)
+	}
+	k.probing = true
+	return true, 0
+}
+
 // RevokeNow locks every lease at once: keys are zeroed and OnLock callbacks
-// have run when it returns. The keyring stays locked until Restore, or until
-// a provider call started after RevokeNow succeeds (the automatic check
-// every RetryInterval, or an Open).
+// have run when it returns. The lock holds (see [ErrHeld]) until
+// [Keyring.Restore]: no provider answer, Open or background check lifts it.
+// With KeyringOptions.Locks, the caller records the lock there first.
 func (k *Keyring) RevokeNow() {
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
 		return
 	}
-	cbs := k.revokeLocked("revoked by an administrator (RevokeNow)", ClassRevoked)
+	if k.locks == nil {
+		k.holdAll = true
+	}
+	k.revokeGen++
+	k.log.Warn("keys: every lease locked by an explicit lock (RevokeNow)", "leases", len(k.leases))
+	var cbs []func()
+	for l := range k.leases {
+		cbs = append(cbs, k.holdLocked(l)...)
+	}
 	k.mu.Unlock()
 	runAll(cbs)
 	k.kick()
 }
 
-// Restore re-validates every lease now, with one provider call per distinct
-// wrapped key, and unlocks every lease whose key the provider accepts. It
-// returns nil when every call succeeded (the keyring is then unlocked), or an
-// error naming how many failed and wrapping the first failure. A
-// revocation-class failure locks the keyring again.
+// RevokeInstance locks at once every lease of one instance (every
+// generation), as RevokeNow does for the whole keyring, until
+// [Keyring.RestoreInstance]. Other instances under the same keyring keep
+// serving. With KeyringOptions.Locks, the caller records the lock there
+// first.
+func (k *Keyring) RevokeInstance(instance string) {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return
+	}
+	if k.locks == nil {
+		k.holdInst[instance] = struct{}{}
+	}
+	k.revokeGen++
+	var cbs []func()
+	for l := range k.leases {
+		if l.ec.Instance == instance {
+			cbs = append(cbs, k.holdLocked(l)...)
+		}
+	}
+	k.mu.Unlock()
+	runAll(cbs)
+	k.kick()
+}
+
+// holdLocked locks l for an explicit lock.
+func (k *Keyring) holdLocked(l *Lease) []func() {
+	cbs := k.lockLocked(l, ClassRevoked, true)
+	l.degraded = false
+	l.nextCheck = k.now().Add(k.retryAfter())
+	return cbs
+}
+
+// Restore lifts RevokeNow's lock, and re-validates every lease now, with one
+// provider call per distinct wrapped key, unlocking every lease whose key the
+// provider accepts. Leases of instances held by RevokeInstance (or by
+// KeyringOptions.Locks) stay locked and are not re-validated. It returns nil
+// when every call succeeded, or an error naming how many failed and wrapping
+// the first failure. A revocation-class failure locks the keyring again.
+// Restore is an explicit call: it is not held back by an outage's backoff.
 func (k *Keyring) Restore(ctx context.Context) error {
+	k.mu.Lock()
+	k.holdAll = false
+	k.mu.Unlock()
+	return k.restore(ctx, func(EncryptionContext) bool { return true })
+}
+
+// RestoreInstance lifts RevokeInstance's lock of one instance and
+// re-validates that instance's leases now, as Restore does.
+func (k *Keyring) RestoreInstance(ctx context.Context, instance string) error {
+	k.mu.Lock()
+	delete(k.holdInst, instance)
+	k.mu.Unlock()
+	return k.restore(ctx, func(ec EncryptionContext) bool { return ec.Instance == instance })
+}
+
+func (k *Keyring) restore(ctx context.Context, match func(EncryptionContext) bool) error {
 	k.mu.Lock()
 	if k.closed {
 		k.mu.Unlock()
@@ -510,7 +732,9 @@ func (k *Keyring) Restore(ctx context.Context) error {
 	gen := k.revokeGen
 	groups := make(map[string][]*Lease)
 	for l := range k.leases {
-		groups[l.fkey] = append(groups[l.fkey], l)
+		if match(l.ec) {
+			groups[l.fkey] = append(groups[l.fkey], l)
+		}
 	}
 	if len(groups) == 0 && k.revoked {
 		k.clearRevokedLocked()
@@ -525,6 +749,7 @@ func (k *Keyring) Restore(ctx context.Context) error {
 		key    []byte
 		err    error
 		start  time.Time
+		held   bool
 	}
 	results := make(chan result, len(groups))
 	sem := make(chan struct{}, 8) // bounded fan-out
@@ -533,8 +758,15 @@ func (k *Keyring) Restore(ctx context.Context) error {
 		go func() {
 			defer func() { <-sem }()
 			start := k.now()
+			if held, err := k.held(ctx, ls[0].ec); held {
+				if err != nil {
+					err = heldError(err)
+				}
+				results <- result{leases: ls, err: err, start: start, held: true}
+				return
+			}
 			key, err := k.unwrap(ctx, ls[0])
-			results <- result{ls, key, err, start}
+			results <- result{ls, key, err, start, false}
 		}()
 	}
 	var (
@@ -550,13 +782,28 @@ func (k *Keyring) Restore(ctx context.Context) error {
 			Zero(r.key)
 			continue
 		}
-		k.noteCheckLocked(r.err)
+		if r.held {
+			// Held by another explicit lock: skipped, and stays locked (a
+			// lock that cannot be verified is a failure).
+			for _, l := range r.leases {
+				if _, open := k.leases[l]; open {
+					cbs = append(cbs, k.holdLocked(l)...)
+				}
+			}
+			k.mu.Unlock()
+			if r.err != nil {
+				failed++
+				first = cmp.Or(first, r.err)
+			}
+			continue
+		}
 		if r.err != nil {
 			failed++
 			if first == nil {
 				first = r.err
 			}
 		}
+		k.noteCheckLocked(r.err, false, r.err != nil && ctx.Err() != nil)
 		for i, l := range r.leases {
 			if _, open := k.leases[l]; !open {
 				continue
@@ -598,7 +845,7 @@ func (k *Keyring) Close() {
 		k.mu.Lock()
 		k.closed = true
 		for l := range k.leases {
-			cbs = append(cbs, k.lockLocked(l, ClassNone)...)
+			cbs = append(cbs, k.lockLocked(l, ClassNone, false)...)
 			l.mu.Lock()
 			l.closed = true
 			l.publishLocked()
@@ -615,19 +862,38 @@ func (k *Keyring) Close() {
 
 // Status returns the keyring's health.
 func (k *Keyring) Status() Status {
+	return k.status(func(EncryptionContext) bool { return true })
+}
+
+// InstanceStatus returns the health of one instance's leases: the
+// keyring's, counting only that instance's leases. Instances that share a
+// keyring but not an explicit lock ([Keyring.RevokeInstance]) are told
+// apart by it.
+func (k *Keyring) InstanceStatus(instance string) Status {
+	return k.status(func(ec EncryptionContext) bool { return ec.Instance == instance })
+}
+
+func (k *Keyring) status(match func(EncryptionContext) bool) Status {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	s := Status{LastCheck: k.lastCheck, LastError: k.lastErr, Leases: len(k.leases)}
+	s := Status{LastCheck: k.lastCheck, LastError: k.lastErr}
 	now := k.now()
-	var degraded int
+	var degraded, held int
 	var lockedCause ErrorClass
 	for l := range k.leases {
+		if !match(l.ec) {
+			continue
+		}
+		s.Leases++
 		l.mu.RLock()
 		serving := l.key != nil && now.Before(l.deadline)
 		l.mu.RUnlock()
 		switch {
 		case !serving:
 			s.LockedLeases++
+			if l.held {
+				held++
+			}
 			if lockedCause == ClassNone || l.cause == ClassRevoked {
 				lockedCause = l.cause
 			}
@@ -637,19 +903,28 @@ func (k *Keyring) Status() Status {
 			degraded++
 		}
 	}
+	lockedWhy := causeText(lockedCause)
+	if held == s.LockedLeases && held > 0 {
+		lockedWhy = "locked by an administrator (revoke-now) until an explicit restore"
+	}
 	switch {
 	case k.closed:
 		s.State, s.Reason = StateLocked, "keyring closed"
+	case k.holdAll:
+		s.State, s.Reason = StateLocked, "locked by an administrator (RevokeNow) until Restore"
 	case k.revoked:
 		s.State, s.Reason = StateLocked, k.revokeWhy
 	case s.Leases > 0 && s.LockedLeases == s.Leases:
-		s.State, s.Reason = StateLocked, "every lease is locked: "+causeText(lockedCause)
+		s.State, s.Reason = StateLocked, "every lease is locked: "+lockedWhy
 	case s.LockedLeases > 0:
 		s.State = StateDegraded
-		s.Reason = fmt.Sprintf("%d of %d leases locked: %s", s.LockedLeases, s.Leases, causeText(lockedCause))
+		s.Reason = fmt.Sprintf("%d of %d leases locked: %s", s.LockedLeases, s.Leases, lockedWhy)
 	case degraded > 0:
 		s.State = StateDegraded
 		s.Reason = fmt.Sprintf("provider unavailable or slow: %d of %d leases serving from memory until their lease runs out", degraded, s.Leases)
+	case k.outage:
+		s.State = StateDegraded
+		s.Reason = "the key provider cannot be reached: the last call failed; keys are not unwrapped until it answers again"
 	default:
 		s.State = StateOK
 	}
@@ -726,15 +1001,15 @@ func (k *Keyring) tick() time.Duration {
 	var cbs []func()
 
 	// While the whole keyring is revoked, probe one lease at a time.
-	var probe *Lease
+	var rprobe *Lease
 	if k.revoked {
 		for l := range k.leases {
 			if l.checking {
-				probe = nil
+				rprobe = nil
 				break
 			}
-			if probe == nil || l.nextCheck.Before(probe.nextCheck) {
-				probe = l
+			if rprobe == nil || l.nextCheck.Before(rprobe.nextCheck) {
+				rprobe = l
 			}
 		}
 	}
@@ -745,19 +1020,29 @@ func (k *Keyring) tick() time.Duration {
 		if serving {
 			if !now.Before(deadline) {
 				k.log.Warn("keys: a lease ran out without a successful re-validation; locked", "last_error_class", string(k.lastErr))
-				cbs = append(cbs, k.lockLocked(l, ClassUnavailable)...)
+				cbs = append(cbs, k.lockLocked(l, ClassUnavailable, false)...)
 			} else if deadline.Before(next) {
 				next = deadline
 			}
 		}
-		if l.checking || (k.revoked && l != probe) {
+		if l.checking || (k.revoked && l != rprobe) || k.heldInMemoryLocked(l.ec) {
 			continue
 		}
 		if !now.Before(l.nextCheck) {
+			probe, wait := k.mayCallLocked(now)
+			if wait > 0 {
+				// An outage: wait for the backoff, and let one probe
+				// find out when the provider is back.
+				l.nextCheck = now.Add(wait)
+				if l.nextCheck.Before(next) {
+					next = l.nextCheck
+				}
+				continue
+			}
 			l.checking = true
 			l.checkStarted = now
 			k.wg.Add(1)
-			go k.check(l, k.revokeGen)
+			go k.check(l, k.revokeGen, probe)
 		} else if l.nextCheck.Before(next) {
 			next = l.nextCheck
 		}
@@ -767,14 +1052,32 @@ func (k *Keyring) tick() time.Duration {
 	return max(next.Sub(now), time.Millisecond)
 }
 
-// check re-validates one lease.
-func (k *Keyring) check(l *Lease, gen uint64) {
+// check re-validates one lease; probe says whether it is an outage's probe
+// (see mayCallLocked).
+func (k *Keyring) check(l *Lease, gen uint64, probe bool) {
 	defer k.wg.Done()
 	// A call that takes longer than a whole lease is of no use.
 	ctx, cancel := context.WithTimeout(k.ctx, k.lease)
+	defer cancel()
+	if held, err := k.held(ctx, l.ec); held {
+		k.mu.Lock()
+		l.checking = false
+		if probe {
+			k.probing = false
+		}
+		var cbs []func()
+		if _, open := k.leases[l]; open && !k.closed {
+			if err != nil {
+				k.log.Warn("keys: an explicit lock could not be verified; the lease stays locked")
+			}
+			cbs = k.holdLocked(l)
+		}
+		k.mu.Unlock()
+		runAll(cbs)
+		return
+	}
 	start := k.now()
 	key, err := k.unwrap(ctx, l)
-	cancel()
 
 	k.mu.Lock()
 	l.checking = false
@@ -783,7 +1086,7 @@ func (k *Keyring) check(l *Lease, gen uint64) {
 		Zero(key)
 		return
 	}
-	k.noteCheckLocked(err)
+	k.noteCheckLocked(err, probe, false)
 	if err == nil && k.revoked && gen == k.revokeGen {
 		k.clearRevokedLocked()
 	}
@@ -816,6 +1119,8 @@ func (k *Keyring) applyLocked(l *Lease, key []byte, err error, start time.Time, 
 			l.epoch++
 			l.deadline = start.Add(k.lease)
 			l.cause = ClassNone
+			l.held = false
+			l.lockErr = nil
 			l.publishLocked()
 			l.mu.Unlock()
 			k.m.unlocks.Add(1)
@@ -838,14 +1143,14 @@ func (k *Keyring) applyLocked(l *Lease, key []byte, err error, start time.Time, 
 			Zero(key)
 			k.log.Error("keys: the provider returned a different key on re-validation; lease locked")
 			l.nextCheck = now.Add(k.retryAfter())
-			return k.lockLocked(l, ClassInvalid)
+			return k.lockLocked(l, ClassInvalid, false)
 		}
 	case ClassRevoked:
 		return k.revokeLocked("the provider reported the key revoked", ClassRevoked)
 	case ClassInvalid:
 		l.nextCheck = now.Add(k.retryAfter())
 		k.log.Warn("keys: the provider refused a wrapped key; lease locked")
-		return k.lockLocked(l, ClassInvalid)
+		return k.lockLocked(l, ClassInvalid, false)
 	default:
 		l.degraded = true
 		l.nextCheck = now.Add(k.retryAfter())
@@ -853,12 +1158,21 @@ func (k *Keyring) applyLocked(l *Lease, key []byte, err error, start time.Time, 
 	}
 }
 
-// lockLocked locks l if it is serving: zeroes the key and bumps the epoch. It
-// returns the lease's callbacks to run after k.mu is released, or nil if it
-// was already locked.
-func (k *Keyring) lockLocked(l *Lease, cause ErrorClass) []func() {
+// lockLocked locks l if it is serving: zeroes the key and bumps the epoch;
+// held marks a lock by an explicit lock (it stays marked until the lease
+// unlocks). It returns the lease's callbacks to run after k.mu is released,
+// or nil if it was already locked (its cause is updated).
+func (k *Keyring) lockLocked(l *Lease, cause ErrorClass, held bool) []func() {
+	if cause != ClassNone {
+		l.cause = cause
+	}
+	if held {
+		l.held = true
+	}
 	l.mu.Lock()
+	l.lockErr = lockError(l.cause, l.held)
 	if l.key == nil {
+		l.publishLocked()
 		l.mu.Unlock()
 		return nil
 	}
@@ -867,9 +1181,6 @@ func (k *Keyring) lockLocked(l *Lease, cause ErrorClass) []func() {
 	l.epoch++
 	l.publishLocked()
 	l.mu.Unlock()
-	if cause != ClassNone {
-		l.cause = cause
-	}
 	k.m.locks.Add(1)
 	k.audit.Record(AuditEvent{Operation: OpLeaseLock, KeyID: k.p.KeyID(), Context: l.ec, Err: causeErr(cause)})
 	return l.callbacks()
@@ -898,8 +1209,7 @@ func (k *Keyring) revokeLocked(why string, cause ErrorClass) []func() {
 	now := k.now()
 	var cbs []func()
 	for l := range k.leases {
-		cbs = append(cbs, k.lockLocked(l, cause)...)
-		l.cause = cause
+		cbs = append(cbs, k.lockLocked(l, cause, false)...)
 		l.degraded = false
 		l.nextCheck = now.Add(k.retryAfter())
 	}
@@ -923,10 +1233,17 @@ func (k *Keyring) clearRevokedLocked() {
 	k.log.Info("keys: the provider accepts the key again; unlocking")
 }
 
-// noteCheckLocked records the outcome of a provider call, and logs when the
-// class of outcome changes (not on every call).
-func (k *Keyring) noteCheckLocked(err error) {
-	k.lastCheck = k.now()
+// noteCheckLocked records the outcome of a provider call, logs when the
+// class of outcome changes (not on every call), and starts, extends or ends
+// an outage. probe says whether the call was the outage's probe; gaveUp
+// that the caller cancelled it (a client that went away says nothing about
+// the provider).
+func (k *Keyring) noteCheckLocked(err error, probe, gaveUp bool) {
+	now := k.now()
+	k.lastCheck = now
+	if probe {
+		k.probing = false
+	}
 	c := Classify(err)
 	if c != k.lastErr {
 		if c == ClassNone {
@@ -936,6 +1253,31 @@ func (k *Keyring) noteCheckLocked(err error) {
 		}
 	}
 	k.lastErr = c
+	switch {
+	case gaveUp && c == ClassUnavailable:
+	case c == ClassUnavailable:
+		switch {
+		case !k.outage:
+			k.outage, k.backoff = true, k.retry
+		case probe:
+			k.backoff = min(2*k.backoff, k.maxBack)
+		default:
+			return // a call started before the outage was noticed
+		}
+		k.probeAt = now.Add(scale(k.backoff, 0.9, 1.1))
+	case k.outage:
+		// The provider answered: the outage is over. Re-validate at once
+		// the leases it left degraded or locked.
+		k.outage, k.backoff = false, 0
+		for l := range k.leases {
+			l.mu.RLock()
+			locked := l.key == nil
+			l.mu.RUnlock()
+			if l.degraded || (locked && l.cause == ClassUnavailable) {
+				l.nextCheck = now
+			}
+		}
+	}
 }
 
 // ---- collapsing concurrent calls ----

@@ -324,8 +324,10 @@ func TestKeyringTransientThenExpiry(t *testing.T) {
 			if lockedAfter > lease+time.Second {
 				t.Errorf("locked after %v, want at the deadline %v", lockedAfter, lease)
 			}
-			if !errors.Is(acquireErr(l), ErrKeyRevoked) {
-				t.Error("an expired lease must fail with ErrKeyRevoked")
+			// An outage is not a revocation: the lease ran out because the
+			// provider could not be reached, and says so.
+			if err := acquireErr(l); !errors.Is(err, ErrKeyUnavailable) || errors.Is(err, ErrKeyRevoked) {
+				t.Errorf("an expired lease: %v, want ErrKeyUnavailable and not ErrKeyRevoked", err)
 			}
 			waitFor(t, time.Second, "OnLock after expiry", func() bool { return locks.Load() == 1 })
 			if s := f.kr.Status(); s.State != StateLocked {
@@ -337,7 +339,8 @@ func TestKeyringTransientThenExpiry(t *testing.T) {
 
 			f.fault.set(pass)
 			_, e1, _ := l.Acquire()
-			waitFor(t, time.Second, "unlock after recovery", func() bool { return acquireErr(l) == nil })
+			// Within one backoff wait (at most MaxBackoff = 4 × RetryInterval, +10%).
+			waitFor(t, 2*time.Second, "unlock after recovery", func() bool { return acquireErr(l) == nil })
 			_, e2, _ := l.Acquire()
 			if e2 <= e1 {
 				t.Errorf("epoch %d after unlock, was %d", e2, e1)
@@ -361,10 +364,10 @@ func TestKeyringFailsClosedWhenLate(t *testing.T) {
 		t.Fatal(err)
 	}
 	offset.Store(int64(time.Minute))
-	if err := acquireErr(l); !errors.Is(err, ErrKeyRevoked) {
+	if err := acquireErr(l); !errors.Is(err, ErrKeyUnavailable) {
 		t.Fatalf("Acquire past the deadline: %v", err)
 	}
-	if err := l.WithKey(func([]byte, uint64) error { return nil }); !errors.Is(err, ErrKeyRevoked) {
+	if err := l.WithKey(func([]byte, uint64) error { return nil }); !errors.Is(err, ErrKeyUnavailable) {
 		t.Fatalf("WithKey past the deadline: %v", err)
 	}
 	if s := f.kr.Status(); s.State != StateLocked {
@@ -443,14 +446,132 @@ func TestKeyringRevokeNowAndRestore(t *testing.T) {
 	}
 }
 
-// An automatic check unlocks after RevokeNow when the provider still accepts
-// the key (RevokeNow is not a revocation in the provider).
-func TestKeyringRevokeNowLiftedByCheck(t *testing.T) {
+// RevokeNow holds until Restore: automatic checks (the provider still
+// accepts the key) and Opens of other instances do not lift it, and an Open
+// under it makes no provider call.
+func TestKeyringRevokeNowHolds(t *testing.T) {
 	f := newFixture(t, KeyringOptions{Lease: time.Second}) // RetryInterval 250ms
 	l, _, _ := f.open("a")
+	ecB := EncryptionContext{Org: "acme", Instance: "b", Generation: 1}
+	_, wrappedB, err := f.local.GenerateRootKey(context.Background(), ecB)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f.kr.RevokeNow()
-	took := waitFor(t, 2*time.Second, "automatic unlock", func() bool { return acquireErr(l) == nil })
-	t.Logf("RevokeNow lifted by the automatic check after %v", took)
+	calls := f.fault.calls.Load()
+	if _, err := f.kr.Open(context.Background(), ecB, wrappedB); !errors.Is(err, ErrHeld) || !errors.Is(err, ErrKeyRevoked) {
+		t.Errorf("Open under RevokeNow: %v, want ErrHeld", err)
+	}
+	// Eight retry intervals and two leases: every automatic check would
+	// have had its chance.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := acquireErr(l); !errors.Is(err, ErrHeld) {
+			t.Fatalf("RevokeNow lifted without Restore: Acquire says %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c := f.fault.calls.Load() - calls; c != 0 {
+		t.Errorf("%d provider calls while held, want 0", c)
+	}
+	if s := f.kr.Status(); s.State != StateLocked {
+		t.Errorf("status %+v", s)
+	}
+	if err := f.kr.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := acquireErr(l); err != nil {
+		t.Errorf("after Restore: %v", err)
+	}
+	if _, err := f.kr.Open(context.Background(), ecB, wrappedB); err != nil {
+		t.Errorf("Open after Restore: %v", err)
+	}
+}
+
+// RevokeInstance holds one instance's leases only, until RestoreInstance;
+// Restore of the keyring does not lift it.
+func TestKeyringRevokeInstance(t *testing.T) {
+	f := newFixture(t, KeyringOptions{Lease: time.Second})
+	la, _, wrappedA := f.open("a")
+	lb, _, _ := f.open("b")
+	f.kr.RevokeInstance("a")
+	if err := acquireErr(la); !errors.Is(err, ErrHeld) {
+		t.Errorf("held instance: %v", err)
+	}
+	if err := acquireErr(lb); err != nil {
+		t.Errorf("another instance locked by RevokeInstance: %v", err)
+	}
+	if _, err := f.kr.Open(context.Background(), la.Context(), wrappedA); !errors.Is(err, ErrHeld) {
+		t.Errorf("Open of the held instance: %v", err)
+	}
+	if err := f.kr.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // two retry intervals
+	if err := acquireErr(la); !errors.Is(err, ErrHeld) {
+		t.Errorf("after the keyring's Restore and automatic checks: %v, want still held", err)
+	}
+	if err := f.kr.RestoreInstance(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := acquireErr(la); err != nil {
+		t.Errorf("after RestoreInstance: %v", err)
+	}
+}
+
+// memLocks is a LockStore in memory that counts its calls.
+type memLocks struct {
+	mu    sync.Mutex
+	held  map[string]bool
+	err   error
+	calls atomic.Int64
+}
+
+func (m *memLocks) Held(_ context.Context, ec EncryptionContext) (bool, error) {
+	m.calls.Add(1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.held[ec.Instance], m.err
+}
+
+func (m *memLocks) set(inst string, held bool, err error) {
+	m.mu.Lock()
+	m.held[inst], m.err = held, err
+	m.mu.Unlock()
+}
+
+// With a LockStore, a lock recorded by another keyring (another process)
+// locks this one's lease at its next check and refuses its Opens; removing
+// the record lets it unlock at the next check; a record that does not verify
+// keeps it locked.
+func TestKeyringLockStore(t *testing.T) {
+	locks := &memLocks{held: map[string]bool{}}
+	f := newFixture(t, KeyringOptions{Lease: time.Second, Locks: locks})
+	l, _, wrapped := f.open("a")
+	locks.set("a", true, nil) // recorded elsewhere
+	waitFor(t, 2*time.Second, "lock at the next check", func() bool { return errors.Is(acquireErr(l), ErrHeld) })
+	calls := f.fault.calls.Load()
+	if _, err := f.kr.Open(context.Background(), l.Context(), wrapped); !errors.Is(err, ErrHeld) {
+		t.Errorf("Open of a held instance: %v", err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if err := acquireErr(l); !errors.Is(err, ErrHeld) {
+		t.Errorf("held lease unlocked: %v", err)
+	}
+	if c := f.fault.calls.Load() - calls; c != 0 {
+		t.Errorf("%d provider calls for a held lease, want 0", c)
+	}
+	errForged := errors.New("lock record fails authentication")
+	locks.set("a", false, errForged)
+	time.Sleep(600 * time.Millisecond)
+	if err := acquireErr(l); !errors.Is(err, ErrHeld) {
+		t.Errorf("a lock record that does not verify unlocked the lease: %v", err)
+	}
+	if _, err := f.kr.Open(context.Background(), l.Context(), wrapped); !errors.Is(err, ErrHeld) || !errors.Is(err, errForged) {
+		t.Errorf("Open with an unverifiable lock record: %v, want ErrHeld naming the cause", err)
+	}
+	locks.set("a", false, nil) // restored elsewhere
+	waitFor(t, 2*time.Second, "unlock at the next check", func() bool { return acquireErr(l) == nil })
 }
 
 func TestKeyringTwoKeyrings(t *testing.T) {
@@ -510,6 +631,19 @@ func TestKeyringOpenErrors(t *testing.T) {
 	f.fault.set(unclassified)
 	if _, err := f.kr.Open(context.Background(), ec, wrapped); !errors.Is(err, ErrKeyUnavailable) {
 		t.Errorf("unclassified error: %v, want it wrapped as ErrKeyUnavailable", err)
+	}
+	// The failure starts an outage: the next Open backs off without a call.
+	calls := f.fault.calls.Load()
+	_, err := f.kr.Open(context.Background(), ec, wrapped)
+	var be *BackoffError
+	if !errors.As(err, &be) || !errors.Is(err, ErrKeyUnavailable) || be.RetryAfter <= 0 || be.RetryAfter > 300*time.Millisecond {
+		t.Errorf("Open during the backoff: %v", err)
+	}
+	if f.fault.calls.Load() != calls {
+		t.Error("Open during the backoff called the provider")
+	}
+	if be != nil {
+		time.Sleep(be.RetryAfter)
 	}
 	if _, err := f.kr.Open(context.Background(), EncryptionContext{Instance: "a"}, wrapped); !errors.Is(err, ErrInvalidContext) {
 		t.Errorf("generation 0: %v", err)

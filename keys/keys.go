@@ -21,12 +21,19 @@
 //     holds each instance's unwrapped root key for a lease (the revocation
 //     bound), re-validates it with the provider before the lease ends,
 //     locks every lease at once on revocation, fails closed when the lease
-//     runs out during an outage, and unlocks by itself when the provider
-//     accepts the key again. [Lease.Acquire] never calls the provider.
+//     runs out during an outage (reporting [ErrKeyUnavailable], not a
+//     revocation), backs off per keyring while the provider is unavailable
+//     ([BackoffError]), and unlocks by itself when the provider accepts the
+//     key again. Explicit locks ([Keyring.RevokeNow],
+//     [Keyring.RevokeInstance], [ErrHeld]) hold until an explicit restore,
+//     across keyrings and restarts when recorded in a [LockStore].
+//     [Lease.Acquire] never calls the provider.
 //   - [AuditLog]: one JSON line per provider call.
-//   - Errors: [ErrKeyRevoked], [ErrKeyUnavailable], [ErrInvalidWrappedKey],
-//     [ErrInvalidContext], [ErrClosed]; [Classify] maps any provider error to
-//     its [ErrorClass].
+//   - Errors: [ErrKeyRevoked], [ErrHeld], [ErrKeyUnavailable],
+//     [BackoffError], [ErrInvalidWrappedKey], [ErrInvalidContext],
+//     [ErrClosed]; [Classify] maps any provider error to its [ErrorClass].
+//   - [LocalProvider.ControlMAC] authenticates control records (explicit
+//     locks) under a key derived from the provider key.
 //
 // # Invariants
 //
@@ -34,7 +41,8 @@
 //     audit line.
 //   - Provider calls made by a keyring are O(leases × time / lease), never
 //     per Acquire, and concurrent re-validations of one wrapped key are one
-//     call.
+//     call. During an outage they are O(time / RetryInterval) per keyring,
+//     however many Opens are attempted.
 //   - A lease whose deadline has passed without a successful re-validation
 //     refuses Acquire, whatever its background goroutine is doing.
 //   - Locking zeroes the key before OnLock callbacks run.

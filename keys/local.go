@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,6 +28,12 @@ import (
 // so that the provider key cannot be used to open anything but wrapped root
 // keys.
 const localWrapLabel = "blindex/v1/local-wrap"
+
+// localControlLabel is the HKDF info of the key [LocalProvider.ControlMAC]
+// authenticates control records with: derived from the provider key, so
+// held outside the data directory, and distinct from the wrapping use of
+// that key.
+const localControlLabel = "blindex/v1/local-control-mac"
 
 // localWrapVersion is the first byte of a locally wrapped key.
 const localWrapVersion byte = 1
@@ -66,8 +75,9 @@ type LocalProvider struct {
 	id    string
 	audit atomic.Pointer[AuditLog]
 
-	mu   sync.RWMutex
-	aead cipher.AEAD // nil after Close
+	mu     sync.RWMutex
+	aead   cipher.AEAD // nil after Close
+	macKey []byte      // see ControlMAC; zeroed by Close
 }
 
 var _ Provider = (*LocalProvider)(nil)
@@ -102,11 +112,16 @@ func NewLocalProvider(home string) (*LocalProvider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: local provider: %w", err)
 	}
+	macKey, err := hkdf.Key(sha256.New, key, nil, localControlLabel, 32)
+	if err != nil {
+		return nil, fmt.Errorf("keys: local provider: %w", err)
+	}
 	sum := sha256.Sum256(key)
 	return &LocalProvider{
-		path: path,
-		id:   "local:" + hex.EncodeToString(sum[:8]),
-		aead: aead,
+		path:   path,
+		id:     "local:" + hex.EncodeToString(sum[:8]),
+		aead:   aead,
+		macKey: macKey,
 	}, nil
 }
 
@@ -217,8 +232,32 @@ func (p *LocalProvider) SetAudit(a *AuditLog) { p.audit.Store(a) }
 func (p *LocalProvider) Close() error {
 	p.mu.Lock()
 	p.aead = nil
+	Zero(p.macKey)
+	p.macKey = nil
 	p.mu.Unlock()
 	return nil
+}
+
+// ControlMAC returns the HMAC-SHA256 of purpose and msg (unambiguously
+// encoded: purpose's length, purpose, msg) under a key derived from the
+// provider key with HKDF-SHA256 (info [localControlLabel]). It
+// authenticates control records that stay readable without any instance
+// key (explicit locks), so that whoever can write the data directory, but
+// does not hold the provider key, cannot forge them. The error wraps
+// [ErrKeyUnavailable] after Close.
+func (p *LocalProvider) ControlMAC(purpose string, msg []byte) ([]byte, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.macKey == nil {
+		return nil, fmt.Errorf("%w: local provider closed", ErrKeyUnavailable)
+	}
+	h := hmac.New(sha256.New, p.macKey)
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(purpose)))
+	h.Write(n[:])
+	h.Write([]byte(purpose))
+	h.Write(msg)
+	return h.Sum(nil), nil
 }
 
 func (p *LocalProvider) getAEAD() (cipher.AEAD, error) {

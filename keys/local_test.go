@@ -320,3 +320,49 @@ func checkNoSecrets(t *testing.T, line string, secrets ...[]byte) {
 		}
 	}
 }
+
+// ControlMAC is deterministic for one provider key, separates purposes and
+// messages, differs under another provider key, and stops after Close.
+func TestLocalControlMAC(t *testing.T) {
+	home := t.TempDir()
+	p, err := NewLocalProvider(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := NewLocalProvider(home) // the same key file
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewLocalProvider(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := func(p *LocalProvider, purpose, msg string) string {
+		m, err := p.ControlMAC(purpose, []byte(msg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m) != 32 {
+			t.Fatalf("MAC of %d bytes", len(m))
+		}
+		return string(m)
+	}
+	base := mac(p, "blindex/v1/explicit-lock", "record")
+	if mac(again, "blindex/v1/explicit-lock", "record") != base {
+		t.Error("the same provider key gives another MAC")
+	}
+	for name, m := range map[string]string{
+		"another purpose":      mac(p, "blindex/v1/other", "record"),
+		"another message":      mac(p, "blindex/v1/explicit-lock", "recore"),
+		"purpose/message edge": mac(p, "blindex/v1/explicit-loc", "krecord"),
+		"another provider key": mac(other, "blindex/v1/explicit-lock", "record"),
+	} {
+		if m == base {
+			t.Errorf("%s: same MAC", name)
+		}
+	}
+	p.Close()
+	if _, err := p.ControlMAC("blindex/v1/explicit-lock", []byte("record")); !errors.Is(err, ErrKeyUnavailable) {
+		t.Errorf("ControlMAC after Close: %v", err)
+	}
+}

@@ -329,12 +329,12 @@ func (s *Server) handleRevokeNow(c *call) error {
 	if err := s.cat.RevokeNow(c.ctx, c.name); err != nil {
 		return err
 	}
-	n := s.groups.size(c.name)
+	n, msg := revokeNowScope(s.groups, c.name)
 	s.log.Warn("keys revoked now by an administrator", "instance", c.name, "instances_locked", n)
 	writeJSON(c.w, http.StatusOK, map[string]any{
 		"status":           s.status(c, c.name),
 		"instances_locked": n,
-		"message":          "every instance under this instance's encryption configuration is locked; revoke the key in KMS too, or it unlocks at the next successful check. POST .../restore unlocks at once",
+		"message":          msg,
 	})
 	return nil
 }

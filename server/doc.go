@@ -60,7 +60,7 @@
 // Health (no token) and metrics (administrator):
 //
 //	GET    /healthz                            200 {"status":"ok"} while the process runs
-//	GET    /readyz                             200 {"status":"ready"} (and "kms":{...} for administrators); 503 not_ready when shutting down or the store fails
+//	GET    /readyz                             200 {"status":"ready"} (and "kms":{...} for administrators); 503 not_ready when shutting down, the store fails, or its disk is full or failed a write
 //	GET    /metrics                            Prometheus text format (administrator token once tokens are configured)
 //
 // /readyz is blindex's own readiness. The key provider (KMS, a third party)
@@ -93,8 +93,8 @@
 //	GET    /v1/instances/{name}                metadata, SLA ("covered", or "excluded" for BYOK in early access), key generations, status, document count and mapping when unlocked
 //	GET    /v1/instances/{name}/status         {"state":"ok"|"degraded"|"locked","reason":"..."}
 //	DELETE /v1/instances/{name}                crypto-shred: wrapped keys and shredding secret destroyed, records deleted, tokens revoked
-//	POST   /v1/instances/{name}/revoke-now     lock at once every instance under this instance's configuration
-//	POST   /v1/instances/{name}/restore        re-validate with the provider now and unlock; 423 if it still refuses
+//	POST   /v1/instances/{name}/revoke-now     lock at once, until restore (across requests, key checks, servers sharing the store and restarts): a BYOK instance's whole configuration, else this instance alone
+//	POST   /v1/instances/{name}/restore        lift this instance's revoke-now lock, re-validate with the provider now and unlock; 423 if it still refuses
 //	POST   /v1/instances/{name}/rotate         new key generation: {"current_generation":g,...}
 //	POST   /v1/instances/{name}/reencrypt      start the online re-encryption → 202 with its progress; 409 conflict if running
 //	GET    /v1/instances/{name}/reencrypt      progress: {"state","done","total","percent","generations",...}
@@ -250,13 +250,15 @@
 //	421 host_not_allowed       loopback mode: the Host is not a loopback name
 //	403 origin_not_allowed     loopback mode: sent by a web page of another origin
 //	429 too_many_requests      the token has too many requests or writes in flight (Retry-After)
-//	423 instance_locked        the instance's key is revoked or its lease ran out; nothing was read or written
+//	423 instance_locked        the instance's key is revoked in the provider, or revoke-now holds it until restore; nothing was read or written
 //	500 data_corrupt           a stored record failed authentication (run `blindex check`)
 //	500 internal               a bug; the details are in the server's log
-//	503 kms_unavailable        the key provider cannot be reached and the key is not in memory (Retry-After)
+//	503 kms_unavailable        the key provider cannot be reached (an outage, not a revocation), whether or not the key was in memory (Retry-After: the keyring's backoff)
+//	503 storage_failed         the disk failed a write: not applied; writes refused until the server restarts; reads work (Retry-After)
 //	503 overloaded             too many requests in flight (Retry-After)
 //	503 shutting_down          the server is stopping
 //	504 timeout                over the request time limit; a write that was stopped was not applied
+//	507 storage_full           the disk holding the data is full (below the store's reserve): nothing written; writes resume by themselves once space is freed (Retry-After)
 //	                           (408 when the body itself did not arrive in time)
 //
 // A locked instance always answers 423 instance_locked, never a 500:

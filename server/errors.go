@@ -38,7 +38,7 @@ const (
 	CodeBodyTooLarge     = "body_too_large"     // 413
 	CodeDocumentTooLarge = "document_too_large" // 413
 	CodeTooManyItems     = "too_many_items"     // 413: bulk item count
-	CodeInstanceLocked   = "instance_locked"    // 423: the instance's key is revoked or its lease ran out
+	CodeInstanceLocked   = "instance_locked"    // 423: the instance's key is revoked, or revoke-now holds it
 	CodeInternal         = "internal"           // 500
 	CodeDataCorrupt      = "data_corrupt"       // 500: a record failed authentication
 	CodeKMSUnavailable   = "kms_unavailable"    // 503: the key provider cannot be reached now; retry
@@ -106,9 +106,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // lockedMessage is the message of every instance_locked answer.
-const lockedMessage = "the instance is locked: its encryption key was revoked, or could not be re-validated with the key provider before its lease ran out. " +
+const lockedMessage = "the instance is locked: the key provider refuses its encryption key (revoked, disabled or pending deletion), or an administrator locked it (revoke-now). " +
 	"Nothing was read or written. Restore access to the key in KMS; the instance unlocks by itself at the next check, " +
-	"or at once with POST /v1/instances/{name}/restore (administrator)"
+	"or at once with POST /v1/instances/{name}/restore (administrator), which also lifts revoke-now"
 
 // fromEngine translates an engine error into an answer. Engine messages
 // never carry content, terms, document ids or keys (a rule of the index and
@@ -118,13 +118,13 @@ func fromEngine(err error) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	if ae := faultError(err); ae != nil {
+		return ae
+	}
 	var de *index.DocumentError
 	switch {
 	case errors.Is(err, keys.ErrKeyRevoked):
 		return &apiError{status: http.StatusLocked, code: CodeInstanceLocked, message: lockedMessage, cause: err}
-	case errors.Is(err, keys.ErrKeyUnavailable):
-		return &apiError{status: http.StatusServiceUnavailable, code: CodeKMSUnavailable, retryAfter: 5, cause: err,
-			message: "the key provider (KMS) cannot be reached right now and this instance's key is not in memory; retry later. Nothing was written"}
 	case errors.Is(err, index.ErrClosed), errors.Is(err, keys.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeShuttingDown, retryAfter: 1, cause: err,
 			message: "the server is shutting down; retry against another server or after it restarts"}

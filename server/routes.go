@@ -476,6 +476,8 @@ func (s *Server) handleReadyz(c *call) error {
 		out.Status, out.Reason, status = "not_ready", "shutting down", http.StatusServiceUnavailable
 	} else if _, err := s.st.Get([]byte{0x00, 'R', 'e', 'a', 'd', 'y'}); err != nil && !errors.Is(err, store.ErrNotFound) {
 		out.Status, out.Reason, status = "not_ready", "the store does not answer", http.StatusServiceUnavailable
+	} else if why := s.storeUnready(); why != "" {
+		out.Status, out.Reason, status = "not_ready", why, http.StatusServiceUnavailable
 	}
 	if !s.shutting.Load() && s.isAdmin(c.r) {
 		counts, fresh := s.configStates(time.Second)

@@ -48,6 +48,12 @@ type Config struct {
 	// store/postgres). Default: none, the Pebble store in Data. Setting
 	// both is an error.
 	Store string
+	// Pebble configures the Pebble store in Data: its free-space reserve
+	// (MinFreeBytes: below it writes answer 507 storage_full and resume by
+	// themselves once space is freed), caches, and a file system for
+	// fault-injection tests. ReadOnly is ignored. Default: the zero value
+	// (see store.PebbleOptions).
+	Pebble store.PebbleOptions
 	// Home holds the local provider key and the instances' shredding
 	// secrets. It MUST NOT be inside Data (a copy of the data directory
 	// would then carry its keys). Default: $BLINDEX_HOME, else ~/.blindex.
@@ -640,7 +646,10 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: store key: %w", err)
 	}
-	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{StoreKey: storeKey})
+	so := cfg.Pebble
+	so.ReadOnly = false
+	so.StoreKey = storeKey
+	st, err := store.OpenPebble(cfg.Data, so)
 	keys.Zero(storeKey)
 	if errors.Is(err, store.ErrStoreKey) || errors.Is(err, store.ErrNotEncrypted) {
 		return nil, fmt.Errorf("server: %w; the key home (Config.Home) must be the one the data directory was written with", err)

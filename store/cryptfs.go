@@ -404,10 +404,14 @@ func checkUnencryptedOpen(fs vfs.FS, dir string) error {
 // useStoreKey sets opts.FS to encrypt every file under key, or, without a
 // key, checks that the directory is not encrypted.
 func useStoreKey(opts *pebble.Options, dir string, key []byte) error {
-	if key == nil {
-		return checkUnencryptedOpen(vfs.Default, dir)
+	base := opts.FS
+	if base == nil {
+		base = vfs.Default
 	}
-	fs, err := newCryptFS(vfs.Default, key)
+	if key == nil {
+		return checkUnencryptedOpen(base, dir)
+	}
+	fs, err := newCryptFS(base, key)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,18 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	// ErrClosed reports use of a closed store.
 	ErrClosed = errors.New("store: closed")
+	// ErrDiskFull reports a write refused, with nothing written, because the
+	// disk that holds the store is full or nearly full. Reads keep working.
+	// It is transient: writes are accepted again once space is freed.
+	ErrDiskFull = errors.New("store: disk full")
+	// ErrWriteFailed reports that the store failed to write (an I/O error,
+	// or no space left, inside the database engine). The write is not
+	// acknowledged, and the store refuses every later write until it is
+	// opened again (the process restarts); reads keep working. An error
+	// for a full disk wraps ErrDiskFull too.
+	ErrWriteFailed = errors.New("store: write failed; writes are refused until the store is opened again")
+	// ErrReadOnly reports a write to a store opened read-only.
+	ErrReadOnly = errors.New("store: opened read-only")
 )
 
 // Store is an ordered key-value store.

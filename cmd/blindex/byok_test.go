@@ -264,12 +264,22 @@ func TestBYOKLifecycle(t *testing.T) {
 		t.Fatalf("config show lists the BYOK instances: %v", r)
 	}
 
-	// revoke-now locks in this process, and says that this is all it can
-	// do from the CLI.
+	// revoke-now locks until restore: the next commands are refused, with
+	// no KMS call, and restore lifts it.
 	r = must(t, 0, "instance", "revoke-now", "--data", d, "--instance", "tracker")
-	if !strings.Contains(r.stdout, "locked") || !strings.Contains(r.stdout, "this process only") {
+	if !strings.Contains(r.stdout, "locked") || !strings.Contains(r.stdout, "blindex instance restore") {
 		t.Fatalf("revoke-now: %v", r)
 	}
+	for range 2 {
+		r = must(t, 3, "get", "--data", d, "--instance", "tracker", "--audit", "-", "T-2")
+		if strings.Contains(r.stderr, `"operation":"Decrypt"`) || !strings.Contains(r.stderr, "revoke-now") || !strings.Contains(r.stderr, "blindex instance restore") {
+			t.Fatalf("get after revoke-now: %v", r)
+		}
+	}
+	if v := showJSON(t, "--data", d, "--instance", "tracker"); v.Status.State != "locked" || !strings.Contains(v.Status.Reason, "revoke-now") {
+		t.Fatalf("instance show after revoke-now: %+v", v.Status)
+	}
+	must(t, 0, "instance", "restore", "--data", d, "--instance", "tracker")
 	// --audit - writes to standard error.
 	r = must(t, 0, "get", "--data", d, "--instance", "tracker", "--audit", "-", "T-2")
 	if !strings.Contains(r.stderr, `"operation":"Decrypt"`) || !strings.Contains(r.stdout, "T-2") {

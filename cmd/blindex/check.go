@@ -30,7 +30,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if len(pos) != 0 {
 			return usageErrorf("check takes no arguments")
 		}
-		e, err := openEnv(c, false)
+		e, err := openEnvReadOnly(c)
 		if err != nil {
 			return err
 		}

@@ -43,6 +43,17 @@ type env struct {
 // the database instead (creating the store's table when missing). It also
 // opens the --audit log.
 func openEnv(c commonFlags, create bool) (*env, error) {
+	return openEnvWith(c, create, false)
+}
+
+// openEnvReadOnly is openEnv for commands that only read (search, get,
+// check): the store is opened read-only, so that they work, and never
+// hang on a flush, when the disk is full.
+func openEnvReadOnly(c commonFlags) (*env, error) {
+	return openEnvWith(c, false, true)
+}
+
+func openEnvWith(c commonFlags, create, readOnly bool) (*env, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
@@ -104,8 +115,13 @@ func openEnv(c commonFlags, create bool) (*env, error) {
 		e.Close()
 		return nil, err
 	}
-	st, err := store.OpenPebble(c.data, store.PebbleOptions{StoreKey: key})
+	st, err := store.OpenPebble(c.data, store.PebbleOptions{StoreKey: key, ReadOnly: readOnly, MinFreeBytes: c.storeMinFree()})
 	keys.Zero(key)
+	if errors.Is(err, store.ErrDiskFull) {
+		e.Close()
+		return nil, &cliError{code: exitStorage, err: err,
+			next: "free space on the disk holding the data directory, then run the command again; nothing was written (search, get and check still work)"}
+	}
 	if err != nil {
 		e.Close()
 		return nil, storeOpenError(c.data, key, keyFile, err)
@@ -317,7 +333,8 @@ func (m missingKeyProvider) UnwrapRootKey(context.Context, []byte, keys.Encrypti
 }
 
 func (m missingKeyProvider) err() error {
-	return fmt.Errorf("%w: no provider key at %s", keys.ErrKeyUnavailable, m.file)
+	// Exit 3, not 5: a missing key file is not an outage to wait out.
+	return &cliError{code: exitKey, err: fmt.Errorf("%w: no provider key at %s", keys.ErrKeyUnavailable, m.file)}
 }
 
 // catalog returns the command's catalog, making it on first use with opts
@@ -475,6 +492,9 @@ func (e *env) openInstance(ctx context.Context, c commonFlags, opts index.Option
 func (e *env) openError(man *index.Manifest, err error) error {
 	restore := fmt.Sprintf("'blindex instance restore %s --instance %s'", e.flags.storeArg(), shellQuote(man.Name))
 	switch {
+	case errors.Is(err, keys.ErrHeld):
+		return &cliError{code: exitKey, err: err, next: fmt.Sprintf(
+			"the instance is locked by revoke-now ('blindex instance revoke-now' or the server's POST .../revoke-now); it stays locked, across commands and restarts, until %s", restore)}
 	case errors.Is(err, keys.ErrKeyRevoked) && man.Meta.BYOK:
 		return &cliError{code: exitKey, err: err, next: fmt.Sprintf(
 			"the customer's KMS key %s refused to unwrap this instance's key (the key is disabled or scheduled for deletion, or access to it is denied), so the instance is locked. "+
@@ -482,7 +502,7 @@ func (e *env) openError(man *index.Manifest, err error) error {
 	case errors.Is(err, keys.ErrKeyRevoked):
 		return &cliError{code: exitKey, err: err, next: fmt.Sprintf("the instance's key is revoked: restore access to it, then run %s", restore)}
 	case errors.Is(err, keys.ErrKeyUnavailable) && man.Meta.BYOK:
-		return &cliError{code: exitKey, err: err, next: fmt.Sprintf(
+		return &cliError{code: exitKMS, err: err, next: fmt.Sprintf(
 			"KMS could not be reached or did not answer in time: an outage, not a revocation, but this command holds no key in memory to serve from. "+
 				"Check the endpoint (AWS_ENDPOINT_URL_KMS or --kms-endpoint), the network and the AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE, ...), then run this command again, or %s", restore)}
 	case errors.Is(err, index.ErrNotFound) && man.Meta.BYOK && e.cat != nil:

@@ -10,6 +10,7 @@ import (
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/policy"
 	"github.com/blindex/blindex/store/control"
+	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -56,13 +57,16 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ce) && ce.code != 0:
 		return ce.code
+	case errors.Is(err, store.ErrDiskFull), errors.Is(err, store.ErrWriteFailed):
+		return exitStorage
 	case errors.Is(err, index.ErrCorrupt), errors.Is(err, control.ErrForged), errors.Is(err, control.ErrUnauthenticated):
 		return exitCorrupt
 	case errors.Is(err, control.ErrNoKey):
 		return exitKey
-	case errors.Is(err, keys.ErrKeyRevoked), errors.Is(err, keys.ErrKeyUnavailable),
-		errors.Is(err, keys.ErrInvalidWrappedKey):
+	case errors.Is(err, keys.ErrKeyRevoked), errors.Is(err, keys.ErrInvalidWrappedKey):
 		return exitKey
+	case errors.Is(err, keys.ErrKeyUnavailable):
+		return exitKMS
 	}
 	return exitUsage
 }
@@ -70,6 +74,12 @@ func exitCode(err error) int {
 // defaultNext is the next step for errors that do not carry one.
 func defaultNext(err error) string {
 	switch {
+	case errors.Is(err, store.ErrDiskFull):
+		return "the disk holding the data directory is full: free space (or move the data directory to a larger disk), then run the command again; what was acknowledged is intact, and read-only commands (search, get, check) keep working"
+	case errors.Is(err, store.ErrWriteFailed):
+		return "the disk holding the data directory failed a write: check the disk and the system log, then run the command again; what was acknowledged is intact"
+	case errors.Is(err, keys.ErrHeld):
+		return "the instance is locked by 'blindex instance revoke-now' (or the server's revoke-now); it stays locked until 'blindex instance restore --data DIR --instance NAME'"
 	case errors.Is(err, index.ErrCorrupt):
 		return "" // CorruptError says what to do
 	case errors.Is(err, keys.ErrKeyRevoked):
@@ -79,7 +89,7 @@ func defaultNext(err error) string {
 	case errors.Is(err, keys.ErrInvalidWrappedKey):
 		return "the provider key does not open this instance's key: use the --home (or BLINDEX_HOME) the instance was created with"
 	case errors.Is(err, keys.ErrKeyUnavailable):
-		return "the key provider could not be reached (for KMS: the endpoint, the network, throttling or the AWS credentials; this is not a revocation): check them, then run the command again"
+		return "the key provider could not be reached (for KMS: the endpoint, the network, throttling or the AWS credentials; this is not a revocation, and nothing was read or written): check them, then run the command again"
 	case errors.Is(err, index.ErrBYOKImmutable):
 		return "create a new BYOK instance ('blindex instance create --byok ...') and re-index the documents into it"
 	case errors.Is(err, policy.ErrRefused), errors.Is(err, policy.ErrUnknownProduct), errors.Is(err, policy.ErrUnknownPlan):

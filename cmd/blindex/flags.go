@@ -11,6 +11,7 @@ import (
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/policy"
 	"github.com/blindex/blindex/store/postgres"
+	"github.com/blindex/blindex/store"
 )
 
 // commonFlags are the flags every command that opens an instance takes:
@@ -26,6 +27,7 @@ type commonFlags struct {
 	kmsEndpoint string        // AWS KMS endpoint override
 	kmsTimeout  time.Duration // one KMS request attempt
 	policy      string        // BYOK policy file, "" for the shipped default
+	minFreeMB   int           // free space the store keeps, MiB; 0: no reserve
 
 	stderr io.Writer // where --audit - writes: the command's standard error
 }
@@ -44,6 +46,7 @@ func (c *commonFlags) register(fs *flag.FlagSet, withInstance bool) {
 	fs.StringVar(&c.kmsEndpoint, "kms-endpoint", "", "AWS KMS endpoint `URL` for BYOK instances (default: the AWS configuration chain: AWS_ENDPOINT_URL_KMS, the shared config, else AWS's endpoint for the region)")
 	fs.DurationVar(&c.kmsTimeout, "kms-timeout", 0, "time limit of one KMS request attempt; failed attempts are retried with backoff (default 5s)")
 	fs.StringVar(&c.policy, "policy", "", "the BYOK availability policy `FILE` (JSON; see 'blindex policy show'); default: the shipped policy")
+	fs.IntVar(&c.minFreeMB, "min-free-mb", store.DefaultMinFreeBytes>>20, "free space, in MiB, the store keeps on the data directory's disk: a write that would go below it is refused (exit 6) and writes resume once space is freed; 0 disables the reserve")
 }
 
 // loadPolicy returns the policy of --policy, or the shipped default.
@@ -56,6 +59,14 @@ func (c *commonFlags) loadPolicy() (*policy.Policy, error) {
 		return nil, inputErrorf("fix the policy file as the message says ('blindex policy show' prints the shipped default in the same format)", "%v", err)
 	}
 	return p, nil
+}
+
+// storeMinFree returns the store's MinFreeBytes for --min-free-mb.
+func (c *commonFlags) storeMinFree() int64 {
+	if c.minFreeMB == 0 {
+		return -1
+	}
+	return int64(c.minFreeMB) << 20
 }
 
 // check validates the common flags.
@@ -71,6 +82,8 @@ func (c *commonFlags) check() error {
 		return usageErrorf("--lease must be at least %v", keys.MinLease)
 	case c.kmsTimeout < 0:
 		return usageErrorf("--kms-timeout must not be negative")
+	case c.minFreeMB < 0:
+		return usageErrorf("--min-free-mb must not be negative")
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if len(pos) != 1 {
 			return usageErrorf("give exactly one document ID")
 		}
-		e, err := openEnv(c, false)
+		e, err := openEnvReadOnly(c)
 		if err != nil {
 			return err
 		}

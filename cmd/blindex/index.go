@@ -18,6 +18,7 @@ import (
 
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/internal/input"
+	"github.com/blindex/blindex/store"
 )
 
 const indexSynopsis = "--data DIR [--instance NAME] [--mapping FILE] [--id-field NAME] [--batch N] FILE..."
@@ -121,6 +122,11 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		elapsed := time.Since(start)
 		if x.bar != nil {
 			x.bar.Finish()
+		}
+		if errors.Is(err, store.ErrDiskFull) || errors.Is(err, store.ErrWriteFailed) {
+			return &cliError{code: exitStorage,
+				err:  fmt.Errorf("%w; %d documents were indexed (committed) before it, the batch that failed was not", err, x.indexed),
+				next: "free space on the disk holding the data directory (or fix the disk), then index the remaining documents again (re-indexing a document replaces it)"}
 		}
 		if err != nil {
 			return err

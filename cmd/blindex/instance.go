@@ -458,16 +458,16 @@ documents into it.
 
 func runInstanceRevokeNow(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return instanceCommand(ctx, "revoke-now", "--data DIR --instance NAME", `
-Locks, at once, every instance under the configuration that NAME uses (for
-a BYOK instance: every instance of its organisation) in this process: keys
-zeroed, decrypted caches dropped, no KMS call.
+Locks, at once and until 'blindex instance restore', the instance: for a
+BYOK instance, every instance of its organisation's configuration; for an
+instance that is not BYOK, that instance alone. No KMS call is made.
 
-The CLI holds no keys between commands: each command unwraps them afresh,
-so this lock ends when the command does. To stop access for good, revoke
-the key where it lives: disable the KMS key, schedule its deletion or deny
-access in its key policy (every BYOK instance under it then locks within
-one lease). For a running 'blindex serve', use its API:
-POST /v1/instances/NAME/revoke-now.
+The lock is recorded in the data directory, authenticated with the
+provider key in --home: every later command, and a 'blindex serve' on the
+same data directory (at its next key check), refuses the locked instances
+(exit 3) until 'blindex instance restore'. It does not revoke anything in
+KMS: to stop access for good, also disable the KMS key, schedule its
+deletion or deny access in its key policy.
 `, args, stdout, stderr, nil, func(e *env, c commonFlags, man *index.Manifest) error {
 		cat, err := e.catalog(index.Options{})
 		if err != nil {
@@ -481,7 +481,7 @@ POST /v1/instances/NAME/revoke-now.
 			return err
 		}
 		fmt.Fprintf(stdout, "instance %q: %s (%s)\n", c.instance, st.State, st.Reason)
-		fmt.Fprintln(stdout, "note: this lock holds in this process only; to revoke for good disable the KMS key (BYOK) or, for a running server, POST /v1/instances/"+c.instance+"/revoke-now")
+		fmt.Fprintf(stdout, "note: the lock holds until 'blindex instance restore --data %s --instance %s'; to revoke for good, also disable the KMS key (BYOK)\n", shellQuote(c.data), shellQuote(c.instance))
 		return nil
 	})
 }

@@ -24,8 +24,10 @@ import (
 const (
 	exitOK      = 0 // success
 	exitUsage   = 1 // usage error, invalid input, or any other failure
-	exitKey     = 3 // the instance's key is unavailable or revoked
+	exitKey     = 3 // the instance's key is revoked, refused or locked, or the key home is not the instance's
 	exitCorrupt = 4 // corruption detected
+	exitKMS     = 5 // the key provider (KMS) cannot be reached now; retry later
+	exitStorage = 6 // the disk holding the data directory is full or failing; nothing more was written
 )
 
 // command is one subcommand: its entry point and a one-line summary.
@@ -115,6 +117,7 @@ Commands:
 Run 'blindex COMMAND -h' for a command's flags. Start with 'blindex demo'.
 
 Exit codes: 0 ok; 1 usage error, invalid input or other failure;
-3 key unavailable or revoked; 4 corruption detected.
+3 key revoked, refused or locked by revoke-now; 4 corruption detected;
+5 key provider (KMS) unreachable, retry later; 6 disk full or failing.
 `)
 }

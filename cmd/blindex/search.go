@@ -103,7 +103,7 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 				return err
 			}
 		}
-		e, err := openEnv(c, false)
+		e, err := openEnvReadOnly(c)
 		if err != nil {
 			return err
 		}

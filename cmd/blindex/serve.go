@@ -16,6 +16,7 @@ import (
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/keys/awskms"
 	"github.com/blindex/blindex/server"
+	"github.com/blindex/blindex/store"
 )
 
 const serveUsage = `Usage: blindex serve --data DIR [flags]
@@ -76,6 +77,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		shutdown     = fs.Duration("shutdown-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
 		logLevel     = fs.String("log-level", "info", "log level: debug (one line per request), info, warn, error")
 		policyFile   = fs.String("policy", "", "the BYOK availability policy `FILE` (JSON; see 'blindex policy show'); default: the shipped policy")
+		minFreeMB    = fs.Int("min-free-mb", store.DefaultMinFreeBytes>>20, "free space, in MiB, the store keeps on the data directory's disk: below it writes answer 507 storage_full and resume once space is freed; 0 disables the reserve")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -133,9 +135,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		audit = keys.NewAuditLog(f)
 	}
 
+	if *minFreeMB < 0 {
+		fmt.Fprintln(stderr, "blindex serve: --min-free-mb must not be negative")
+		return exitUsage
+	}
+	minFree := int64(*minFreeMB) << 20
+	if minFree == 0 {
+		minFree = -1
+	}
 	srv, err := server.Open(ctx, server.Config{
 		Data:          *data,
 		Store:         *storeURL,
+		Pebble:        store.PebbleOptions{MinFreeBytes: minFree},
 		Home:          *home,
 		AdminTokens:   tokens,
 		TLSCertFile:   *tlsCert,
@@ -156,6 +167,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "blindex serve: %v\n", err)
+		if c := exitCode(err); c == exitStorage {
+			return c
+		}
 		return exitUsage
 	}
 	// ListenAndServe refuses a non-loopback --addr without an

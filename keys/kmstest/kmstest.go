@@ -64,6 +64,8 @@ const (
 type Server struct {
 	endpoint string
 	client   *kms.Client
+	proc     *os.Process
+	stop     func()
 }
 
 // Start starts a local-kms for t and stops it at t.Cleanup. It fails t if
@@ -120,7 +122,7 @@ func start(t testing.TB, bin, dir string) (*Server, error) {
 		<-exited
 	}
 
-	s := &Server{endpoint: "http://127.0.0.1:" + strconv.Itoa(port)}
+	s := &Server{endpoint: "http://127.0.0.1:" + strconv.Itoa(port), proc: cmd.Process, stop: stop}
 	s.client = newClient(s.endpoint)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -150,6 +152,9 @@ func start(t testing.TB, bin, dir string) (*Server, error) {
 	t.Cleanup(stop)
 	return s, nil
 }
+
+// Stop kills local-kms for good: connections to it are refused (KMS down).
+func (s *Server) Stop() { s.stop() }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
