@@ -9,8 +9,8 @@ import (
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/policy"
-	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/tokenize"
 )
 

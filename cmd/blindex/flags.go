@@ -10,8 +10,8 @@ import (
 
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/policy"
-	"github.com/blindex/blindex/store/postgres"
 	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/store/postgres"
 )
 
 // commonFlags are the flags every command that opens an instance takes:
