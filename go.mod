@@ -98,4 +98,6 @@ require (
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 )
 
+// Test-only: the KMS tests build and start this AWS-KMS-compatible server on
+// loopback (keys/kmstest); the blindex binary does not link it.
 tool github.com/nsmithuk/local-kms
