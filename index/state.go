@@ -772,8 +772,12 @@ func (s *state) diff(l *logEntry) (*stateDiff, error) {
 func (s *state) install(d *stateDiff, withMeta bool) {
 	m := s.mem
 	for k, v := range d.ov.terms {
+		old, ok := m.terms[k]
+		if !ok {
+			m.bytes += len(k) + 48
+		}
+		m.bytes += 16 * (len(v.blocksOrNil()) - len(old.blocksOrNil()))
 		m.terms[k] = v
-		m.bytes += len(k) + 48 + 16*len(v.blocksOrNil())
 	}
 	for k, v := range d.ov.ids {
 		m.ids[k] = v
