@@ -220,7 +220,7 @@ func serverWork(ctx context.Context, spec childSpec) (*ServerFigures, error) {
 	cat := srv.Catalog()
 	for i, n := range c.Large {
 		t0 := time.Now()
-		in, err := cat.CreateInstance(ctx, fmt.Sprintf("large-%d", i), index.Meta{Product: "jira"}, m)
+		in, err := cat.CreateInstance(ctx, fmt.Sprintf("large-%d", i), index.Meta{Product: "software"}, m)
 		if err != nil {
 			return nil, err
 		}
@@ -231,7 +231,7 @@ func serverWork(ctx context.Context, spec childSpec) (*ServerFigures, error) {
 	}
 	t0 := time.Now()
 	for i := 0; i < c.Small; i++ {
-		in, err := cat.CreateInstance(ctx, fmt.Sprintf("small-%05d", i), index.Meta{Product: "jira"}, m)
+		in, err := cat.CreateInstance(ctx, fmt.Sprintf("small-%05d", i), index.Meta{Product: "software"}, m)
 		if err != nil {
 			return nil, err
 		}

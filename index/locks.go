@@ -14,6 +14,7 @@ import (
 
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/store/control"
 )
 
 // Explicit locks (revoke-now) are records in the store, so that they hold
@@ -130,6 +131,9 @@ func (c *Catalog) lockHeld(scope byte, name string) (bool, error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return false, nil
+	case errors.Is(err, control.ErrForged), errors.Is(err, control.ErrUnauthenticated):
+		// The catalog's store authenticates control records itself.
+		return false, &CorruptError{Kind: "explicit-lock", Label: key[2:], Err: err}
 	case err != nil:
 		return false, err
 	}

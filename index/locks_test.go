@@ -140,12 +140,15 @@ func TestExplicitLockHoldsBYOK(t *testing.T) {
 	c, _ := newCatalog(t, t.TempDir(), t.TempDir())
 	m := mustMapping(t, testMapping)
 	for _, org := range []string{"a", "b"} {
+		if _, err := c.SetPlan(org, "enterprise"); err != nil {
+			t.Fatal(err)
+		}
 		if err := c.CreateConfig(EncryptionConfig{Org: org, KeyARN: "arn:aws:kms:r1:1:key/" + org, Region: "r1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, n := range []string{"a1", "a2", "b1"} {
-		in, err := c.CreateInstance(ctx, n, Meta{Org: n[:1], BYOK: true}, m)
+		in, err := c.CreateInstance(ctx, n, Meta{Org: n[:1], Product: "software", BYOK: true}, m)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -142,6 +142,14 @@ func (in *Instance) Reencrypt(ctx context.Context, progress func(ReencryptProgre
 			progress(p)
 		}
 	}
+	if p.Done < p.Total {
+		// The total was counted before the run; background merges since
+		// folded some of those blocks into fewer. Nothing is left.
+		p.Total = p.Done
+		if progress != nil {
+			progress(p)
+		}
+	}
 	if err := in.reencryptAttachments(ctx, cur, &p, progress); err != nil {
 		return err
 	}

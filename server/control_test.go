@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/control"
 )
@@ -29,7 +30,11 @@ func TestForgedTokenRecordsRefused(t *testing.T) {
 	cfg = ts.cfg
 	ts.stop()
 
-	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{})
+	sk, err := keys.StoreKey(cfg.Home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{StoreKey: sk})
 	if err != nil {
 		t.Fatal(err)
 	}
