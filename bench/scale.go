@@ -31,8 +31,9 @@ type ColdFigures struct {
 	Classes []ColdClass `json:"classes"`
 	// ReopenSeconds is the median time of those per-class opens.
 	ReopenSeconds Pair `json:"reopen_seconds"`
-	// PeakRSSMB is the VmHWM of the search process: opens, the cold
-	// queries, then every query once (MiB).
+	// PeakRSSMB is the VmHWM of the search process after its first open,
+	// the first query and every query once (MiB), before the per-class
+	// reopens.
 	PeakRSSMB Pair `json:"peak_rss_mb"`
 	// StartRSSMB is its RSS before the first open (MiB).
 	StartRSSMB Pair `json:"start_rss_mb"`
@@ -74,8 +75,8 @@ type searchResultChild struct {
 }
 
 // searchWork opens an existing index in this (new) process and searches
-// it: the first query (spec.Queries[0]), then for each class one query
-// after a fresh reopen, then every query once.
+// it: the first query (spec.Queries[0]), then every query once (the peak
+// RSS is taken there), then for each class one query after a fresh reopen.
 func searchWork(ctx context.Context, spec childSpec) (*searchResultChild, error) {
 	if len(spec.Queries) == 0 {
 		return nil, fmt.Errorf("bench: search child: no queries")
@@ -101,6 +102,15 @@ func searchWork(ctx context.Context, spec childSpec) (*searchResultChild, error)
 		return nil, fmt.Errorf("bench: search child: %s: first query: %w", spec.Engine, err)
 	}
 	res.FirstQueryMs = ms(time.Since(t0))
+	// Every query once on this one open: the peak RSS of searching. (Taken
+	// before the reopens below, whose garbage would count against an
+	// engine that decrypts into its heap.)
+	for _, p := range ps {
+		if _, err := e.search(ctx, p, 10); err != nil {
+			res.Errors++
+		}
+	}
+	res.PeakRSS = procStatus("VmHWM")
 	var reopens []float64
 	seen := map[string]bool{}
 	for i, q := range spec.Queries {
@@ -123,16 +133,10 @@ func searchWork(ctx context.Context, spec childSpec) (*searchResultChild, error)
 		}
 		res.ClassMs[q.Class] = ms(time.Since(t0))
 	}
-	for _, p := range ps {
-		if _, err := e.search(ctx, p, 10); err != nil {
-			res.Errors++
-		}
-	}
 	sort.Float64s(reopens)
 	if len(reopens) > 0 {
 		res.ReopenSeconds = reopens[len(reopens)/2]
 	}
-	res.PeakRSS = procStatus("VmHWM")
 	return res, nil
 }
 
