@@ -700,3 +700,40 @@ func TestCharts(t *testing.T) {
 		}
 	}
 }
+
+// TestMerge: the parts of a run made side by side merge into one report
+// whose targets cover every part; parts of different runs do not merge.
+func TestMerge(t *testing.T) {
+	cfg := Config{Sizes: []int{10000, 40702}, Seed: 1}
+	main := &Report{Config: cfg, Stages: []Stage{{Docs: 10000, SizeMB: pair(2, 1)}, {Docs: 40702, SizeMB: pair(3, 1)}}, Load: &LoadFigures{Docs: 40702, P99: pair(3, 1)}}
+	main.Config.Skip = []string{PhaseMemory, PhaseServer}
+	mem := &Report{Config: cfg}
+	mem.Memory = Memory{Method: "child", Checkpoints: []MemCheckpoint{{Docs: 10000, PeakMB: pair(300, 100)}, {Docs: 40702, PeakMB: pair(900, 200)}}, FinalPeakMB: pair(900, 200)}
+	srv := &Report{Config: cfg, Server: &ServerFigures{Large: []ServerProbe{{Docs: 40702, Evicted: Stats{N: 5, P50: 30}}}}}
+	out := t.TempDir()
+	rep, err := Merge([]*Report{mem, main, srv}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Stages) != 2 || rep.Load == nil || len(rep.Memory.Checkpoints) != 2 || rep.Server == nil || len(rep.Config.Skip) != 0 {
+		t.Fatalf("merged report lacks a part: %d stages, load %v, %d memory checkpoints, server %v, skip %v",
+			len(rep.Stages), rep.Load != nil, len(rep.Memory.Checkpoints), rep.Server != nil, rep.Config.Skip)
+	}
+	names := map[string]bool{}
+	for _, tg := range rep.Targets {
+		names[tg.Name] = true
+	}
+	for _, want := range []string{"index size ratio", "peak RSS ratio (indexing)", "search p99 ratio under an indexing load", "server: request to an evicted instance, p50 ms"} {
+		if !names[want] {
+			t.Errorf("merged targets lack %q", want)
+		}
+	}
+	back, err := ReadReport(filepath.Join(out, "report.json"))
+	if err != nil || len(back.Stages) != 2 || back.Server == nil {
+		t.Errorf("report.json of the merge: %v", err)
+	}
+	other := &Report{Config: Config{Sizes: []int{10000}, Seed: 1}}
+	if _, err := Merge([]*Report{main, other}, t.TempDir()); err == nil {
+		t.Error("reports with different sizes merged")
+	}
+}
