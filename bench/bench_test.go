@@ -707,13 +707,21 @@ func TestMerge(t *testing.T) {
 	cfg := Config{Sizes: []int{10000, 40702}, Seed: 1}
 	main := &Report{Config: cfg, Stages: []Stage{{Docs: 10000, SizeMB: pair(2, 1)}, {Docs: 40702, SizeMB: pair(3, 1)}}, Load: &LoadFigures{Docs: 40702, P99: pair(3, 1)}}
 	main.Config.Skip = []string{PhaseMemory, PhaseServer}
-	mem := &Report{Config: cfg}
-	mem.Memory = Memory{Method: "child", Checkpoints: []MemCheckpoint{{Docs: 10000, PeakMB: pair(300, 100)}, {Docs: 40702, PeakMB: pair(900, 200)}}, FinalPeakMB: pair(900, 200)}
+	// Peak memory in two parts, one engine each.
+	child := func(peak10k, peak40k int64) *childResult {
+		return &childResult{StartRSS: 10 << 20, FinalPeak: peak40k, Checkpoints: []childCheckpoint{{Docs: 10000, Seconds: 10, PeakRSS: peak10k}, {Docs: 40702, Seconds: 50, PeakRSS: peak40k}}}
+	}
+	memBx, memBl := &Report{Config: cfg}, &Report{Config: cfg}
+	memBx.Memory = Memory{Method: "child", Children: [2]*childResult{child(300<<20, 900<<20), nil}}
+	memBl.Memory = Memory{Method: "child", Children: [2]*childResult{nil, child(100<<20, 200<<20)}}
 	srv := &Report{Config: cfg, Server: &ServerFigures{Large: []ServerProbe{{Docs: 40702, Evicted: Stats{N: 5, P50: 30}}}}}
 	out := t.TempDir()
-	rep, err := Merge([]*Report{mem, main, srv}, out)
+	rep, err := Merge([]*Report{memBx, main, srv, memBl}, out)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cp := rep.Memory.Checkpoints; len(cp) == 2 && (cp[1].PeakMB != pair(900, 200) || cp[0].DocsPerSec != pair(1000, 1000)) {
+		t.Errorf("merged memory checkpoints %+v, want peaks 900 and 200 MiB at 40702", cp)
 	}
 	if len(rep.Stages) != 2 || rep.Load == nil || len(rep.Memory.Checkpoints) != 2 || rep.Server == nil || len(rep.Config.Skip) != 0 {
 		t.Fatalf("merged report lacks a part: %d stages, load %v, %d memory checkpoints, server %v, skip %v",

@@ -52,11 +52,22 @@ func Merge(parts []*Report, outDir string) (*Report, error) {
 		if len(out.Memory.Checkpoints) == 0 && len(p.Memory.Checkpoints) > 0 {
 			out.Memory = p.Memory
 		}
+		for k, c := range p.Memory.Children {
+			if out.Memory.Children[k] == nil && c != nil {
+				out.Memory.Children[k] = c
+				out.Memory.Method = p.Memory.Method
+			}
+		}
 		if out.Server == nil {
 			out.Server = p.Server
 		}
 		if i > 0 {
 			out.Machine.LoadAvg = append(out.Machine.LoadAvg, p.Machine.LoadAvg...)
+		}
+	}
+	if len(out.Memory.Checkpoints) == 0 {
+		if err := out.Memory.derive(); err != nil {
+			return nil, err
 		}
 	}
 	out.Notes = append(out.Notes, fmt.Sprintf("merged from %d reports of parts of one run, made side by side in separate processes (Config.Skip): each part shared the machine with the others", len(parts)))

@@ -222,6 +222,10 @@ type Memory struct {
 	StartMB Pair `json:"start_mb"`
 	// SizeMB is the index size after the close.
 	SizeMB Pair `json:"size_mb"`
+	// Children are the children's own results, blindex then bleve (nil
+	// for an engine Config.Skip left out: "memory-blindex",
+	// "memory-bleve"); Merge combines them.
+	Children [2]*childResult `json:"children"`
 }
 
 // MemCheckpoint is the peak RSS after indexing Docs documents.

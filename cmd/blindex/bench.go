@@ -73,7 +73,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.LoadDocsPerSec, "load-rate", 0, "documents per second the writer indexes during the load measurement (default 200)")
 	fs.IntVar(&cfg.Server.Small, "server-small", 0, "small instances of the server scenario; negative skips it (default 10000; 60 with --short)")
 	fs.StringVar(&large, "server-large", "", "comma-separated `SIZES` of the server scenario's large instances (default the largest size and a quarter of it; 300 with --short)")
-	fs.StringVar(&skip, "skip", "", "comma-separated `PHASES` not to run: main, durable, memory, server (to run the long phases of a large run as separate processes side by side)")
+	fs.StringVar(&skip, "skip", "", "comma-separated `PHASES` not to run: main, durable, memory (or memory-blindex, memory-bleve), server (to run the long phases of a large run as separate processes side by side, then --merge)")
 	fs.StringVar(&merge, "merge", "", "comma-separated report.json `FILES` of one run made in parts (--skip): merge them into one report under --out instead of running")
 	fs.IntVar(&cfg.Server.MaxOpen, "server-max-open", 0, "the server's MaxOpen in the server scenario (default 64; 16 with --short)")
 	fs.StringVar(&cfg.OutDir, "out", "", "output `DIR`ectory for report.json and the charts (default bench-out)")
