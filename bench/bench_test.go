@@ -745,3 +745,37 @@ func TestMerge(t *testing.T) {
 		t.Error("reports with different sizes merged")
 	}
 }
+
+// TestSettleAfterReopen: bleve reopened with nothing left to merge is
+// found settled (scorch's index_bgthreads_active alone stays true then).
+func TestSettleAfterReopen(t *testing.T) {
+	cfg := corpusOrSkip(t)
+	docs, err := readDocs(cfg.Corpus, cfg.IDField, 500, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	e, err := newBleveEngine(t.TempDir(), loadMapping(t, cfg), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.release()
+	for i := 0; i < len(docs); i += 50 {
+		if err := e.index(ctx, docs[i:i+50]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, reached, _ := e.settle(ctx, time.Minute); !reached {
+		t.Fatal("bleve did not settle after indexing")
+	}
+	if err := e.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reopen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, reached, segs := e.settle(ctx, time.Minute)
+	if !reached || segs == 0 {
+		t.Fatalf("bleve reopened did not settle within a minute (%d segments)", segs)
+	}
+}

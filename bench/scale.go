@@ -201,26 +201,40 @@ func (r *runner) cold(ctx context.Context, workDir string, engines [2]engine, qs
 // settleTimeout bounds the wait for bleve's background work.
 const settleTimeout = 5 * time.Minute
 
-// settle waits until bleve's background merging and persisting are done
-// (scorch's index_bgthreads_active false and no in-memory segment at root,
-// twice in a row) or the timeout passes.
+// settle waits until bleve's background merging and persisting are done or
+// the timeout passes: no in-memory segment at root, no merge running, and
+// either scorch's index_bgthreads_active false twice in a row or its merge
+// and persist counters unchanged for two seconds (after a reopen with
+// nothing to do, index_bgthreads_active can stay true: the persisted epoch
+// is not re-announced).
 func (e *bleveEngine) settle(ctx context.Context, timeout time.Duration) (secs float64, reached bool, segments uint64) {
 	start := time.Now()
-	quiet := 0
+	const poll = 100 * time.Millisecond
+	quiet, still := 0, 0
+	last := ""
 	for time.Since(start) < timeout && ctx.Err() == nil {
 		st, _ := e.idx.StatsMap()["index"].(map[string]interface{})
+		u := func(k string) uint64 { v, _ := st[k].(uint64); return v }
 		active, _ := st["index_bgthreads_active"].(bool)
-		mem, _ := st["num_root_memorysegments"].(uint64)
-		segments, _ = st["num_root_filesegments"].(uint64)
-		if st != nil && !active && mem == 0 {
+		segments = u("num_root_filesegments")
+		idle := st != nil && u("num_root_memorysegments") == 0 && u("TotFileMergeZapBeg") == u("TotFileMergeZapEnd") &&
+			u("TotIntroduceMergeBeg") == u("TotIntroduceMergeEnd") && u("TotIntroducePersistBeg") == u("TotIntroducePersistEnd")
+		fp := fmt.Sprint(segments, u("TotFileMergeZapEnd"), u("TotIntroduceMergeEnd"), u("TotPersistedSegments"), u("TotFileMergePlanTasksDone"), u("CurOnDiskFiles"))
+		if idle && fp == last {
+			still++
+		} else {
+			still = 0
+		}
+		last = fp
+		if idle && !active {
 			quiet++
-			if quiet >= 2 {
-				return time.Since(start).Seconds(), true, segments
-			}
 		} else {
 			quiet = 0
 		}
-		time.Sleep(100 * time.Millisecond)
+		if quiet >= 2 || still >= int(2*time.Second/poll) {
+			return time.Since(start).Seconds(), true, segments
+		}
+		time.Sleep(poll)
 	}
 	return time.Since(start).Seconds(), false, segments
 }
