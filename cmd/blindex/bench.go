@@ -34,6 +34,14 @@ Examples:
   blindex bench --short                 # about a minute: 1,000 documents
   blindex bench --sizes 2500,10000      # the full run
   blindex bench --sizes 10000,40702,100000,200000   # beyond 40,702: synthesized
+
+  # A long run in parts, side by side (one process each), then merged:
+  S="--sizes 10000,40702"
+  blindex bench $S --skip durable,memory,server --out p1 &
+  blindex bench $S --skip main,durable,server,memory-bleve --out p2 &
+  blindex bench $S --skip main,durable,server,memory-blindex --out p3 &
+  blindex bench $S --skip main,durable,memory --out p4 &
+  wait; blindex bench --merge p1/report.json,p2/report.json,p3/report.json,p4/report.json --out merged
 `
 
 // runBench runs the benchmark harness (package bench).
