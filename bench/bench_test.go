@@ -563,7 +563,21 @@ func TestSynthesis(t *testing.T) {
 	}
 	// A small corpus: the first 40 documents of the real one.
 	var lines []byte
-	for _, d := range orig {
+	for i, d := range orig {
+		if i == 5 {
+			// A blank summary and description: nothing to swap in them.
+			var f map[string]any
+			if err := json.Unmarshal(d.body, &f); err != nil {
+				t.Fatal(err)
+			}
+			f["summary"], f["description"] = "  \n ", " "
+			b, err := json.Marshal(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig[i].body = b
+			d.body = b
+		}
 		lines = append(append(lines, d.body...), '\n')
 	}
 	small := filepath.Join(t.TempDir(), "small.ndjson")
