@@ -563,7 +563,21 @@ func TestSynthesis(t *testing.T) {
 	}
 	// A small corpus: the first 40 documents of the real one.
 	var lines []byte
-	for _, d := range orig {
+	for i, d := range orig {
+		if i == 5 {
+			// A blank summary and description: nothing to swap in them.
+			var f map[string]any
+			if err := json.Unmarshal(d.body, &f); err != nil {
+				t.Fatal(err)
+			}
+			f["summary"], f["description"] = "  \n ", " "
+			b, err := json.Marshal(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig[i].body = b
+			d.body = b
+		}
 		lines = append(append(lines, d.body...), '\n')
 	}
 	small := filepath.Join(t.TempDir(), "small.ndjson")
@@ -698,5 +712,84 @@ func TestCharts(t *testing.T) {
 				t.Error("growth.svg: no size label 40702")
 			}
 		}
+	}
+}
+
+// TestMerge: the parts of a run made side by side merge into one report
+// whose targets cover every part; parts of different runs do not merge.
+func TestMerge(t *testing.T) {
+	cfg := Config{Sizes: []int{10000, 40702}, Seed: 1}
+	main := &Report{Config: cfg, Stages: []Stage{{Docs: 10000, SizeMB: pair(2, 1)}, {Docs: 40702, SizeMB: pair(3, 1)}}, Load: &LoadFigures{Docs: 40702, P99: pair(3, 1)}}
+	main.Config.Skip = []string{PhaseMemory, PhaseServer}
+	// Peak memory in two parts, one engine each.
+	child := func(peak10k, peak40k int64) *childResult {
+		return &childResult{StartRSS: 10 << 20, FinalPeak: peak40k, Checkpoints: []childCheckpoint{{Docs: 10000, Seconds: 10, PeakRSS: peak10k}, {Docs: 40702, Seconds: 50, PeakRSS: peak40k}}}
+	}
+	memBx, memBl := &Report{Config: cfg}, &Report{Config: cfg}
+	memBx.Memory = Memory{Method: "child", Children: [2]*childResult{child(300<<20, 900<<20), nil}}
+	memBl.Memory = Memory{Method: "child", Children: [2]*childResult{nil, child(100<<20, 200<<20)}}
+	srv := &Report{Config: cfg, Server: &ServerFigures{Large: []ServerProbe{{Docs: 40702, Evicted: Stats{N: 5, P50: 30}}}}}
+	out := t.TempDir()
+	rep, err := Merge([]*Report{memBx, main, srv, memBl}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp := rep.Memory.Checkpoints; len(cp) == 2 && (cp[1].PeakMB != pair(900, 200) || cp[0].DocsPerSec != pair(1000, 1000)) {
+		t.Errorf("merged memory checkpoints %+v, want peaks 900 and 200 MiB at 40702", cp)
+	}
+	if len(rep.Stages) != 2 || rep.Load == nil || len(rep.Memory.Checkpoints) != 2 || rep.Server == nil || len(rep.Config.Skip) != 0 {
+		t.Fatalf("merged report lacks a part: %d stages, load %v, %d memory checkpoints, server %v, skip %v",
+			len(rep.Stages), rep.Load != nil, len(rep.Memory.Checkpoints), rep.Server != nil, rep.Config.Skip)
+	}
+	names := map[string]bool{}
+	for _, tg := range rep.Targets {
+		names[tg.Name] = true
+	}
+	for _, want := range []string{"index size ratio", "peak RSS ratio (indexing)", "search p99 ratio under an indexing load", "server: request to an evicted instance, p50 ms"} {
+		if !names[want] {
+			t.Errorf("merged targets lack %q", want)
+		}
+	}
+	back, err := ReadReport(filepath.Join(out, "report.json"))
+	if err != nil || len(back.Stages) != 2 || back.Server == nil {
+		t.Errorf("report.json of the merge: %v", err)
+	}
+	other := &Report{Config: Config{Sizes: []int{10000}, Seed: 1}}
+	if _, err := Merge([]*Report{main, other}, t.TempDir()); err == nil {
+		t.Error("reports with different sizes merged")
+	}
+}
+
+// TestSettleAfterReopen: bleve reopened with nothing left to merge is
+// found settled (scorch's index_bgthreads_active alone stays true then).
+func TestSettleAfterReopen(t *testing.T) {
+	cfg := corpusOrSkip(t)
+	docs, err := readDocs(cfg.Corpus, cfg.IDField, 500, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	e, err := newBleveEngine(t.TempDir(), loadMapping(t, cfg), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.release()
+	for i := 0; i < len(docs); i += 50 {
+		if err := e.index(ctx, docs[i:i+50]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, reached, _ := e.settle(ctx, time.Minute); !reached {
+		t.Fatal("bleve did not settle after indexing")
+	}
+	if err := e.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reopen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, reached, segs := e.settle(ctx, time.Minute)
+	if !reached || segs == 0 {
+		t.Fatalf("bleve reopened did not settle within a minute (%d segments)", segs)
 	}
 }

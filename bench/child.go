@@ -179,7 +179,6 @@ func childWork(ctx context.Context, spec childSpec) (*childResult, error) {
 // Config.ChildCommand is set, else in this process.
 func (r *runner) memory(ctx context.Context, workDir string, rep *Report) error {
 	mem := &rep.Memory
-	var results [2]*childResult
 	names := [2]string{EngineBlindex, EngineBleve}
 	mem.Method = "child"
 	if len(r.cfg.ChildCommand) == 0 {
@@ -192,6 +191,9 @@ func (r *runner) memory(ctx context.Context, workDir string, rep *Report) error 
 	}
 	// bleve first; each engine runs alone, so the order does not matter.
 	for _, i := range [2]int{1, 0} {
+		if r.cfg.skips(PhaseMemory + "-" + names[i]) {
+			continue
+		}
 		spec := childSpec{
 			Engine: names[i], Corpus: r.cfg.Corpus, Mapping: r.cfg.Mapping, IDField: r.cfg.IDField,
 			Sizes: r.cfg.Sizes, BatchSize: r.cfg.BatchSize, Durable: r.cfg.Durable, Seed: r.cfg.Seed,
@@ -200,23 +202,33 @@ func (r *runner) memory(ctx context.Context, workDir string, rep *Report) error 
 		r.logf("peak memory: %s alone (%s), %d documents", names[i], mem.Method, spec.Sizes[len(spec.Sizes)-1])
 		var err error
 		if mem.Method == "child" {
-			results[i], err = r.runChildProcess(ctx, workDir, spec)
+			mem.Children[i], err = r.runChildProcess(ctx, workDir, spec)
 		} else {
 			runtime.GC()
 			debug.FreeOSMemory()
 			resetPeakRSS()
-			results[i], err = childWork(ctx, spec)
+			mem.Children[i], err = childWork(ctx, spec)
 		}
 		if err != nil {
 			return fmt.Errorf("bench: peak memory of %s: %w", names[i], err)
 		}
 		os.RemoveAll(spec.Dir)
 	}
+	return mem.derive()
+}
+
+// derive computes the figures from the children's results when both
+// engines have one.
+func (mem *Memory) derive() error {
+	bx, bl := mem.Children[0], mem.Children[1]
+	if bx == nil || bl == nil {
+		return nil
+	}
 	mb := func(b int64) float64 { return float64(b) / (1 << 20) }
-	bx, bl := results[0], results[1]
 	if len(bx.Checkpoints) != len(bl.Checkpoints) {
 		return fmt.Errorf("bench: internal error: children reported %d and %d checkpoints", len(bx.Checkpoints), len(bl.Checkpoints))
 	}
+	mem.Checkpoints = nil
 	for k := range bx.Checkpoints {
 		a, b := bx.Checkpoints[k], bl.Checkpoints[k]
 		mem.Checkpoints = append(mem.Checkpoints, MemCheckpoint{

@@ -101,7 +101,8 @@ type Config struct {
 	ChildCommand []string `json:"child_command,omitempty"`
 	// Skip lists phases not to run: PhaseMain (the alternating run with
 	// its queries, cold processes, steady state and load), PhaseDurable,
-	// PhaseMemory (the indexing peak-RSS children) and PhaseServer, so
+	// PhaseMemory (the indexing peak-RSS children; "memory-blindex" or
+	// "memory-bleve" leaves out one of them) and PhaseServer, so
 	// that the long phases of a large run can run as separate processes
 	// side by side. Default: run everything.
 	Skip []string `json:"skip,omitempty"`
@@ -226,8 +227,8 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	errs = append(errs, c.Server.check()...)
 	for _, p := range c.Skip {
-		if !slices.Contains([]string{PhaseMain, PhaseDurable, PhaseMemory, PhaseServer}, p) {
-			errs = append(errs, fmt.Errorf("bench: skip %q: not a phase (main, durable, memory, server)", p))
+		if !slices.Contains([]string{PhaseMain, PhaseDurable, PhaseMemory, PhaseMemory + "-" + EngineBlindex, PhaseMemory + "-" + EngineBleve, PhaseServer}, p) {
+			errs = append(errs, fmt.Errorf("bench: skip %q: not a phase (main, durable, memory, memory-blindex, memory-bleve, server)", p))
 		}
 	}
 	if c.LoadDocsPerSec < 0 {

@@ -222,6 +222,10 @@ type Memory struct {
 	StartMB Pair `json:"start_mb"`
 	// SizeMB is the index size after the close.
 	SizeMB Pair `json:"size_mb"`
+	// Children are the children's own results, blindex then bleve (nil
+	// for an engine Config.Skip left out: "memory-blindex",
+	// "memory-bleve"); Merge combines them.
+	Children [2]*childResult `json:"children"`
 }
 
 // MemCheckpoint is the peak RSS after indexing Docs documents.
@@ -553,11 +557,14 @@ func (r *Report) writeScaleTables(ew io.Writer) {
 	}
 	if len(steady) > 0 {
 		fmt.Fprintln(ew, "\n== warm p50 and p99 with bleve in its steady state (background merges finished), ms ==")
+		for _, s := range steady {
+			sf := s.Steady
+			fmt.Fprintf(ew, "%d docs: bleve settled in %.1fs (reached %v), %d segments; size on disk %.1f MB vs %.1f MB = %.2f×\n", s.Docs, sf.SettleSeconds, sf.Reached, sf.BleveSegments, sf.SizeMB.Blindex, sf.SizeMB.Bleve, sf.SizeMB.Ratio)
+		}
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "docs\tclass\tp50 bx\tbleve\tratio\tp99 bx\tbleve\tratio\t")
 		for _, s := range steady {
 			sf := s.Steady
-			fmt.Fprintf(tw, "%d\t(settled in %.1fs, reached %v, %d segments; size MB %.1f vs %.1f = %.2f×)\t\t\t\t\t\t\t\n", s.Docs, sf.SettleSeconds, sf.Reached, sf.BleveSegments, sf.SizeMB.Blindex, sf.SizeMB.Bleve, sf.SizeMB.Ratio)
 			for _, c := range sf.Classes {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%.2f×\t%s\t%s\t%.2f×\t\n", s.Docs, c.Class, fms(c.P50.Blindex), fms(c.P50.Bleve), c.P50.Ratio, fms(c.P99.Blindex), fms(c.P99.Bleve), c.P99.Ratio)
 			}

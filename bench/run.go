@@ -103,6 +103,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	r.partial(rep)
 	if !cfg.skips(PhaseServer) {
 		if err := r.serverScenario(ctx, workDir, rep); err != nil {
 			return nil, err
@@ -125,7 +126,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := rep.writeJSON(rep.Outputs.JSON); err != nil {
 		return nil, err
 	}
+	os.Remove(outPath(cfg.OutDir, partialName))
 	return rep, nil
+}
+
+// partialName is the report written after each size and phase, so that a
+// long run stopped midway leaves what it measured; Run removes it when it
+// writes report.json.
+const partialName = "report.partial.json"
+
+// partial writes what rep holds so far to OutDir/report.partial.json; a
+// failure is logged, not fatal (the run goes on to its real report).
+func (r *runner) partial(rep *Report) {
+	if err := os.MkdirAll(r.cfg.OutDir, 0o755); err != nil {
+		r.logf("cannot write the partial report: %v", err)
+		return
+	}
+	if err := rep.writeJSON(outPath(r.cfg.OutDir, partialName)); err != nil {
+		r.logf("cannot write the partial report: %v", err)
+	}
 }
 
 func machine() Machine {
@@ -333,6 +352,7 @@ func (r *runner) mainRun(ctx context.Context, dir string, rep *Report) error {
 		st.KMS.KeyringProviderCalls = bx.kr.Metrics().ProviderCalls
 		rep.Stages = append(rep.Stages, st)
 		rep.Machine.LoadAvg = append(rep.Machine.LoadAvg, loadAvg())
+		r.partial(rep)
 		prev = n
 	}
 	if r.cfg.LoadSeconds > 0 {

@@ -31,8 +31,9 @@ type ColdFigures struct {
 	Classes []ColdClass `json:"classes"`
 	// ReopenSeconds is the median time of those per-class opens.
 	ReopenSeconds Pair `json:"reopen_seconds"`
-	// PeakRSSMB is the VmHWM of the search process: opens, the cold
-	// queries, then every query once (MiB).
+	// PeakRSSMB is the VmHWM of the search process after its first open,
+	// the first query and every query once (MiB), before the per-class
+	// reopens.
 	PeakRSSMB Pair `json:"peak_rss_mb"`
 	// StartRSSMB is its RSS before the first open (MiB).
 	StartRSSMB Pair `json:"start_rss_mb"`
@@ -74,8 +75,8 @@ type searchResultChild struct {
 }
 
 // searchWork opens an existing index in this (new) process and searches
-// it: the first query (spec.Queries[0]), then for each class one query
-// after a fresh reopen, then every query once.
+// it: the first query (spec.Queries[0]), then every query once (the peak
+// RSS is taken there), then for each class one query after a fresh reopen.
 func searchWork(ctx context.Context, spec childSpec) (*searchResultChild, error) {
 	if len(spec.Queries) == 0 {
 		return nil, fmt.Errorf("bench: search child: no queries")
@@ -101,6 +102,15 @@ func searchWork(ctx context.Context, spec childSpec) (*searchResultChild, error)
 		return nil, fmt.Errorf("bench: search child: %s: first query: %w", spec.Engine, err)
 	}
 	res.FirstQueryMs = ms(time.Since(t0))
+	// Every query once on this one open: the peak RSS of searching. (Taken
+	// before the reopens below, whose garbage would count against an
+	// engine that decrypts into its heap.)
+	for _, p := range ps {
+		if _, err := e.search(ctx, p, 10); err != nil {
+			res.Errors++
+		}
+	}
+	res.PeakRSS = procStatus("VmHWM")
 	var reopens []float64
 	seen := map[string]bool{}
 	for i, q := range spec.Queries {
@@ -123,16 +133,10 @@ func searchWork(ctx context.Context, spec childSpec) (*searchResultChild, error)
 		}
 		res.ClassMs[q.Class] = ms(time.Since(t0))
 	}
-	for _, p := range ps {
-		if _, err := e.search(ctx, p, 10); err != nil {
-			res.Errors++
-		}
-	}
 	sort.Float64s(reopens)
 	if len(reopens) > 0 {
 		res.ReopenSeconds = reopens[len(reopens)/2]
 	}
-	res.PeakRSS = procStatus("VmHWM")
 	return res, nil
 }
 
@@ -197,26 +201,40 @@ func (r *runner) cold(ctx context.Context, workDir string, engines [2]engine, qs
 // settleTimeout bounds the wait for bleve's background work.
 const settleTimeout = 5 * time.Minute
 
-// settle waits until bleve's background merging and persisting are done
-// (scorch's index_bgthreads_active false and no in-memory segment at root,
-// twice in a row) or the timeout passes.
+// settle waits until bleve's background merging and persisting are done or
+// the timeout passes: no in-memory segment at root, no merge running, and
+// either scorch's index_bgthreads_active false twice in a row or its merge
+// and persist counters unchanged for two seconds (after a reopen with
+// nothing to do, index_bgthreads_active can stay true: the persisted epoch
+// is not re-announced).
 func (e *bleveEngine) settle(ctx context.Context, timeout time.Duration) (secs float64, reached bool, segments uint64) {
 	start := time.Now()
-	quiet := 0
+	const poll = 100 * time.Millisecond
+	quiet, still := 0, 0
+	last := ""
 	for time.Since(start) < timeout && ctx.Err() == nil {
 		st, _ := e.idx.StatsMap()["index"].(map[string]interface{})
+		u := func(k string) uint64 { v, _ := st[k].(uint64); return v }
 		active, _ := st["index_bgthreads_active"].(bool)
-		mem, _ := st["num_root_memorysegments"].(uint64)
-		segments, _ = st["num_root_filesegments"].(uint64)
-		if st != nil && !active && mem == 0 {
+		segments = u("num_root_filesegments")
+		idle := st != nil && u("num_root_memorysegments") == 0 && u("TotFileMergeZapBeg") == u("TotFileMergeZapEnd") &&
+			u("TotIntroduceMergeBeg") == u("TotIntroduceMergeEnd") && u("TotIntroducePersistBeg") == u("TotIntroducePersistEnd")
+		fp := fmt.Sprint(segments, u("TotFileMergeZapEnd"), u("TotIntroduceMergeEnd"), u("TotPersistedSegments"), u("TotFileMergePlanTasksDone"), u("CurOnDiskFiles"))
+		if idle && fp == last {
+			still++
+		} else {
+			still = 0
+		}
+		last = fp
+		if idle && !active {
 			quiet++
-			if quiet >= 2 {
-				return time.Since(start).Seconds(), true, segments
-			}
 		} else {
 			quiet = 0
 		}
-		time.Sleep(100 * time.Millisecond)
+		if quiet >= 2 || still >= int(2*time.Second/poll) {
+			return time.Since(start).Seconds(), true, segments
+		}
+		time.Sleep(poll)
 	}
 	return time.Since(start).Seconds(), false, segments
 }

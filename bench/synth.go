@@ -122,6 +122,9 @@ func (s *docSource) perturb(d doc, fields map[string]json.RawMessage, donor [2][
 			continue
 		}
 		words := strings.Fields(text)
+		if len(words) == 0 {
+			continue // blank: nothing to swap
+		}
 		if len(donor[i]) > 0 {
 			for k := 1 + rng.IntN(3); k > 0; k-- {
 				words[rng.IntN(len(words))] = donor[i][rng.IntN(len(donor[i]))]

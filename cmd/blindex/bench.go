@@ -34,6 +34,14 @@ Examples:
   blindex bench --short                 # about a minute: 1,000 documents
   blindex bench --sizes 2500,10000      # the full run
   blindex bench --sizes 10000,40702,100000,200000   # beyond 40,702: synthesized
+
+  # A long run in parts, side by side (one process each), then merged:
+  S="--sizes 10000,40702"
+  blindex bench $S --skip durable,memory,server --out p1 &
+  blindex bench $S --skip main,durable,server,memory-bleve --out p2 &
+  blindex bench $S --skip main,durable,server,memory-blindex --out p3 &
+  blindex bench $S --skip main,durable,memory --out p4 &
+  wait; blindex bench --merge p1/report.json,p2/report.json,p3/report.json,p4/report.json --out merged
 `
 
 // runBench runs the benchmark harness (package bench).
@@ -52,6 +60,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		quiet     bool
 		large     string
 		skip      string
+		merge     string
 	)
 	fs.StringVar(&cfg.CorpusDir, "corpus-dir", "", "`DIR`ectory holding the corpus files (default $BLINDEX_CORPUS, else ../shared/corpus)")
 	fs.StringVar(&cfg.Corpus, "corpus", "", "NDJSON corpus `FILE`, gzip when it ends in .gz (default CORPUS-DIR/jira-apache.ndjson.gz)")
@@ -72,7 +81,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&cfg.LoadDocsPerSec, "load-rate", 0, "documents per second the writer indexes during the load measurement (default 200)")
 	fs.IntVar(&cfg.Server.Small, "server-small", 0, "small instances of the server scenario; negative skips it (default 10000; 60 with --short)")
 	fs.StringVar(&large, "server-large", "", "comma-separated `SIZES` of the server scenario's large instances (default the largest size and a quarter of it; 300 with --short)")
-	fs.StringVar(&skip, "skip", "", "comma-separated `PHASES` not to run: main, durable, memory, server (to run the long phases of a large run as separate processes side by side)")
+	fs.StringVar(&skip, "skip", "", "comma-separated `PHASES` not to run: main, durable, memory (or memory-blindex, memory-bleve), server (to run the long phases of a large run as separate processes side by side, then --merge)")
+	fs.StringVar(&merge, "merge", "", "comma-separated report.json `FILES` of one run made in parts (--skip): merge them into one report under --out instead of running")
 	fs.IntVar(&cfg.Server.MaxOpen, "server-max-open", 0, "the server's MaxOpen in the server scenario (default 64; 16 with --short)")
 	fs.StringVar(&cfg.OutDir, "out", "", "output `DIR`ectory for report.json and the charts (default bench-out)")
 	fs.StringVar(&cfg.WorkDir, "work", "", "`DIR`ectory for the engines' data (default a temporary directory, removed)")
@@ -101,6 +111,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if fs.NArg() != 0 {
 		fmt.Fprintf(stderr, "blindex bench: unexpected argument %q; see 'blindex bench -h'\n", fs.Arg(0))
 		return exitUsage
+	}
+	if merge != "" {
+		return mergeReports(merge, cfg.OutDir, stdout, stderr)
 	}
 	for _, p := range strings.Split(skip, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -156,4 +169,34 @@ func parseSizes(flagName, list string, stderr io.Writer) ([]int, bool) {
 		out = append(out, n)
 	}
 	return out, true
+}
+
+// mergeReports merges report files into outDir (default bench-out) and
+// prints the merged tables.
+func mergeReports(list, outDir string, stdout, stderr io.Writer) int {
+	if outDir == "" {
+		outDir = "bench-out"
+	}
+	var parts []*bench.Report
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		r, err := bench.ReadReport(f)
+		if err != nil {
+			fmt.Fprintf(stderr, "blindex bench: --merge: %v\n", err)
+			return exitUsage
+		}
+		parts = append(parts, r)
+	}
+	rep, err := bench.Merge(parts, outDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "blindex bench: --merge: %v\n", err)
+		return exitUsage
+	}
+	if err := rep.WriteTable(stdout); err != nil {
+		fmt.Fprintf(stderr, "blindex bench: %v\n", err)
+		return exitUsage
+	}
+	return exitOK
 }
