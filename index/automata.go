@@ -1,6 +1,7 @@
 package index
 
 import (
+	"errors"
 	"fmt"
 	"regexp/syntax"
 	"strings"
@@ -138,6 +139,14 @@ func (r *reader) automatonTerms(field, prefix string, a vellum.Automaton, dist f
 	return &automatonDict{it: it, prefix: prefix, card: r.st.fieldTerms(field), a: a, dist: dist}, nil
 }
 
+// regexpSizeLimit bounds the program a regexp (or wildcard) compiles to, in
+// vellum's units (about 40 bytes an instruction): 16 KiB is some 400
+// instructions, plenty for the patterns people type, while a pattern like
+// (.{0,200}){5}z — whose DFA construction alone burns minutes of CPU and
+// cannot be interrupted — is refused while its program is being compiled,
+// before any DFA state is built. (vellum's own default is 10 MiB.)
+const regexpSizeLimit = 16 << 10
+
 func (r *reader) FieldDictRegexp(field, pattern string) (bindex.FieldDict, error) {
 	d, _, err := r.FieldDictRegexpAutomaton(field, pattern)
 	return d, err
@@ -148,7 +157,11 @@ func (r *reader) FieldDictRegexpAutomaton(field, pattern string) (bindex.FieldDi
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}
-	re, err := vregexp.NewParsedWithLimit(pattern, parsed, vregexp.DefaultLimit)
+	re, err := vregexp.NewParsedWithLimit(pattern, parsed, regexpSizeLimit)
+	if errors.Is(err, vregexp.ErrCompiledTooBig) {
+		return nil, nil, fmt.Errorf("%w: the regular expression is too complex (its automaton would exceed %d instructions); use fewer or smaller counted repetitions: %w",
+			ErrInvalidQuery, regexpSizeLimit/40, err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
 	}

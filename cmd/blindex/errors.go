@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,8 @@ func exitCode(err error) int {
 // defaultNext is the next step for errors that do not carry one.
 func defaultNext(err error) string {
 	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "the query ran longer than --timeout: narrow it (fewer wildcard, regexp or fuzzy terms), or give a longer --timeout"
 	case errors.Is(err, store.ErrDiskFull):
 		return "the disk holding the data directory is full: free space (or move the data directory to a larger disk), then run the command again; what was acknowledged is intact, and read-only commands (search, get, check) keep working"
 	case errors.Is(err, store.ErrWriteFailed):

@@ -118,3 +118,21 @@ func TestSearchRefusesHostileQueries(t *testing.T) {
 		t.Fatalf("refusing a 4,000-deep query allocated %d MiB", alloc>>20)
 	}
 }
+
+// TestSearchTimeout: the CLI takes the server's limits: a query that runs
+// past --timeout stops with a clear error, and a regexp bomb is refused
+// before its automaton is built.
+func TestSearchTimeout(t *testing.T) {
+	w := newWorkspace(t)
+	must(t, 0, "index", "--data", w.data, "--mapping", w.mapping, "--no-progress", w.docs)
+	r := must(t, 1, "search", "--data", w.data, "--timeout", "1ns", "summary:crash*")
+	if !strings.Contains(r.stderr, "--timeout") {
+		t.Fatalf("a timed-out search does not say so: %v", r)
+	}
+	r = must(t, 1, "search", "--data", w.data, "summary:/(.{0,200}){5}z/")
+	if !strings.Contains(r.stderr, "too complex") {
+		t.Fatalf("a regexp bomb is not refused as too complex: %v", r)
+	}
+	must(t, 0, "search", "--data", w.data, "--timeout", "10s", "summary:crash*")
+	must(t, 1, "search", "--data", w.data, "--timeout", "-1s", "x")
+}

@@ -65,11 +65,15 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	queries := fs.String("queries", "", "run every query of `FILE` (one a line) and print one JSON line each")
 	dialect := fs.String("dialect", "bleve", "query-string `syntax`: bleve, or boolean (bleve's plus AND, OR, NOT and parentheses)")
 	alias := fs.String("alias", "", "search the comma-separated `instances` (one organisation) as one index instead of --instance")
+	timeout := fs.Duration("timeout", 30*time.Second, "time limit of each query (as the server's request timeout); 0 for none")
 	pos, done, code := parseCommand(fs, args)
 	if done {
 		return code
 	}
 	err := func() error {
+		if *timeout < 0 {
+			return usageErrorf("--timeout must not be negative")
+		}
 		switch {
 		case *queries != "" && len(pos) > 0:
 			return usageErrorf("give either QUERY or --queries FILE, not both")
@@ -119,7 +123,13 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if *queries != "" {
 			return runQueryFile(ctx, in, *queries, stdin, stdout, opts)
 		}
-		res, err := in.Search(ctx, opts.request(q))
+		qctx := ctx
+		if *timeout > 0 {
+			var cancel context.CancelFunc
+			qctx, cancel = context.WithTimeout(ctx, *timeout)
+			defer cancel()
+		}
+		res, err := in.Search(qctx, opts.request(q))
 		if err != nil {
 			return err
 		}
