@@ -116,7 +116,11 @@ func TestServerRefusesUnauthenticatedManifests(t *testing.T) {
 	cfg = ts.cfg
 	ts.stop()
 
-	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{})
+	sk, err := keys.StoreKey(cfg.Home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenPebble(cfg.Data, store.PebbleOptions{StoreKey: sk})
 	if err != nil {
 		t.Fatal(err)
 	}

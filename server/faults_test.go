@@ -188,10 +188,11 @@ func TestServerKMSOutage(t *testing.T) {
 	cfg := Config{Data: data, Home: home, Lease: 2 * time.Second, RetryInterval: 250 * time.Millisecond,
 		KMS: awskms.Options{Endpoint: proxy.Endpoint(), ConfigOptions: k.ConfigOptions(), Timeout: 300 * time.Millisecond, MaxAttempts: 2}}
 	ts := startServer(t, cfg)
+	want(t, ts.do("PUT", "/v1/orgs/acme", testAdminToken, map[string]string{"plan": "enterprise"}), http.StatusOK, "")
 	want(t, ts.do("POST", "/v1/configs", testAdminToken, map[string]string{"org": "acme", "key_arn": arn, "region": k.Region()}), http.StatusCreated, "")
 	var reads []string
 	for _, n := range []string{"k1", "k2", "k3"} {
-		w, r := ts.createInstance(n, map[string]any{"org": "acme", "byok": true})
+		w, r := ts.createInstance(n, map[string]any{"org": "acme", "product": "software", "byok": true})
 		want(t, putDoc(ts, n, "A-1", w), http.StatusOK, "")
 		reads = append(reads, r)
 	}
