@@ -116,7 +116,11 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	live := st.liveSet()
 	var liveDocs []uint64
 	if err := st.liveDocs(0, func(n uint64) (bool, error) { liveDocs = append(liveDocs, n); return true, nil }); err != nil {
-		return nil, err
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			return nil, err
+		}
+		add(ce.Kind, ce.Label, "the live-document set cannot be read: %v", ce.Err)
 	}
 	for _, n := range liveDocs {
 		if err := ctx.Err(); err != nil {

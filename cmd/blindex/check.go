@@ -46,6 +46,11 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		defer in.Close()
 		rep, err := in.Check(ctx)
+		if errors.Is(err, index.ErrCorrupt) {
+			return &cliError{code: exitCorrupt,
+				err:  fmt.Errorf("instance %q: %w", c.instance, err),
+				next: "the data directory was modified or damaged: restore it from a backup, or re-index the documents into a new instance"}
+		}
 		if err != nil {
 			return err
 		}
