@@ -236,7 +236,12 @@ func (b *runBuilder) finish() (runDesc, bool, error) {
 // page returns a decoded page of a run, through the cache. Caller holds
 // in.mu shared.
 func (in *Instance) page(r *runDesc, no uint32) (*page, error) {
-	ck := in.cacheNS + "\x02" + string(putU64b(r.id)) + string(putU32b(no))
+	var kb [8 + 1 + 8 + 4]byte
+	copy(kb[:8], in.cacheNS)
+	kb[8] = 2
+	putU64(kb[9:17], r.id)
+	putU32(kb[17:], no)
+	ck := string(kb[:])
 	if p, ok := in.cache.get(ck).(*page); ok {
 		return p, nil
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/blevesearch/bleve/v2/document"
 	bindex "github.com/blevesearch/bleve_index_api"
@@ -23,6 +24,9 @@ type reader struct {
 	in     *Instance
 	st     *state
 	closed bool
+
+	curMu sync.Mutex
+	cur   *runCursors // for ExternalID, which bleve asks of every hit in order
 }
 
 var (
@@ -425,7 +429,12 @@ func (r *reader) GetInternal(key []byte) ([]byte, error) { return nil, nil }
 func (r *reader) DocCount() (uint64, error) { return r.st.meta.liveCount, nil }
 
 func (r *reader) ExternalID(id bindex.IndexInternalID) (string, error) {
-	info, live, err := r.st.doc(id.Value())
+	r.curMu.Lock()
+	if r.cur == nil {
+		r.cur = r.st.cursors()
+	}
+	info, live, err := r.cur.doc(id.Value())
+	r.curMu.Unlock()
 	if err != nil {
 		return "", err
 	}

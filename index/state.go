@@ -195,6 +195,26 @@ func (s *state) cursors() *runCursors {
 	return &runCursors{s: s, leaves: make([]*page, len(s.meta.runs))}
 }
 
+// get returns the newest value of key in the runs, through the cursors.
+func (c *runCursors) get(key string) ([]byte, bool, error) {
+	s := c.s
+	for i := range s.meta.runs {
+		leaf := c.leaves[i]
+		if leaf == nil || key < leaf.keys[0] || key > leaf.keys[len(leaf.keys)-1] {
+			p, _, _, err := s.in.runLeaf(&s.meta.runs[i], key)
+			if err != nil {
+				return nil, false, err
+			}
+			leaf, c.leaves[i] = p, p
+		}
+		j := sort.SearchStrings(leaf.keys, key)
+		if j < len(leaf.keys) && leaf.keys[j] == key {
+			return leaf.vals[j], true, nil
+		}
+	}
+	return nil, false, nil
+}
+
 // term is state.term through the cursors.
 func (c *runCursors) term(field string, term []byte) (*termEntry, error) {
 	s := c.s
@@ -202,30 +222,29 @@ func (c *runCursors) term(field string, term []byte) (*termEntry, error) {
 	if te, ok := s.mem.terms[key]; ok {
 		return te, nil
 	}
-	for i := range s.meta.runs {
-		leaf := c.leaves[i]
-		if leaf == nil || key < leaf.keys[0] || key > leaf.keys[len(leaf.keys)-1] {
-			p, _, _, err := s.in.runLeaf(&s.meta.runs[i], key)
-			if err != nil {
-				return nil, err
-			}
-			leaf, c.leaves[i] = p, p
-		}
-		j := sort.SearchStrings(leaf.keys, key)
-		if j == len(leaf.keys) || leaf.keys[j] != key {
-			continue
-		}
-		v := leaf.vals[j]
-		if isTomb(v) {
-			return nil, nil
-		}
-		te, err := decodeTermVal(v[1:])
-		if err != nil {
-			return nil, s.corruptValue("dictionary entry")
-		}
-		return te, nil
+	v, ok, err := c.get(key)
+	if err != nil || !ok || isTomb(v) {
+		return nil, err
 	}
-	return nil, nil
+	te, err := decodeTermVal(v[1:])
+	if err != nil {
+		return nil, s.corruptValue("dictionary entry")
+	}
+	return te, nil
+}
+
+// doc is state.doc through the cursors: a search asks for the documents
+// it collects in ascending order, so they are mostly in the leaf read last.
+func (c *runCursors) doc(n uint64) (docInfo, bool, error) {
+	s := c.s
+	if d, ok := s.mem.docs[n]; ok {
+		return d, d.id != "", nil
+	}
+	v, ok, err := c.get(docKey(n))
+	if err != nil || !ok || isTomb(v) {
+		return docInfo{}, false, err
+	}
+	return decodeDocVal(s, v[1:])
 }
 
 func encodeTermVal(te *termEntry) []byte {
@@ -280,6 +299,10 @@ func (s *state) doc(n uint64) (docInfo, bool, error) {
 	if err != nil || !ok {
 		return docInfo{}, false, err
 	}
+	return decodeDocVal(s, v)
+}
+
+func decodeDocVal(s *state, v []byte) (docInfo, bool, error) {
 	if len(v) < 5 {
 		return docInfo{}, false, s.corruptValue("document entry")
 	}
