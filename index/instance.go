@@ -636,22 +636,6 @@ func chunkLabel(k *seal.Keys, p seal.Purpose, id uint64, c uint32) [seal.LabelSi
 	return k.Label(p, b[:])
 }
 
-func (in *Instance) readChunk(k *seal.Keys, kind byte, p seal.Purpose, id uint64, c uint32) ([]byte, error) {
-	label := chunkLabel(k, p, id, c)
-	pt, err := in.openRecord(k, label, kind)
-	if errors.Is(err, ErrNotFound) {
-		return nil, in.corrupt(kind, label, errors.New("missing"))
-	}
-	if err != nil {
-		return nil, err
-	}
-	data, err := decodeChunk(pt, kind, id, c)
-	if err != nil {
-		return nil, in.corrupt(kind, label, err)
-	}
-	return data, nil
-}
-
 // Name returns the instance's name.
 func (in *Instance) Name() string { return in.name }
 

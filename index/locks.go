@@ -182,6 +182,21 @@ type ctlState struct {
 	ctl   controlMAC
 }
 
+// lockTarget returns the keyring of instance name and the scope of the
+// explicit lock that covers it.
+func (c *Catalog) lockTarget(ctx context.Context, name string) (*keys.Keyring, byte, string, error) {
+	man, err := ReadManifest(c.st, name)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	kr, err := c.keyringFor(ctx, name)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	scope, sname := lockScope(name, man.Meta)
+	return kr, scope, sname, nil
+}
+
 // RevokeNow locks an instance at once and until an explicit Restore: for a
 // BYOK instance, every instance under its organisation's configuration; for
 // an instance that is not BYOK, that instance alone. The lock is recorded
@@ -190,15 +205,10 @@ type ctlState struct {
 // restarts; then the open leases lock (keys zeroed, caches dropped). No
 // provider call is made.
 func (c *Catalog) RevokeNow(ctx context.Context, name string) error {
-	man, err := ReadManifest(c.st, name)
+	kr, scope, sname, err := c.lockTarget(ctx, name)
 	if err != nil {
 		return err
 	}
-	kr, err := c.keyringFor(ctx, name)
-	if err != nil {
-		return err
-	}
-	scope, sname := lockScope(name, man.Meta)
 	if err := c.writeLock(scope, sname); err != nil {
 		return fmt.Errorf("index: revoke-now: recording the lock: %w", err)
 	}
@@ -215,15 +225,10 @@ func (c *Catalog) RevokeNow(ctx context.Context, name string) error {
 // the provider accepts them. It lifts only that lock: restoring one
 // instance that is not BYOK never unlocks another.
 func (c *Catalog) Restore(ctx context.Context, name string) error {
-	man, err := ReadManifest(c.st, name)
+	kr, scope, sname, err := c.lockTarget(ctx, name)
 	if err != nil {
 		return err
 	}
-	kr, err := c.keyringFor(ctx, name)
-	if err != nil {
-		return err
-	}
-	scope, sname := lockScope(name, man.Meta)
 	var b store.Batch
 	b.Delete(lockKey(scope, sname))
 	if err := c.st.Apply(&b, true); err != nil {

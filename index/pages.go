@@ -270,7 +270,6 @@ func (in *Instance) page(r *runDesc, no uint32) (*page, error) {
 }
 
 func putU64b(v uint64) []byte { var b [8]byte; putU64(b[:], v); return b[:] }
-func putU32b(v uint32) []byte { var b [4]byte; putU32(b[:], v); return b[:] }
 
 // runLeaf returns the leaf of r that holds key if any leaf does, and the
 // index of the first key ≥ key in it (possibly len: the next leaf's

@@ -175,6 +175,11 @@ func (s *state) term(field string, term []byte) (*termEntry, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
+	return s.termValue(v)
+}
+
+// termValue decodes a present term value (without its flag byte).
+func (s *state) termValue(v []byte) (*termEntry, error) {
 	te, err := decodeTermVal(v)
 	if err != nil {
 		return nil, s.corruptValue("dictionary entry")
@@ -226,11 +231,7 @@ func (c *runCursors) term(field string, term []byte) (*termEntry, error) {
 	if err != nil || !ok || isTomb(v) {
 		return nil, err
 	}
-	te, err := decodeTermVal(v[1:])
-	if err != nil {
-		return nil, s.corruptValue("dictionary entry")
-	}
-	return te, nil
+	return s.termValue(v[1:])
 }
 
 // doc is state.doc through the cursors: a search asks for the documents
@@ -429,9 +430,6 @@ func (l *liveSet) nextLive(n uint64) (uint64, bool, error) {
 	}
 	return 0, false, nil
 }
-
-// isLive is a one-off liveness check.
-func (s *state) isLive(n uint64) (bool, error) { return s.liveSet().isLive(n) }
 
 // liveDocs calls fn for every live document number in order.
 func (s *state) liveDocs(from uint64, fn func(n uint64) (bool, error)) error {
