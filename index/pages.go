@@ -64,6 +64,50 @@ type page struct {
 	vals  [][]byte
 	kids  []uint32
 	size  int
+
+	// A leaf's document-table keys: the index of the first, -1 for none,
+	// its document number, and how many there are. docDense: their
+	// numbers are consecutive (see lookup).
+	docFirst int
+	docBase  uint64
+	docCount int
+	docDense bool
+}
+
+// lookup returns the value of key in the page's keys (a leaf's). Keys out
+// of the page's range are answered without a search; so are the
+// document-table keys ("n" ‖ 8-byte number) of a leaf whose document
+// numbers are consecutive, by their offset from the first.
+func (p *page) lookup(key string) ([]byte, bool) {
+	n := len(p.keys)
+	if n == 0 || key < p.keys[0] || key > p.keys[n-1] {
+		return nil, false
+	}
+	if p.docDense && isDocKey(key) {
+		want := keyNum(key)
+		if want < p.docBase || want-p.docBase >= uint64(p.docCount) {
+			return nil, false
+		}
+		j := p.docFirst + int(want-p.docBase)
+		return p.vals[j], true
+	}
+	j := sort.SearchStrings(p.keys, key)
+	if j < n && p.keys[j] == key {
+		return p.vals[j], true
+	}
+	return nil, false
+}
+
+// isDocKey reports whether a state key is a document-table key.
+func isDocKey(k string) bool { return len(k) == 9 && k[0] == 'n' }
+
+// keyNum returns the number of a document-table key.
+func keyNum(k string) uint64 {
+	var v uint64
+	for i := 1; i < 9; i++ {
+		v = v<<8 | uint64(k[i])
+	}
+	return v
 }
 
 func encodePage(run uint64, no uint32, level byte, keys []string, vals [][]byte, kids []uint32) []byte {
@@ -135,6 +179,14 @@ func decodePage(b []byte, run uint64, no uint32) (*page, error) {
 	}
 	if n == 0 {
 		return nil, errShort
+	}
+	p.docFirst = -1
+	if p.level == 0 {
+		if f := sort.SearchStrings(p.keys, "n"); f < n && isDocKey(p.keys[f]) {
+			c := sort.SearchStrings(p.keys[f:], "o")
+			p.docFirst, p.docBase, p.docCount = f, keyNum(p.keys[f]), c
+			p.docDense = isDocKey(p.keys[f+c-1]) && keyNum(p.keys[f+c-1])-p.docBase == uint64(c-1)
+		}
 	}
 	return p, nil
 }
@@ -275,22 +327,48 @@ func putU64b(v uint64) []byte { var b [8]byte; putU64(b[:], v); return b[:] }
 // index of the first key ≥ key in it (possibly len: the next leaf's
 // first).
 func (in *Instance) runLeaf(r *runDesc, key string) (*page, uint32, int, error) {
+	p, no, i, _, err := in.runLeafBounds(r, key)
+	return p, no, i, err
+}
+
+// leafBounds is the key range a leaf is responsible for, from the
+// separators that led to it: lo ≤ key, and key < hi when hasHi. A key in
+// that range is in the run only if it is in that leaf.
+type leafBounds struct {
+	lo, hi       string
+	hasLo, hasHi bool
+}
+
+func (b *leafBounds) contains(key string) bool {
+	return (!b.hasLo || key >= b.lo) && (!b.hasHi || key < b.hi)
+}
+
+// runLeafBounds is runLeaf that also returns the range of keys the leaf
+// is responsible for.
+func (in *Instance) runLeafBounds(r *runDesc, key string) (*page, uint32, int, leafBounds, error) {
+	var b leafBounds
 	no := r.root
 	for depth := 0; ; depth++ {
 		p, err := in.page(r, no)
 		if err != nil {
-			return nil, 0, 0, err
+			return nil, 0, 0, b, err
 		}
 		if p.level == 0 {
 			i := sort.SearchStrings(p.keys, key)
-			return p, no, i, nil
+			return p, no, i, b, nil
 		}
 		if depth > 16 {
-			return nil, 0, 0, fmt.Errorf("%w: a state run is deeper than possible", ErrCorrupt)
+			return nil, 0, 0, b, fmt.Errorf("%w: a state run is deeper than possible", ErrCorrupt)
 		}
 		i := sort.Search(len(p.keys), func(i int) bool { return p.keys[i] > key }) - 1
 		if i < 0 {
 			i = 0
+		}
+		if i > 0 {
+			b.lo, b.hasLo = p.keys[i], true
+		}
+		if i+1 < len(p.keys) {
+			b.hi, b.hasHi = p.keys[i+1], true
 		}
 		no = p.kids[i]
 	}

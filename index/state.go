@@ -193,28 +193,34 @@ func (s *state) termValue(v []byte) (*termEntry, error) {
 // Not safe for concurrent use.
 type runCursors struct {
 	s      *state
-	leaves []*page
+	leaves []runCursor
+}
+
+// runCursor is the leaf of one run read last, with the key range it is
+// responsible for.
+type runCursor struct {
+	leaf   *page
+	bounds leafBounds
 }
 
 func (s *state) cursors() *runCursors {
-	return &runCursors{s: s, leaves: make([]*page, len(s.meta.runs))}
+	return &runCursors{s: s, leaves: make([]runCursor, len(s.meta.runs))}
 }
 
 // get returns the newest value of key in the runs, through the cursors.
 func (c *runCursors) get(key string) ([]byte, bool, error) {
 	s := c.s
 	for i := range s.meta.runs {
-		leaf := c.leaves[i]
-		if leaf == nil || key < leaf.keys[0] || key > leaf.keys[len(leaf.keys)-1] {
-			p, _, _, err := s.in.runLeaf(&s.meta.runs[i], key)
+		cur := &c.leaves[i]
+		if cur.leaf == nil || !cur.bounds.contains(key) {
+			p, _, _, b, err := s.in.runLeafBounds(&s.meta.runs[i], key)
 			if err != nil {
 				return nil, false, err
 			}
-			leaf, c.leaves[i] = p, p
+			cur.leaf, cur.bounds = p, b
 		}
-		j := sort.SearchStrings(leaf.keys, key)
-		if j < len(leaf.keys) && leaf.keys[j] == key {
-			return leaf.vals[j], true, nil
+		if v, ok := cur.leaf.lookup(key); ok {
+			return v, true, nil
 		}
 	}
 	return nil, false, nil
