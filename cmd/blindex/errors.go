@@ -103,6 +103,8 @@ func defaultNext(err error) string {
 		return "" // the error says what to do
 	case errors.Is(err, index.ErrPolicy):
 		return "see the README's \"BYOK: configurations and instances\" section for the rules: one configuration per organisation, the region of the key, linked products agree on BYOK"
+	case errors.Is(err, index.ErrQueryTooExpensive):
+		return "narrow the query (fewer or more specific wildcard, regexp, prefix, fuzzy or range clauses), or give a larger --max-expansion-entries"
 	case errors.Is(err, index.ErrInvalidQuery):
 		return "fix the query (see the README's \"Query syntax\" section, or 'blindex search -h')"
 	case errors.Is(err, tokenize.ErrInvalidMapping):
