@@ -163,3 +163,28 @@ func TestSearchMaxExpansionEntries(t *testing.T) {
 		t.Fatalf("--queries with a query over the limit: %v", r)
 	}
 }
+
+// TestSearchTermSearcherLimit: a query that expands to more than 20,000
+// terms (index.DefaultMaxTermSearchers) stops with exit 1 and says what to
+// do, rather than reading every posting list.
+func TestSearchTermSearcherLimit(t *testing.T) {
+	w := newWorkspace(t)
+	var b strings.Builder
+	for d := range 201 {
+		ws := make([]string, 100)
+		for j := range ws {
+			ws[j] = fmt.Sprintf("w%05d", d*100+j)
+		}
+		fmt.Fprintf(&b, "{\"id\":\"d%d\",\"summary\":%q}\n", d, strings.Join(ws, " "))
+	}
+	file := filepath.Join(t.TempDir(), "many.ndjson")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must(t, 0, "index", "--data", w.data, "--mapping", w.mapping, "--no-progress", file)
+	r := must(t, 1, "search", "--data", w.data, "summary:w*")
+	if !strings.Contains(r.stderr, "TooManyTermSearchers") || !strings.Contains(r.stderr, "more terms than one search may read (20000)") {
+		t.Fatalf("an expansion to 20,100 terms: %v", r)
+	}
+	must(t, 0, "search", "--data", w.data, "summary:w1*")
+}
