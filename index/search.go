@@ -72,7 +72,8 @@ const MaxResultWindow = 10000
 // locked instance gives an error wrapping ErrKeyRevoked. A search whose
 // expansion examines more of the term dictionary than
 // Options.MaxExpansionEntries fails with ErrQueryTooExpensive; one whose ctx
-// ends, with ctx's error, within expansionCheckInterval dictionary entries.
+// ends, with ctx's error, within 256 more dictionary entries
+// (expansionCheckInterval).
 func (in *Instance) Search(ctx context.Context, req *bleve.SearchRequest) (*bleve.SearchResult, error) {
 	if err := checkRequest(req); err != nil {
 		return nil, err
