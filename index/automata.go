@@ -61,11 +61,16 @@ type automatonDict struct {
 	card   int
 	a      vellum.Automaton
 	dist   func(string) uint8 // edit distance of an accepted term, or nil
+	r      *reader            // spends every term examined, accepted or not
 	entry  bindex.DictEntry
 }
 
 func (d *automatonDict) Next() (*bindex.DictEntry, error) {
 	for d.it != nil && d.it.valid() {
+		if err := d.r.spend(); err != nil {
+			d.it = nil
+			return nil, err
+		}
 		t := d.it.key()
 		if !strings.HasPrefix(t, d.prefix) {
 			break
@@ -132,11 +137,14 @@ func automatonMatch(a vellum.Automaton, t string) (bool, int) {
 // automatonTerms returns a FieldDict of the field's terms under prefix that
 // a accepts.
 func (r *reader) automatonTerms(field, prefix string, a vellum.Automaton, dist func(string) uint8) (bindex.FieldDict, error) {
+	if err := r.budget.check(); err != nil {
+		return nil, err
+	}
 	it := r.st.terms(field)
 	if prefix != "" {
 		it.seek(prefix)
 	}
-	return &automatonDict{it: it, prefix: prefix, card: r.st.fieldTerms(field), a: a, dist: dist}, nil
+	return &automatonDict{it: it, prefix: prefix, card: r.st.fieldTerms(field), a: a, dist: dist, r: r}, nil
 }
 
 // regexpSizeLimit bounds the program a regexp (or wildcard) compiles to, in
@@ -211,13 +219,18 @@ func literalPrefix(s *syntax.Regexp) string {
 	return ""
 }
 
-// containsDict answers whether a field's dictionary has a term.
+// containsDict answers whether a field's dictionary has a term. Every
+// lookup is spent from the search's budget.
 type containsDict struct {
 	st    *state
 	field string
+	r     *reader
 }
 
 func (c containsDict) Contains(key []byte) (bool, error) {
+	if err := c.r.spend(); err != nil {
+		return false, err
+	}
 	te, err := c.st.term(c.field, key)
 	return te != nil, err
 }
@@ -226,5 +239,8 @@ func (c containsDict) BytesRead() uint64 { return 0 }
 func (c containsDict) Close() error      { return nil }
 
 func (r *reader) FieldDictContains(field string) (bindex.FieldDictContains, error) {
-	return containsDict{st: r.st, field: field}, nil
+	if err := r.budget.check(); err != nil {
+		return nil, err
+	}
+	return containsDict{st: r.st, field: field, r: r}, nil
 }
