@@ -456,7 +456,8 @@ func (r *reader) ThesaurusKeysRegexp(name, pattern string) (bindex.ThesaurusKeys
 }
 
 // synonymCheck verifies that every thesaurus entry names a live synonym
-// definition that lists its key, and every definition's keys exist.
+// definition that lists its key, and that every definition is live and
+// has an entry under each of its keys.
 func (s *state) synonymCheck() error {
 	it := s.kvIter("s")
 	live := s.liveSet()
@@ -484,5 +485,28 @@ func (s *state) synonymCheck() error {
 	if err := it.err(); err != nil {
 		return err
 	}
-	return nil
+	defs := s.kvIter("y")
+	for ; defs.valid(); defs.next() {
+		k := defs.key()
+		keys, err := decodeDefinition(defs.m.val()[1:])
+		if len(k) != 8 || err != nil {
+			return s.corruptValue("synonym definition entry")
+		}
+		n := binary.BigEndian.Uint64([]byte(k))
+		if ok, err := live.isLive(n); err != nil {
+			return err
+		} else if !ok {
+			return s.corruptValue("synonym definition entry (its document is not live)")
+		}
+		for _, key := range keys {
+			es, err := s.thesaurus(key)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(es, func(e thesEntry) bool { return e.doc == n }) {
+				return s.corruptValue("synonym definition entry (a thesaurus term lacks it)")
+			}
+		}
+	}
+	return defs.err()
 }
