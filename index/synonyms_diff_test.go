@@ -516,3 +516,61 @@ func compareThesauri(t *testing.T, round string, in *Instance, ref bleve.Index, 
 		t.Errorf("%s: only %d key expansions select some but not all keys", round, nonEmpty)
 	}
 }
+
+// TestSynonymsReencrypt: the thesauri are state, so rotation and
+// re-encryption carry them to the new generation with everything else,
+// both in the memtable and in sealed pages.
+func TestSynonymsReencrypt(t *testing.T) {
+	e := newEnv(t)
+	in := e.create(t, "synrot", mustMapping(t, synMapping))
+	ctx := context.Background()
+	if err := in.Index(ctx, Document{ID: "doc", Body: []byte(`{"text": "a hardworking employee", "tag": "alpha"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.IndexSynonym(ctx, "paged", "c1", &bleve.SynonymDefinition{Synonyms: []string{"hardworking", "industrious"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.compact(); err != nil { // "paged" into sealed pages
+		t.Fatal(err)
+	}
+	if err := in.IndexSynonym(ctx, "logged", "c2", &bleve.SynonymDefinition{Input: []string{"first"}, Synonyms: []string{"alpha"}}); err != nil {
+		t.Fatal(err)
+	}
+	search := func(field, q string) []string {
+		t.Helper()
+		mq := bleve.NewMatchQuery(q)
+		mq.SetField(field)
+		res, err := in.Search(ctx, bleve.NewSearchRequest(mq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idsOf(res.Hits)
+	}
+	check := func(when string) {
+		t.Helper()
+		if got := search("text", "industrious"); !slices.Equal(got, []string{"doc"}) {
+			t.Errorf("%s: paged definition: %v", when, got)
+		}
+		if got := search("tag", "first"); !slices.Equal(got, []string{"doc"}) {
+			t.Errorf("%s: logged definition: %v", when, got)
+		}
+	}
+	check("before rotation")
+	if _, err := in.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Reencrypt(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if man := in.Manifest(); len(man.Generations) != 1 {
+		t.Fatalf("old generation not retired: %+v", man.Generations)
+	}
+	check("after re-encryption")
+	in.Close()
+	in = e.open(t, "synrot")
+	check("after reopen")
+	rep, err := in.Check(ctx)
+	if err != nil || !rep.OK() {
+		t.Fatalf("Check: %v %+v", err, rep)
+	}
+}
