@@ -59,6 +59,36 @@ func (in *Instance) IndexSynonym(ctx context.Context, id, collection string, def
 	return in.Apply(ctx, []Op{{ID: id, Synonym: &Synonym{Collection: collection, Definition: *def}}})
 }
 
+// Synonym returns the synonym definition indexed under id. An id that is
+// not indexed, or that holds a document, gives an error wrapping
+// ErrNotFound.
+func (in *Instance) Synonym(ctx context.Context, id string) (*Synonym, error) {
+	r, err := in.newReader()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	n, ok, err := r.st.lookupID(id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: no synonym definition with that id", ErrNotFound)
+	}
+	sd, err := in.storedDocument(r.st, n)
+	if err != nil {
+		return nil, err
+	}
+	if !isSynonymBody(sd.body) {
+		return nil, fmt.Errorf("%w: the id holds a document, not a synonym definition", ErrNotFound)
+	}
+	var ss storedSynonym
+	if err := json.Unmarshal(sd.body[1:], &ss); err != nil {
+		return nil, fmt.Errorf("%w: a stored synonym definition is not JSON", ErrCorrupt)
+	}
+	return &Synonym{Collection: ss.Collection, Definition: bleve.SynonymDefinition{Input: ss.Input, Synonyms: ss.Synonyms}}, nil
+}
+
 // synonymBodyMark starts the stored body of a synonym definition: no JSON
 // document starts with it, so the reader tells definitions from documents
 // by their stored record alone.
