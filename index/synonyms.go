@@ -89,6 +89,28 @@ func (in *Instance) Synonym(ctx context.Context, id string) (*Synonym, error) {
 	return &Synonym{Collection: ss.Collection, Definition: bleve.SynonymDefinition{Input: ss.Input, Synonyms: ss.Synonyms}}, nil
 }
 
+// documentBody returns the stored body of id; isDoc is false when id holds
+// a synonym definition (whose body is no document to index again).
+func (in *Instance) documentBody(ctx context.Context, id string) (body []byte, isDoc bool, err error) {
+	r, err := in.newReader()
+	if err != nil {
+		return nil, false, err
+	}
+	defer r.Close()
+	n, ok, err := r.st.lookupID(id)
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		return nil, false, fmt.Errorf("%w: no document with that id", ErrNotFound)
+	}
+	sd, err := in.storedDocument(r.st, n)
+	if err != nil {
+		return nil, false, err
+	}
+	return sd.body, !isSynonymBody(sd.body), nil
+}
+
 // synonymBodyMark starts the stored body of a synonym definition: no JSON
 // document starts with it, so the reader tells definitions from documents
 // by their stored record alone.

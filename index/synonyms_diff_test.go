@@ -574,3 +574,48 @@ func TestSynonymsReencrypt(t *testing.T) {
 		t.Fatalf("Check: %v %+v", err, rep)
 	}
 }
+
+// TestSynonymAttachments: a synonym definition has no attachments, and a
+// document with an indexed attachment that a definition replaced stays a
+// definition when the attachment is deleted.
+func TestSynonymAttachments(t *testing.T) {
+	e := newEnv(t)
+	in := e.create(t, "synatt", mustMapping(t, synMapping))
+	ctx := context.Background()
+	if err := in.IndexSynonym(ctx, "syn", "c1", &bleve.SynonymDefinition{Synonyms: []string{"quick", "fast"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.AddAttachment(ctx, "syn", AttachmentMeta{Name: "a.txt"}, strings.NewReader("quick text")); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("attachment of a definition: %v", err)
+	}
+	if err := in.Index(ctx, Document{ID: "doc", Body: []byte(`{"text": "slow"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := in.AddAttachment(ctx, "doc", AttachmentMeta{Name: "a.txt"}, strings.NewReader("attached words"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.IndexSynonym(ctx, "doc", "c1", &bleve.SynonymDefinition{Synonyms: []string{"slow", "sluggish"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.DeleteAttachment(ctx, "doc", info.ID); err != nil {
+		t.Fatal(err)
+	}
+	syn, err := in.Synonym(ctx, "doc")
+	if err != nil || syn.Collection != "c1" || !slices.Equal(syn.Definition.Synonyms, []string{"slow", "sluggish"}) {
+		t.Fatalf("after deleting the attachment: %+v, %v", syn, err)
+	}
+	if _, err := in.Synonym(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Synonym of a missing id: %v", err)
+	}
+	if err := in.Index(ctx, Document{ID: "doc2", Body: []byte(`{"text": "x"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Synonym(ctx, "doc2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Synonym of a document: %v", err)
+	}
+	rep, err := in.Check(ctx)
+	if err != nil || !rep.OK() {
+		t.Fatalf("Check: %v %+v", err, rep)
+	}
+}
