@@ -643,8 +643,14 @@ func decodeLog(b []byte, seq uint64) (*logEntry, error) {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		l.kv = make([]kvSet, d.count(2))
+		if len(l.kv) == 0 {
+			d.fail() // an empty section is never written
+		}
 		for i := range l.kv {
 			l.kv[i] = kvSet{key: d.str(), val: d.bytes()}
+			if len(l.kv[i].val) == 0 {
+				l.kv[i].val = nil
+			}
 		}
 	}
 	if err := d.done(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -618,4 +619,28 @@ func TestSynonymAttachments(t *testing.T) {
 	if err != nil || !rep.OK() {
 		t.Fatalf("Check: %v %+v", err, rep)
 	}
+}
+
+// FuzzDecodeThesaurus: thesaurus and definition values decode without
+// panicking, and what decodes round-trips (uvarints may be non-minimal in
+// the input; values are sealed, so only the encoder writes them).
+func FuzzDecodeThesaurus(f *testing.F) {
+	f.Add(encodeThesaurus([]thesEntry{{doc: 3, synonyms: []string{"fast", "rapid"}}, {doc: 9, synonyms: []string{"quick"}}}))
+	f.Add(encodeDefinition([]string{thesaurusKey("en", "quick"), thesaurusKey("en", "fast")}))
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if es, err := decodeThesaurus(data); err == nil {
+			again, err := decodeThesaurus(encodeThesaurus(es))
+			if err != nil || !reflect.DeepEqual(again, es) {
+				t.Fatalf("thesaurus value %x: %v, then %v (%v)", data, es, again, err)
+			}
+		}
+		if keys, err := decodeDefinition(data); err == nil {
+			again, err := decodeDefinition(encodeDefinition(keys))
+			if err != nil || !slices.Equal(again, keys) {
+				t.Fatalf("definition value %x: %q, then %q (%v)", data, keys, again, err)
+			}
+		}
+	})
 }
