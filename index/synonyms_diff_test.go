@@ -644,3 +644,67 @@ func FuzzDecodeThesaurus(f *testing.F) {
 		}
 	})
 }
+
+// TestSynonymsAlias: an alias search over instances with synonym
+// definitions gives bleve's IndexAlias's hits and scores. An alias without
+// a mapping of its own (bleve.NewIndexAlias, which SearchAlias uses) runs no
+// synonym pre-search, so each index expands with its own definitions:
+// "rapid", defined only in the first instance, does not find the second's
+// "speedy" document, in either engine.
+func TestSynonymsAlias(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	m := mustMapping(t, synMapping)
+	var ins []*Instance
+	var refs []bleve.Index
+	batches := [][]Op{
+		{{ID: "a-doc", Body: []byte(`{"text": "a quick fox"}`)},
+			{ID: "a-syn", Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Synonyms: []string{"quick", "rapid", "speedy"}}}}},
+		{{ID: "b-doc", Body: []byte(`{"text": "speedy delivery"}`)},
+			{ID: "b-doc2", Body: []byte(`{"text": "slow delivery"}`)},
+			{ID: "b-syn", Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Input: []string{"sluggish"}, Synonyms: []string{"slow"}}}}},
+	}
+	for i, ops := range batches {
+		name := fmt.Sprintf("syn-site-%d", i)
+		in, err := Create(ctx, e.st, name, m, Meta{Org: "acme", Site: "acme.example", Product: "wiki"}, e.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { in.Close() })
+		if err := in.Apply(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+		ref := newPlainBleve(t, m)
+		ref.SetName(name)
+		t.Cleanup(func() { ref.Close() })
+		synBleveApply(t, ref, ops)
+		ins = append(ins, in)
+		refs = append(refs, ref)
+	}
+	for _, q := range []string{"rapid", "sluggish", "quick", "speedy", "delivery"} {
+		mk := func() *bleve.SearchRequest {
+			mq := bleve.NewMatchQuery(q)
+			mq.SetField("text")
+			r := bleve.NewSearchRequest(mq)
+			r.SortBy([]string{"-_score", "_id"})
+			return r
+		}
+		got, err := SearchAlias(ctx, ins, mk())
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		want, err := bleve.NewIndexAlias(refs...).Search(mk())
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareRanked(t, q, got.Hits, want.Hits, 1e-9)
+	}
+	// Not vacuous: the first instance's definition expands "speedy" to its
+	// "quick" document.
+	mq := bleve.NewMatchQuery("speedy")
+	mq.SetField("text")
+	got, err := SearchAlias(ctx, ins, bleve.NewSearchRequest(mq))
+	if err != nil || !slices.Contains(idsOf(got.Hits), "a-doc") {
+		t.Fatalf("speedy over the alias: %v, %v", got, err)
+	}
+}
