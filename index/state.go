@@ -54,7 +54,8 @@ const livePageBits = 1 << 15
 
 // Keys of the state tree. Each kind has its own first byte; term keys are
 // fieldTermKey(field, term) (first byte 't'), so a field's terms are
-// contiguous and in term order.
+// contiguous and in term order. 's' and 'y' (thesauri) are synonyms.go's,
+// kept in memtable.kv.
 func idKey(id string) string          { return "i" + id }
 func docKey(n uint64) string          { return "n" + string(putU64b(n)) }
 func livePageKey(p uint64) string     { return "l" + string(putU64b(p)) }
