@@ -322,6 +322,9 @@ func (w *batchWriter) synonyms() *synBatch {
 	return w.syn
 }
 
+// thesaurusEntries returns a thesaurus key's entries as the batch has them
+// so far. The slice is the batch's own (decoded afresh from the state, or
+// the batch's), so callers may change it in place.
 func (w *batchWriter) thesaurusEntries(key string) ([]thesEntry, error) {
 	sb := w.synonyms()
 	if es, ok := sb.terms[key]; ok {
@@ -351,7 +354,7 @@ func (w *batchWriter) dropSynonyms(n uint64) error {
 		if err != nil {
 			return err
 		}
-		sb.terms[k] = slices.DeleteFunc(slices.Clone(es), func(e thesEntry) bool { return e.doc == n })
+		sb.terms[k] = slices.DeleteFunc(es, func(e thesEntry) bool { return e.doc == n })
 	}
 	sb.defs[n] = nil
 	return nil
@@ -371,7 +374,7 @@ func (w *batchWriter) addSynonyms(n uint64, terms []synTerm) error {
 		if err != nil {
 			return err
 		}
-		sb.terms[keys[i]] = append(slices.Clone(es), thesEntry{doc: n, synonyms: t.synonyms})
+		sb.terms[keys[i]] = append(es, thesEntry{doc: n, synonyms: t.synonyms})
 	}
 	sb.defs[n] = keys
 	return nil
@@ -508,30 +511,27 @@ func (r *reader) ThesaurusKeysRegexp(name, pattern string) (bindex.ThesaurusKeys
 }
 
 // synonymCheck verifies that every thesaurus entry names a live synonym
-// definition that lists its key, and that every definition is live and
-// has an entry under each of its keys.
+// definition that lists its key (entries of a key in increasing document
+// order), and that every definition is live and has an entry under each
+// of its keys. It reads each value once.
 func (s *state) synonymCheck() error {
-	it := s.kvIter("s")
 	live := s.liveSet()
+	has := map[uint64]map[string]bool{} // definition → keys with an entry of it
+	it := s.kvIter("s")
 	for ; it.valid(); it.next() {
 		es, err := decodeThesaurus(it.m.val()[1:])
 		if err != nil || len(es) == 0 {
 			return s.corruptValue("thesaurus entry")
 		}
 		key := "s" + it.key()
-		for _, e := range es {
-			ok, err := live.isLive(e.doc)
-			if err != nil {
-				return err
+		for i, e := range es {
+			if i > 0 && e.doc <= es[i-1].doc {
+				return s.corruptValue("thesaurus entry (definitions out of order)")
 			}
-			v, found, err := s.kvGet(definitionKey(e.doc))
-			if err != nil {
-				return err
+			if has[e.doc] == nil {
+				has[e.doc] = map[string]bool{}
 			}
-			keys, derr := decodeDefinition(v)
-			if !ok || !found || derr != nil || !slices.Contains(keys, key) {
-				return s.corruptValue("thesaurus entry (its synonym definition is gone)")
-			}
+			has[e.doc][key] = true
 		}
 	}
 	if err := it.err(); err != nil {
@@ -550,15 +550,22 @@ func (s *state) synonymCheck() error {
 		} else if !ok {
 			return s.corruptValue("synonym definition entry (its document is not live)")
 		}
+		got := has[n]
+		if len(got) != len(keys) {
+			return s.corruptValue("synonym definition entry (its thesaurus terms disagree with it)")
+		}
 		for _, key := range keys {
-			es, err := s.thesaurus(key)
-			if err != nil {
-				return err
-			}
-			if !slices.ContainsFunc(es, func(e thesEntry) bool { return e.doc == n }) {
+			if !got[key] {
 				return s.corruptValue("synonym definition entry (a thesaurus term lacks it)")
 			}
 		}
+		delete(has, n)
 	}
-	return defs.err()
+	if err := defs.err(); err != nil {
+		return err
+	}
+	if len(has) > 0 {
+		return s.corruptValue("thesaurus entry (its synonym definition is gone)")
+	}
+	return nil
 }

@@ -708,3 +708,70 @@ func TestSynonymsAlias(t *testing.T) {
 		t.Fatalf("speedy over the alias: %v, %v", got, err)
 	}
 }
+
+// TestSynonymsManyDefinitionsOfOneTerm: a thesaurus term in thousands of
+// definitions (one state value of tens of KiB) is written in one batch,
+// flushed to pages, read back after reopening, checked, and pruned when
+// half of its definitions are deleted.
+func TestSynonymsManyDefinitionsOfOneTerm(t *testing.T) {
+	const n = 3000
+	e := newEnv(t)
+	in := e.create(t, "many", mustMapping(t, synMapping))
+	ctx := context.Background()
+	var ops, dels []Op
+	for i := range n {
+		id := fmt.Sprintf("s%05d", i)
+		ops = append(ops, Op{ID: id, Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Synonyms: []string{"quick", fmt.Sprintf("longsynonymterm%06d", i)}}}})
+		if i%2 == 0 {
+			dels = append(dels, Op{ID: id, Delete: true})
+		}
+	}
+	count := func(when string, want int) {
+		t.Helper()
+		r, err := in.newReader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		tr, err := r.ThesaurusTermReader(ctx, "std_src", []byte("quick"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for s, err := tr.Next(); s != "" || err != nil; s, err = tr.Next() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got++
+		}
+		if got != want {
+			t.Fatalf("%s: %d synonyms of quick, want %d", when, got, want)
+		}
+		rep, err := in.Check(ctx)
+		if err != nil || !rep.OK() {
+			t.Fatalf("%s: Check: %v %+v", when, err, rep)
+		}
+	}
+	if err := in.Apply(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.compact(); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	in = e.open(t, "many")
+	count("after reopen", n)
+	if err := in.Apply(ctx, dels); err != nil {
+		t.Fatal(err)
+	}
+	count("after deleting half", n/2)
+	r, err := in.newReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok, err := r.st.kvGet(thesaurusKey("std_src", "quick"))
+	r.Close()
+	if es, derr := decodeThesaurus(v); err != nil || !ok || derr != nil || len(es) != n/2 {
+		t.Fatalf("the value keeps %d entries (%v %v %v), want %d: deleted definitions are pruned", len(es), ok, err, derr, n/2)
+	}
+}
