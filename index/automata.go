@@ -161,23 +161,33 @@ func (r *reader) FieldDictRegexp(field, pattern string) (bindex.FieldDict, error
 }
 
 func (r *reader) FieldDictRegexpAutomaton(field, pattern string) (bindex.FieldDict, bindex.RegexAutomaton, error) {
-	parsed, err := syntax.Parse(pattern, syntax.Perl)
+	re, prefix, err := compileRegexp(pattern)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+		return nil, nil, err
 	}
-	re, err := vregexp.NewParsedWithLimit(pattern, parsed, regexpSizeLimit)
-	if errors.Is(err, vregexp.ErrCompiledTooBig) {
-		return nil, nil, fmt.Errorf("%w: the regular expression is too complex (its automaton would exceed %d instructions); use fewer or smaller counted repetitions: %w",
-			ErrInvalidQuery, regexpSizeLimit/40, err)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
-	}
-	d, err := r.automatonTerms(field, literalPrefix(parsed), re, nil)
+	d, err := r.automatonTerms(field, prefix, re, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	return d, re, nil
+}
+
+// compileRegexp compiles a regexp as scorch does, returning its automaton
+// and its literal prefix.
+func compileRegexp(pattern string) (*vregexp.Regexp, string, error) {
+	parsed, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	re, err := vregexp.NewParsedWithLimit(pattern, parsed, regexpSizeLimit)
+	if errors.Is(err, vregexp.ErrCompiledTooBig) {
+		return nil, "", fmt.Errorf("%w: the regular expression is too complex (its automaton would exceed %d instructions); use fewer or smaller counted repetitions: %w",
+			ErrInvalidQuery, regexpSizeLimit/40, err)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	return re, literalPrefix(parsed), nil
 }
 
 func (r *reader) FieldDictFuzzy(field, term string, fuzziness int, prefix string) (bindex.FieldDict, error) {

@@ -175,6 +175,15 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 		fwdTerms[n] = total
 	}
 
+	// Thesauri: every entry names a live synonym definition that lists it.
+	if err := st.synonymCheck(); err != nil {
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			return nil, err
+		}
+		add(ce.Kind, ce.Label, "%v", ce.Err)
+	}
+
 	// Terms: every block exists, opens, holds the recorded count, in order.
 	postTerms := map[uint64]int{}
 	var checkPacks map[uint64]packData

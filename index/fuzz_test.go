@@ -133,6 +133,13 @@ func randomLog(seed uint64) *logEntry {
 		}
 		l.terms = append(l.terms, tu)
 	}
+	for i := r.IntN(3); i > 0; i-- {
+		kv := kvSet{key: thesaurusKey("src", fmt.Sprintf("t%d", r.IntN(100)))}
+		if r.IntN(2) == 0 {
+			kv.val = encodeThesaurus([]thesEntry{{doc: uint64(r.IntN(1000)), synonyms: []string{"a", "b"}}})
+		}
+		l.kv = append(l.kv, kv)
+	}
 	return l
 }
 
@@ -147,6 +154,9 @@ func normLog(l *logEntry) *logEntry {
 	}
 	if len(c.terms) == 0 {
 		c.terms = nil
+	}
+	if len(c.kv) == 0 {
+		c.kv = nil
 	}
 	c.terms = append([]termUpdate(nil), c.terms...)
 	for i := range c.terms {

@@ -354,6 +354,9 @@ func (r *reader) Document(id string) (bindex.Document, error) {
 	if err != nil {
 		return nil, err
 	}
+	if isSynonymBody(sd.body) {
+		return document.NewSynonymDocument(id), nil // no fields, as in scorch
+	}
 	var data any
 	if err := json.Unmarshal(sd.body, &data); err != nil {
 		return nil, fmt.Errorf("%w: stored document is not JSON", ErrCorrupt)

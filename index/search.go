@@ -222,5 +222,5 @@ func (in *Instance) Get(ctx context.Context, id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.body, nil
+	return publicBody(d.body), nil
 }
