@@ -473,7 +473,7 @@ func (r *reader) thesaurusKeys(name, prefix string, a vellum.Automaton) *thesaur
 	if prefix != "" {
 		it.seek(prefix)
 	}
-	return &thesaurusKeys{d: &automatonDict{it: it, prefix: prefix, a: a}}
+	return &thesaurusKeys{d: &automatonDict{it: it, prefix: prefix, a: a, r: r}}
 }
 
 // ThesaurusKeys iterates every term of the thesaurus of synonym source name.
