@@ -218,8 +218,7 @@ type containsDict struct {
 }
 
 func (c containsDict) Contains(key []byte) (bool, error) {
-	te, err := c.st.term(c.field, key)
-	return te != nil, err
+	return c.st.hasTerm(c.field, key)
 }
 
 func (c containsDict) BytesRead() uint64 { return 0 }

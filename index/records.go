@@ -37,8 +37,6 @@ func kindName(k byte) string {
 		return "state snapshot"
 	case kindInternal:
 		return "internal value"
-	case kindPack:
-		return "posting pack"
 	case kindPage:
 		return "state page"
 	}
@@ -328,6 +326,7 @@ func encodeHead(h head) []byte {
 		e.uvarint(uint64(r.root))
 		e.uvarint(r.entries)
 		e.uvarint(r.bytes)
+		e.uvarint(uint64(r.overflow))
 	}
 	return e.b
 }
@@ -353,7 +352,8 @@ func decodeHead(b []byte) (head, error) {
 		r.id, r.gen = d.uvarint(), d.u32()
 		r.leaves, r.inners, r.root = uint32(d.uvarint()), uint32(d.uvarint()), uint32(d.uvarint())
 		r.entries, r.bytes = d.uvarint(), d.uvarint()
-		if r.leaves == 0 || r.id >= m.nextRun || (r.root < innerBase && r.root >= r.leaves) || (r.root >= innerBase && r.root-innerBase >= r.inners) {
+		r.overflow = uint32(d.uvarint())
+		if r.overflow >= innerBase-overflowBase || r.leaves >= overflowBase || r.leaves == 0 || r.id >= m.nextRun || (r.root < innerBase && r.root >= r.leaves) || (r.root >= innerBase && r.root-innerBase >= r.inners) {
 			d.fail()
 		}
 	}
@@ -386,101 +386,4 @@ func decodeChunk(b []byte, kind byte, id uint64, n uint32) ([]byte, error) {
 		return nil, errIdentity
 	}
 	return data, nil
-}
-
-// kindPack marks a pack record: small posting blocks of many terms sealed
-// together, so that rare terms do not cost a record each and a snapshot
-// cannot tell how many terms a batch touched.
-const kindPack byte = 8
-
-// encodePack encodes a pack of encoded posting blocks.
-func encodePack(id uint64, blocks [][]byte) []byte {
-	n := 16
-	for _, b := range blocks {
-		n += len(b) + 4
-	}
-	e := enc{b: make([]byte, 0, n)}
-	e.byte1(kindPack)
-	e.uvarint(id)
-	e.uvarint(uint64(len(blocks)))
-	for _, b := range blocks {
-		e.bytes(b)
-	}
-	return e.b
-}
-
-// decodePack decodes a pack into its blocks, keyed by cacheKey(field, term).
-func decodePack(b []byte, id uint64) (map[string][]byte, error) {
-	d := dec{b: b}
-	if d.byte1() != kindPack {
-		return nil, errShort
-	}
-	if got := d.uvarint(); d.err == nil && got != id {
-		return nil, errIdentity
-	}
-	n := d.count(4)
-	out := make(map[string][]byte, n)
-	for i := 0; i < n && d.err == nil; i++ {
-		blk := d.bytes()
-		h := dec{b: blk}
-		if h.byte1() != kindPosting {
-			return nil, errShort
-		}
-		f, t := h.bytes(), h.bytes()
-		if h.err != nil {
-			return nil, errShort
-		}
-		key := cacheKey(string(f), t)
-		if _, dup := out[key]; dup {
-			// A pack holds at most one block of a term.
-			return nil, errIdentity
-		}
-		out[key] = blk
-	}
-	if err := d.done(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// packData is an opened pack's payload, searched in place: a rare term's
-// lookup scans the block headers instead of decoding the whole pack.
-type packData []byte
-
-// newPackData checks a pack's header and returns it for lookups.
-func newPackData(b []byte, id uint64) (packData, error) {
-	d := dec{b: b}
-	if d.byte1() != kindPack {
-		return nil, errShort
-	}
-	if got := d.uvarint(); d.err == nil && got != id {
-		return nil, errIdentity
-	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	return packData(b), nil
-}
-
-// find returns the encoded posting block of field/term in the pack.
-func (p packData) find(field string, term []byte) ([]byte, bool, error) {
-	d := dec{b: p}
-	d.byte1()
-	d.uvarint()
-	n := d.count(4)
-	for i := 0; i < n && d.err == nil; i++ {
-		blk := d.bytes()
-		h := dec{b: blk}
-		if h.byte1() != kindPosting {
-			return nil, false, errShort
-		}
-		f, t := h.bytes(), h.bytes()
-		if h.err != nil {
-			return nil, false, errShort
-		}
-		if string(f) == field && bytes.Equal(t, term) {
-			return blk, true, nil
-		}
-	}
-	return nil, false, d.err
 }
