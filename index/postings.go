@@ -19,7 +19,11 @@ import (
 //
 // A term value is
 //
-//	valPresent ‖ uvarint(postings) ‖ encodePosting(field, term, postings)
+//	valPresent ‖ uvarint(postings) ‖ encodePostingBody(field, postings)
+//
+// The key names the field and term; the page that holds it is
+// authenticated with its label, and an overflow chunk with its run and
+// number, so the value need not repeat them.
 //
 // or, in a run, when longer than maxInlineValue, an overflow reference
 // (see runBuilder.spill) to chunks sealed beside the run's pages.
@@ -45,7 +49,7 @@ func encodeTermValue(field string, term []byte, pl *postingList) []byte {
 	e := enc{b: make([]byte, 0, 24+len(field)+len(term)+len(pl.docs)*6+len(pl.locs)*8)}
 	e.byte1(valPresent)
 	e.uvarint(uint64(len(pl.docs)))
-	e.b = append(e.b, encodePosting(field, term, pl)...)
+	encodePostingBody(&e, field, pl)
 	return e.b
 }
 
@@ -98,7 +102,9 @@ func (in *Instance) termValue(field string, term []byte, v []byte) (*postingList
 	default:
 		return nil, in.corruptTermValue(errShort)
 	}
-	pl, err := decodePosting(body, field, term)
+	bd := dec{b: body}
+	pl := decodePostingBody(&bd, field)
+	err := bd.done()
 	if err == nil && uint64(len(pl.docs)) != count {
 		err = fmt.Errorf("%w: a term value holds %d postings, its count says %d", errShort, len(pl.docs), count)
 	}

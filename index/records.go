@@ -84,6 +84,14 @@ func encodePosting(field string, term []byte, p *postingList) []byte {
 	e.byte1(kindPosting)
 	e.str(field)
 	e.bytes(term)
+	encodePostingBody(&e, field, p)
+	return e.b
+}
+
+// encodePostingBody encodes postings of field: documents delta-coded,
+// then, with term vectors, each document's locations, positions and
+// offsets delta-coded (zigzag) from the previous location's.
+func encodePostingBody(e *enc, field string, p *postingList) {
 	flags := byte(0)
 	if p.hasVectors() {
 		flags = 1
@@ -113,15 +121,17 @@ func encodePosting(field string, term []byte, p *postingList) []byte {
 		for i := range p.docs {
 			locs := p.locs[p.locOff[i]:p.locOff[i+1]]
 			e.uvarint(uint64(len(locs)))
+			var prevPos, prevStart uint64
 			for _, l := range locs {
 				ref := 0
 				if l.Field != "" && l.Field != field {
 					ref = slices.Index(names, l.Field) + 1
 				}
 				e.uvarint(uint64(ref))
-				e.uvarint(l.Pos)
-				e.uvarint(l.Start)
+				e.uvarint(zigzag(l.Pos - prevPos))
+				e.uvarint(zigzag(l.Start - prevStart))
 				e.uvarint(l.End - l.Start)
+				prevPos, prevStart = l.Pos, l.Start
 				e.uvarint(uint64(len(l.ArrayPositions)))
 				for _, a := range l.ArrayPositions {
 					e.uvarint(a)
@@ -129,8 +139,16 @@ func encodePosting(field string, term []byte, p *postingList) []byte {
 			}
 		}
 	}
-	return e.b
 }
+
+// zigzag maps a difference of two uint64s (wrapped) to a small number
+// when it is small either way.
+func zigzag(d uint64) uint64 {
+	x := int64(d)
+	return uint64((x << 1) ^ (x >> 63))
+}
+
+func unzigzag(z uint64) uint64 { return (z >> 1) ^ -(z & 1) }
 
 // decodePosting decodes a posting block and checks that it belongs to
 // field/term.
@@ -144,6 +162,15 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 	if d.err == nil && (string(f) != field || !bytes.Equal(t, term)) {
 		return nil, errIdentity
 	}
+	p := decodePostingBody(&d, field)
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// decodePostingBody decodes what encodePostingBody wrote.
+func decodePostingBody(d *dec, field string) *postingList {
 	flags := d.byte1()
 	n := d.count(3)
 	p := &postingList{docs: make([]uint64, n), freqs: make([]uint32, n), lens: make([]uint32, n)}
@@ -166,6 +193,7 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 		p.locOff = make([]uint32, 1, n+1)
 		for i := 0; i < n && d.err == nil; i++ {
 			nl := d.count(5)
+			var prevPos, prevStart uint64
 			for j := 0; j < nl && d.err == nil; j++ {
 				var l bindex.TermFieldVector
 				ref := d.uvarint()
@@ -177,9 +205,10 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 				default:
 					d.fail()
 				}
-				l.Pos = d.uvarint()
-				l.Start = d.uvarint()
+				l.Pos = prevPos + unzigzag(d.uvarint())
+				l.Start = prevStart + unzigzag(d.uvarint())
 				l.End = l.Start + d.uvarint()
+				prevPos, prevStart = l.Pos, l.Start
 				na := d.count(1)
 				if na > 0 {
 					l.ArrayPositions = make([]uint64, na)
@@ -194,10 +223,7 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 	} else if flags != 0 {
 		d.fail()
 	}
-	if err := d.done(); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return p
 }
 
 // storedDoc is a stored document record: the caller's id and JSON body.
