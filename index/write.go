@@ -269,6 +269,7 @@ type ftKey struct{ field, term string }
 type pbuild struct {
 	field string
 	term  []byte
+	key   string // fieldTermKey(field, term)
 	pl    postingList
 }
 
@@ -351,7 +352,7 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 			key := ftKey{tp.field, tp.term}
 			b := builds[key]
 			if b == nil {
-				b = &pbuild{field: tp.field, term: []byte(tp.term)}
+				b = &pbuild{field: tp.field, term: []byte(tp.term), key: fieldTermKey(tp.field, tp.term)}
 				if tp.vectors {
 					b.pl.locOff = []uint32{0}
 				}
@@ -369,9 +370,7 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 		}
 	}
 	w.entry.nextDoc = next
-	slices.SortFunc(order, func(a, b *pbuild) int {
-		return strings.Compare(fieldTermKey(a.field, string(a.term)), fieldTermKey(b.field, string(b.term)))
-	})
+	slices.SortFunc(order, func(a, b *pbuild) int { return strings.Compare(a.key, b.key) })
 	w.entry.terms = make([]termPostings, len(order))
 	w.touched = make([]string, len(order))
 	for i, b := range order {
