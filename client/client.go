@@ -200,11 +200,34 @@ func (c *Client) Delete(ctx context.Context, instance, id string) error {
 	return err
 }
 
-// BulkOp is one action of a bulk batch: index Doc under ID, or delete ID.
+// PutSynonym indexes a synonym definition of collection under id, as
+// bleve's IndexSynonym does: the mapping's synonym sources that read the
+// collection expand searches with it. As in bleve it shares ids with
+// documents (it replaces the document of that id).
+func (c *Client) PutSynonym(ctx context.Context, instance, collection, id string, def *bleve.SynonymDefinition) error {
+	body, err := json.Marshal(def)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	_, err = c.call(ctx, "PUT", instancePath(instance, "synonyms", collection, id), "application/json", body)
+	return err
+}
+
+// DeleteSynonym deletes the synonym definition id of collection; an id that
+// is not a definition of that collection is ErrNotFound.
+func (c *Client) DeleteSynonym(ctx context.Context, instance, collection, id string) error {
+	_, err := c.call(ctx, "DELETE", instancePath(instance, "synonyms", collection, id), "", nil)
+	return err
+}
+
+// BulkOp is one action of a bulk batch: index Doc under ID, index the
+// synonym definition Synonym of SynonymCollection under ID, or delete ID.
 type BulkOp struct {
-	ID     string
-	Doc    json.RawMessage // a JSON object; ignored for a delete
-	Delete bool
+	ID                string
+	Doc               json.RawMessage // a JSON object; ignored for a delete or a synonym
+	Delete            bool
+	Synonym           *bleve.SynonymDefinition
+	SynonymCollection string
 }
 
 // BulkItem is the outcome of one BulkOp.
@@ -231,11 +254,17 @@ func (c *Client) Bulk(ctx context.Context, instance string, ops []BulkOp) (*Bulk
 	}
 	var body bytes.Buffer
 	for i, op := range ops {
+		target := map[string]string{"_id": op.ID}
 		action := "index"
-		if op.Delete {
+		switch {
+		case op.Delete:
 			action = "delete"
+		case op.Synonym != nil:
+			action = "synonym"
+			target["collection"] = op.SynonymCollection
+			op.Doc, _ = json.Marshal(op.Synonym)
 		}
-		line, _ := json.Marshal(map[string]map[string]string{action: {"_id": op.ID}})
+		line, _ := json.Marshal(map[string]map[string]string{action: target})
 		body.Write(line)
 		body.WriteByte('\n')
 		if !op.Delete {

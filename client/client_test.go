@@ -31,10 +31,11 @@ const mapping = `{
   "enabled": true, "dynamic": false,
   "properties": {
    "project": {"fields": [{"name": "project", "type": "text", "analyzer": "keyword", "index": true, "include_in_all": false}]},
-   "summary": {"fields": [{"name": "summary", "type": "text", "analyzer": "en", "index": true, "store": true, "include_in_all": true}]},
+   "summary": {"fields": [{"name": "summary", "type": "text", "analyzer": "en", "index": true, "store": true, "include_in_all": true, "synonym_source": "english"}]},
    "votes": {"fields": [{"name": "votes", "type": "number", "index": true, "include_in_all": false}]}
   }
- }
+ },
+ "analysis": {"synonym_sources": {"english": {"collection": "thesaurus", "analyzer": "en"}}}
 }`
 
 // startServer starts a real blindex server on a loopback port and returns
@@ -181,6 +182,33 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if _, err := c.Bulk(ctx, "issues", []BulkOp{{ID: "x", Doc: json.RawMessage(`{"a":`)}}); !errors.Is(err, ErrInvalidRequest) {
 		t.Fatalf("bulk of invalid JSON: %v", err)
+	}
+
+	// Synonym definitions expand searches on "summary".
+	if r := search(t, c, "summary:stall"); r.Total != 0 {
+		t.Fatalf("before any definition: %v", ids(r))
+	}
+	if err := c.PutSynonym(ctx, "issues", "thesaurus", "syn-1", &bleve.SynonymDefinition{Synonyms: []string{"timeout", "stall"}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := search(t, c, "summary:stall"); !slices.Equal(ids(r), []string{"A-3"}) {
+		t.Fatalf("after PutSynonym: %v", ids(r))
+	}
+	res, err = c.Bulk(ctx, "issues", []BulkOp{{ID: "syn-2", SynonymCollection: "thesaurus", Synonym: &bleve.SynonymDefinition{Input: []string{"hang"}, Synonyms: []string{"journal"}}}})
+	if err != nil || res.Items[0].Result != "indexed" {
+		t.Fatalf("bulk synonym: %+v, %v", res, err)
+	}
+	if r := search(t, c, "summary:hang"); !slices.Equal(ids(r), []string{"A-3"}) {
+		t.Fatalf("after a bulk synonym: %v", ids(r))
+	}
+	if err := c.DeleteSynonym(ctx, "issues", "other", "syn-1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("DeleteSynonym in another collection: %v", err)
+	}
+	if err := c.DeleteSynonym(ctx, "issues", "thesaurus", "syn-1"); err != nil {
+		t.Fatal(err)
+	}
+	if r := search(t, c, "summary:stall"); r.Total != 0 {
+		t.Fatalf("after DeleteSynonym: %v", ids(r))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/search"
 )
 
 // ErrAlias reports a set of instances that cannot be searched as one: none,
@@ -50,18 +51,37 @@ func SearchAlias(ctx context.Context, instances []*Instance, req *bleve.SearchRe
 	if len(instances) == 1 {
 		return instances[0].Search(ctx, req)
 	}
+	// One budget for the whole request, shared by the instances' readers
+	// (budget.go), under the smallest of their limits.
+	limit, maxTerms := instances[0].opts.MaxExpansionEntries, instances[0].opts.MaxTermSearchers
+	for _, in := range instances[1:] {
+		limit, maxTerms = min(limit, in.opts.MaxExpansionEntries), min(maxTerms, in.opts.MaxTermSearchers)
+	}
+	b := newSearchBudget(ctx, limit)
 	byName := make(map[string]*Instance, len(instances))
 	idx := make([]bleve.Index, len(instances))
 	for i, in := range instances {
+		bi, err := in.boundIndex()
+		if err != nil {
+			return nil, err
+		}
+		bi.ad.budget = b
+		defer func() {
+			bi.ad.budget = nil
+			in.bound.Put(bi)
+		}()
 		byName[in.name] = in
-		idx[i] = in.bleve
+		idx[i] = bi.idx
 		in.m.searches.Add(1)
 	}
 	sink := &corruptionSink{}
 	ctx = context.WithValue(ctx, corruptionSinkKey{}, sink)
+	if _, ok := ctx.Value(search.MaxTermSearchersKey).(int); !ok {
+		ctx = context.WithValue(ctx, search.MaxTermSearchersKey, maxTerms)
+	}
 	res, err := bleve.NewIndexAlias(idx...).SearchInContext(ctx, req)
 	if err != nil {
-		return nil, instances[0].searchError(ctx, req, sink, err)
+		return nil, instances[0].searchError(ctx, req, sink, b, err)
 	}
 	if res.Status != nil && (res.Status.Failed > 0 || len(res.Status.Errors) > 0) {
 		// bleve's alias returns what the other indexes found; blindex
@@ -73,7 +93,7 @@ func SearchAlias(ctx context.Context, instances []*Instance, req *bleve.SearchRe
 		sort.Strings(names)
 		for _, name := range names {
 			if in := byName[name]; in != nil {
-				return nil, in.searchError(ctx, req, sink, res.Status.Errors[name])
+				return nil, in.searchError(ctx, req, sink, b, res.Status.Errors[name])
 			}
 		}
 		return nil, fmt.Errorf("index: internal error: %d of %d instances of an alias failed without an error", res.Status.Failed, len(instances))

@@ -11,12 +11,14 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"unicode"
 
+	"github.com/blevesearch/bleve/v2"
 	bindex "github.com/blevesearch/bleve_index_api"
 	"github.com/cockroachdb/pebble/v2/batchrepr"
 	"github.com/cockroachdb/pebble/v2/record"
@@ -46,7 +48,7 @@ const atRestMapping = `{
   "dynamic": true,
   "properties": {
    "qorvathproject": {"fields": [{"name": "qorvathproject", "type": "text", "analyzer": "keyword", "index": true, "docvalues": true, "store": true}]},
-   "zulmirsummary": {"fields": [{"name": "zulmirsummary", "type": "text", "analyzer": "en", "index": true, "store": true, "include_term_vectors": true}]},
+   "zulmirsummary": {"fields": [{"name": "zulmirsummary", "type": "text", "analyzer": "en", "index": true, "store": true, "include_term_vectors": true, "synonym_source": "gravensource"}]},
    "vexandrvotes": {"fields": [{"name": "vexandrvotes", "type": "number", "index": true, "docvalues": true, "store": true}]},
    "plorbicreated": {"fields": [{"name": "plorbicreated", "type": "datetime", "index": true, "docvalues": true, "store": true}]},
    "krynthcomments": {
@@ -56,7 +58,8 @@ const atRestMapping = `{
     }
    }
   }
- }
+ },
+ "analysis": {"synonym_sources": {"gravensource": {"collection": "trelmocollection", "analyzer": "en"}}}
 }`
 
 // Dynamic fields the documents add beyond the mapping.
@@ -79,8 +82,9 @@ func pseudoWord(r *mrand.Rand) string {
 }
 
 type atRestSample struct {
-	docs    []genDoc
-	needles map[string]string // needle → what it is
+	docs     []genDoc
+	synonyms []Op              // synonym definitions of "trelmocollection"
+	needles  map[string]string // needle → what it is
 }
 
 func (s *atRestSample) add(needle, what string) {
@@ -150,6 +154,25 @@ func makeAtRestSample(seed uint64, n int) *atRestSample {
 		s.add(strings.ToUpper(w[:1])+w[1:], "word, capitalised")
 		s.add(w+"ing", "word with a suffix")
 	}
+	// Synonym definitions: words of their own (so that a needle found is
+	// the thesaurus's), the first of each also a word of the documents so
+	// that searches expand through them.
+	for i := 0; i < 6; i++ {
+		def := bleve.SynonymDefinition{Synonyms: []string{vocab[i], pseudoWord(r), pseudoWord(r)}}
+		if i%2 == 1 {
+			def.Input = []string{pseudoWord(r)}
+			def.Synonyms = def.Synonyms[1:]
+			def.Synonyms = append(def.Synonyms, vocab[i])
+		}
+		id := fmt.Sprintf("SYNONYMDEF-%02d-%s", i, pseudoWord(r))
+		s.synonyms = append(s.synonyms, Op{ID: id, Synonym: &Synonym{Collection: "trelmocollection", Definition: def}})
+		s.add(id, "synonym definition id")
+		for _, w := range append(def.Input, def.Synonyms...) {
+			s.add(w, "synonym")
+		}
+	}
+	s.add("gravensource", "synonym source name")
+	s.add("trelmocollection", "synonym collection name")
 	for _, f := range []string{"qorvathproject", "zulmirsummary", "vexandrvotes", "plorbicreated", "krynthcomments", "brovakauthor", "quillenbody", "krynthcomments.brovakauthor", "krynthcomments.quillenbody", atRestDynamicField} {
 		s.add(f, "field name")
 	}
@@ -186,6 +209,16 @@ func (s *atRestSample) analyzedNeedles(t *testing.T, in *Instance) {
 		doc.VisitFields(visit)
 		doc.VisitComposite(func(cf bindex.CompositeField) { visit(cf) })
 	}
+	en := in.Mapping().Bleve().AnalyzerNamed("en")
+	for _, op := range s.synonyms {
+		for _, w := range append(slices.Clone(op.Synonym.Definition.Input), op.Synonym.Definition.Synonyms...) {
+			for _, tok := range en.Analyze([]byte(w)) {
+				if len(tok.Term) >= 6 {
+					s.add(string(tok.Term), "thesaurus term")
+				}
+			}
+		}
+	}
 }
 
 // find returns the needles found in data.
@@ -217,14 +250,28 @@ func TestNothingReadableAtRest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := in.Apply(ctx, sample.synonyms); err != nil {
+		t.Fatal(err)
+	}
 	// Updates and deletes leave their own traces (deleted records,
-	// merged blocks).
+	// merged blocks), of synonym definitions too.
+	if err := in.Apply(ctx, []Op{{ID: sample.synonyms[0].ID, Delete: true}, sample.synonyms[1]}); err != nil {
+		t.Fatal(err)
+	}
 	if err := in.Apply(ctx, []Op{{ID: sample.docs[3].id, Body: sample.docs[4].body}, {ID: sample.docs[5].id, Delete: true}}); err != nil {
 		t.Fatal(err)
 	}
 	// Make sure the sample is searchable, so the test is not vacuous.
 	if got, err := in.Get(ctx, sample.docs[0].id); err != nil || !bytes.Equal(got, sample.docs[0].body) {
 		t.Fatalf("Get: %v", err)
+	}
+	// … and its synonyms expand: a synonym no document has finds the
+	// documents with the word it stands for.
+	syn := sample.synonyms[2].Synonym.Definition.Synonyms
+	mq := bleve.NewMatchQuery(syn[len(syn)-1])
+	mq.SetField("zulmirsummary")
+	if res, err := in.Search(ctx, bleve.NewSearchRequest(mq)); err != nil || res.Total == 0 {
+		t.Fatalf("synonym search: %v, %v", res, err)
 	}
 	sample.analyzedNeedles(t, in)
 	t.Logf("%d needles", len(sample.needles))

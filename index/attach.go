@@ -468,10 +468,14 @@ func (in *Instance) beginUpload(docID string, mk *seal.Keys) (*upload, error) {
 	if st == nil {
 		return nil, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
-	if _, ok, err := st.lookupID(docID); err != nil {
+	if n, ok, err := st.lookupID(docID); err != nil {
 		return nil, err
 	} else if !ok {
 		return nil, fmt.Errorf("%w: no document with that id", ErrNotFound)
+	} else if sd, err := in.storedDocument(st, n); err != nil {
+		return nil, err
+	} else if isSynonymBody(sd.body) {
+		return nil, fmt.Errorf("%w: the id holds a synonym definition, which has no attachments", ErrInvalidArgument)
 	}
 	k, err := in.currentKeys()
 	if err != nil {
@@ -632,14 +636,14 @@ func (in *Instance) finishUpload(ctx context.Context, up *upload) (AttachmentInf
 	if up.text != nil {
 		text, truncated := up.text.result()
 		if len(text) > 0 {
-			body, err := in.Get(ctx, up.docID)
+			body, isDoc, err := in.documentBody(ctx, up.docID)
 			if errors.Is(err, ErrNotFound) {
 				return AttachmentInfo{}, ErrAttachmentGone
 			}
 			if err != nil {
 				return AttachmentInfo{}, err
 			}
-			if in.attachTextIndexable(up.docID, body) {
+			if isDoc && in.attachTextIndexable(up.docID, body) {
 				e.indexed, e.truncated = true, truncated
 				ac.text = text
 				if err := in.apply(ctx, []Op{{ID: up.docID, Body: body}}, ac); err != nil {
@@ -908,12 +912,15 @@ func (in *Instance) DeleteAttachment(ctx context.Context, docID, attachID string
 	if !e.indexed {
 		return in.commitAttachChange(ac)
 	}
-	body, err := in.Get(ctx, docID)
+	body, isDoc, err := in.documentBody(ctx, docID)
 	if errors.Is(err, ErrNotFound) {
 		return ErrAttachmentGone
 	}
 	if err != nil {
 		return err
+	}
+	if !isDoc { // replaced by a synonym definition, which indexes no attachment text
+		return in.commitAttachChange(ac)
 	}
 	return in.apply(ctx, []Op{{ID: docID, Body: body}}, ac)
 }

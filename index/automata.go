@@ -61,11 +61,16 @@ type automatonDict struct {
 	card   int
 	a      vellum.Automaton
 	dist   func(string) uint8 // edit distance of an accepted term, or nil
+	r      *reader            // spends every term examined, accepted or not
 	entry  bindex.DictEntry
 }
 
 func (d *automatonDict) Next() (*bindex.DictEntry, error) {
 	for d.it != nil && d.it.valid() {
+		if err := d.r.spend(); err != nil {
+			d.it = nil
+			return nil, err
+		}
 		t := d.it.key()
 		if !strings.HasPrefix(t, d.prefix) {
 			break
@@ -132,11 +137,14 @@ func automatonMatch(a vellum.Automaton, t string) (bool, int) {
 // automatonTerms returns a FieldDict of the field's terms under prefix that
 // a accepts.
 func (r *reader) automatonTerms(field, prefix string, a vellum.Automaton, dist func(string) uint8) (bindex.FieldDict, error) {
+	if err := r.budget.check(); err != nil {
+		return nil, err
+	}
 	it := r.st.terms(field)
 	if prefix != "" {
 		it.seek(prefix)
 	}
-	return &automatonDict{it: it, prefix: prefix, card: r.st.fieldTerms(field), a: a, dist: dist}, nil
+	return &automatonDict{it: it, prefix: prefix, card: r.st.fieldTerms(field), a: a, dist: dist, r: r}, nil
 }
 
 // regexpSizeLimit bounds the program a regexp (or wildcard) compiles to, in
@@ -153,23 +161,33 @@ func (r *reader) FieldDictRegexp(field, pattern string) (bindex.FieldDict, error
 }
 
 func (r *reader) FieldDictRegexpAutomaton(field, pattern string) (bindex.FieldDict, bindex.RegexAutomaton, error) {
-	parsed, err := syntax.Parse(pattern, syntax.Perl)
+	re, prefix, err := compileRegexp(pattern)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+		return nil, nil, err
 	}
-	re, err := vregexp.NewParsedWithLimit(pattern, parsed, regexpSizeLimit)
-	if errors.Is(err, vregexp.ErrCompiledTooBig) {
-		return nil, nil, fmt.Errorf("%w: the regular expression is too complex (its automaton would exceed %d instructions); use fewer or smaller counted repetitions: %w",
-			ErrInvalidQuery, regexpSizeLimit/40, err)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
-	}
-	d, err := r.automatonTerms(field, literalPrefix(parsed), re, nil)
+	d, err := r.automatonTerms(field, prefix, re, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	return d, re, nil
+}
+
+// compileRegexp compiles a regexp as scorch does, returning its automaton
+// and its literal prefix.
+func compileRegexp(pattern string) (*vregexp.Regexp, string, error) {
+	parsed, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	re, err := vregexp.NewParsedWithLimit(pattern, parsed, regexpSizeLimit)
+	if errors.Is(err, vregexp.ErrCompiledTooBig) {
+		return nil, "", fmt.Errorf("%w: the regular expression is too complex (its automaton would exceed %d instructions); use fewer or smaller counted repetitions: %w",
+			ErrInvalidQuery, regexpSizeLimit/40, err)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrInvalidQuery, err)
+	}
+	return re, literalPrefix(parsed), nil
 }
 
 func (r *reader) FieldDictFuzzy(field, term string, fuzziness int, prefix string) (bindex.FieldDict, error) {
@@ -211,13 +229,18 @@ func literalPrefix(s *syntax.Regexp) string {
 	return ""
 }
 
-// containsDict answers whether a field's dictionary has a term.
+// containsDict answers whether a field's dictionary has a term. Every
+// lookup is spent from the search's budget.
 type containsDict struct {
 	st    *state
 	field string
+	r     *reader
 }
 
 func (c containsDict) Contains(key []byte) (bool, error) {
+	if err := c.r.spend(); err != nil {
+		return false, err
+	}
 	return c.st.hasTerm(c.field, key)
 }
 
@@ -225,5 +248,8 @@ func (c containsDict) BytesRead() uint64 { return 0 }
 func (c containsDict) Close() error      { return nil }
 
 func (r *reader) FieldDictContains(field string) (bindex.FieldDictContains, error) {
-	return containsDict{st: r.st, field: field}, nil
+	if err := r.budget.check(); err != nil {
+		return nil, err
+	}
+	return containsDict{st: r.st, field: field, r: r}, nil
 }

@@ -181,6 +181,15 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 		fwdTerms[n] = total
 	}
 
+	// Thesauri: every entry names a live synonym definition that lists it.
+	if err := st.synonymCheck(); err != nil {
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			return nil, err
+		}
+		add(ce.Kind, ce.Label, "%v", ce.Err)
+	}
+
 	// Terms: every fragment opens and holds postings in order; together
 	// they list each live document as often as its forward index says.
 	postTerms := map[uint64]int{}

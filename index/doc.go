@@ -10,9 +10,10 @@
 //     instances and nobody else's), lazily opened instances and
 //     crypto-shredding deletes.
 //   - [Instance] is one open instance: [Instance.Apply] (atomic batches of
-//     index and delete operations), [Instance.Search] (a bleve search request
-//     in, bleve's search result out), [Instance.Get], [Instance.Check],
-//     [Instance.Rotate] and [Instance.Reencrypt].
+//     index and delete operations), [Instance.IndexSynonym] (bleve's
+//     synonym definitions, synonyms.go), [Instance.Search] (a bleve search
+//     request in, bleve's search result out), [Instance.Get],
+//     [Instance.Check], [Instance.Rotate] and [Instance.Reencrypt].
 //   - [Create] and [Open] open an instance directly with a keyring.
 //
 // # How search works
@@ -32,7 +33,8 @@
 // stored documents and forward indexes by document number, posting blocks
 // by HMAC(HMAC(K_term(field), term), block number), small posting blocks of
 // many terms together in packs, and the state (term dictionary, id map,
-// document table, live set) as a log-structured merge tree: a sealed log of
+// document table, live set, thesauri of synonym sources) as a
+// log-structured merge tree: a sealed log of
 // per-batch changes replayed into a small memtable, and immutable runs of
 // sealed pages (B+trees) read on demand through a byte-bounded cache, under
 // a sealed head. Opening an instance reads the head and the short log,

@@ -142,6 +142,13 @@ func randomLog(seed uint64) *logEntry {
 		}
 		l.terms = append(l.terms, termPostings{field: field, term: term, pl: pl})
 	}
+	for i := r.IntN(3); i > 0; i-- {
+		kv := kvSet{key: thesaurusKey("src", fmt.Sprintf("t%d", r.IntN(100)))}
+		if r.IntN(2) == 0 {
+			kv.val = encodeThesaurus([]thesEntry{{doc: uint64(r.IntN(1000)), synonyms: []string{"a", "b"}}})
+		}
+		l.kv = append(l.kv, kv)
+	}
 	slices.SortFunc(l.terms, func(a, b termPostings) int {
 		return strings.Compare(fieldTermKey(a.field, a.term), fieldTermKey(b.field, b.term))
 	})

@@ -16,12 +16,14 @@ type geoReader struct {
 	*reader
 }
 
-// searchReader returns the reader for bleve's searches.
-func (in *Instance) searchReader() (bindex.IndexReader, error) {
+// searchReader returns the reader for bleve's searches, bound to budget b
+// (nil: unbounded).
+func (in *Instance) searchReader(b *searchBudget) (bindex.IndexReader, error) {
 	r, err := in.newReader()
 	if err != nil {
 		return nil, err
 	}
+	r.budget = b
 	return geoReader{r}, nil
 }
 

@@ -69,6 +69,20 @@ type Options struct {
 	// instance refuses writes (ErrSealLimit); it rotates by itself at 7/8
 	// of it. Default, and at most, seal.SealLimit.
 	SealLimit uint64
+	// MaxExpansionEntries bounds the term dictionary entries one search
+	// examines (accepted or not) while expanding its wildcard, regexp,
+	// prefix, fuzzy and range clauses; past it the search fails with
+	// ErrQueryTooExpensive. A search over an alias counts the entries of
+	// all its instances against the smallest of their limits. Default
+	// DefaultMaxExpansionEntries (4,000,000).
+	MaxExpansionEntries int64
+	// MaxTermSearchers bounds the term searchers, hence the posting lists,
+	// one search reads (the terms its clauses expand to included), unless
+	// the search's context carries bleve's search.MaxTermSearchersKey (as
+	// the server's does). Over it the search fails with an error wrapping
+	// ErrInvalidQuery that names bleve's TooManyTermSearchers. Default
+	// DefaultMaxTermSearchers (20,000).
+	MaxTermSearchers int
 	// MetadataProvider wraps the instance's attachment-metadata key, which
 	// is deliberately outside BYOK so that a locked instance can still list
 	// its attachments (see AddAttachment). The Catalog sets it to its local
@@ -98,7 +112,14 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.MemtableBytes == 0 {
 		c.MemtableBytes = 8 << 20
 	}
-	if c.CacheBytes < 0 || c.AnalysisWorkers < 0 || c.CompactEvery < 1 || c.MemtableBytes < 0 {
+	if c.MaxExpansionEntries == 0 {
+		c.MaxExpansionEntries = DefaultMaxExpansionEntries
+	}
+	if c.MaxTermSearchers == 0 {
+		c.MaxTermSearchers = DefaultMaxTermSearchers
+	}
+	if c.CacheBytes < 0 || c.AnalysisWorkers < 0 || c.CompactEvery < 1 || c.MemtableBytes < 0 ||
+		c.MaxExpansionEntries < 0 || c.MaxTermSearchers < 0 {
 		errs = append(errs, errors.New("index: Options has a negative or too small value"))
 	}
 	return c, errors.Join(errs...)
@@ -232,6 +253,7 @@ type Instance struct {
 	cache   *Cache
 	cacheNS string // this instance's namespace in cache
 	bleve   bleve.Index
+	bound   sync.Pool // *boundIndex: bleve indexes for one search at a time (budget.go)
 
 	m metrics
 }
@@ -678,8 +700,8 @@ func (in *Instance) Close() error {
 // metrics are the instance's counters.
 type metrics struct {
 	docsIndexed, docsDeleted, batches, searches, corrupt, locks atomic.Uint64
-	chunkReads, cacheHits                                       atomic.Uint64
-	pageReads, runsWritten, runsMerged                          atomic.Uint64
+	chunkReads, cacheHits, pageReads                            atomic.Uint64
+	runsWritten, runsMerged, dictEntries, termReads             atomic.Uint64
 }
 
 // Metrics is a snapshot of an instance's counters.
@@ -695,6 +717,8 @@ type Metrics struct {
 	PageReads   uint64 // state pages read from the store
 	RunsWritten uint64 // state runs written (flushes and merges)
 	RunsMerged  uint64 // runs written by merging older runs
+	DictEntries uint64 // term dictionary entries searches examined (expanding wildcard, regexp, prefix, fuzzy and range clauses)
+	TermReads   uint64 // posting lists searches read, one per term searched (expanded terms included)
 }
 
 // Metrics returns a snapshot of the instance's counters.
@@ -704,6 +728,6 @@ func (in *Instance) Metrics() Metrics {
 		Batches: in.m.batches.Load(), Searches: in.m.searches.Load(), Corrupt: in.m.corrupt.Load(),
 		Locks: in.m.locks.Load(), ChunkReads: in.m.chunkReads.Load(), CacheHits: in.m.cacheHits.Load(),
 		PageReads: in.m.pageReads.Load(), RunsWritten: in.m.runsWritten.Load(),
-		RunsMerged: in.m.runsMerged.Load(),
+		RunsMerged: in.m.runsMerged.Load(), DictEntries: in.m.dictEntries.Load(), TermReads: in.m.termReads.Load(),
 	}
 }

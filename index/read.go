@@ -24,6 +24,7 @@ type reader struct {
 	in     *Instance
 	st     *state
 	closed bool
+	budget *searchBudget // the search's dictionary budget (budget.go); nil: none
 
 	curMu sync.Mutex
 	cur   *runCursors // for ExternalID, which bleve asks of every hit in order
@@ -80,6 +81,7 @@ func (r *reader) TermFieldReader(ctx context.Context, term []byte, field string,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	r.in.m.termReads.Add(1)
 	pl, err := r.in.postings(r.st, field, term)
 	if err != nil {
 		noteCorruption(ctx, err)
@@ -222,16 +224,24 @@ func (r *reader) DocIDReaderOnly(ids []string) (bindex.DocIDReader, error) {
 }
 
 // fieldDict iterates a field's sorted terms from a starting point until
-// stop says a term is past the end.
+// stop says a term is past the end. Every entry it examines is spent from
+// the search's budget.
 type fieldDict struct {
 	it    *termIter
 	stop  func(string) bool
 	card  int
+	r     *reader // spends every entry examined (reader.spend)
 	entry bindex.DictEntry
 }
 
 func (d *fieldDict) Next() (*bindex.DictEntry, error) {
-	if !d.it.valid() || (d.stop != nil && d.stop(d.it.key())) {
+	if !d.it.valid() {
+		return nil, d.it.err()
+	}
+	if err := d.r.spend(); err != nil {
+		return nil, err
+	}
+	if d.stop != nil && d.stop(d.it.key()) {
 		return nil, d.it.err()
 	}
 	d.entry = bindex.DictEntry{Term: d.it.key(), Count: d.it.df()}
@@ -244,11 +254,14 @@ func (d *fieldDict) Cardinality() int  { return d.card }
 func (d *fieldDict) BytesRead() uint64 { return 0 }
 
 func (r *reader) dict(field, start string, stop func(string) bool) (bindex.FieldDict, error) {
+	if err := r.budget.check(); err != nil {
+		return nil, err
+	}
 	it := r.st.terms(field)
 	if start != "" {
 		it.seek(start)
 	}
-	return &fieldDict{it: it, stop: stop, card: r.st.fieldTerms(field)}, nil
+	return &fieldDict{it: it, stop: stop, card: r.st.fieldTerms(field), r: r}, nil
 }
 
 func (r *reader) FieldDict(field string) (bindex.FieldDict, error) {
@@ -311,6 +324,9 @@ func (r *reader) Document(id string) (bindex.Document, error) {
 	sd, err := r.in.storedDocument(r.st, n)
 	if err != nil {
 		return nil, err
+	}
+	if isSynonymBody(sd.body) {
+		return document.NewSynonymDocument(id), nil // no fields, as in scorch
 	}
 	var data any
 	if err := json.Unmarshal(sd.body, &data); err != nil {

@@ -24,7 +24,8 @@ var registerOnce sync.Once
 // stored fields, sort, facets, highlighting) runs over the sealed index.
 // Writes never come through it: they go through Instance.Apply.
 type bleveAdapter struct {
-	in *Instance
+	in     *Instance
+	budget *searchBudget // of the search running over it (budget.go), or nil
 }
 
 var _ bindex.Index = (*bleveAdapter)(nil)
@@ -39,7 +40,7 @@ func (a *bleveAdapter) Batch(*bindex.Batch) error           { return errWriteThr
 func (a *bleveAdapter) SetInternal(key, val []byte) error   { return nil }
 func (a *bleveAdapter) DeleteInternal(key []byte) error     { return nil }
 func (a *bleveAdapter) StatsMap() map[string]interface{}    { return map[string]interface{}{} }
-func (a *bleveAdapter) Reader() (bindex.IndexReader, error) { return a.in.searchReader() }
+func (a *bleveAdapter) Reader() (bindex.IndexReader, error) { return a.in.searchReader(a.budget) }
 
 func newBleveIndex(in *Instance) (bleve.Index, error) {
 	registerOnce.Do(func() {
@@ -68,7 +69,11 @@ const MaxResultWindow = 10000
 // Search runs a bleve search request over the instance and returns bleve's
 // search result. Sorting defaults to score, then document id, so that ties
 // are reproducible. Invalid queries are errors wrapping ErrInvalidQuery; a
-// locked instance gives an error wrapping ErrKeyRevoked.
+// locked instance gives an error wrapping ErrKeyRevoked. A search whose
+// expansion examines more of the term dictionary than
+// Options.MaxExpansionEntries fails with ErrQueryTooExpensive; one whose ctx
+// ends, with ctx's error, within 256 more dictionary entries
+// (expansionCheckInterval).
 func (in *Instance) Search(ctx context.Context, req *bleve.SearchRequest) (*bleve.SearchResult, error) {
 	if err := checkRequest(req); err != nil {
 		return nil, err
@@ -81,9 +86,10 @@ func (in *Instance) Search(ctx context.Context, req *bleve.SearchRequest) (*blev
 	}
 	in.m.searches.Add(1)
 	sink := &corruptionSink{}
-	res, err := in.bleve.SearchInContext(context.WithValue(ctx, corruptionSinkKey{}, sink), req)
+	b := newSearchBudget(ctx, in.opts.MaxExpansionEntries)
+	res, err := in.boundSearch(context.WithValue(ctx, corruptionSinkKey{}, sink), req, b)
 	if err != nil {
-		return nil, in.searchError(ctx, req, sink, err)
+		return nil, in.searchError(ctx, req, sink, b, err)
 	}
 	return res, nil
 }
@@ -123,16 +129,19 @@ func prepareRequest(req *bleve.SearchRequest) error {
 }
 
 // searchError classifies an error of bleve's search over in: locked,
-// corrupt, closed and cancelled searches keep their error; anything else
-// is an invalid query.
-func (in *Instance) searchError(ctx context.Context, req *bleve.SearchRequest, sink *corruptionSink, err error) error {
+// corrupt, closed, too expensive and cancelled searches keep their error;
+// anything else is an invalid query.
+func (in *Instance) searchError(ctx context.Context, req *bleve.SearchRequest, sink *corruptionSink, b *searchBudget, err error) error {
 	switch {
-	case errors.Is(err, ErrKeyRevoked), errors.Is(err, ErrCorrupt), errors.Is(err, ErrClosed),
+	case errors.Is(err, ErrKeyRevoked), errors.Is(err, ErrCorrupt), errors.Is(err, ErrClosed), errors.Is(err, ErrQueryTooExpensive),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	}
 	if cerr := sink.get(); cerr != nil {
 		return cerr
+	}
+	if berr := b.failed(); berr != nil {
+		return berr
 	}
 	if errors.Is(err, bleve.ErrorIndexReadInconsistency) {
 		return in.storedFieldsError(ctx, req)
@@ -178,7 +187,7 @@ func noteCorruption(ctx context.Context, err error) {
 func (in *Instance) storedFieldsError(ctx context.Context, req *bleve.SearchRequest) error {
 	again := *req
 	again.Fields, again.Highlight = nil, nil
-	res, err := in.bleve.SearchInContext(ctx, &again)
+	res, err := in.boundSearch(ctx, &again, newSearchBudget(ctx, in.opts.MaxExpansionEntries))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
@@ -213,5 +222,5 @@ func (in *Instance) Get(ctx context.Context, id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return d.body, nil
+	return publicBody(d.body), nil
 }

@@ -34,7 +34,8 @@ const livePageBits = 1 << 15
 
 // Keys of the state tree. Each kind has its own first byte; term keys are
 // fieldTermKey(field, term) (first byte 't'), so a field's terms are
-// contiguous and in term order.
+// contiguous and in term order. 's' and 'y' (thesauri) are synonyms.go's,
+// kept in memtable.kv.
 func idKey(id string) string          { return "i" + id }
 func docKey(n uint64) string          { return "n" + string(putU64b(n)) }
 func livePageKey(p uint64) string     { return "l" + string(putU64b(p)) }
@@ -78,6 +79,7 @@ type memtable struct {
 	ids   map[string]idVal
 	docs  map[uint64]docInfo
 	live  map[uint64][]uint64
+	kv    map[string][]byte // key kinds of other files (synonyms.go), unflagged; empty: removed
 	bytes int
 	// logPieces is how many records each log entry since the last flush
 	// was written as, by sequence number.
@@ -89,11 +91,11 @@ type memtable struct {
 
 func newMemtable() *memtable {
 	return &memtable{terms: map[string][]*postingList{}, ids: map[string]idVal{}, docs: map[uint64]docInfo{},
-		live: map[uint64][]uint64{}, logPieces: map[uint64]uint32{}, sorted: map[string][]string{}}
+		live: map[uint64][]uint64{}, logPieces: map[uint64]uint32{}, kv: map[string][]byte{}, sorted: map[string][]string{}}
 }
 
 func (m *memtable) len() int {
-	return len(m.terms) + len(m.ids) + len(m.docs) + len(m.live)
+	return len(m.terms) + len(m.ids) + len(m.docs) + len(m.live) + len(m.kv)
 }
 
 // fieldKeys returns the sorted keys of the memtable's terms of a field.
@@ -529,6 +531,13 @@ type logEntry struct {
 	deleted []uint64
 	terms   []termPostings
 	nextDoc uint64
+	kv      []kvSet // changes to the key kinds of other files (synonyms.go)
+}
+
+// kvSet sets a state key of a kind another file owns; an empty val removes it.
+type kvSet struct {
+	key string
+	val []byte
 }
 
 func encodeLog(l *logEntry) []byte {
@@ -549,6 +558,13 @@ func encodeLog(l *logEntry) []byte {
 	e.uvarint(uint64(len(l.terms)))
 	for _, t := range l.terms {
 		e.bytes(encodePosting(t.field, []byte(t.term), t.pl))
+	}
+	if len(l.kv) > 0 { // optional, so that logs written before it decode
+		e.uvarint(uint64(len(l.kv)))
+		for _, x := range l.kv {
+			e.str(x.key)
+			e.bytes(x.val)
+		}
 	}
 	return e.b
 }
@@ -591,6 +607,18 @@ func decodeLog(b []byte, seq uint64) (*logEntry, error) {
 			return nil, errShort
 		}
 		l.terms[i] = termPostings{field: field, term: string(term), pl: pl}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		l.kv = make([]kvSet, d.count(2))
+		if len(l.kv) == 0 {
+			d.fail() // an empty section is never written
+		}
+		for i := range l.kv {
+			l.kv[i] = kvSet{key: d.str(), val: d.bytes()}
+			if len(l.kv[i].val) == 0 {
+				l.kv[i].val = nil
+			}
+		}
 	}
 	if err := d.done(); err != nil {
 		return nil, err
@@ -706,6 +734,9 @@ func (s *state) diff(l *logEntry) (*stateDiff, error) {
 	if l.nextDoc > meta.nextDoc {
 		meta.nextDoc = l.nextDoc
 	}
+	for _, x := range l.kv {
+		ov.kv[x.key] = x.val
+	}
 	d.meta = meta
 	return d, nil
 }
@@ -740,6 +771,10 @@ func (s *state) install(d *stateDiff, withMeta bool) {
 			m.bytes += livePageBits / 8
 		}
 		m.live[k] = v
+	}
+	for k, v := range d.ov.kv {
+		m.kv[k] = v
+		m.bytes += len(k) + len(v) + 32
 	}
 	if len(d.ov.terms) > 0 {
 		m.sortMu.Lock()
@@ -780,6 +815,13 @@ func (m *memtable) entries(keepTombs bool) ([]string, map[string][]byte) {
 	}
 	for p, w := range m.live {
 		vals[livePageKey(p)] = encodeLiveVal(w)
+	}
+	for k, v := range m.kv {
+		if len(v) > 0 {
+			vals[k] = append([]byte{valPresent}, v...)
+		} else if keepTombs {
+			vals[k] = tombVal
+		}
 	}
 	keys := make([]string, 0, len(vals))
 	for k := range vals {

@@ -26,11 +26,13 @@ type Document struct {
 	Body []byte
 }
 
-// Op is one operation of a batch: index Body under ID, or delete ID.
+// Op is one operation of a batch: index Body under ID, index a synonym
+// definition under ID (synonyms.go), or delete ID.
 type Op struct {
-	ID     string
-	Body   []byte
-	Delete bool
+	ID      string
+	Body    []byte
+	Delete  bool
+	Synonym *Synonym
 }
 
 // Index indexes docs as one atomic batch: all of them or none. A document
@@ -75,6 +77,10 @@ func (in *Instance) apply(ctx context.Context, ops []Op, ac *attachChange) error
 			return &DocumentError{Index: i, Err: fmt.Errorf("%w: a document id must be 1 to %d bytes of UTF-8", ErrInvalidArgument, MaxIDLength)}
 		}
 		last[op.ID] = i
+	}
+	ops, err := synonymOps(ops)
+	if err != nil {
+		return err
 	}
 	docs, err := in.analyze(ctx, ops, last, ac)
 	if err != nil {
@@ -127,6 +133,7 @@ func (in *Instance) currentGen() uint32 {
 type docPostings struct {
 	fwd   []forwardField
 	terms []termPosting
+	syn   []synTerm // a synonym definition's thesaurus entries (synonyms.go)
 }
 
 // termPosting is one term of one document.
@@ -155,6 +162,10 @@ func (in *Instance) analyze(ctx context.Context, ops []Op, last map[string]int, 
 		go func() {
 			defer wg.Done()
 			for i := range work {
+				if ops[i].Synonym != nil {
+					docs[i], errs[i] = in.analyzeSynonym(ops[i])
+					continue
+				}
 				doc, err := in.analyzeOp(ctx, ops[i], ac)
 				if err != nil {
 					errs[i] = err
@@ -295,6 +306,7 @@ type batchWriter struct {
 	// indexes), so that sealing runs in parallel
 	pending []pendingRecord
 	diff    *stateDiff // the batch's effect on the state, set by finish
+	syn     *synBatch  // the batch's thesaurus changes (synonyms.go)
 }
 
 func (w *batchWriter) put(label [seal.LabelSize]byte, payload []byte) {
@@ -329,6 +341,9 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 			}
 			w.deleted[old] = true
 			w.entry.deleted = append(w.entry.deleted, old)
+			if err := w.dropSynonyms(old); err != nil {
+				return err
+			}
 			k, err := w.in.keysFor(info.gen)
 			if err != nil {
 				return err
@@ -348,6 +363,9 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 		w.pending = append(w.pending,
 			pendingRecord{w.k.LabelUint(seal.PurposeDoc, num), encodeDoc(storedDoc{num: num, id: op.ID, body: op.Body})},
 			pendingRecord{w.k.LabelUint(seal.PurposeForward, num), encodeForward(num, docs[i].fwd)})
+		if err := w.addSynonyms(num, docs[i].syn); err != nil {
+			return err
+		}
 		for _, tp := range docs[i].terms {
 			key := ftKey{tp.field, tp.term}
 			b := builds[key]
@@ -382,6 +400,7 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 			return err
 		}
 	}
+	w.flushSynonyms()
 	return w.finish()
 }
 

@@ -13,6 +13,7 @@ func routePath(pattern, name string) (method, path string) {
 	path = strings.ReplaceAll(path, "{name}", name)
 	path = strings.ReplaceAll(path, "{id}", "doc-1")
 	path = strings.ReplaceAll(path, "{org}", "acme")
+	path = strings.ReplaceAll(path, "{collection}", "thesaurus")
 	return method, path
 }
 
@@ -25,6 +26,8 @@ func routeBody(pattern string) any {
 		return "{\"index\":{\"_id\":\"doc-2\"}}\n{\"summary\":\"bulk from A\"}\n"
 	case strings.HasSuffix(pattern, "/tokens"):
 		return map[string]string{"scope": "write"}
+	case strings.Contains(pattern, "/synonyms/") && strings.HasPrefix(pattern, "PUT"):
+		return `{"synonyms":["written","by","A"]}`
 	case strings.HasPrefix(pattern, "PUT"):
 		return `{"summary":"written by A"}`
 	case pattern == "POST /v1/instances":

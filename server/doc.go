@@ -234,6 +234,7 @@
 //	400 invalid_query          the query does not parse or cannot run
 //	400 query_too_long         over the query length limit
 //	400 query_too_complex      over the clause, nesting, expensive-clause or term-expansion limit
+//	400 query_too_expensive    its expansion examined more term dictionary entries than the expansion limit
 //	401 unauthenticated        no token, a malformed header, or an unknown or revoked token
 //	403 forbidden              the token's scope does not allow this endpoint
 //	404 not_found              no such instance (or not this token's), document, attachment, configuration, token or endpoint
@@ -278,7 +279,10 @@
 // clauses of the parsed query — query strings are parsed with bleve's own
 // parser first —, its nesting depth, its wildcard/regexp/prefix/fuzzy/range
 // clauses, and the total number of terms those expand to, enforced by bleve
-// during the search), facets (400 invalid_request), the result window
+// during the search), query expansion work (400 query_too_expensive: the
+// term dictionary entries a search's expansions examine, counted as they
+// go; the expansion also stops, within a few hundred entries, when the
+// request's time runs out), facets (400 invalid_request), the result window
 // (from+size ≤ 10,000), the per-request timeout (504 timeout) and requests
 // in flight (503 overloaded), requests and writes in flight per token (429
 // too_many_requests), document bytes per bulk batch and document bytes

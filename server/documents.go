@@ -127,15 +127,18 @@ func (s *Server) handleDeleteDocument(c *call) error {
 
 // ---- bulk ----
 
-// bulkAction is an action line: {"index": {"_id": "…"}} or
-// {"delete": {"_id": "…"}}.
+// bulkAction is an action line: {"index": {"_id": "…"}},
+// {"synonym": {"_id": "…", "collection": "…"}} (a synonym definition,
+// synonyms.go) or {"delete": {"_id": "…"}}.
 type bulkAction struct {
-	Index  *bulkTarget `json:"index"`
-	Delete *bulkTarget `json:"delete"`
+	Index   *bulkTarget `json:"index"`
+	Synonym *bulkTarget `json:"synonym"`
+	Delete  *bulkTarget `json:"delete"`
 }
 
 type bulkTarget struct {
-	ID json.RawMessage `json:"_id"` // decoded strictly by bulkID
+	ID         json.RawMessage `json:"_id"`        // decoded strictly by bulkID
+	Collection *string         `json:"collection"` // synonym actions only
 }
 
 // bulkItem is one item of a bulk answer: {"index": {...}} or {"delete": {...}}.
@@ -171,6 +174,7 @@ func (s *Server) handleBulk(c *call) error {
 	type parsed struct {
 		op     index.Op
 		action string
+		size   int // bytes of its document or definition line
 		err    *apiError
 	}
 	var items []parsed
@@ -205,15 +209,28 @@ func (s *Server) handleBulk(c *call) error {
 		var a bulkAction
 		dec := json.NewDecoder(bytes.NewReader(l))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&a); err != nil || (a.Index == nil) == (a.Delete == nil) {
+		err := dec.Decode(&a)
+		actions := 0
+		for _, t := range []*bulkTarget{a.Index, a.Synonym, a.Delete} {
+			if t != nil {
+				actions++
+			}
+		}
+		if err != nil || actions != 1 {
 			// Without a valid action line the rest of the stream cannot
 			// be framed: refuse the request.
-			return newErr(http.StatusBadRequest, CodeInvalidJSON, "line %d (item %d) must be an action: {\"index\": {\"_id\": \"ID\"}} followed by a document line, or {\"delete\": {\"_id\": \"ID\"}}", line, len(items))
+			return newErr(http.StatusBadRequest, CodeInvalidJSON, "line %d (item %d) must be an action: {\"index\": {\"_id\": \"ID\"}} followed by a document line, {\"synonym\": {\"_id\": \"ID\", \"collection\": \"C\"}} followed by a synonym definition line, or {\"delete\": {\"_id\": \"ID\"}}", line, len(items))
 		}
 		p := parsed{action: "index"}
 		t := a.Index
-		if a.Delete != nil {
+		switch {
+		case a.Delete != nil:
 			p.action, t = "delete", a.Delete
+		case a.Synonym != nil:
+			p.action, t = "synonym", a.Synonym
+		}
+		if (t.Collection != nil) != (a.Synonym != nil) {
+			return newErr(http.StatusBadRequest, CodeInvalidJSON, "line %d (item %d): \"collection\" belongs to synonym actions, and every synonym action names one", line, len(items))
 		}
 		if id := bytes.TrimSpace(t.ID); len(id) > 0 && id[0] != '"' && string(id) != "null" {
 			return newErr(http.StatusBadRequest, CodeInvalidJSON, "line %d (item %d): \"_id\" must be a string", line, len(items))
@@ -221,18 +238,25 @@ func (s *Server) handleBulk(c *call) error {
 		id, idErr := bulkID(t.ID)
 		p.op = index.Op{ID: id, Delete: a.Delete != nil}
 		p.err = idErr
-		if a.Index != nil {
+		if a.Index != nil || a.Synonym != nil {
 			doc, ok := next()
 			if !ok {
-				return newErr(http.StatusBadRequest, CodeInvalidJSON, "item %d (an index action) has no document line; every index action is followed by its document on the next line", len(items))
+				return newErr(http.StatusBadRequest, CodeInvalidJSON, "item %d (an %s action) has no document line; every index or synonym action is followed by its document or definition on the next line", len(items), p.action)
 			}
 			switch {
 			case int64(len(doc)) > s.lim.MaxDocumentBytes:
 				p.err = newErr(http.StatusRequestEntityTooLarge, CodeDocumentTooLarge, "the document is larger than the server's limit of %d bytes", s.lim.MaxDocumentBytes)
+			case p.err == nil && a.Synonym != nil:
+				if p.err = checkCollection(*t.Collection); p.err == nil {
+					p.op.Synonym, p.err = parseSynonym(*t.Collection, doc)
+				}
 			case p.err == nil:
 				p.err = checkDocument(doc)
 			}
-			p.op.Body = doc
+			if a.Index != nil {
+				p.op.Body = doc
+			}
+			p.size = len(doc)
 		}
 		bad = bad || p.err != nil
 		items = append(items, p)
@@ -281,7 +305,7 @@ func (s *Server) handleBulk(c *call) error {
 		// MaxBatchBytes of documents.
 		end, size := applied, int64(0)
 		for end < len(items) {
-			n := int64(len(items[end].op.Body) + len(items[end].op.ID))
+			n := int64(items[end].size + len(items[end].op.ID))
 			if end > applied && size+n > s.lim.MaxBatchBytes {
 				break
 			}

@@ -47,6 +47,11 @@ const (
 	CodeTimeout          = "timeout"            // 504 (408 while reading the body): over Limits.RequestTimeout
 )
 
+// CodeQueryTooExpensive is the error code of a search whose expansion
+// (wildcard, regexp, prefix, fuzzy and range clauses) examined more of the
+// term dictionary than Limits.MaxExpansionEntries: 400.
+const CodeQueryTooExpensive = "query_too_expensive"
+
 // Error codes of the server's request guards (loopback mode and per-token
 // limits).
 const (
@@ -137,6 +142,8 @@ func fromEngine(err error) *apiError {
 		return newErr(http.StatusBadRequest, CodeInvalidDocument, "%s; fix the document or the mapping", trimPrefix(de.Err.Error()))
 	case errors.Is(err, index.ErrInvalidDocument):
 		return newErr(http.StatusBadRequest, CodeInvalidDocument, "%s", trimPrefix(err.Error()))
+	case errors.Is(err, index.ErrQueryTooExpensive):
+		return newErr(http.StatusBadRequest, CodeQueryTooExpensive, "%s (the server's expansion limit)", trimPrefix(err.Error()))
 	case errors.Is(err, index.ErrInvalidQuery):
 		msg := trimPrefix(err.Error())
 		// bleve reports its per-search term searcher limit

@@ -109,6 +109,9 @@ func (s *Server) routeTable() []route {
 		{"GET /v1/instances/{name}/documents/{id}", accessRead, bodyNone, s.handleGetDocument},
 		{"DELETE /v1/instances/{name}/documents/{id}", accessWrite, bodyNone, s.handleDeleteDocument},
 		{"POST /v1/instances/{name}/bulk", accessWrite, bodyBulk, s.handleBulk},
+		{"PUT /v1/instances/{name}/synonyms/{collection}/{id}", accessWrite, bodyDocument, s.handlePutSynonym},
+		{"GET /v1/instances/{name}/synonyms/{collection}/{id}", accessRead, bodyNone, s.handleGetSynonym},
+		{"DELETE /v1/instances/{name}/synonyms/{collection}/{id}", accessWrite, bodyNone, s.handleDeleteSynonym},
 		{"POST /v1/instances/{name}/search", accessRead, bodyJSON, s.handleSearch},
 		{"POST /v1/search", accessAdmin, bodyJSON, s.handleAliasSearch},
 

@@ -158,6 +158,15 @@ type Limits struct {
 	// (bleve's per-search MaxTermSearchersKey). Default 20000. Over it:
 	// 400 query_too_complex.
 	MaxTermSearchers int
+	// MaxExpansionEntries bounds the term dictionary entries one search
+	// examines (accepted or not) while expanding its wildcard, regexp,
+	// prefix, fuzzy and range clauses; it is the instances'
+	// index.Options.MaxExpansionEntries, and overrides
+	// Config.Instance's. The expansion also stops when the request's
+	// time runs out (504 timeout). Default
+	// index.DefaultMaxExpansionEntries (4,000,000). Over it: 400
+	// query_too_expensive.
+	MaxExpansionEntries int64
 	// MaxFacets bounds the facets of a search request, and MaxFacetSize
 	// each facet's size. Defaults 16 and 1000. Over them: 400
 	// invalid_request.
@@ -222,6 +231,7 @@ func (l Limits) withDefaults() (Limits, error) {
 	def(&l.MaxExpensiveClauses, 8, "MaxExpensiveClauses")
 	def(&l.MaxQueryDepth, 32, "MaxQueryDepth")
 	def(&l.MaxTermSearchers, 20000, "MaxTermSearchers")
+	def64(&l.MaxExpansionEntries, index.DefaultMaxExpansionEntries, "MaxExpansionEntries")
 	def(&l.MaxFacets, 16, "MaxFacets")
 	def(&l.MaxFacetSize, 1000, "MaxFacetSize")
 	def(&l.MaxInFlight, 512, "MaxInFlight")
@@ -371,6 +381,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if inst.CacheBytes == 0 {
 		inst.CacheBytes = DefaultInstanceCacheBytes
 	}
+	inst.MaxExpansionEntries = lim.MaxExpansionEntries
 	s.cat, err = index.NewCatalog(st, index.CatalogOptions{
 		Home:  cfg.Home,
 		Local: s.metrics.wrapProvider(s.local, providerLocal),

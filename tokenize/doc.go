@@ -24,18 +24,21 @@
 // default_analyzer, default_datetime_parser, default_field, scoring_model
 // ("bm25", "tfidf" or empty, which is bleve's TF-IDF), store_dynamic,
 // index_dynamic, docvalues_dynamic, type_field, default_type,
-// default_mapping, types, and analysis with analyzers, char_filters,
-// tokenizers, token_filters, token_maps and date_time_parsers. Document
-// mappings: enabled, dynamic, properties, fields, default_analyzer,
-// struct_tag_key. Field mappings: name, type (text, number, datetime,
-// boolean, geopoint, geoshape, IP), analyzer, index, store, include_in_all,
-// include_term_vectors, docvalues, date_format, skip_freq_norm. A keyword field is bleve's
+// default_mapping, types, default_synonym_source, and analysis with
+// analyzers, char_filters, tokenizers, token_filters, token_maps,
+// date_time_parsers and synonym_sources (each a "collection" and an
+// "analyzer"). Document mappings: enabled, dynamic, properties, fields,
+// default_analyzer, default_synonym_source, struct_tag_key. Field mappings:
+// name, type (text, number, datetime, boolean, geopoint, geoshape, IP),
+// analyzer, index, store, include_in_all, include_term_vectors, docvalues,
+// date_format, skip_freq_norm, synonym_source. A synonym source named
+// anywhere must be defined in analysis.synonym_sources. A keyword field is bleve's
 // "text" with the "keyword" analyzer. Omitted keys take bleve's defaults,
 // including bleve's surprising ones: a field mapping without "index": true
 // is not indexed.
 //
 // Keys bleve knows that blindex does not support are an error naming their
-// JSON path in every mode: nested documents, synonym sources, vector fields
+// JSON path in every mode: nested documents, vector fields
 // and their parameters, geoshape_v2; so are unknown parameters of custom
 // analysis components, and token maps loaded from a file unless
 // MappingOptions.TokenMapFiles says where files are read (their tokens are

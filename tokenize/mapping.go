@@ -337,7 +337,9 @@ func (c checker) checkIndexMapping(tree map[string]any) error {
 				return err
 			}
 		case "default_synonym_source":
-			return notSupported(k, whySynonyms)
+			if _, err := wantString(k, v); err != nil {
+				return err
+			}
 		default:
 			if err := c.unknownKey(k); err != nil {
 				return err
@@ -349,9 +351,8 @@ func (c checker) checkIndexMapping(tree map[string]any) error {
 
 // Why keys bleve knows are refused.
 const (
-	whySynonyms = "synonym sources and synonym search are not supported"
-	whyNested   = "nested documents are not supported"
-	whyVector   = "vector fields and kNN search are not supported"
+	whyNested = "nested documents are not supported"
+	whyVector = "vector fields and kNN search are not supported"
 )
 
 func (c checker) checkDocMapping(path string, v any) error {
@@ -394,7 +395,9 @@ func (c checker) checkDocMapping(path string, v any) error {
 		case "nested":
 			return notSupported(p, whyNested)
 		case "default_synonym_source":
-			return notSupported(p, whySynonyms)
+			if _, err := wantString(p, v); err != nil {
+				return err
+			}
 		default:
 			if err := c.unknownKey(p); err != nil {
 				return err
@@ -453,7 +456,9 @@ func (c checker) checkFieldMapping(path string, v any) error {
 		case "dims", "similarity", "vector_index_optimized_for", "gpu":
 			return notSupported(p, whyVector)
 		case "synonym_source":
-			return notSupported(p, whySynonyms)
+			if _, err := wantString(p, v); err != nil {
+				return err
+			}
 		default:
 			if err := c.unknownKey(p); err != nil {
 				return err
@@ -465,7 +470,13 @@ func (c checker) checkFieldMapping(path string, v any) error {
 
 // analysisKinds lists the supported sections of "analysis", in the order their
 // components must be defined (later kinds may refer to earlier ones).
-var analysisKinds = []string{"char_filters", "tokenizers", "token_maps", "token_filters", "analyzers", "date_time_parsers"}
+var analysisKinds = []string{"char_filters", "tokenizers", "token_maps", "token_filters", "analyzers", "date_time_parsers", "synonym_sources"}
+
+// synonymSourceKeys are the keys of a synonym source, all required strings:
+// the collection whose synonym definitions it reads and the analyzer that
+// analyzes their terms (bleve's mapping.SynonymSourceConstructor). A
+// synonym source has no "type".
+var synonymSourceKeys = []string{"analyzer", "collection"}
 
 // componentParams lists, per analysis kind and component type, the
 // configuration keys the bleve constructor reads (besides "type"). A key not
@@ -516,9 +527,6 @@ func (c checker) checkAnalysis(a map[string]any) (map[string]map[string]map[stri
 	out := make(map[string]map[string]map[string]any)
 	for _, kind := range sortedKeys(a) {
 		p := jsonPath("analysis", kind)
-		if kind == "synonym_sources" {
-			return nil, notSupported(p, whySynonyms)
-		}
 		if !slices.Contains(analysisKinds, kind) {
 			if err := c.unknownKey(p); err != nil {
 				return nil, err
@@ -535,6 +543,13 @@ func (c checker) checkAnalysis(a map[string]any) (map[string]map[string]map[stri
 			config, err := wantObject(cp, comps[name])
 			if err != nil {
 				return nil, err
+			}
+			if kind == "synonym_sources" {
+				if err := checkSynonymSource(cp, config); err != nil {
+					return nil, err
+				}
+				out[kind][name] = config
+				continue
 			}
 			tv, ok := config["type"]
 			if !ok {
@@ -564,6 +579,26 @@ func (c checker) checkAnalysis(a map[string]any) (map[string]map[string]map[stri
 		}
 	}
 	return out, nil
+}
+
+// checkSynonymSource checks a synonym source's keys. Whether its analyzer
+// exists is checked when it is defined.
+func checkSynonymSource(path string, config map[string]any) error {
+	for _, k := range synonymSourceKeys {
+		v, ok := config[k]
+		if !ok {
+			return &MappingError{Path: jsonPath(path, k), Reason: "missing (a synonym source names a \"collection\" and an \"analyzer\")"}
+		}
+		if _, err := wantString(jsonPath(path, k), v); err != nil {
+			return err
+		}
+	}
+	for _, k := range sortedKeys(config) {
+		if !slices.Contains(synonymSourceKeys, k) {
+			return &MappingError{Path: jsonPath(path, k), Reason: "unsupported key for a synonym source (it has \"collection\" and \"analyzer\")"}
+		}
+	}
+	return nil
 }
 
 // defineAnalysis registers the custom components on the mapping's cache, in
@@ -610,6 +645,8 @@ func defineComponent(im *mapping.IndexMappingImpl, kind, name string, config map
 		return im.AddCustomAnalyzer(name, config)
 	case "date_time_parsers":
 		return im.AddCustomDateTimeParser(name, config)
+	case "synonym_sources":
+		return im.AddSynonymSource(name, config)
 	}
 	panic("tokenize: internal error: unknown analysis kind " + kind)
 }
@@ -621,6 +658,9 @@ func resolveNames(im *mapping.IndexMappingImpl) error {
 		return err
 	}
 	if err := resolveDateParser(im, "default_datetime_parser", im.DefaultDateTimeParser); err != nil {
+		return err
+	}
+	if err := resolveSynonymSource(im, "default_synonym_source", im.DefaultSynonymSource); err != nil {
 		return err
 	}
 	if err := resolveDoc(im, "default_mapping", im.DefaultMapping); err != nil {
@@ -640,6 +680,9 @@ func resolveDoc(im *mapping.IndexMappingImpl, path string, dm *mapping.DocumentM
 			return err
 		}
 	}
+	if err := resolveSynonymSource(im, jsonPath(path, "default_synonym_source"), dm.DefaultSynonymSource); err != nil {
+		return err
+	}
 	for i, fm := range dm.Fields {
 		fp := indexPath(jsonPath(path, "fields"), i)
 		if fm.Analyzer != "" {
@@ -651,6 +694,9 @@ func resolveDoc(im *mapping.IndexMappingImpl, path string, dm *mapping.DocumentM
 			if err := resolveDateParser(im, jsonPath(fp, "date_format"), fm.DateFormat); err != nil {
 				return err
 			}
+		}
+		if err := resolveSynonymSource(im, jsonPath(fp, "synonym_source"), fm.SynonymSource); err != nil {
+			return err
 		}
 	}
 	for _, name := range sortedKeys(dm.Properties) {
@@ -664,6 +710,18 @@ func resolveDoc(im *mapping.IndexMappingImpl, path string, dm *mapping.DocumentM
 func resolveAnalyzer(im *mapping.IndexMappingImpl, path, name string) error {
 	if _, err := im.AnalyzeText(name, nil); err != nil {
 		return &MappingError{Path: path, Reason: fmt.Sprintf("unknown analyzer %q (not built in, not in analysis.analyzers): %v", name, err)}
+	}
+	return nil
+}
+
+// resolveSynonymSource checks that a synonym source the mapping names ("":
+// none) is defined in analysis.synonym_sources, as bleve's Validate does.
+func resolveSynonymSource(im *mapping.IndexMappingImpl, path, name string) error {
+	if name == "" {
+		return nil
+	}
+	if _, ok := im.CustomAnalysis.SynonymSources[name]; !ok {
+		return &MappingError{Path: path, Reason: fmt.Sprintf("unknown synonym source %q (not in analysis.synonym_sources)", name)}
 	}
 	return nil
 }

@@ -103,6 +103,11 @@ func defaultNext(err error) string {
 		return "" // the error says what to do
 	case errors.Is(err, index.ErrPolicy):
 		return "see the README's \"BYOK: configurations and instances\" section for the rules: one configuration per organisation, the region of the key, linked products agree on BYOK"
+	case errors.Is(err, index.ErrQueryTooExpensive):
+		return "narrow the query (fewer or more specific wildcard, regexp, prefix, fuzzy or range clauses), or give a larger --max-expansion-entries"
+	case errors.Is(err, index.ErrInvalidQuery) && strings.Contains(err.Error(), "TooManyTermSearchers"):
+		// bleve's per-search term searcher limit (index.Options.MaxTermSearchers).
+		return fmt.Sprintf("the query expands to more terms than one search may read (%d): use fewer or more specific wildcard, regexp, prefix, fuzzy or range clauses", index.DefaultMaxTermSearchers)
 	case errors.Is(err, index.ErrInvalidQuery):
 		return "fix the query (see the README's \"Query syntax\" section, or 'blindex search -h')"
 	case errors.Is(err, tokenize.ErrInvalidMapping):

@@ -136,3 +136,55 @@ func TestSearchTimeout(t *testing.T) {
 	must(t, 0, "search", "--data", w.data, "--timeout", "10s", "summary:crash*")
 	must(t, 1, "search", "--data", w.data, "--timeout", "-1s", "x")
 }
+
+// TestSearchMaxExpansionEntries: --max-expansion-entries bounds the term
+// dictionary entries a query's expansion examines, as the server's limit
+// does: over it, exit 1 with a message naming the limit and what to do; in
+// a --queries run, an error line, and the run goes on.
+func TestSearchMaxExpansionEntries(t *testing.T) {
+	w := newWorkspace(t)
+	must(t, 0, "index", "--data", w.data, "--mapping", w.mapping, "--no-progress", w.docs)
+	r := must(t, 1, "search", "--data", w.data, "--max-expansion-entries", "3", "summary:*")
+	if !strings.Contains(r.stderr, "query too expensive") || !strings.Contains(r.stderr, "more than 3 term dictionary entries") ||
+		!strings.Contains(r.stderr, "--max-expansion-entries") {
+		t.Fatalf("an expansion over the limit does not say so: %v", r)
+	}
+	must(t, 0, "search", "--data", w.data, "summary:*")
+	must(t, 0, "search", "--data", w.data, "--max-expansion-entries", "3", "summary:crash")
+	must(t, 1, "search", "--data", w.data, "--max-expansion-entries", "0", "summary:*")
+
+	file := filepath.Join(t.TempDir(), "q.txt")
+	if err := os.WriteFile(file, []byte("summary:*\nsummary:crash\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = must(t, 0, "search", "--data", w.data, "--max-expansion-entries", "3", "--queries", file)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"error"`) || !strings.Contains(lines[0], "too expensive") || !strings.Contains(lines[1], `"total_hits"`) {
+		t.Fatalf("--queries with a query over the limit: %v", r)
+	}
+}
+
+// TestSearchTermSearcherLimit: a query that expands to more than 20,000
+// terms (index.DefaultMaxTermSearchers) stops with exit 1 and says what to
+// do, rather than reading every posting list.
+func TestSearchTermSearcherLimit(t *testing.T) {
+	w := newWorkspace(t)
+	var b strings.Builder
+	for d := range 201 {
+		ws := make([]string, 100)
+		for j := range ws {
+			ws[j] = fmt.Sprintf("w%05d", d*100+j)
+		}
+		fmt.Fprintf(&b, "{\"id\":\"d%d\",\"summary\":%q}\n", d, strings.Join(ws, " "))
+	}
+	file := filepath.Join(t.TempDir(), "many.ndjson")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must(t, 0, "index", "--data", w.data, "--mapping", w.mapping, "--no-progress", file)
+	r := must(t, 1, "search", "--data", w.data, "summary:w*")
+	if !strings.Contains(r.stderr, "TooManyTermSearchers") || !strings.Contains(r.stderr, "more terms than one search may read (20000)") {
+		t.Fatalf("an expansion to 20,100 terms: %v", r)
+	}
+	must(t, 0, "search", "--data", w.data, "summary:w1*")
+}

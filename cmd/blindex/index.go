@@ -21,7 +21,7 @@ import (
 	"github.com/blindex/blindex/store"
 )
 
-const indexSynopsis = "--data DIR [--instance NAME] [--mapping FILE] [--id-field NAME] [--batch N] FILE..."
+const indexSynopsis = "--data DIR [--instance NAME] [--mapping FILE] [--id-field NAME] [--synonyms COLLECTION] [--batch N] FILE..."
 
 const indexHelp = `
 Indexes NDJSON documents (one JSON object a line) into an instance. A FILE
@@ -41,6 +41,13 @@ its line number before anything of its batch is written: analysing a document
 takes about a hundred times its size in memory. An id must be valid UTF-8 (a
 JSON string with bytes that are not UTF-8, or an unpaired \uD800-style
 escape, is refused rather than changed).
+
+With --synonyms COLLECTION, each line is instead a synonym definition of that
+collection, as bleve's IndexSynonym takes it: {"id": "ID", "synonyms":
+["…", …]} (equivalent terms) or with "input": ["…", …] as well (each input
+term has the synonyms); the mapping's synonym sources that read COLLECTION
+expand searches with it. As in bleve, a definition shares ids with documents
+(it replaces the document of its id; "blindex delete" removes either).
 `
 
 // Defaults of --max-document-bytes and --batch-bytes. The largest issue of
@@ -56,6 +63,7 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	c.register(fs, true)
 	mappingFile := fs.String("mapping", "", "bleve index-mapping JSON `FILE`; required when the instance does not exist")
 	idField := fs.String("id-field", "id", "top-level field holding each document's id (a string)")
+	synonyms := fs.String("synonyms", "", "the lines are synonym definitions of `COLLECTION` (see above), not documents")
 	batch := fs.Int("batch", 1000, "documents per atomic batch")
 	maxDoc := fs.Int("max-document-bytes", defaultMaxDocument, "largest document (one NDJSON line) accepted, in bytes")
 	batchBytes := fs.Int("batch-bytes", defaultBatchBytes, "cut a batch before its documents exceed this many bytes (a batch holds at least one document)")
@@ -113,7 +121,7 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		if created {
 			fmt.Fprintf(stderr, "created instance %q in %s\n", c.instance, c.storeName())
 		}
-		x := &indexer{in: in, idField: *idField, batch: *batch, batchBytes: *batchBytes, maxDoc: *maxDoc, stdin: stdin}
+		x := &indexer{in: in, idField: *idField, synonyms: *synonyms, batch: *batch, batchBytes: *batchBytes, maxDoc: *maxDoc, stdin: stdin}
 		if !*noProgress && isTerminal(stderr) {
 			x.bar = newBar(stderr, files)
 		}
@@ -190,9 +198,10 @@ type srcPos struct {
 type indexer struct {
 	in         *index.Instance
 	idField    string
-	batch      int // documents per batch
-	batchBytes int // document bytes per batch; 0: defaultBatchBytes
-	maxDoc     int // bytes of one document; 0: defaultMaxDocument
+	synonyms   string // the collection of the synonym definitions read; "": documents
+	batch      int    // documents per batch
+	batchBytes int    // document bytes per batch; 0: defaultBatchBytes
+	maxDoc     int    // bytes of one document; 0: defaultMaxDocument
 	stdin      io.Reader
 	bar        *progressbar.ProgressBar // nil: no progress bar
 
@@ -290,7 +299,14 @@ func (x *indexer) readNDJSON(ctx context.Context, r io.Reader, file string) erro
 				return err
 			}
 		}
-		x.ops = append(x.ops, index.Op{ID: id, Body: bytes.Clone(b)})
+		op := index.Op{ID: id, Body: bytes.Clone(b)}
+		if x.synonyms != "" {
+			if op.Synonym, err = x.synonymDefinition(b); err != nil {
+				return x.stopped(inputErrorf("", "%s line %d: %v", file, line, err))
+			}
+			op.Body = nil
+		}
+		x.ops = append(x.ops, op)
 		x.pos = append(x.pos, srcPos{file, line})
 		x.opsBytes += len(b)
 		if len(x.ops) >= x.batch {
@@ -312,6 +328,36 @@ func (x *indexer) readNDJSON(ctx context.Context, r io.Reader, file string) erro
 func (x *indexer) tooLarge(file string, line int) error {
 	return &cliError{code: exitUsage, err: fmt.Errorf("%s line %d: the document is larger than --max-document-bytes (%d bytes)", file, line, x.maxDoc),
 		next: "split the document, or raise --max-document-bytes (analysing a document takes about a hundred times its size in memory)"}
+}
+
+// synonymDefinition reads a synonym definition line: the id field,
+// "synonyms" and optionally "input", nothing else. Its errors never quote
+// the line.
+func (x *indexer) synonymDefinition(b []byte) (*index.Synonym, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return nil, errors.New("not a JSON object")
+	}
+	syn := &index.Synonym{Collection: x.synonyms}
+	for k, v := range obj {
+		var err error
+		switch k {
+		case x.idField:
+		case "synonyms":
+			err = json.Unmarshal(v, &syn.Definition.Synonyms)
+		case "input":
+			err = json.Unmarshal(v, &syn.Definition.Input)
+		default:
+			return nil, fmt.Errorf("a synonym definition has %q, %q and optionally %q; it has another key", x.idField, "synonyms", "input")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%q must be an array of strings", k)
+		}
+	}
+	if len(syn.Definition.Synonyms) == 0 {
+		return nil, errors.New(`a synonym definition needs at least one term in "synonyms"`)
+	}
+	return syn, nil
 }
 
 // documentID returns the document id of one NDJSON line. Its errors never

@@ -47,6 +47,11 @@ IndexAlias does (hits merged in sort order, then paged; the table shows each
 hit's instance). They must belong to one organisation and one encryption
 configuration; a locked instance fails the search.
 
+Each query takes the server's limits: --timeout (default 30s) and
+--max-expansion-entries (default 4,000,000 term dictionary entries examined
+while expanding wildcard, regexp, prefix, fuzzy and range clauses). Over
+either, the query stops with exit 1 and a message saying which.
+
 With --queries FILE (- for standard input), runs one query a line (blank
 lines and lines starting with # are skipped) and prints one JSON object a
 line: {"query", "total_hits", "hits": [{"id", "score"}], "took_us"}, or
@@ -66,6 +71,7 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	dialect := fs.String("dialect", "bleve", "query-string `syntax`: bleve, or boolean (bleve's plus AND, OR, NOT and parentheses)")
 	alias := fs.String("alias", "", "search the comma-separated `instances` (one organisation) as one index instead of --instance")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit of each query (as the server's request timeout); 0 for none")
+	maxExpansion := fs.Int64("max-expansion-entries", index.DefaultMaxExpansionEntries, "most term dictionary entries one query may examine while expanding its wildcard, regexp, prefix, fuzzy and range clauses (as the server's)")
 	pos, done, code := parseCommand(fs, args)
 	if done {
 		return code
@@ -74,6 +80,10 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if *timeout < 0 {
 			return usageErrorf("--timeout must not be negative")
 		}
+		if *maxExpansion <= 0 {
+			return usageErrorf("--max-expansion-entries must be positive")
+		}
+		inOpts := index.Options{MaxExpansionEntries: *maxExpansion}
 		switch {
 		case *queries != "" && len(pos) > 0:
 			return usageErrorf("give either QUERY or --queries FILE, not both")
@@ -113,9 +123,9 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		defer e.Close()
 		if *alias != "" {
-			return searchAlias(ctx, e, c, splitList(*alias), opts, q, *asJSON, stdout)
+			return searchAlias(ctx, e, c, splitList(*alias), inOpts, opts, q, *asJSON, stdout)
 		}
-		in, err := e.openInstance(ctx, c, index.Options{})
+		in, err := e.openInstance(ctx, c, inOpts)
 		if err != nil {
 			return err
 		}
@@ -152,7 +162,7 @@ type searchOptions struct {
 
 // searchAlias opens the instances and searches them as one
 // (index.SearchAlias).
-func searchAlias(ctx context.Context, e *env, c commonFlags, names []string, opts searchOptions, q query.Query, asJSON bool, stdout io.Writer) error {
+func searchAlias(ctx context.Context, e *env, c commonFlags, names []string, inOpts index.Options, opts searchOptions, q query.Query, asJSON bool, stdout io.Writer) error {
 	if len(names) == 0 {
 		return usageErrorf("--alias needs instance names")
 	}
@@ -165,7 +175,7 @@ func searchAlias(ctx context.Context, e *env, c commonFlags, names []string, opt
 	for _, name := range names {
 		ci := c
 		ci.instance = name
-		in, err := e.openInstance(ctx, ci, index.Options{})
+		in, err := e.openInstance(ctx, ci, inOpts)
 		if err != nil {
 			return err
 		}
@@ -316,7 +326,7 @@ func runQueryFile(ctx context.Context, in *index.Instance, name string, stdin io
 			res, err = in.Search(ctx, opts.request(q))
 		}
 		switch {
-		case err != nil && errors.Is(err, index.ErrInvalidQuery):
+		case err != nil && (errors.Is(err, index.ErrInvalidQuery) || errors.Is(err, index.ErrQueryTooExpensive)):
 			if err := enc.Encode(queryErrorLine{Query: text, Error: queryError(err)}); err != nil {
 				return err
 			}

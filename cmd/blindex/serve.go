@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/keys/awskms"
 	"github.com/blindex/blindex/server"
@@ -73,6 +74,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		maxClauses   = fs.Int("max-clauses", 256, "most clauses in a query")
 		maxExpensive = fs.Int("max-expensive-clauses", 8, "most wildcard, regexp, prefix, fuzzy and range clauses in a query")
 		maxTerms     = fs.Int("max-term-searchers", 20000, "most terms one search may expand to")
+		maxExpansion = fs.Int64("max-expansion-entries", index.DefaultMaxExpansionEntries, "most term dictionary entries one search may examine while expanding its wildcard, regexp, prefix, fuzzy and range clauses")
 		maxInFlight  = fs.Int("max-in-flight", 512, "most API requests served at once")
 		shutdown     = fs.Duration("shutdown-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
 		logLevel     = fs.String("log-level", "info", "log level: debug (one line per request), info, warn, error")
@@ -160,7 +162,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Limits: server.Limits{
 			MaxBodyBytes: *maxBody, MaxDocumentBytes: *maxDoc, MaxBulkBytes: *maxBulk, MaxBulkItems: *maxItems,
 			MaxQueryBytes: *maxQuery, MaxClauses: *maxClauses, MaxExpensiveClauses: *maxExpensive,
-			MaxTermSearchers: *maxTerms, RequestTimeout: *reqTimeout, MaxInFlight: *maxInFlight,
+			MaxTermSearchers: *maxTerms, MaxExpansionEntries: *maxExpansion, RequestTimeout: *reqTimeout, MaxInFlight: *maxInFlight,
 		},
 		ShutdownTimeout: *shutdown,
 		Policy:          pol,
