@@ -88,6 +88,17 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 			return nil, err
 		}
 		for _, no := range r.pageNos() {
+			if no >= filterBase && no < innerBase {
+				expect(pageLabel(rk, r.id, no), kindFilter)
+				if _, err := in.filterChunk(r, no); err != nil {
+					var ce *CorruptError
+					if !errors.As(err, &ce) {
+						return nil, err
+					}
+					add(ce.Kind, ce.Label, "%v", ce.Err)
+				}
+				continue
+			}
 			if no >= overflowBase && no < innerBase {
 				expect(pageLabel(rk, r.id, no), kindPosting) // opened with its term below
 				continue
@@ -104,7 +115,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	}
 	if hd.building != 0 {
 		for id := hd.building; id < hd.building+64; id++ {
-			for _, base := range []uint32{0, overflowBase, innerBase} {
+			for _, base := range []uint32{0, overflowBase, filterBase, innerBase} {
 				for no := base; ; no++ {
 					label := pageLabel(k, id, no)
 					if _, err := in.st.Get(in.key(label)); err != nil {

@@ -258,6 +258,12 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all bool) (*buil
 			// the dictionary unless an older run still has it.
 			elsewhere := false
 			for i := n; i < len(runs) && !elsewhere; i++ {
+				if ok, err := in.mayHold(&runs[i], key); err != nil || !ok {
+					if err != nil {
+						return err
+					}
+					continue
+				}
 				ov, ok, err := in.runGet(&runs[i], key)
 				if err != nil {
 					return err
@@ -353,7 +359,7 @@ func (in *Instance) cleanBuilding() error {
 			continue
 		}
 		found := false
-		for _, base := range []uint32{0, overflowBase, innerBase} {
+		for _, base := range []uint32{0, overflowBase, filterBase, innerBase} {
 			for no := base; ; no++ {
 				key := in.key(pageLabel(k, id, no))
 				if _, err := in.st.Get(key); err != nil {

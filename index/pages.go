@@ -55,6 +55,10 @@ type runDesc struct {
 	// for a page (a frequent term's postings) are sealed as chunks of
 	// their own at page numbers from overflowBase on.
 	overflow uint32
+	// filterBlocks and filterChunks describe the run's term filter
+	// (filter.go); 0 blocks: none.
+	filterBlocks uint32
+	filterChunks uint32
 }
 
 // pageNos returns every page number of the run.
@@ -68,6 +72,9 @@ func (r *runDesc) pageNos() []uint32 {
 	}
 	for i := uint32(0); i < r.overflow; i++ {
 		out = append(out, overflowBase+i)
+	}
+	for i := uint32(0); i < r.filterChunks; i++ {
+		out = append(out, filterBase+i)
 	}
 	return out
 }
@@ -219,6 +226,7 @@ type runBuilder struct {
 	put    func(label [seal.LabelSize]byte, payload []byte) error
 	levels []*levelBuf
 	last   string
+	hashes []uint64 // of the term keys, for the run's filter
 }
 
 type levelBuf struct {
@@ -240,6 +248,9 @@ func (b *runBuilder) add(key string, val []byte) error {
 	b.last = key
 	b.desc.entries++
 	b.desc.bytes += uint64(len(key) + len(val))
+	if isTermKey(key) {
+		b.hashes = append(b.hashes, filterHash(key))
+	}
 	if len(val) > maxInlineValue && len(val) > 0 && val[0] == valPresent && isTermKey(key) {
 		ref, err := b.spill(val)
 		if err != nil {
@@ -330,6 +341,9 @@ func (b *runBuilder) flush(level int) error {
 func (b *runBuilder) finish() (runDesc, bool, error) {
 	if b.desc.entries == 0 {
 		return runDesc{}, false, nil
+	}
+	if err := b.writeFilter(); err != nil {
+		return runDesc{}, false, err
 	}
 	for l := 0; l < len(b.levels); l++ {
 		lv := b.levels[l]

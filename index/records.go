@@ -37,6 +37,8 @@ func kindName(k byte) string {
 		return "state snapshot"
 	case kindInternal:
 		return "internal value"
+	case kindFilter:
+		return "term filter"
 	case kindPage:
 		return "state page"
 	}
@@ -353,6 +355,8 @@ func encodeHead(h head) []byte {
 		e.uvarint(r.entries)
 		e.uvarint(r.bytes)
 		e.uvarint(uint64(r.overflow))
+		e.uvarint(uint64(r.filterBlocks))
+		e.uvarint(uint64(r.filterChunks))
 	}
 	return e.b
 }
@@ -379,7 +383,8 @@ func decodeHead(b []byte) (head, error) {
 		r.leaves, r.inners, r.root = uint32(d.uvarint()), uint32(d.uvarint()), uint32(d.uvarint())
 		r.entries, r.bytes = d.uvarint(), d.uvarint()
 		r.overflow = uint32(d.uvarint())
-		if r.overflow >= innerBase-overflowBase || r.leaves >= overflowBase || r.leaves == 0 || r.id >= m.nextRun || (r.root < innerBase && r.root >= r.leaves) || (r.root >= innerBase && r.root-innerBase >= r.inners) {
+		r.filterBlocks, r.filterChunks = uint32(d.uvarint()), uint32(d.uvarint())
+		if checkFilterGeometry(r) != nil || r.overflow >= filterBase-overflowBase || r.leaves >= overflowBase || r.leaves == 0 || r.id >= m.nextRun || (r.root < innerBase && r.root >= r.leaves) || (r.root >= innerBase && r.root-innerBase >= r.inners) {
 			d.fail()
 		}
 	}

@@ -157,6 +157,12 @@ func (s *state) termFragments(field string, term []byte) ([]*postingList, error)
 	key := fieldTermKey(field, string(term))
 	var out []*postingList
 	for i := len(s.meta.runs) - 1; i >= 0; i-- {
+		if ok, err := s.in.mayHold(&s.meta.runs[i], key); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
 		v, ok, err := s.in.runGet(&s.meta.runs[i], key)
 		if err != nil {
 			return nil, err
@@ -179,8 +185,23 @@ func (s *state) hasTerm(field string, term []byte) (bool, error) {
 	if _, ok := s.mem.terms[key]; ok {
 		return true, nil
 	}
-	v, ok, err := s.treeGet(key)
-	return ok && !isTomb(v), err
+	for i := range s.meta.runs {
+		r := &s.meta.runs[i]
+		if ok, err := s.in.mayHold(r, key); err != nil || !ok {
+			if err != nil {
+				return false, err
+			}
+			continue
+		}
+		v, ok, err := s.in.runGet(r, key)
+		if err != nil {
+			return false, err
+		}
+		if ok && !isTomb(v) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // runCursors speed up a sequence of lookups of nearby keys (a batch's
@@ -206,7 +227,16 @@ func (s *state) cursors() *runCursors {
 // get returns the newest value of key in the runs, through the cursors.
 func (c *runCursors) get(key string) ([]byte, bool, error) {
 	s := c.s
+	term := isTermKey(key)
 	for i := range s.meta.runs {
+		if term {
+			if ok, err := s.in.mayHold(&s.meta.runs[i], key); err != nil || !ok {
+				if err != nil {
+					return nil, false, err
+				}
+				continue
+			}
+		}
 		cur := &c.leaves[i]
 		if cur.leaf == nil || !cur.bounds.contains(key) {
 			p, _, _, b, err := s.in.runLeafBounds(&s.meta.runs[i], key)
