@@ -402,6 +402,17 @@ func (in *Instance) mergeTermValues(key string, m *mergeIter, live *liveSet) ([]
 		vals = append(vals, v)
 		return nil
 	})
+	if len(vals) == 1 && len(vals[0]) > 0 && vals[0][0] == valPresent {
+		// One source, inline: kept as it is when all its documents are
+		// live (reading the document numbers only).
+		ok, err := allLive(vals[0], live)
+		if err != nil {
+			return nil, "", in.corruptTermValue(err)
+		}
+		if ok {
+			return vals[0], field, nil
+		}
+	}
 	frags := make([]*postingList, 0, len(vals))
 	for i := len(vals) - 1; i >= 0; i-- {
 		pl, err := in.termValue(field, []byte(term), vals[i])

@@ -217,3 +217,26 @@ func liveOnly(pl *postingList, live *liveSet) (*postingList, error) {
 	}
 	return out, nil
 }
+
+// allLive reports whether every document of an inline term value is live,
+// decoding only the document numbers.
+func allLive(v []byte, live *liveSet) (bool, error) {
+	d := dec{b: v[1:]}
+	d.uvarint() // postings
+	d.byte1()   // flags
+	n := d.count(3)
+	var doc uint64
+	for i := 0; i < n && d.err == nil; i++ {
+		doc += d.uvarint()
+		d.uvarint()
+		d.uvarint()
+		if d.err != nil {
+			break
+		}
+		ok, err := live.isLive(doc)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return d.err == nil, d.err
+}
