@@ -238,8 +238,7 @@ func TestNothingReadableAtRest(t *testing.T) {
 	t.Logf("seed %d", seed)
 	sample := makeAtRestSample(seed, 150)
 	e := newEnv(t)
-	e.opts.BlockPostings = 16 // several blocks per common term
-	e.opts.CompactEvery = 3   // snapshots as well as log entries
+	e.opts.CompactEvery = 3 // runs (with overflow chunks) as well as log entries
 	ctx := context.Background()
 	in := e.create(t, "inst-a", mustMapping(t, atRestMapping))
 	for i := 0; i < len(sample.docs); i += 10 {

@@ -241,8 +241,7 @@ func (c containsDict) Contains(key []byte) (bool, error) {
 	if err := c.r.spend(); err != nil {
 		return false, err
 	}
-	te, err := c.st.term(c.field, key)
-	return te != nil, err
+	return c.st.hasTerm(c.field, key)
 }
 
 func (c containsDict) BytesRead() uint64 { return 0 }

@@ -75,7 +75,9 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	}
 	hd := in.hd
 	for seq := hd.logStart; seq < hd.logEnd; seq++ {
-		expect(k.LabelUint(seal.PurposeLog, seq), kindLog)
+		for _, l := range logLabels(k, seq, max(st.mem.logPieces[seq], 1)) {
+			expect(l, kindLog)
+		}
 	}
 	// State runs: every page opens, and the pages of a run being built by
 	// an interrupted compaction (removed by the next write) are accounted.
@@ -86,6 +88,21 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 			return nil, err
 		}
 		for _, no := range r.pageNos() {
+			if no >= filterBase && no < innerBase {
+				expect(pageLabel(rk, r.id, no), kindFilter)
+				if _, err := in.filterChunk(r, no); err != nil {
+					var ce *CorruptError
+					if !errors.As(err, &ce) {
+						return nil, err
+					}
+					add(ce.Kind, ce.Label, "%v", ce.Err)
+				}
+				continue
+			}
+			if no >= overflowBase && no < innerBase {
+				expect(pageLabel(rk, r.id, no), kindPosting) // opened with its term below
+				continue
+			}
 			expect(pageLabel(rk, r.id, no), kindPage)
 			if _, err := in.page(r, no); err != nil {
 				var ce *CorruptError
@@ -98,7 +115,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	}
 	if hd.building != 0 {
 		for id := hd.building; id < hd.building+64; id++ {
-			for _, base := range []uint32{0, innerBase} {
+			for _, base := range []uint32{0, overflowBase, filterBase, innerBase} {
 				for no := base; ; no++ {
 					label := pageLabel(k, id, no)
 					if _, err := in.st.Get(in.key(label)); err != nil {
@@ -165,9 +182,9 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 		for _, f := range fwd {
 			total += f.count
 			for _, t := range f.terms {
-				if te, err := st.term(f.name, t); err != nil {
+				if ok, err := st.hasTerm(f.name, t); err != nil {
 					return nil, err
-				} else if te == nil {
+				} else if !ok {
 					add(kindName(kindForward), nil, "a live document's forward index lists a term missing from the dictionary")
 				}
 			}
@@ -184,67 +201,28 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 		add(ce.Kind, ce.Label, "%v", ce.Err)
 	}
 
-	// Terms: every block exists, opens, holds the recorded count, in order.
+	// Terms: every fragment opens and holds postings in order; together
+	// they list each live document as often as its forward index says.
 	postTerms := map[uint64]int{}
-	var checkPacks map[uint64]packData
 	fieldTerms := map[string]int{}
-	err = st.allTerms(func(field, t string, te *termEntry) (bool, error) {
+	err = st.allTerms(func(field, t string, frags []*postingList) (bool, error) {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
 		fieldTerms[field]++
-		f := struct{ name string }{field}
-		{
-			if err := ctx.Err(); err != nil {
+		rep.Terms++
+		pl := concatFragments(frags)
+		for i, d := range pl.docs {
+			if i > 0 && d <= pl.docs[i-1] {
+				add(kindName(kindPosting), nil, "a term's postings are out of order or repeated")
+				break
+			}
+			ok, err := live.isLive(d)
+			if err != nil {
 				return false, err
 			}
-			rep.Terms++
-			var df uint64
-			var last uint64
-			first := true
-			for i, b := range te.blocks {
-				bk, err := in.keysFor(b.gen)
-				if err != nil {
-					return false, err
-				}
-				var label [seal.LabelSize]byte
-				if b.pack != 0 {
-					label = bk.LabelUint(seal.PurposePack, b.pack)
-					expect(label, kindPack)
-				} else {
-					tk := bk.Blinder(f.name).TermKey([]byte(t))
-					label = seal.BlockLabel(&tk, uint32(i))
-					expect(label, kindPosting)
-				}
-				checkPacks = boundedPacks(checkPacks)
-				pl, err := in.readBlock(nil, checkPacks, f.name, []byte(t), b, uint32(i))
-				if err != nil {
-					var ce *CorruptError
-					if !errors.As(err, &ce) {
-						return false, err
-					}
-					add(ce.Kind, ce.Label, "%v", ce.Err)
-					continue
-				}
-				if len(pl.docs) != int(b.count) {
-					add(kindName(kindPosting), label[:], "holds %d postings, the dictionary says %d", len(pl.docs), b.count)
-				}
-				if len(pl.docs) > 0 && !first && pl.docs[0] <= last {
-					add(kindName(kindPosting), label[:], "postings out of order with the previous block")
-				}
-				for _, d := range pl.docs {
-					ok, err := live.isLive(d)
-					if err != nil {
-						return false, err
-					}
-					if ok {
-						postTerms[d]++
-					}
-				}
-				if len(pl.docs) > 0 {
-					last, first = pl.docs[len(pl.docs)-1], false
-				}
-				df += uint64(len(pl.docs))
-			}
-			if df != te.df {
-				add("dictionary", nil, "a term's document frequency is %d, its blocks hold %d postings", te.df, df)
+			if ok {
+				postTerms[d]++
 			}
 		}
 		return true, nil

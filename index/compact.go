@@ -146,6 +146,9 @@ func (in *Instance) compactWith(o compactOpts) error {
 	}
 	meta := st.meta.clone()
 	meta.runs, meta.nextRun = final.meta.runs, final.meta.nextRun
+	for i := range meta.fields {
+		meta.fields[i].terms -= min(meta.fields[i].terms, final.droppedTerms[meta.fields[i].name])
+	}
 	hd := head{gen: k.Generation(), logStart: old.logEnd, logEnd: old.logEnd, seals: old.seals, meta: meta}
 	if k != oldK {
 		hd.seals = 0
@@ -164,7 +167,10 @@ func (in *Instance) compactWith(o compactOpts) error {
 		b.Delete(in.key(oldK.Label(seal.PurposeInternal, []byte("mapping"))))
 	}
 	for seq := old.logStart; seq < old.logEnd; seq++ {
-		b.Delete(in.key(oldK.LabelUint(seal.PurposeLog, seq)))
+		pieces := st.mem.logPieces[seq]
+		for _, l := range logLabels(oldK, seq, max(pieces, 1)) {
+			b.Delete(in.key(l))
+		}
 	}
 	for _, r := range dropped {
 		rk, err := in.keysFor(r.gen)
@@ -197,7 +203,7 @@ func (in *Instance) compactWith(o compactOpts) error {
 		in.manMu.Unlock()
 	}
 	st.mem = newMemtable()
-	st.meta.runs, st.meta.nextRun = meta.runs, meta.nextRun
+	st.meta.runs, st.meta.nextRun, st.meta.fields = meta.runs, meta.nextRun, meta.fields
 	in.hd = hd
 	return nil
 }
@@ -207,6 +213,9 @@ func (in *Instance) compactWith(o compactOpts) error {
 type builtRuns struct {
 	b    store.Batch
 	meta stateMeta
+	// droppedTerms is, by field, how many terms left the dictionary (all
+	// their documents deleted).
+	droppedTerms map[string]uint64
 }
 
 // buildRuns writes the memtable as a run under k, merged with the newest
@@ -221,13 +230,48 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all bool) (*buil
 	var dropped []runDesc
 	// write merges srcs (newest first) into a new run and puts it in place
 	// of the n runs it replaces.
+	live := st.liveSet()
+	droppedTerms := map[string]uint64{}
 	write := func(srcs []source, n int) error {
 		m := newMergeIter(srcs, "", n < len(runs))
 		rb := newRunBuilder(k, nextRun, w.put)
 		nextRun++
 		for ; m.valid(); m.next() {
-			if err := rb.add(m.key(), m.val()); err != nil {
+			key := m.key()
+			if !isTermKey(key) {
+				if err := rb.add(key, m.val()); err != nil {
+					return err
+				}
+				continue
+			}
+			v, field, err := in.mergeTermValues(key, m, live)
+			if err != nil {
 				return err
+			}
+			if v != nil {
+				if err := rb.add(key, v); err != nil {
+					return err
+				}
+				continue
+			}
+			// Every posting was of a deleted document: the term leaves
+			// the dictionary unless an older run still has it.
+			elsewhere := false
+			for i := n; i < len(runs) && !elsewhere; i++ {
+				if ok, err := in.mayHold(&runs[i], key); err != nil || !ok {
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				ov, ok, err := in.runGet(&runs[i], key)
+				if err != nil {
+					return err
+				}
+				elsewhere = ok && !isTomb(ov)
+			}
+			if !elsewhere {
+				droppedTerms[field]++
 			}
 		}
 		if m.err != nil {
@@ -243,6 +287,9 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all bool) (*buil
 			runs = append([]runDesc{desc}, runs...)
 			pending[desc.id] = true
 			in.m.runsWritten.Add(1)
+			if n > 0 {
+				in.m.runsMerged.Add(1)
+			}
 		}
 		return nil
 	}
@@ -288,7 +335,7 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all bool) (*buil
 		}
 		all = false
 	}
-	return &builtRuns{b: w.b, meta: stateMeta{runs: runs, nextRun: nextRun}}, dropped, nil
+	return &builtRuns{b: w.b, meta: stateMeta{runs: runs, nextRun: nextRun}, droppedTerms: droppedTerms}, dropped, nil
 }
 
 // cleanBuilding deletes the pages of runs an interrupted compaction left
@@ -312,7 +359,7 @@ func (in *Instance) cleanBuilding() error {
 			continue
 		}
 		found := false
-		for _, base := range []uint32{0, innerBase} {
+		for _, base := range []uint32{0, overflowBase, filterBase, innerBase} {
 			for no := base; ; no++ {
 				key := in.key(pageLabel(k, id, no))
 				if _, err := in.st.Get(key); err != nil {
@@ -339,4 +386,44 @@ func (in *Instance) cleanBuilding() error {
 	}
 	in.hd.building = 0
 	return nil
+}
+
+// mergeTermValues returns the merged value of a term key that the sources
+// of m hold (newest first): their postings concatenated, oldest first,
+// without those of documents no longer live; nil when none is left. It
+// also returns the term's field.
+func (in *Instance) mergeTermValues(key string, m *mergeIter, live *liveSet) ([]byte, string, error) {
+	field, term, ok := splitFieldTermKey(key)
+	if !ok {
+		return nil, "", in.corruptTermValue(errShort)
+	}
+	var vals [][]byte
+	m.vals(func(v []byte) error {
+		vals = append(vals, v)
+		return nil
+	})
+	if len(vals) == 1 && len(vals[0]) > 0 && vals[0][0] == valPresent {
+		// One source, inline: kept as it is when all its documents are
+		// live (reading the document numbers only).
+		ok, err := allLive(vals[0], live)
+		if err != nil {
+			return nil, "", in.corruptTermValue(err)
+		}
+		if ok {
+			return vals[0], field, nil
+		}
+	}
+	frags := make([]*postingList, 0, len(vals))
+	for i := len(vals) - 1; i >= 0; i-- {
+		pl, err := in.termValue(field, []byte(term), vals[i])
+		if err != nil {
+			return nil, "", err
+		}
+		frags = append(frags, pl)
+	}
+	pl, err := liveOnly(concatFragments(frags), live)
+	if err != nil || len(pl.docs) == 0 {
+		return nil, field, err
+	}
+	return encodeTermValue(field, []byte(term), pl), field, nil
 }

@@ -111,7 +111,7 @@ func crashOpen(ctx context.Context, dir, home string, compactEvery int) (*store.
 		st.Close()
 		return nil, nil, nil, err
 	}
-	in, err := Open(ctx, st, "crash", Options{Keyring: kr, CompactEvery: compactEvery, BlockPostings: 64, MergeFanIn: 3})
+	in, err := Open(ctx, st, "crash", Options{Keyring: kr, CompactEvery: compactEvery})
 	if err != nil {
 		kr.Close()
 		st.Close()

@@ -801,11 +801,10 @@ func TestDiffBleve(t *testing.T) {
 			seed := diffSeed(t, def)
 			m := mustMapping(t, diffMapping)
 			e := newEnv(t)
-			// Small blocks, so that terms span several posting blocks
-			// and get merged.
-			e.opts.BlockPostings = 16
-			e.opts.MergeFanIn = 3
-			e.opts.CompactEvery = 2
+			// A flush per batch, so that terms span several runs that
+			// get merged.
+			e.opts.CompactEvery = 1
+			var merges uint64
 			in := e.create(t, "diff", m)
 			inc := newPlainBleve(t, m)
 			defer inc.Close()
@@ -825,6 +824,7 @@ func TestDiffBleve(t *testing.T) {
 				}
 				if bi == 2 {
 					// Reopen: the state comes back from the snapshot and log.
+					merges += in.Metrics().RunsMerged
 					in.Close()
 					in = e.open(t, "diff")
 				}
@@ -845,9 +845,10 @@ func TestDiffBleve(t *testing.T) {
 				}
 			}
 			mt := in.Metrics()
-			t.Logf("blocks written %d, merged %d", mt.BlocksWritten, mt.BlocksMerged)
-			if mt.BlocksMerged == 0 {
-				t.Error("no posting blocks were merged: the test does not exercise merging")
+			merges += mt.RunsMerged
+			t.Logf("runs written after the reopen %d, merges %d", mt.RunsWritten, merges)
+			if merges == 0 {
+				t.Error("no runs were merged: the test does not exercise merging")
 			}
 		})
 	}

@@ -22,7 +22,7 @@ import (
 )
 
 // FormatVersion is the on-disk format version this package writes and reads.
-const FormatVersion = 2
+const FormatVersion = 3
 
 // Key-space layout of the store: manifests are readable without any key;
 // everything else is a sealed record under an instance prefix.
@@ -49,12 +49,6 @@ type Options struct {
 	// AnalysisWorkers is the number of goroutines analyzing a batch.
 	// Default GOMAXPROCS.
 	AnalysisWorkers int
-	// BlockPostings is the target number of postings in a full posting
-	// block. Default 4096.
-	BlockPostings int
-	// MergeFanIn is how many posting blocks of one size tier are merged
-	// into one (size-tiered merging). Default 4.
-	MergeFanIn int
 	// Secrets holds per-instance shredding secrets (see SecretStore). When
 	// set, Create gives the instance a secret and Open requires it. Default
 	// nil: no secret; deleting such an instance destroys its wrapped keys
@@ -67,7 +61,7 @@ type Options struct {
 	// from the log when the instance opens) before they are flushed into a
 	// sealed run. Default 8 MiB.
 	MemtableBytes int
-	// Cache is the cache of decrypted pages, posting lists and packs. Share
+	// Cache is the cache of decrypted pages and posting lists. Share
 	// one Cache between the instances of a process to give them one global
 	// budget. Default: a cache of CacheBytes for this instance alone.
 	Cache *Cache
@@ -112,12 +106,6 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.AnalysisWorkers == 0 {
 		c.AnalysisWorkers = runtime.GOMAXPROCS(0)
 	}
-	if c.BlockPostings == 0 {
-		c.BlockPostings = 4096
-	}
-	if c.MergeFanIn == 0 {
-		c.MergeFanIn = 4
-	}
 	if c.CompactEvery == 0 {
 		c.CompactEvery = 64
 	}
@@ -130,7 +118,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.MaxTermSearchers == 0 {
 		c.MaxTermSearchers = DefaultMaxTermSearchers
 	}
-	if c.CacheBytes < 0 || c.AnalysisWorkers < 0 || c.BlockPostings < 16 || c.MergeFanIn < 2 || c.CompactEvery < 1 || c.MemtableBytes < 0 ||
+	if c.CacheBytes < 0 || c.AnalysisWorkers < 0 || c.CompactEvery < 1 || c.MemtableBytes < 0 ||
 		c.MaxExpansionEntries < 0 || c.MaxTermSearchers < 0 {
 		errs = append(errs, errors.New("index: Options has a negative or too small value"))
 	}
@@ -261,8 +249,6 @@ type Instance struct {
 
 	writeMu sync.Mutex // one writer at a time (batches, merges, rotation)
 
-	mgMu    sync.Mutex // guards mg
-	mg      *merger
 	att     attachState // attachments (attach.go)
 	cache   *Cache
 	cacheNS string // this instance's namespace in cache
@@ -404,7 +390,6 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 		in.closeLeases()
 		return nil, err
 	}
-	in.startMerger()
 	return in, nil
 }
 
@@ -630,22 +615,15 @@ func (in *Instance) loadState() (*state, head, error) {
 	}
 	st := &state{in: in, meta: hd.meta.clone(), mem: newMemtable()}
 	for seq := hd.logStart; seq < hd.logEnd; seq++ {
-		label := k.LabelUint(seal.PurposeLog, seq)
-		pt, err := in.openRecord(k, label, kindLog)
-		if errors.Is(err, ErrNotFound) {
-			err = in.corrupt(kindLog, label, errors.New("missing"))
-		}
+		l, pieces, err := in.readLog(k, seq)
 		if err != nil {
 			return nil, head{}, err
-		}
-		l, err := decodeLog(pt, seq)
-		if err != nil {
-			return nil, head{}, in.corrupt(kindLog, label, err)
 		}
 		d, err := st.diff(l)
 		if err != nil {
 			return nil, head{}, err
 		}
+		d.ov.logPieces[seq] = pieces
 		st.install(d, false)
 	}
 	return st, hd, nil
@@ -689,7 +667,6 @@ func (in *Instance) DocCount() (uint64, error) {
 // Close closes the instance: keys are zeroed and caches dropped. Pending
 // writes have committed when Close returns (a batch in progress finishes).
 func (in *Instance) Close() error {
-	in.stopMerger()
 	in.writeMu.Lock()
 	defer in.writeMu.Unlock()
 	// Flush the memtable into a run so that the next open replays no
@@ -723,26 +700,25 @@ func (in *Instance) Close() error {
 // metrics are the instance's counters.
 type metrics struct {
 	docsIndexed, docsDeleted, batches, searches, corrupt, locks atomic.Uint64
-	blocksWritten, blocksMerged, blockReads, cacheHits          atomic.Uint64
-	pageReads, runsWritten, dictEntries, termReads              atomic.Uint64
+	chunkReads, cacheHits, pageReads                            atomic.Uint64
+	runsWritten, runsMerged, dictEntries, termReads             atomic.Uint64
 }
 
 // Metrics is a snapshot of an instance's counters.
 type Metrics struct {
-	DocsIndexed   uint64 // documents indexed (updates included)
-	DocsDeleted   uint64 // documents deleted (updates included)
-	Batches       uint64 // batches committed
-	Searches      uint64 // searches run
-	Corrupt       uint64 // records that failed to open or disagreed
-	Locks         uint64 // times the instance locked
-	BlocksWritten uint64 // posting blocks written
-	BlocksMerged  uint64 // posting blocks folded into others
-	BlockReads    uint64 // posting blocks read from the store
-	CacheHits     uint64 // posting lists served from the cache
-	PageReads     uint64 // state pages read from the store
-	RunsWritten   uint64 // state runs written (flushes and merges)
-	DictEntries   uint64 // term dictionary entries searches examined (expanding wildcard, regexp, prefix, fuzzy and range clauses)
-	TermReads     uint64 // posting lists searches read, one per term searched (expanded terms included)
+	DocsIndexed uint64 // documents indexed (updates included)
+	DocsDeleted uint64 // documents deleted (updates included)
+	Batches     uint64 // batches committed
+	Searches    uint64 // searches run
+	Corrupt     uint64 // records that failed to open or disagreed
+	Locks       uint64 // times the instance locked
+	ChunkReads  uint64 // overflow chunks (a frequent term's postings) read from the store
+	CacheHits   uint64 // posting lists served from the cache
+	PageReads   uint64 // state pages read from the store
+	RunsWritten uint64 // state runs written (flushes and merges)
+	RunsMerged  uint64 // runs written by merging older runs
+	DictEntries uint64 // term dictionary entries searches examined (expanding wildcard, regexp, prefix, fuzzy and range clauses)
+	TermReads   uint64 // posting lists searches read, one per term searched (expanded terms included)
 }
 
 // Metrics returns a snapshot of the instance's counters.
@@ -750,9 +726,8 @@ func (in *Instance) Metrics() Metrics {
 	return Metrics{
 		DocsIndexed: in.m.docsIndexed.Load(), DocsDeleted: in.m.docsDeleted.Load(),
 		Batches: in.m.batches.Load(), Searches: in.m.searches.Load(), Corrupt: in.m.corrupt.Load(),
-		Locks: in.m.locks.Load(), BlocksWritten: in.m.blocksWritten.Load(), BlocksMerged: in.m.blocksMerged.Load(),
-		BlockReads: in.m.blockReads.Load(), CacheHits: in.m.cacheHits.Load(),
+		Locks: in.m.locks.Load(), ChunkReads: in.m.chunkReads.Load(), CacheHits: in.m.cacheHits.Load(),
 		PageReads: in.m.pageReads.Load(), RunsWritten: in.m.runsWritten.Load(),
-		DictEntries: in.m.dictEntries.Load(), TermReads: in.m.termReads.Load(),
+		RunsMerged: in.m.runsMerged.Load(), DictEntries: in.m.dictEntries.Load(), TermReads: in.m.termReads.Load(),
 	}
 }

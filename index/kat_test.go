@@ -101,7 +101,7 @@ func TestKnownAnswerCodecs(t *testing.T) {
 	p := katPosting()
 	enc := encodePosting("summary", []byte("crash"), p)
 	hexEq("posting with vectors", enc,
-		"010773756d6d617279056372617368010303010701020ca8020101010d636f6d6d656e74732e626f647901000206050002010100050100010928050102010001000500")
+		"010773756d6d617279056372617368010303010701020ca8020101010d636f6d6d656e74732e626f64790100040c050002010200050100011050050102010002000500")
 	dp, err := decodePosting(enc, "summary", []byte("crash"))
 	if err != nil || !reflect.DeepEqual(dp, p) {
 		t.Errorf("decodePosting = %+v, %v; want %+v", dp, err, p)
@@ -155,7 +155,7 @@ func TestKnownAnswerCodecs(t *testing.T) {
 	}}
 	enc = encodeHead(h)
 	hexEq("head", enc,
-		"05000000024046c0c407000c0a0402045f616c6cac020773756d6d617279070203000000020100001484070100000001ac0202818080800890bf0580808002")
+		"05000000024046c0c407000c0a0402045f616c6cac020773756d6d617279070203000000020100001484070000000100000001ac0202818080800890bf0580808002000000")
 	if got, err := decodeHead(enc); err != nil || !reflect.DeepEqual(got, h) {
 		t.Errorf("decodeHead = %+v, %v", got, err)
 	}
@@ -184,15 +184,15 @@ func TestKnownAnswerCodecs(t *testing.T) {
 		seq:     7,
 		added:   []docAdd{{num: 10, id: "A-1", gen: 1}, {num: 11, id: "A-2", gen: 1}},
 		deleted: []uint64{2},
-		terms: []termUpdate{
-			{field: "summary", term: "crash", blocks: []blockRef{{gen: 1, count: 4096}, {gen: 1, count: 3, pack: 1<<24 | 2}}, df: 4099},
-			{field: "project", term: "HDFS", blocks: []blockRef{{gen: 1, count: 2}}, df: 2},
+		terms: []termPostings{
+			{field: "project", term: "HDFS", pl: plain},
+			{field: "summary", term: "crash", pl: katPosting()},
 		},
 		nextDoc: 12,
 	}
 	enc = encodeLog(l)
 	hexEq("log entry", enc,
-		"04070c020a03412d31000000010b03412d32000000010102020773756d6d617279056372617368832002000000018020000000000103828080080770726f6a65637404484446530201000000010200")
+		"04070c020a03412d31000000010b03412d32000000010102021e010770726f6a65637404484446530003000101010102ffffffffff1f030343010773756d6d617279056372617368010303010701020ca8020101010d636f6d6d656e74732e626f64790100040c050002010200050100011050050102010002000500")
 	if got, err := decodeLog(enc, 7); err != nil || !reflect.DeepEqual(got, l) {
 		t.Errorf("decodeLog = %+v, %v", got, err)
 	}
@@ -215,22 +215,5 @@ func TestKnownAnswerCodecs(t *testing.T) {
 		if _, err := decodeChunk(enc, c.kind, c.id, c.n); err == nil {
 			t.Errorf("a chunk decodes as %+v", c)
 		}
-	}
-
-	// Pack of two small posting blocks of different terms.
-	b1 := encodePosting("project", []byte("HDFS"), plain)
-	b2 := encodePosting("summary", []byte("crash"), katPosting())
-	enc = encodePack(9, [][]byte{b1, b2})
-	hexEq("pack", enc,
-		"0809021e010770726f6a65637404484446530003000101010102ffffffffff1f030343010773756d6d617279056372617368010303010701020ca8020101010d636f6d6d656e74732e626f647901000206050002010100050100010928050102010001000500")
-	pk, err := decodePack(enc, 9)
-	if err != nil || len(pk) != 2 || !bytes.Equal(pk[cacheKey("project", []byte("HDFS"))], b1) || !bytes.Equal(pk[cacheKey("summary", []byte("crash"))], b2) {
-		t.Errorf("decodePack = %q, %v", pk, err)
-	}
-	if _, err := decodePack(enc, 10); err == nil {
-		t.Error("a pack decodes as another pack id")
-	}
-	if _, err := decodePack(encodePack(9, [][]byte{b1, b1}), 9); err == nil {
-		t.Error("a pack with two blocks of one term decodes")
 	}
 }

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
@@ -29,6 +30,18 @@ const pageTarget = 16 << 10
 // the next by number.
 const innerBase = 1 << 31
 
+// overflowBase is the first page number of a run's overflow chunks (leaves
+// stay below it, inner pages above).
+const overflowBase = 1 << 30
+
+// A term value longer than maxInlineValue is written as overflow chunks of
+// overflowChunk bytes, so that a page holds many terms and a frequent
+// term's postings are read only by the queries that need them.
+const (
+	maxInlineValue = 1 << 10
+	overflowChunk  = 64 << 10
+)
+
 // runDesc describes a run in the head.
 type runDesc struct {
 	id      uint64
@@ -38,16 +51,30 @@ type runDesc struct {
 	root    uint32 // page number of the root
 	entries uint64
 	bytes   uint64 // encoded size of its leaves, for size tiering
+	// overflow is how many overflow chunks the run has: values too big
+	// for a page (a frequent term's postings) are sealed as chunks of
+	// their own at page numbers from overflowBase on.
+	overflow uint32
+	// filterBlocks and filterChunks describe the run's term filter
+	// (filter.go); 0 blocks: none.
+	filterBlocks uint32
+	filterChunks uint32
 }
 
 // pageNos returns every page number of the run.
 func (r *runDesc) pageNos() []uint32 {
-	out := make([]uint32, 0, r.leaves+r.inners)
+	out := make([]uint32, 0, r.leaves+r.inners+r.overflow)
 	for i := uint32(0); i < r.leaves; i++ {
 		out = append(out, i)
 	}
 	for i := uint32(0); i < r.inners; i++ {
 		out = append(out, innerBase+i)
+	}
+	for i := uint32(0); i < r.overflow; i++ {
+		out = append(out, overflowBase+i)
+	}
+	for i := uint32(0); i < r.filterChunks; i++ {
+		out = append(out, filterBase+i)
 	}
 	return out
 }
@@ -199,6 +226,7 @@ type runBuilder struct {
 	put    func(label [seal.LabelSize]byte, payload []byte) error
 	levels []*levelBuf
 	last   string
+	hashes []uint64 // of the term keys, for the run's filter
 }
 
 type levelBuf struct {
@@ -220,7 +248,51 @@ func (b *runBuilder) add(key string, val []byte) error {
 	b.last = key
 	b.desc.entries++
 	b.desc.bytes += uint64(len(key) + len(val))
+	if isTermKey(key) {
+		b.hashes = append(b.hashes, filterHash(key))
+	}
+	if len(val) > maxInlineValue && len(val) > 0 && val[0] == valPresent && isTermKey(key) {
+		ref, err := b.spill(val)
+		if err != nil {
+			return err
+		}
+		val = ref
+	}
 	return b.addAt(0, key, val, 0)
+}
+
+// spill writes a term value too big for a page as overflow chunks and
+// returns the reference the leaf keeps in its place:
+//
+//	valOverflow ‖ uvarint(postings) ‖ uvarint(run) ‖ u32(gen) ‖ uvarint(first chunk) ‖ uvarint(chunks) ‖ uvarint(length)
+//
+// The postings count comes first in both forms, so termDF reads either.
+func (b *runBuilder) spill(val []byte) ([]byte, error) {
+	df, w := binary.Uvarint(val[1:])
+	if w <= 0 {
+		return nil, errShort
+	}
+	body := val[1+w:]
+	first := b.desc.overflow
+	n := uint32(0)
+	for off := 0; off < len(body); off += overflowChunk {
+		no := overflowBase + b.desc.overflow
+		part := body[off:min(off+overflowChunk, len(body))]
+		if err := b.put(pageLabel(b.k, b.desc.id, no), encodeChunk(kindPosting, b.desc.id, no, part)); err != nil {
+			return nil, err
+		}
+		b.desc.overflow++
+		n++
+	}
+	e := enc{}
+	e.byte1(valOverflow)
+	e.uvarint(df)
+	e.uvarint(b.desc.id)
+	e.u32(b.desc.gen)
+	e.uvarint(uint64(first))
+	e.uvarint(uint64(n))
+	e.uvarint(uint64(len(body)))
+	return e.b, nil
 }
 
 func (b *runBuilder) addAt(level int, key string, val []byte, kid uint32) error {
@@ -269,6 +341,9 @@ func (b *runBuilder) flush(level int) error {
 func (b *runBuilder) finish() (runDesc, bool, error) {
 	if b.desc.entries == 0 {
 		return runDesc{}, false, nil
+	}
+	if err := b.writeFilter(); err != nil {
+		return runDesc{}, false, err
 	}
 	for l := 0; l < len(b.levels); l++ {
 		lv := b.levels[l]
@@ -471,13 +546,17 @@ func (s *sliceSource) seek(key string) error {
 	return nil
 }
 
-// mergeIter merges sources, the first one winning on equal keys, and skips
-// tombstones unless keepTombs is set. It stops at keys without prefix.
+// mergeIter merges sources (newest first). For most keys the newest
+// source wins; a term key's values from every source are all reachable
+// (vals), since each source holds a fragment of the term's postings. It
+// skips tombstones unless keepTombs is set, and stops at keys without
+// prefix.
 type mergeIter struct {
 	srcs      []source
 	prefix    string
 	keepTombs bool
-	cur       int // index of the source holding the current key, -1 when done
+	cur       int   // index of the newest source holding the current key, -1 when done
+	eq        []int // every source holding the current key, newest first
 	err       error
 }
 
@@ -491,8 +570,19 @@ func (m *mergeIter) valid() bool { return m.err == nil && m.cur >= 0 }
 func (m *mergeIter) key() string { return m.srcs[m.cur].key() }
 func (m *mergeIter) val() []byte { return m.srcs[m.cur].val() }
 
-// settle picks the smallest key, advances the other sources past it, and
-// skips tombstones.
+// vals calls fn with the current key's value in every source holding it,
+// newest first.
+func (m *mergeIter) vals(fn func(v []byte) error) error {
+	for _, i := range m.eq {
+		if err := fn(m.srcs[i].val()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settle finds the smallest key and the sources holding it, and skips
+// tombstones.
 func (m *mergeIter) settle() {
 	for {
 		m.cur = -1
@@ -509,33 +599,39 @@ func (m *mergeIter) settle() {
 			m.cur = -1
 			return
 		}
+		m.eq = m.eq[:0]
 		for i, s := range m.srcs {
-			if i != m.cur && s.valid() && s.key() == k {
-				if err := s.next(); err != nil {
-					m.err = err
-					return
-				}
+			if i == m.cur || (i > m.cur && s.valid() && s.key() == k) {
+				m.eq = append(m.eq, i)
 			}
 		}
 		if m.keepTombs || !isTomb(m.srcs[m.cur].val()) {
 			return
 		}
-		if err := m.srcs[m.cur].next(); err != nil {
-			m.err = err
+		if !m.advance() {
 			return
 		}
 	}
+}
+
+// advance moves every source holding the current key past it.
+func (m *mergeIter) advance() bool {
+	for _, i := range m.eq {
+		if err := m.srcs[i].next(); err != nil {
+			m.err, m.cur = err, -1
+			return false
+		}
+	}
+	return true
 }
 
 func (m *mergeIter) next() {
 	if !m.valid() {
 		return
 	}
-	if err := m.srcs[m.cur].next(); err != nil {
-		m.err = err
-		return
+	if m.advance() {
+		m.settle()
 	}
-	m.settle()
 }
 
 func (m *mergeIter) seek(key string) {
@@ -551,10 +647,12 @@ func (m *mergeIter) seek(key string) {
 	m.settle()
 }
 
-// Values in the state tree start with a flag byte: present or tombstone.
+// Values in the state tree start with a flag byte: present, tombstone,
+// or (term values in a run) overflow: the value is in overflow chunks.
 const (
-	valTomb    byte = 0
-	valPresent byte = 1
+	valTomb     byte = 0
+	valPresent  byte = 1
+	valOverflow byte = 2
 )
 
 func isTomb(v []byte) bool { return len(v) == 0 || v[0] == valTomb }

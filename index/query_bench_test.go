@@ -30,9 +30,6 @@ func BenchmarkCorpusQuery(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if err := in.mergePending(); err != nil {
-		b.Fatal(err)
-	}
 	for _, q := range []string{"error", "summary:exception", "description:null"} {
 		b.Run(q, func(b *testing.B) {
 			req := bleve.NewSearchRequest(bleve.NewQueryStringQuery(q))

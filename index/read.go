@@ -60,48 +60,19 @@ func (r *reader) Close() error {
 	return nil
 }
 
-// postings returns the merged posting list of a term, from the cache or
-// the store. Caller holds in.mu shared.
+// postings returns a term's postings (its fragments concatenated), from
+// the cache or the state. Caller holds in.mu shared.
 func (in *Instance) postings(st *state, field string, term []byte) (*postingList, error) {
 	ck := cacheKey(field, term)
 	if pl := in.cache.getPostings(in.cacheNS + ck); pl != nil {
 		in.m.cacheHits.Add(1)
 		return pl, nil
 	}
-	te, err := st.term(field, term)
+	frags, err := st.termFragments(field, term)
 	if err != nil {
 		return nil, err
 	}
-	if te == nil {
-		return &postingList{}, nil
-	}
-	var pl *postingList
-	var blinders map[blinderKey]*seal.TermBlinder
-	if len(te.blocks) > 1 {
-		blinders = map[blinderKey]*seal.TermBlinder{}
-	}
-	for i, b := range te.blocks {
-		p, err := in.readBlock(blinders, nil, field, term, b, uint32(i))
-		if err != nil {
-			return nil, err
-		}
-		if len(p.docs) != int(b.count) {
-			return nil, fmt.Errorf("%w: a posting block holds %d postings, the dictionary says %d", ErrCorrupt, len(p.docs), b.count)
-		}
-		if pl == nil {
-			pl = p
-			continue
-		}
-		if len(p.docs) > 0 && len(pl.docs) > 0 && p.docs[0] <= pl.docs[len(pl.docs)-1] {
-			return nil, fmt.Errorf("%w: posting blocks of a term are out of order", ErrCorrupt)
-		}
-		for j := range p.docs {
-			pl.appendFrom(p, j)
-		}
-	}
-	if pl == nil {
-		pl = &postingList{}
-	}
+	pl := concatFragments(frags)
 	in.cache.put(in.cacheNS+ck, pl, pl.size())
 	return pl, nil
 }

@@ -37,8 +37,8 @@ func kindName(k byte) string {
 		return "state snapshot"
 	case kindInternal:
 		return "internal value"
-	case kindPack:
-		return "posting pack"
+	case kindFilter:
+		return "term filter"
 	case kindPage:
 		return "state page"
 	}
@@ -86,6 +86,14 @@ func encodePosting(field string, term []byte, p *postingList) []byte {
 	e.byte1(kindPosting)
 	e.str(field)
 	e.bytes(term)
+	encodePostingBody(&e, field, p)
+	return e.b
+}
+
+// encodePostingBody encodes postings of field: documents delta-coded,
+// then, with term vectors, each document's locations, positions and
+// offsets delta-coded (zigzag) from the previous location's.
+func encodePostingBody(e *enc, field string, p *postingList) {
 	flags := byte(0)
 	if p.hasVectors() {
 		flags = 1
@@ -115,15 +123,17 @@ func encodePosting(field string, term []byte, p *postingList) []byte {
 		for i := range p.docs {
 			locs := p.locs[p.locOff[i]:p.locOff[i+1]]
 			e.uvarint(uint64(len(locs)))
+			var prevPos, prevStart uint64
 			for _, l := range locs {
 				ref := 0
 				if l.Field != "" && l.Field != field {
 					ref = slices.Index(names, l.Field) + 1
 				}
 				e.uvarint(uint64(ref))
-				e.uvarint(l.Pos)
-				e.uvarint(l.Start)
+				e.uvarint(zigzag(l.Pos - prevPos))
+				e.uvarint(zigzag(l.Start - prevStart))
 				e.uvarint(l.End - l.Start)
+				prevPos, prevStart = l.Pos, l.Start
 				e.uvarint(uint64(len(l.ArrayPositions)))
 				for _, a := range l.ArrayPositions {
 					e.uvarint(a)
@@ -131,8 +141,16 @@ func encodePosting(field string, term []byte, p *postingList) []byte {
 			}
 		}
 	}
-	return e.b
 }
+
+// zigzag maps a difference of two uint64s (wrapped) to a small number
+// when it is small either way.
+func zigzag(d uint64) uint64 {
+	x := int64(d)
+	return uint64((x << 1) ^ (x >> 63))
+}
+
+func unzigzag(z uint64) uint64 { return (z >> 1) ^ -(z & 1) }
 
 // decodePosting decodes a posting block and checks that it belongs to
 // field/term.
@@ -146,6 +164,15 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 	if d.err == nil && (string(f) != field || !bytes.Equal(t, term)) {
 		return nil, errIdentity
 	}
+	p := decodePostingBody(&d, field)
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// decodePostingBody decodes what encodePostingBody wrote.
+func decodePostingBody(d *dec, field string) *postingList {
 	flags := d.byte1()
 	n := d.count(3)
 	p := &postingList{docs: make([]uint64, n), freqs: make([]uint32, n), lens: make([]uint32, n)}
@@ -168,6 +195,7 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 		p.locOff = make([]uint32, 1, n+1)
 		for i := 0; i < n && d.err == nil; i++ {
 			nl := d.count(5)
+			var prevPos, prevStart uint64
 			for j := 0; j < nl && d.err == nil; j++ {
 				var l bindex.TermFieldVector
 				ref := d.uvarint()
@@ -179,9 +207,10 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 				default:
 					d.fail()
 				}
-				l.Pos = d.uvarint()
-				l.Start = d.uvarint()
+				l.Pos = prevPos + unzigzag(d.uvarint())
+				l.Start = prevStart + unzigzag(d.uvarint())
 				l.End = l.Start + d.uvarint()
+				prevPos, prevStart = l.Pos, l.Start
 				na := d.count(1)
 				if na > 0 {
 					l.ArrayPositions = make([]uint64, na)
@@ -196,10 +225,7 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 	} else if flags != 0 {
 		d.fail()
 	}
-	if err := d.done(); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return p
 }
 
 // storedDoc is a stored document record: the caller's id and JSON body.
@@ -328,6 +354,9 @@ func encodeHead(h head) []byte {
 		e.uvarint(uint64(r.root))
 		e.uvarint(r.entries)
 		e.uvarint(r.bytes)
+		e.uvarint(uint64(r.overflow))
+		e.uvarint(uint64(r.filterBlocks))
+		e.uvarint(uint64(r.filterChunks))
 	}
 	return e.b
 }
@@ -353,7 +382,9 @@ func decodeHead(b []byte) (head, error) {
 		r.id, r.gen = d.uvarint(), d.u32()
 		r.leaves, r.inners, r.root = uint32(d.uvarint()), uint32(d.uvarint()), uint32(d.uvarint())
 		r.entries, r.bytes = d.uvarint(), d.uvarint()
-		if r.leaves == 0 || r.id >= m.nextRun || (r.root < innerBase && r.root >= r.leaves) || (r.root >= innerBase && r.root-innerBase >= r.inners) {
+		r.overflow = uint32(d.uvarint())
+		r.filterBlocks, r.filterChunks = uint32(d.uvarint()), uint32(d.uvarint())
+		if checkFilterGeometry(r) != nil || r.overflow >= filterBase-overflowBase || r.leaves >= overflowBase || r.leaves == 0 || r.id >= m.nextRun || (r.root < innerBase && r.root >= r.leaves) || (r.root >= innerBase && r.root-innerBase >= r.inners) {
 			d.fail()
 		}
 	}
@@ -386,101 +417,4 @@ func decodeChunk(b []byte, kind byte, id uint64, n uint32) ([]byte, error) {
 		return nil, errIdentity
 	}
 	return data, nil
-}
-
-// kindPack marks a pack record: small posting blocks of many terms sealed
-// together, so that rare terms do not cost a record each and a snapshot
-// cannot tell how many terms a batch touched.
-const kindPack byte = 8
-
-// encodePack encodes a pack of encoded posting blocks.
-func encodePack(id uint64, blocks [][]byte) []byte {
-	n := 16
-	for _, b := range blocks {
-		n += len(b) + 4
-	}
-	e := enc{b: make([]byte, 0, n)}
-	e.byte1(kindPack)
-	e.uvarint(id)
-	e.uvarint(uint64(len(blocks)))
-	for _, b := range blocks {
-		e.bytes(b)
-	}
-	return e.b
-}
-
-// decodePack decodes a pack into its blocks, keyed by cacheKey(field, term).
-func decodePack(b []byte, id uint64) (map[string][]byte, error) {
-	d := dec{b: b}
-	if d.byte1() != kindPack {
-		return nil, errShort
-	}
-	if got := d.uvarint(); d.err == nil && got != id {
-		return nil, errIdentity
-	}
-	n := d.count(4)
-	out := make(map[string][]byte, n)
-	for i := 0; i < n && d.err == nil; i++ {
-		blk := d.bytes()
-		h := dec{b: blk}
-		if h.byte1() != kindPosting {
-			return nil, errShort
-		}
-		f, t := h.bytes(), h.bytes()
-		if h.err != nil {
-			return nil, errShort
-		}
-		key := cacheKey(string(f), t)
-		if _, dup := out[key]; dup {
-			// A pack holds at most one block of a term.
-			return nil, errIdentity
-		}
-		out[key] = blk
-	}
-	if err := d.done(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// packData is an opened pack's payload, searched in place: a rare term's
-// lookup scans the block headers instead of decoding the whole pack.
-type packData []byte
-
-// newPackData checks a pack's header and returns it for lookups.
-func newPackData(b []byte, id uint64) (packData, error) {
-	d := dec{b: b}
-	if d.byte1() != kindPack {
-		return nil, errShort
-	}
-	if got := d.uvarint(); d.err == nil && got != id {
-		return nil, errIdentity
-	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	return packData(b), nil
-}
-
-// find returns the encoded posting block of field/term in the pack.
-func (p packData) find(field string, term []byte) ([]byte, bool, error) {
-	d := dec{b: p}
-	d.byte1()
-	d.uvarint()
-	n := d.count(4)
-	for i := 0; i < n && d.err == nil; i++ {
-		blk := d.bytes()
-		h := dec{b: blk}
-		if h.byte1() != kindPosting {
-			return nil, false, errShort
-		}
-		f, t := h.bytes(), h.bytes()
-		if h.err != nil {
-			return nil, false, errShort
-		}
-		if string(f) == field && bytes.Equal(t, term) {
-			return blk, true, nil
-		}
-	}
-	return nil, false, d.err
 }

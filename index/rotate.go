@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/blindex/blindex/internal/seal"
@@ -69,8 +68,7 @@ type ReencryptProgress struct {
 	Total int // records under older generations when this run started
 }
 
-// reencryptChunk is how many documents or terms one re-encryption batch
-// moves; writes and searches interleave between batches.
+// reencryptChunk is how many documents one re-encryption batch moves; writes and searches interleave between batches.
 const reencryptChunk = 512
 
 // Reencrypt rewrites every record sealed under an older generation under the
@@ -100,19 +98,11 @@ func (in *Instance) Reencrypt(ctx context.Context, progress func(ReencryptProgre
 		}
 		return true, err
 	})
-	if err == nil {
-		err = st.allTerms(func(_, _ string, te *termEntry) (bool, error) {
-			if slices.ContainsFunc(te.blocks, func(b blockRef) bool { return b.gen != cur }) {
-				p.Total += len(te.blocks)
-			}
-			return true, nil
-		})
-	}
 	in.mu.RUnlock()
 	if err != nil {
 		return err
 	}
-	// The state's own runs move in one full merge.
+	// The state's runs (dictionary and postings) move in one full merge.
 	in.writeMu.Lock()
 	if in.currentGen() == cur {
 		err = in.compactWith(compactOpts{all: true})
@@ -156,7 +146,7 @@ func (in *Instance) Reencrypt(ctx context.Context, progress func(ReencryptProgre
 	return in.retireGenerations()
 }
 
-// reencryptBatch moves up to reencryptChunk documents and terms to gen cur
+// reencryptBatch moves up to reencryptChunk documents to gen cur
 // and returns how many records it rewrote.
 func (in *Instance) reencryptBatch(cur uint32) (int, error) {
 	in.writeMu.Lock()
@@ -174,7 +164,7 @@ func (in *Instance) reencryptBatch(cur uint32) (int, error) {
 		in.mu.RUnlock()
 		return 0, fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
 	}
-	w := &batchWriter{in: in, st: st, k: k, deleted: map[uint64]bool{}, blinders: map[blinderKey]*seal.TermBlinder{}, packBase: packBase(in.hd.logEnd, 0)}
+	w := &batchWriter{in: in, st: st, k: k, deleted: map[uint64]bool{}}
 	moved, err := w.prepareReencrypt(cur)
 	in.mu.RUnlock()
 	if err != nil || moved == 0 {
@@ -219,45 +209,9 @@ func (w *batchWriter) prepareReencrypt(cur uint32) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	terms := 0
-	err = st.allTerms(func(field, t string, te *termEntry) (bool, error) {
-		if terms >= reencryptChunk {
-			return false, nil
-		}
-		if !slices.ContainsFunc(te.blocks, func(b blockRef) bool { return b.gen != cur }) {
-			return true, nil
-		}
-		tk := w.k.Blinder(field).TermKey([]byte(t))
-		var merged postingList
-		for i, b := range te.blocks {
-			pl, err := in.readBlock(w.blinders, w.localPacks(), field, []byte(t), b, uint32(i))
-			if err != nil {
-				return false, err
-			}
-			if i == 0 && pl.locOff != nil {
-				merged.locOff = []uint32{0}
-			}
-			for j := range pl.docs {
-				merged.appendFrom(pl, j)
-			}
-		}
-		blocks, err := w.rewrite(nil, 0, te.blocks, &tk, field, []byte(t), &merged)
-		if err != nil {
-			return false, err
-		}
-		w.entry.terms = append(w.entry.terms, termUpdate{field: field, term: t, blocks: blocks, df: uint64(len(merged.docs)), old: te, oldKnown: true})
-		w.touched = append(w.touched, cacheKey(field, []byte(t)))
-		terms++
-		moved += len(te.blocks)
-		return true, nil
-	})
-	if err != nil {
-		return 0, err
-	}
 	if moved == 0 {
 		return 0, nil
 	}
-	w.flushPack()
 	w.entry.nextDoc = st.meta.nextDoc
 	if err := w.finish(); err != nil {
 		return 0, err
@@ -285,14 +239,6 @@ func (in *Instance) retireGenerations() error {
 		used[info.gen] = true
 		return true, err
 	})
-	if err == nil {
-		err = st.allTerms(func(_, _ string, te *termEntry) (bool, error) {
-			for _, b := range te.blocks {
-				used[b.gen] = true
-			}
-			return true, nil
-		})
-	}
 	if err != nil {
 		in.mu.RUnlock()
 		return err

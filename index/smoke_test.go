@@ -113,6 +113,7 @@ func TestCheckFindsProblems(t *testing.T) {
 
 func TestMergeKeepsHotTermCompact(t *testing.T) {
 	e := newEnv(t)
+	e.opts.CompactEvery = 3 // many runs, merged by tier
 	in := e.create(t, "hot", mustMapping(t, testMapping))
 	ctx := context.Background()
 	for i := 0; i < 100; i++ {
@@ -125,21 +126,28 @@ func TestMergeKeepsHotTermCompact(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := in.mergePending(); err != nil {
+	in.mu.RLock()
+	runs := len(in.state.meta.runs)
+	in.mu.RUnlock()
+	// Size-tiered merging keeps fewer than fan-in runs per size tier.
+	if runs > (runFanIn-1)*4 {
+		t.Fatalf("%d runs after 100 batches", runs)
+	}
+	if in.Metrics().RunsMerged == 0 {
+		t.Fatal("no run was merged")
+	}
+	// A full merge keeps only the live documents' postings.
+	in.writeMu.Lock()
+	err := in.compactWith(compactOpts{all: true})
+	in.writeMu.Unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
 	in.mu.RLock()
-	te, err := in.state.term("summary", []byte("hot"))
+	frags, err := in.state.termFragments("summary", []byte("hot"))
 	in.mu.RUnlock()
-	if err != nil || te == nil {
-		t.Fatal("term missing")
-	}
-	// Size-tiered merging keeps fewer than fan-in blocks per size tier.
-	if limit := (in.opts.MergeFanIn - 1) * 5; len(te.blocks) > limit {
-		t.Fatalf("term has %d blocks after 100 batches, want at most %d", len(te.blocks), limit)
-	}
-	if in.Metrics().BlocksMerged == 0 {
-		t.Fatal("no block was merged")
+	if err != nil || len(frags) != 1 || len(frags[0].docs) != 1+min(100, 26*4) {
+		t.Fatalf("after a full merge: %d fragments, %v", len(frags), err)
 	}
 	res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery("summary:hot")))
 	if err != nil || res.Total != 1+uint64(min(100, 26*4)) {

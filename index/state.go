@@ -8,27 +8,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/blindex/blindex/internal/seal"
 )
 
 // errIdentity reports a record whose payload names another record than the
 // one its label was computed for.
 var errIdentity = errors.New("index: record identity does not match its label")
-
-// blockRef describes one posting block of a term: the generation its label
-// and seal belong to, how many postings it holds, and, for a small block,
-// the pack record it lives in (0: a record of its own at the term's block
-// label).
-type blockRef struct {
-	gen   uint32
-	count uint32
-	pack  uint64
-}
-
-// termEntry is a term's dictionary entry.
-type termEntry struct {
-	blocks []blockRef
-	df     uint64 // postings in all blocks, deleted documents included
-}
 
 // docInfo is a document number's entry: its external id and the
 // generation of its records. An empty id means "not live".
@@ -43,12 +29,6 @@ type idVal struct {
 	ok  bool
 }
 
-// packRef is a pack's reference count and generation; refs 0 is a removal.
-type packRef struct {
-	refs uint64
-	gen  uint32
-}
-
 // livePageBits is the number of document numbers per live-set page.
 const livePageBits = 1 << 15
 
@@ -59,7 +39,6 @@ const livePageBits = 1 << 15
 func idKey(id string) string          { return "i" + id }
 func docKey(n uint64) string          { return "n" + string(putU64b(n)) }
 func livePageKey(p uint64) string     { return "l" + string(putU64b(p)) }
-func packKey(id uint64) string        { return "p" + string(putU64b(id)) }
 func fieldPrefix(field string) string { return fieldTermKey(field, "") }
 
 // fieldCount is a field of the dictionary and its number of terms.
@@ -93,25 +72,30 @@ func (m *stateMeta) fieldIndex(name string) (int, bool) {
 // memtable holds the changes since the last flush, decoded. It is mutated
 // only under the instance's write lock (in.mu held exclusively).
 type memtable struct {
-	terms map[string]*termEntry // by fieldTermKey; nil: removed
+	// terms are the postings of the batches since the last flush: by
+	// fieldTermKey, one fragment per batch, oldest first. A slice is
+	// never appended to in place (readers may hold it).
+	terms map[string][]*postingList
 	ids   map[string]idVal
 	docs  map[uint64]docInfo
 	live  map[uint64][]uint64
-	packs map[uint64]packRef
 	kv    map[string][]byte // key kinds of other files (synonyms.go), unflagged; empty: removed
 	bytes int
+	// logPieces is how many records each log entry since the last flush
+	// was written as, by sequence number.
+	logPieces map[uint64]uint32
 
 	sortMu sync.Mutex
 	sorted map[string][]string // field prefix → sorted term keys (lazily)
 }
 
 func newMemtable() *memtable {
-	return &memtable{terms: map[string]*termEntry{}, ids: map[string]idVal{}, docs: map[uint64]docInfo{},
-		live: map[uint64][]uint64{}, packs: map[uint64]packRef{}, kv: map[string][]byte{}, sorted: map[string][]string{}}
+	return &memtable{terms: map[string][]*postingList{}, ids: map[string]idVal{}, docs: map[uint64]docInfo{},
+		live: map[uint64][]uint64{}, logPieces: map[uint64]uint32{}, kv: map[string][]byte{}, sorted: map[string][]string{}}
 }
 
 func (m *memtable) len() int {
-	return len(m.terms) + len(m.ids) + len(m.docs) + len(m.live) + len(m.packs) + len(m.kv)
+	return len(m.terms) + len(m.ids) + len(m.docs) + len(m.live) + len(m.kv)
 }
 
 // fieldKeys returns the sorted keys of the memtable's terms of a field.
@@ -167,26 +151,57 @@ func (s *state) corruptValue(what string) error {
 	return &CorruptError{Kind: kindName(kindPage), Err: errors.New("a state page holds a malformed " + what)}
 }
 
-// term returns a term's entry, or nil.
-func (s *state) term(field string, term []byte) (*termEntry, error) {
+// termFragments returns a term's postings fragments, oldest first: one
+// per run holding the term, then the memtable's.
+func (s *state) termFragments(field string, term []byte) ([]*postingList, error) {
 	key := fieldTermKey(field, string(term))
-	if te, ok := s.mem.terms[key]; ok {
-		return te, nil
+	var out []*postingList
+	for i := len(s.meta.runs) - 1; i >= 0; i-- {
+		if ok, err := s.in.mayHold(&s.meta.runs[i], key); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		v, ok, err := s.in.runGet(&s.meta.runs[i], key)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || isTomb(v) {
+			continue
+		}
+		pl, err := s.in.termValue(field, term, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pl)
 	}
-	v, ok, err := s.treeLive(key)
-	if err != nil || !ok {
-		return nil, err
-	}
-	return s.termValue(v)
+	return append(out, s.mem.terms[key]...), nil
 }
 
-// termValue decodes a present term value (without its flag byte).
-func (s *state) termValue(v []byte) (*termEntry, error) {
-	te, err := decodeTermVal(v)
-	if err != nil {
-		return nil, s.corruptValue("dictionary entry")
+// hasTerm reports whether a field's dictionary has a term.
+func (s *state) hasTerm(field string, term []byte) (bool, error) {
+	key := fieldTermKey(field, string(term))
+	if _, ok := s.mem.terms[key]; ok {
+		return true, nil
 	}
-	return te, nil
+	for i := range s.meta.runs {
+		r := &s.meta.runs[i]
+		if ok, err := s.in.mayHold(r, key); err != nil || !ok {
+			if err != nil {
+				return false, err
+			}
+			continue
+		}
+		v, ok, err := s.in.runGet(r, key)
+		if err != nil {
+			return false, err
+		}
+		if ok && !isTomb(v) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // runCursors speed up a sequence of lookups of nearby keys (a batch's
@@ -212,7 +227,16 @@ func (s *state) cursors() *runCursors {
 // get returns the newest value of key in the runs, through the cursors.
 func (c *runCursors) get(key string) ([]byte, bool, error) {
 	s := c.s
+	term := isTermKey(key)
 	for i := range s.meta.runs {
+		if term {
+			if ok, err := s.in.mayHold(&s.meta.runs[i], key); err != nil || !ok {
+				if err != nil {
+					return nil, false, err
+				}
+				continue
+			}
+		}
 		cur := &c.leaves[i]
 		if cur.leaf == nil || !cur.bounds.contains(key) {
 			p, _, _, b, err := s.in.runLeafBounds(&s.meta.runs[i], key)
@@ -226,20 +250,6 @@ func (c *runCursors) get(key string) ([]byte, bool, error) {
 		}
 	}
 	return nil, false, nil
-}
-
-// term is state.term through the cursors.
-func (c *runCursors) term(field string, term []byte) (*termEntry, error) {
-	s := c.s
-	key := fieldTermKey(field, string(term))
-	if te, ok := s.mem.terms[key]; ok {
-		return te, nil
-	}
-	v, ok, err := c.get(key)
-	if err != nil || !ok || isTomb(v) {
-		return nil, err
-	}
-	return s.termValue(v[1:])
 }
 
 // doc is state.doc through the cursors: a search asks for the documents
@@ -256,28 +266,8 @@ func (c *runCursors) doc(n uint64) (docInfo, bool, error) {
 	return decodeDocVal(s, v[1:])
 }
 
-func encodeTermVal(te *termEntry) []byte {
-	e := enc{b: make([]byte, 0, 8+len(te.blocks)*8)}
-	e.byte1(valPresent)
-	e.uvarint(te.df)
-	encodeBlocks(&e, te.blocks)
-	return e.b
-}
-
-func decodeTermVal(v []byte) (*termEntry, error) {
-	d := dec{b: v}
-	te := &termEntry{df: d.uvarint()}
-	te.blocks = decodeBlocks(&d)
-	if err := d.done(); err != nil {
-		return nil, err
-	}
-	if len(te.blocks) == 0 {
-		return nil, errShort
-	}
-	return te, nil
-}
-
-// termDF decodes only the document frequency of a term value.
+// termDF decodes only the number of postings of a term value (present or
+// overflow).
 func termDF(v []byte) uint64 {
 	x, _ := binary.Uvarint(v[1:])
 	return x
@@ -351,31 +341,6 @@ func encodeLiveVal(w []uint64) []byte {
 		b = binary.BigEndian.AppendUint64(b, x)
 	}
 	return b
-}
-
-// pack returns a pack's reference count and generation.
-func (s *state) pack(id uint64) (packRef, error) {
-	if p, ok := s.mem.packs[id]; ok {
-		return p, nil
-	}
-	v, ok, err := s.treeLive(packKey(id))
-	if err != nil || !ok {
-		return packRef{}, err
-	}
-	d := dec{b: v}
-	p := packRef{refs: d.uvarint(), gen: d.u32()}
-	if d.done() != nil {
-		return packRef{}, s.corruptValue("pack entry")
-	}
-	return p, nil
-}
-
-func encodePackVal(p packRef) []byte {
-	e := enc{}
-	e.byte1(valPresent)
-	e.uvarint(p.refs)
-	e.u32(p.gen)
-	return e.b
 }
 
 // liveSet answers liveness for one reader, keeping the pages it read.
@@ -488,18 +453,25 @@ func (s *state) sources(memKeys []string, memVal func(string) []byte) []source {
 type termIter struct {
 	m      *mergeIter
 	prefix string
+	field  string
+	s      *state
 }
 
 func (s *state) terms(field string) *termIter {
 	prefix := fieldPrefix(field)
 	memKeys := s.mem.fieldKeys(prefix)
-	srcs := s.sources(memKeys, func(k string) []byte {
-		if te := s.mem.terms[k]; te != nil {
-			return encodeTermVal(te)
-		}
-		return tombVal
-	})
-	return &termIter{m: newMergeIter(srcs, prefix, false), prefix: prefix}
+	srcs := s.sources(memKeys, func(k string) []byte { return memTermVal(s.mem.terms[k]) })
+	return &termIter{m: newMergeIter(srcs, prefix, false), prefix: prefix, field: field, s: s}
+}
+
+// memTermVal is the value of a memtable term as a dictionary walk sees
+// it: its number of postings, without them.
+func memTermVal(frags []*postingList) []byte {
+	n := 0
+	for _, f := range frags {
+		n += len(f.docs)
+	}
+	return binary.AppendUvarint([]byte{valPresent}, uint64(n))
 }
 
 func (t *termIter) valid() bool      { return t.m.valid() }
@@ -507,25 +479,56 @@ func (t *termIter) err() error       { return t.m.err }
 func (t *termIter) key() string      { return t.m.key()[len(t.prefix):] }
 func (t *termIter) next()            { t.m.next() }
 func (t *termIter) seek(term string) { t.m.seek(t.prefix + term) }
-func (t *termIter) df() uint64       { return termDF(t.m.val()) }
-func (t *termIter) entry() (*termEntry, error) {
-	te, err := decodeTermVal(t.m.val()[1:])
-	if err != nil {
-		return nil, &CorruptError{Kind: kindName(kindPage), Err: errors.New("a state page holds a malformed dictionary entry")}
-	}
-	return te, nil
+
+// df is the number of postings of the current term in every source,
+// deleted documents included (scorch's dictionary count).
+func (t *termIter) df() uint64 {
+	var n uint64
+	t.m.vals(func(v []byte) error {
+		n += termDF(v)
+		return nil
+	})
+	return n
 }
 
-// allTerms calls fn for every term of every field.
-func (s *state) allTerms(fn func(field, term string, te *termEntry) (bool, error)) error {
+// fragments returns the current term's postings fragments, oldest first.
+func (t *termIter) fragments() ([]*postingList, error) {
+	key := t.m.key()
+	term := []byte(key[len(t.prefix):])
+	var runVals [][]byte
+	fromMem := false
+	for _, i := range t.m.eq {
+		if i == 0 {
+			fromMem = true
+			continue
+		}
+		runVals = append(runVals, t.m.srcs[i].val())
+	}
+	var out []*postingList
+	for i := len(runVals) - 1; i >= 0; i-- {
+		pl, err := t.s.in.termValue(t.field, term, runVals[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pl)
+	}
+	if fromMem {
+		out = append(out, t.s.mem.terms[key]...)
+	}
+	return out, nil
+}
+
+// allTerms calls fn for every term of every field with its postings
+// fragments, oldest first.
+func (s *state) allTerms(fn func(field, term string, frags []*postingList) (bool, error)) error {
 	for _, f := range s.fieldNames() {
 		it := s.terms(f)
 		for ; it.valid(); it.next() {
-			te, err := it.entry()
+			frags, err := it.fragments()
 			if err != nil {
 				return err
 			}
-			more, err := fn(f, it.key(), te)
+			more, err := fn(f, it.key(), frags)
 			if err != nil || !more {
 				return err
 			}
@@ -544,16 +547,11 @@ type docAdd struct {
 	gen uint32
 }
 
-// termUpdate replaces a term's block list.
-type termUpdate struct {
-	field  string
-	term   string
-	blocks []blockRef
-	df     uint64
-	// old is the entry the writer read (nil: none) when oldKnown, so that
-	// diff need not look it up again. Not persisted.
-	old      *termEntry
-	oldKnown bool
+// termPostings is one term's postings of the documents a batch added.
+type termPostings struct {
+	field string
+	term  string
+	pl    *postingList
 }
 
 // logEntry is one committed batch's change to the state.
@@ -561,7 +559,7 @@ type logEntry struct {
 	seq     uint64
 	added   []docAdd
 	deleted []uint64
-	terms   []termUpdate
+	terms   []termPostings
 	nextDoc uint64
 	kv      []kvSet // changes to the key kinds of other files (synonyms.go)
 }
@@ -589,10 +587,7 @@ func encodeLog(l *logEntry) []byte {
 	}
 	e.uvarint(uint64(len(l.terms)))
 	for _, t := range l.terms {
-		e.str(t.field)
-		e.str(t.term)
-		e.uvarint(t.df)
-		encodeBlocks(&e, t.blocks)
+		e.bytes(encodePosting(t.field, []byte(t.term), t.pl))
 	}
 	if len(l.kv) > 0 { // optional, so that logs written before it decode
 		e.uvarint(uint64(len(l.kv)))
@@ -602,25 +597,6 @@ func encodeLog(l *logEntry) []byte {
 		}
 	}
 	return e.b
-}
-
-func encodeBlocks(e *enc, bs []blockRef) {
-	e.uvarint(uint64(len(bs)))
-	for _, b := range bs {
-		e.u32(b.gen)
-		e.uvarint(uint64(b.count))
-		e.uvarint(b.pack)
-	}
-}
-
-func decodeBlocks(d *dec) []blockRef {
-	bs := make([]blockRef, d.count(6))
-	for i := range bs {
-		bs[i].gen = d.u32()
-		bs[i].count = uint32(d.uvarint())
-		bs[i].pack = d.uvarint()
-	}
-	return bs
 }
 
 func decodeLog(b []byte, seq uint64) (*logEntry, error) {
@@ -643,10 +619,24 @@ func decodeLog(b []byte, seq uint64) (*logEntry, error) {
 	for i := range l.deleted {
 		l.deleted[i] = d.uvarint()
 	}
-	l.terms = make([]termUpdate, d.count(4))
+	l.terms = make([]termPostings, d.count(4))
 	for i := range l.terms {
-		l.terms[i] = termUpdate{field: d.str(), term: d.str(), df: d.uvarint()}
-		l.terms[i].blocks = decodeBlocks(&d)
+		b := d.bytes()
+		if d.err != nil {
+			break
+		}
+		field, term, err := postingIdentity(b)
+		if err != nil {
+			return nil, err
+		}
+		pl, err := decodePosting(b, field, term)
+		if err != nil {
+			return nil, err
+		}
+		if len(pl.docs) == 0 || (i > 0 && fieldTermKey(field, string(term)) <= fieldTermKey(l.terms[i-1].field, l.terms[i-1].term)) {
+			return nil, errShort
+		}
+		l.terms[i] = termPostings{field: field, term: string(term), pl: pl}
 	}
 	if d.err == nil && len(d.b) > 0 {
 		l.kv = make([]kvSet, d.count(2))
@@ -667,17 +657,11 @@ func decodeLog(b []byte, seq uint64) (*logEntry, error) {
 }
 
 // stateDiff is a log entry's effect on the state, computed before the
-// batch commits: the memtable entries it sets, the counts that result and
-// the packs no block uses any more.
+// batch commits: the memtable entries it sets (for terms: the fragments it
+// adds) and the counts that result.
 type stateDiff struct {
-	ov    *memtable
-	meta  stateMeta
-	freed []packFree
-}
-
-type packFree struct {
-	id  uint64
-	gen uint32
+	ov   *memtable
+	meta stateMeta
 }
 
 // diff computes a log entry's effect. Deletions come before additions, so
@@ -751,69 +735,31 @@ func (s *state) diff(l *logEntry) (*stateDiff, error) {
 			return nil, err
 		}
 	}
-	deltas := map[uint64]int64{}
-	gens := map[uint64]uint32{}
-	var order []uint64
-	addRef := func(b blockRef, dd int64) {
-		if b.pack == 0 {
-			return
-		}
-		if _, ok := deltas[b.pack]; !ok {
-			order = append(order, b.pack)
-		}
-		deltas[b.pack] += dd
-		gens[b.pack] = b.gen
-	}
+	// A field's term count is its number of distinct terms: a term new to
+	// the memtable is looked up in the runs (only whether it is there; the
+	// batch's terms are sorted, so the cursors read each leaf once).
+	var cur *runCursors
 	for _, t := range l.terms {
 		key := fieldTermKey(t.field, t.term)
-		old, ok := ov.terms[key]
-		if !ok && t.oldKnown {
-			old, ok = t.old, true
-		}
-		if !ok {
-			var err error
-			if old, err = s.term(t.field, []byte(t.term)); err != nil {
-				return nil, err
-			}
-		}
-		if old != nil {
-			for _, b := range old.blocks {
-				addRef(b, -1)
-			}
-		}
-		var te *termEntry
-		if len(t.blocks) > 0 {
-			te = &termEntry{blocks: slices.Clone(t.blocks), df: t.df}
-			for _, b := range t.blocks {
-				addRef(b, +1)
-			}
-		}
-		ov.terms[key] = te
 		fi, found := meta.fieldIndex(t.field)
 		if !found {
 			meta.fields = slices.Insert(meta.fields, fi, fieldCount{name: t.field})
 		}
-		switch {
-		case old == nil && te != nil:
-			meta.fields[fi].terms++
-		case old != nil && te == nil:
-			meta.fields[fi].terms--
-		}
-	}
-	for _, id := range order {
-		cur, err := s.pack(id)
-		if err != nil {
-			return nil, err
-		}
-		refs := int64(cur.refs) + deltas[id]
-		if refs <= 0 {
-			ov.packs[id] = packRef{}
-			if cur.refs > 0 || deltas[id] < 0 {
-				d.freed = append(d.freed, packFree{id, gens[id]})
+		_, inMem := s.mem.terms[key]
+		_, dup := ov.terms[key]
+		if !inMem && !dup {
+			if cur == nil {
+				cur = s.cursors()
 			}
-			continue
+			_, inRuns, err := cur.get(key)
+			if err != nil {
+				return nil, err
+			}
+			if !inRuns {
+				meta.fields[fi].terms++
+			}
 		}
-		ov.packs[id] = packRef{refs: uint64(refs), gen: gens[id]}
+		ov.terms[key] = append(ov.terms[key], t.pl)
 	}
 	if l.nextDoc > meta.nextDoc {
 		meta.nextDoc = l.nextDoc
@@ -829,13 +775,18 @@ func (s *state) diff(l *logEntry) (*stateDiff, error) {
 // withMeta is false when replaying the log (the head's counts are current).
 func (s *state) install(d *stateDiff, withMeta bool) {
 	m := s.mem
-	for k, v := range d.ov.terms {
+	for k, frags := range d.ov.terms {
 		old, ok := m.terms[k]
 		if !ok {
 			m.bytes += len(k) + 48
 		}
-		m.bytes += 16 * (len(v.blocksOrNil()) - len(old.blocksOrNil()))
-		m.terms[k] = v
+		for _, f := range frags {
+			m.bytes += f.size()
+		}
+		m.terms[k] = append(old[:len(old):len(old)], frags...)
+	}
+	for seq, n := range d.ov.logPieces {
+		m.logPieces[seq] = n
 	}
 	for k, v := range d.ov.ids {
 		m.ids[k] = v
@@ -850,10 +801,6 @@ func (s *state) install(d *stateDiff, withMeta bool) {
 			m.bytes += livePageBits / 8
 		}
 		m.live[k] = v
-	}
-	for k, v := range d.ov.packs {
-		m.packs[k] = v
-		m.bytes += 32
 	}
 	for k, v := range d.ov.kv {
 		m.kv[k] = v
@@ -871,23 +818,16 @@ func (s *state) install(d *stateDiff, withMeta bool) {
 	}
 }
 
-func (te *termEntry) blocksOrNil() []blockRef {
-	if te == nil {
-		return nil
-	}
-	return te.blocks
-}
-
 // memEntries returns the memtable's entries as encoded key-value pairs, in
 // key order; tombstones are kept when keepTombs is set.
 func (m *memtable) entries(keepTombs bool) ([]string, map[string][]byte) {
 	vals := make(map[string][]byte, m.len())
-	for k, te := range m.terms {
-		if te != nil {
-			vals[k] = encodeTermVal(te)
-		} else if keepTombs {
-			vals[k] = tombVal
+	for k, frags := range m.terms {
+		field, term, ok := splitFieldTermKey(k)
+		if !ok {
+			continue
 		}
+		vals[k] = encodeTermValue(field, []byte(term), concatFragments(frags))
 	}
 	for id, v := range m.ids {
 		if v.ok {
@@ -906,13 +846,6 @@ func (m *memtable) entries(keepTombs bool) ([]string, map[string][]byte) {
 	for p, w := range m.live {
 		vals[livePageKey(p)] = encodeLiveVal(w)
 	}
-	for id, p := range m.packs {
-		if p.refs > 0 {
-			vals[packKey(id)] = encodePackVal(p)
-		} else if keepTombs {
-			vals[packKey(id)] = tombVal
-		}
-	}
 	for k, v := range m.kv {
 		if len(v) > 0 {
 			vals[k] = append([]byte{valPresent}, v...)
@@ -926,4 +859,71 @@ func (m *memtable) entries(keepTombs bool) ([]string, map[string][]byte) {
 	}
 	sort.Strings(keys)
 	return keys, vals
+}
+
+// encodeLogHead encodes the first record of a log entry written as pieces
+// records: the entry's first part; the others are chunks at
+// chunkLabel(PurposeLog, seq, i).
+func encodeLogHead(seq uint64, pieces uint32, part []byte) []byte {
+	e := enc{b: make([]byte, 0, len(part)+24)}
+	e.byte1(kindLog)
+	e.uvarint(seq)
+	e.uvarint(uint64(pieces))
+	e.bytes(part)
+	return e.b
+}
+
+// readLog reads log entry seq, every piece of it, under k, and returns it
+// with its number of pieces.
+func (in *Instance) readLog(k *seal.Keys, seq uint64) (*logEntry, uint32, error) {
+	label := k.LabelUint(seal.PurposeLog, seq)
+	pt, err := in.openRecord(k, label, kindLog)
+	if errors.Is(err, ErrNotFound) {
+		err = in.corrupt(kindLog, label, errors.New("missing"))
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	d := dec{b: pt}
+	if d.byte1() != kindLog {
+		return nil, 0, in.corrupt(kindLog, label, errShort)
+	}
+	gotSeq, pieces := d.uvarint(), d.uvarint()
+	body := d.bytes()
+	if err := d.done(); err != nil {
+		return nil, 0, in.corrupt(kindLog, label, err)
+	}
+	if gotSeq != seq || pieces == 0 || pieces > 1<<20 {
+		return nil, 0, in.corrupt(kindLog, label, errIdentity)
+	}
+	body = slices.Clone(body)
+	for i := uint32(1); i < uint32(pieces); i++ {
+		cl := chunkLabel(k, seal.PurposeLog, seq, i)
+		cp, err := in.openRecord(k, cl, kindLog)
+		if errors.Is(err, ErrNotFound) {
+			err = in.corrupt(kindLog, cl, errors.New("missing"))
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		part, err := decodeChunk(cp, kindLog, seq, i)
+		if err != nil {
+			return nil, 0, in.corrupt(kindLog, cl, err)
+		}
+		body = append(body, part...)
+	}
+	l, err := decodeLog(body, seq)
+	if err != nil {
+		return nil, 0, in.corrupt(kindLog, label, err)
+	}
+	return l, uint32(pieces), nil
+}
+
+// logLabels returns the labels of every record of log entry seq.
+func logLabels(k *seal.Keys, seq uint64, pieces uint32) [][seal.LabelSize]byte {
+	out := [][seal.LabelSize]byte{k.LabelUint(seal.PurposeLog, seq)}
+	for i := uint32(1); i < pieces; i++ {
+		out = append(out, chunkLabel(k, seal.PurposeLog, seq, i))
+	}
+	return out
 }

@@ -41,7 +41,6 @@ type tamperFixture struct {
 func newTamperFixture(t *testing.T) *tamperFixture {
 	t.Helper()
 	e := newEnv(t)
-	e.opts.BlockPostings = 16
 	e.opts.CompactEvery = 1000 // keep log entries (CompactEvery is exercised elsewhere)
 	ctx := context.Background()
 	f := &tamperFixture{e: e}

@@ -1,0 +1,242 @@
+package index
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Postings live in the state tree, as scorch keeps them in its segments: a
+// term's key in each run holds the postings of the documents that run
+// covers, and the memtable holds those of the batches since the last
+// flush, one fragment per batch. A term's postings are its fragments
+// concatenated, oldest first (document numbers only grow, and runs merge
+// only with their neighbours, so fragments do not overlap). Merging runs
+// concatenates a term's fragments and drops the postings of deleted
+// documents. A batch therefore writes its postings without reading any
+// older ones.
+//
+// A term value is
+//
+//	valPresent ‖ uvarint(postings) ‖ encodePostingBody(field, postings)
+//
+// The key names the field and term; the page that holds it is
+// authenticated with its label, and an overflow chunk with its run and
+// number, so the value need not repeat them.
+//
+// or, in a run, when longer than maxInlineValue, an overflow reference
+// (see runBuilder.spill) to chunks sealed beside the run's pages.
+
+// isTermKey reports whether a state key is a term key.
+func isTermKey(k string) bool { return len(k) > 0 && k[0] == 't' }
+
+// splitFieldTermKey is the inverse of fieldTermKey.
+func splitFieldTermKey(k string) (field, term string, ok bool) {
+	if !isTermKey(k) {
+		return "", "", false
+	}
+	n, w := binary.Uvarint([]byte(k[1:min(len(k), 1+binary.MaxVarintLen64)]))
+	if w <= 0 || uint64(len(k)-1-w) < n {
+		return "", "", false
+	}
+	f := 1 + w + int(n)
+	return k[1+w : f], k[f:], true
+}
+
+// encodeTermValue encodes a term's postings as a state value.
+func encodeTermValue(field string, term []byte, pl *postingList) []byte {
+	e := enc{b: make([]byte, 0, 24+len(field)+len(term)+len(pl.docs)*6+len(pl.locs)*8)}
+	e.byte1(valPresent)
+	e.uvarint(uint64(len(pl.docs)))
+	encodePostingBody(&e, field, pl)
+	return e.b
+}
+
+// termValue decodes a term value of a run (present or overflow) into its
+// postings, checking that they belong to field/term.
+func (in *Instance) termValue(field string, term []byte, v []byte) (*postingList, error) {
+	if len(v) == 0 {
+		return nil, in.corruptTermValue(errShort)
+	}
+	d := dec{b: v[1:]}
+	count := d.uvarint()
+	var body []byte
+	switch v[0] {
+	case valPresent:
+		if d.err != nil {
+			return nil, in.corruptTermValue(errShort)
+		}
+		body = d.b
+	case valOverflow:
+		run, gen := d.uvarint(), d.u32()
+		first, n, length := d.uvarint(), d.uvarint(), d.uvarint()
+		if err := d.done(); err != nil || n == 0 || first+n > innerBase-overflowBase || length > n*overflowChunk {
+			return nil, in.corruptTermValue(errShort)
+		}
+		k, err := in.keysFor(gen)
+		if err != nil {
+			return nil, err
+		}
+		body = make([]byte, 0, length)
+		for i := uint32(first); i < uint32(first+n); i++ {
+			no := overflowBase + i
+			label := pageLabel(k, run, no)
+			pt, err := in.openRecord(k, label, kindPosting)
+			if errors.Is(err, ErrNotFound) {
+				return nil, in.corrupt(kindPosting, label, errors.New("missing"))
+			}
+			if err != nil {
+				return nil, err
+			}
+			in.m.chunkReads.Add(1)
+			part, err := decodeChunk(pt, kindPosting, run, no)
+			if err != nil {
+				return nil, in.corrupt(kindPosting, label, err)
+			}
+			body = append(body, part...)
+		}
+		if uint64(len(body)) != length {
+			return nil, in.corruptTermValue(errShort)
+		}
+	default:
+		return nil, in.corruptTermValue(errShort)
+	}
+	bd := dec{b: body}
+	pl := decodePostingBody(&bd, field)
+	err := bd.done()
+	if err == nil && uint64(len(pl.docs)) != count {
+		err = fmt.Errorf("%w: a term value holds %d postings, its count says %d", errShort, len(pl.docs), count)
+	}
+	if err != nil {
+		return nil, in.corruptTermValue(err)
+	}
+	return pl, nil
+}
+
+func (in *Instance) corruptTermValue(err error) error {
+	in.m.corrupt.Add(1)
+	return &CorruptError{Kind: kindName(kindPage), Err: fmt.Errorf("a state page holds a malformed term value: %w", err)}
+}
+
+// postingIdentity returns the field and term an encoded posting list
+// names.
+func postingIdentity(b []byte) (string, []byte, error) {
+	d := dec{b: b}
+	if d.byte1() != kindPosting {
+		return "", nil, errShort
+	}
+	f, t := d.bytes(), d.bytes()
+	if d.err != nil {
+		return "", nil, errShort
+	}
+	return string(f), t, nil
+}
+
+// concatFragments returns the postings of fragments (oldest first) as one
+// list in document order.
+func concatFragments(frags []*postingList) *postingList {
+	switch len(frags) {
+	case 0:
+		return &postingList{}
+	case 1:
+		return frags[0]
+	}
+	n, sorted := 0, true
+	var last uint64
+	for i, f := range frags {
+		if len(f.docs) == 0 {
+			continue
+		}
+		if i > 0 && n > 0 && f.docs[0] <= last {
+			sorted = false
+		}
+		n += len(f.docs)
+		last = f.docs[len(f.docs)-1]
+	}
+	out := &postingList{docs: make([]uint64, 0, n), freqs: make([]uint32, 0, n), lens: make([]uint32, 0, n)}
+	if sorted {
+		for _, f := range frags {
+			for j := range f.docs {
+				out.appendFrom(f, j)
+			}
+		}
+		return out
+	}
+	type ref struct {
+		f *postingList
+		j int
+	}
+	refs := make([]ref, 0, n)
+	for _, f := range frags {
+		for j := range f.docs {
+			refs = append(refs, ref{f, j})
+		}
+	}
+	slices.SortStableFunc(refs, func(a, b ref) int {
+		switch {
+		case a.f.docs[a.j] < b.f.docs[b.j]:
+			return -1
+		case a.f.docs[a.j] > b.f.docs[b.j]:
+			return 1
+		}
+		return 0
+	})
+	for _, r := range refs {
+		out.appendFrom(r.f, r.j)
+	}
+	return out
+}
+
+// liveOnly returns pl without the postings of documents that are not
+// live.
+func liveOnly(pl *postingList, live *liveSet) (*postingList, error) {
+	all := true
+	for _, d := range pl.docs {
+		ok, err := live.isLive(d)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			all = false
+			break
+		}
+	}
+	if all {
+		return pl, nil
+	}
+	out := &postingList{}
+	for j, d := range pl.docs {
+		ok, err := live.isLive(d)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out.appendFrom(pl, j)
+		}
+	}
+	return out, nil
+}
+
+// allLive reports whether every document of an inline term value is live,
+// decoding only the document numbers.
+func allLive(v []byte, live *liveSet) (bool, error) {
+	d := dec{b: v[1:]}
+	d.uvarint() // postings
+	d.byte1()   // flags
+	n := d.count(3)
+	var doc uint64
+	for i := 0; i < n && d.err == nil; i++ {
+		doc += d.uvarint()
+		d.uvarint()
+		d.uvarint()
+		if d.err != nil {
+			break
+		}
+		ok, err := live.isLive(doc)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return d.err == nil, d.err
+}
