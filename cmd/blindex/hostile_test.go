@@ -135,6 +135,22 @@ func TestSearchTimeout(t *testing.T) {
 	}
 	must(t, 0, "search", "--data", w.data, "--timeout", "10s", "summary:crash*")
 	must(t, 1, "search", "--data", w.data, "--timeout", "-1s", "x")
+
+	// Each query of a --queries run has its own --timeout: over it, an
+	// error line, and the run goes on.
+	file := filepath.Join(t.TempDir(), "q.txt")
+	if err := os.WriteFile(file, []byte("summary:crash*\nsummary:crash\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = must(t, 0, "search", "--data", w.data, "--timeout", "1ns", "--queries", file)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "--timeout") || !strings.Contains(lines[1], "--timeout") {
+		t.Fatalf("--queries past --timeout: %v", r)
+	}
+	r = must(t, 0, "search", "--data", w.data, "--timeout", "10s", "--queries", file)
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 2 || !strings.Contains(lines[0], `"total_hits"`) {
+		t.Fatalf("--queries within --timeout: %v", r)
+	}
 }
 
 // TestSearchMaxExpansionEntries: --max-expansion-entries bounds the term

@@ -55,7 +55,8 @@ either, the query stops with exit 1 and a message saying which.
 With --queries FILE (- for standard input), runs one query a line (blank
 lines and lines starting with # are skipped) and prints one JSON object a
 line: {"query", "total_hits", "hits": [{"id", "score"}], "took_us"}, or
-{"query", "error"} for an invalid query, and goes on with the next one.
+{"query", "error"} for an invalid query or one over a limit (--timeout
+applies to each query), and goes on with the next one.
 `
 
 func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -122,6 +123,7 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return err
 		}
 		defer e.Close()
+		opts.timeout = *timeout
 		if *alias != "" {
 			return searchAlias(ctx, e, c, splitList(*alias), inOpts, opts, q, *asJSON, stdout)
 		}
@@ -133,12 +135,8 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		if *queries != "" {
 			return runQueryFile(ctx, in, *queries, stdin, stdout, opts)
 		}
-		qctx := ctx
-		if *timeout > 0 {
-			var cancel context.CancelFunc
-			qctx, cancel = context.WithTimeout(ctx, *timeout)
-			defer cancel()
-		}
+		qctx, cancel := opts.queryContext(ctx)
+		defer cancel()
 		res, err := in.Search(qctx, opts.request(q))
 		if err != nil {
 			return err
@@ -153,6 +151,7 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 }
 
 type searchOptions struct {
+	timeout    time.Duration // of each query; 0 for none
 	size, from int
 	fields     []string
 	sort       []string
@@ -181,7 +180,9 @@ func searchAlias(ctx context.Context, e *env, c commonFlags, names []string, inO
 		}
 		ins = append(ins, in)
 	}
-	res, err := index.SearchAlias(ctx, ins, opts.request(q))
+	qctx, cancel := opts.queryContext(ctx)
+	defer cancel()
+	res, err := index.SearchAlias(qctx, ins, opts.request(q))
 	if errors.Is(err, index.ErrAlias) {
 		return usageErrorf("%v", err)
 	}
@@ -323,7 +324,12 @@ func runQueryFile(ctx context.Context, in *index.Instance, name string, stdin io
 		q, err := parseDialectQuery(text, opts.dialect)
 		var res *bleve.SearchResult
 		if err == nil {
-			res, err = in.Search(ctx, opts.request(q))
+			qctx, cancel := opts.queryContext(ctx)
+			res, err = in.Search(qctx, opts.request(q))
+			cancel()
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("%w: the query ran past --timeout %v", index.ErrQueryTooExpensive, opts.timeout)
+			}
 		}
 		switch {
 		case err != nil && (errors.Is(err, index.ErrInvalidQuery) || errors.Is(err, index.ErrQueryTooExpensive)):
@@ -430,4 +436,12 @@ func cell(s string, max int) string {
 	}
 	r := []rune(s)
 	return string(r[:max-1]) + "…"
+}
+
+// queryContext returns the context of one query: ctx with the --timeout.
+func (o searchOptions) queryContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if o.timeout > 0 {
+		return context.WithTimeout(ctx, o.timeout)
+	}
+	return context.WithCancel(ctx)
 }
