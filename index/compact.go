@@ -112,8 +112,9 @@ func (w *runWriter) commit() error {
 
 // compactOpts are the variants of a compaction.
 type compactOpts struct {
-	all bool      // merge every run into one (re-encryption)
-	man *Manifest // non-nil: rotation to man.Current, saved in the same commit
+	all  bool      // merge every run into one (re-encryption)
+	idle bool      // then merge the newest runs within idleMergeBytes (idle.go)
+	man  *Manifest // non-nil: rotation to man.Current, saved in the same commit
 }
 
 // compact flushes the memtable into a run and merges runs by size tier.
@@ -139,7 +140,7 @@ func (in *Instance) compactWith(o compactOpts) error {
 		}
 	}
 	old := in.hd
-	final, dropped, err := in.buildRuns(st, old, k, o.all)
+	final, dropped, err := in.buildRuns(st, old, k, o.all, o.idle)
 	in.mu.RUnlock()
 	if err != nil {
 		return err
@@ -222,7 +223,7 @@ type builtRuns struct {
 // runs when their tier calls for it, then merges runs while tiers fill up;
 // it returns the runs that result and those to delete. Caller holds in.mu
 // shared and writeMu.
-func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all bool) (*builtRuns, []runDesc, error) {
+func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) (*builtRuns, []runDesc, error) {
 	runs := slices.Clone(st.meta.runs)
 	nextRun := st.meta.nextRun
 	w := &runWriter{in: in, k: k, hd: hd, building: nextRun}
@@ -319,6 +320,9 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all bool) (*buil
 	}
 	for {
 		n := mergeCount(runs, all, k.Generation())
+		if n == 0 && idle {
+			n, idle = idleMergeCount(runs), false
+		}
 		if n == 0 {
 			break
 		}

@@ -33,7 +33,9 @@ func newEnv(t testing.TB) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.kr.Close(); e.st.Close() })
-	e.opts = Options{Keyring: e.kr, NoSync: true}
+	// No idle merge: tests that count runs or page reads must not race it
+	// (TestIdleMergeFoldsRuns turns it on).
+	e.opts = Options{Keyring: e.kr, NoSync: true, IdleMerge: -1}
 	return e
 }
 

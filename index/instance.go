@@ -61,6 +61,10 @@ type Options struct {
 	// from the log when the instance opens) before they are flushed into a
 	// sealed run. Default 8 MiB.
 	MemtableBytes int
+	// IdleMerge is how long an instance goes without a write before it
+	// merges its newest runs into one (see Settle). Default 2 s; negative
+	// disables it.
+	IdleMerge time.Duration
 	// Cache is the cache of decrypted pages and posting lists. Share
 	// one Cache between the instances of a process to give them one global
 	// budget. Default: a cache of CacheBytes for this instance alone.
@@ -108,6 +112,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.CompactEvery == 0 {
 		c.CompactEvery = 64
+	}
+	if c.IdleMerge == 0 {
+		c.IdleMerge = 2 * time.Second
 	}
 	if c.MemtableBytes == 0 {
 		c.MemtableBytes = 8 << 20
@@ -249,6 +256,10 @@ type Instance struct {
 
 	writeMu sync.Mutex // one writer at a time (batches, merges, rotation)
 
+	idleMu      sync.Mutex // guards idleTimer, idleStopped (idle.go)
+	idleTimer   *time.Timer
+	idleStopped bool
+
 	att     attachState // attachments (attach.go)
 	cache   *Cache
 	cacheNS string // this instance's namespace in cache
@@ -389,6 +400,15 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 	if in.bleve, err = newBleveIndex(in); err != nil {
 		in.closeLeases()
 		return nil, err
+	}
+	in.mu.RLock()
+	runs := 0
+	if in.state != nil {
+		runs = len(in.state.meta.runs)
+	}
+	in.mu.RUnlock()
+	if runs > 1 {
+		in.armIdle()
 	}
 	return in, nil
 }
@@ -667,6 +687,7 @@ func (in *Instance) DocCount() (uint64, error) {
 // Close closes the instance: keys are zeroed and caches dropped. Pending
 // writes have committed when Close returns (a batch in progress finishes).
 func (in *Instance) Close() error {
+	in.stopIdle()
 	in.writeMu.Lock()
 	defer in.writeMu.Unlock()
 	// Flush the memtable into a run so that the next open replays no

@@ -119,6 +119,7 @@ func (in *Instance) apply(ctx context.Context, ops []Op, ac *attachChange) error
 			in.log.Warn("state compaction failed", "instance", in.name, "error", err)
 		}
 	}
+	in.armIdle()
 	return nil
 }
 

@@ -1,0 +1,78 @@
+package index
+
+import (
+	"time"
+)
+
+// Idle merging. Size tiers keep an instance at O(log n) runs while it is
+// written; every run a lookup visits costs it a filter check, and an
+// expansion a source to merge. So, as scorch merges its segments in the
+// background, an instance that has gone Options.IdleMerge without a write
+// merges its newest runs into one: as many as fit in idleMergeBytes, so
+// that the merge's cost stays bounded on a large instance (whose oldest,
+// largest run then stays as it is).
+
+// idleMergeBytes bounds the runs an idle merge rewrites.
+const idleMergeBytes = 256 << 20
+
+// armIdle (re)starts the idle timer; a write postpones the merge.
+func (in *Instance) armIdle() {
+	if in.opts.IdleMerge <= 0 {
+		return
+	}
+	in.idleMu.Lock()
+	defer in.idleMu.Unlock()
+	if in.idleStopped {
+		return
+	}
+	if in.idleTimer == nil {
+		in.idleTimer = time.AfterFunc(in.opts.IdleMerge, func() {
+			if err := in.Settle(); err != nil {
+				in.log.Warn("idle merge failed; it is tried again after the next write", "instance", in.name, "error", err)
+			}
+		})
+		return
+	}
+	in.idleTimer.Reset(in.opts.IdleMerge)
+}
+
+// stopIdle stops the idle timer for good (Close).
+func (in *Instance) stopIdle() {
+	in.idleMu.Lock()
+	defer in.idleMu.Unlock()
+	in.idleStopped = true
+	if in.idleTimer != nil {
+		in.idleTimer.Stop()
+	}
+}
+
+// idleMergeCount returns how many of the newest runs an idle merge
+// rewrites: the longest run of them within idleMergeBytes, if at least two.
+func idleMergeCount(runs []runDesc) int {
+	var sum uint64
+	n := 0
+	for n < len(runs) && sum+runs[n].bytes <= idleMergeBytes {
+		sum += runs[n].bytes
+		n++
+	}
+	if n < 2 {
+		return 0
+	}
+	return n
+}
+
+// Settle runs now the merge the instance runs by itself once it has gone
+// Options.IdleMerge without a write: the memtable is flushed and the
+// newest runs (up to 256 MiB of them) are merged into one. It returns when
+// the merge is done. A locked or closed instance is left as it is.
+func (in *Instance) Settle() error {
+	in.writeMu.Lock()
+	defer in.writeMu.Unlock()
+	in.mu.RLock()
+	idle := in.state != nil && !in.closed && (in.state.mem.len() > 0 || idleMergeCount(in.state.meta.runs) > 0)
+	in.mu.RUnlock()
+	if !idle {
+		return nil
+	}
+	return in.compactWith(compactOpts{idle: true})
+}
