@@ -53,9 +53,11 @@
 // issues, dates and counts shifted), deterministic from Config.Seed and
 // streamed, never held whole by a child (see docSource).
 //
-// After each size's warm queries, bleve is left to settle (its background
-// merging and persisting finished, as in a long-running server) and every
-// class is measured again against it (Stage.Steady). Then both engines are
+// After each size's warm queries, both engines settle as in a long-running
+// server: bleve's background merging and persisting finish, and blindex
+// runs its idle merge (Instance.Settle, what an instance does by itself
+// after index.Options.IdleMerge without writes); every class is measured
+// again (Stage.Steady). Then both engines are
 // closed and each is opened in a new process that only searches
 // (RunChild's "search" mode): the first open and the first query (cold
 // open + first query), one query per class each after a fresh open (cold

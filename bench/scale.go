@@ -45,10 +45,16 @@ type ColdClass struct {
 	Ms    Pair   `json:"ms"`
 }
 
-// SteadyFigures are the warm figures with bleve in its steady state: its
-// background merging and persisting finished, as a long-running server has
-// it (blindex exposes no such state; it is measured as it is).
+// SteadyFigures are the warm figures with both engines in their steady
+// state, as a long-running server has them: bleve's background merging and
+// persisting finished, and blindex's idle merge done (the merge an instance
+// runs by itself after index.Options.IdleMerge without writes, run at once
+// with Instance.Settle).
 type SteadyFigures struct {
+	// BlindexSettleSeconds is how long blindex's idle merge took.
+	BlindexSettleSeconds float64 `json:"blindex_settle_seconds"`
+	// BlindexRuns is the number of state runs after it.
+	BlindexRuns int `json:"blindex_runs"`
 	// SettleSeconds is how long bleve's background work took to finish
 	// after the reopen; Reached is false when it did not within the
 	// timeout (the figures are then what it was at the timeout).
@@ -244,6 +250,13 @@ func (r *runner) steady(ctx context.Context, engines [2]engine, qs []Query, rng 
 	bl := engines[1].(*bleveEngine)
 	secs, reached, segs := bl.settle(ctx, settleTimeout)
 	sf := &SteadyFigures{SettleSeconds: secs, Reached: reached, BleveSegments: segs}
+	bx := engines[0].(*blindexEngine)
+	t0 := time.Now()
+	if err := bx.in.Settle(); err != nil {
+		return fmt.Errorf("bench: blindex idle merge: %w", err)
+	}
+	sf.BlindexSettleSeconds = time.Since(t0).Seconds()
+	sf.BlindexRuns = bx.in.Runs()
 	r.logf("%d documents: bleve steady after %.1fs (%v, %d segments); warm queries again", st.Docs, secs, reached, segs)
 	var sizes [2]float64
 	for i, e := range engines {

@@ -76,3 +76,14 @@ func (in *Instance) Settle() error {
 	}
 	return in.compactWith(compactOpts{idle: true})
 }
+
+// Runs returns the number of the instance's state runs (0 when it is
+// locked): what idle merging keeps low.
+func (in *Instance) Runs() int {
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.state == nil {
+		return 0
+	}
+	return len(in.state.meta.runs)
+}
