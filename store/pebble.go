@@ -19,9 +19,12 @@ import (
 
 // PebbleOptions configures the Pebble backend. The zero value is valid.
 type PebbleOptions struct {
-	// CacheSize is Pebble's block cache size in bytes. Default 64 MiB.
+	// CacheSize is Pebble's block cache size in bytes. Default 16 MiB:
+	// values are sealed (they do not compress), and the engine keeps its
+	// own cache of what it decrypted, so a larger block cache mostly holds
+	// the same bytes twice.
 	CacheSize int64
-	// MemTableSize is the size of one memtable in bytes. Default 32 MiB.
+	// MemTableSize is the size of one memtable in bytes. Default 16 MiB.
 	MemTableSize uint64
 	// ReadOnly opens the database without writing to it. Default false.
 	ReadOnly bool
@@ -150,10 +153,10 @@ func OpenPebble(dir string, o PebbleOptions) (p *Pebble, err error) {
 func (p *Pebble) openDB() (*pebble.DB, error) {
 	o := &p.opts
 	if o.CacheSize == 0 {
-		o.CacheSize = 64 << 20
+		o.CacheSize = 16 << 20
 	}
 	if o.MemTableSize == 0 {
-		o.MemTableSize = 32 << 20
+		o.MemTableSize = 16 << 20
 	}
 	dir := p.dir
 	cache := pebble.NewCache(o.CacheSize)
