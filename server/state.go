@@ -299,6 +299,10 @@ func (s *Server) instance(ctx context.Context, name string) (*index.Instance, er
 		return nil, errNegLocked
 	}
 	in, err := s.cat.Instance(ctx, name)
+	if err == nil {
+		// Another node may have written it (nodes.go).
+		_, err = in.Refresh(ctx)
+	}
 	switch {
 	case err == nil:
 		s.groups.ensure(name, in)
@@ -328,6 +332,9 @@ func (s *Server) withInstance(c *call, fn func(in *index.Instance) error) error 
 			err = fn(in)
 		}
 		if s.isClosed(err) && attempt < 8 {
+			continue
+		}
+		if in != nil && s.retryShared(c, in, err) && attempt < 3 {
 			continue
 		}
 		return err

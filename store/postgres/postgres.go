@@ -343,7 +343,7 @@ func (s *Store) Apply(b *store.Batch, sync bool) error {
 
 // apply commits b, and when fence is not nil, only while fence holds:
 // the check is a statement of the same transaction.
-func (s *Store) apply(b *store.Batch, sync bool, fence *Lease) error {
+func (s *Store) apply(b *store.Batch, sync bool, fence fencer) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
@@ -513,7 +513,7 @@ func (s *Store) DeletePrefix(prefix []byte) error {
 	return s.deletePrefix(prefix, s.lease)
 }
 
-func (s *Store) deletePrefix(prefix []byte, fence *Lease) error {
+func (s *Store) deletePrefix(prefix []byte, fence fencer) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
