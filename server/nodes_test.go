@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,4 +110,130 @@ func counterValue(t *testing.T, ts *testServer, name, label string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestNodesDatabaseOutage stops PostgreSQL under load on two nodes: every
+// failed request during the outage is a 503 with Retry-After (never a
+// 500), and once the database is back both nodes serve again without a
+// restart, with every acknowledged write there.
+func TestNodesDatabaseOutage(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.NewDatabase(t)
+	nodes := startNodes(t, url, 2, time.Second)
+	write, read := nodes[0].createInstance("outage", nil)
+	want(t, nodes[0].do("PUT", "/v1/instances/outage/documents/first", write, `{"summary":"outage first"}`), http.StatusOK, "")
+
+	type outcome struct {
+		status     int
+		code       string
+		retryAfter string
+	}
+	var (
+		mu       sync.Mutex
+		phase    = "before"
+		outcomes = map[string][]outcome{}
+		acked    []string
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts := nodes[g%2]
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var r response
+				var err error
+				id := fmt.Sprintf("g%d-%d", g, i)
+				if g < 2 {
+					r, err = ts.try("PUT", "/v1/instances/outage/documents/"+id, write, `{"summary":"outage load"}`)
+				} else {
+					r, err = ts.try("POST", "/v1/instances/outage/search", read, map[string]any{"query": map[string]string{"query": "summary:outage"}})
+				}
+				if err != nil {
+					t.Errorf("request failed without an answer: %v", err)
+					return
+				}
+				o := outcome{status: r.status, retryAfter: r.header.Get("Retry-After")}
+				if r.status >= 400 {
+					o.code = r.errCode(t)
+				}
+				mu.Lock()
+				outcomes[phase] = append(outcomes[phase], o)
+				if g < 2 && r.status == http.StatusOK {
+					acked = append(acked, id)
+				}
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	setPhase := func(p string) {
+		mu.Lock()
+		phase = p
+		mu.Unlock()
+	}
+	time.Sleep(time.Second)
+	setPhase("outage")
+	srv.Stop(t)
+	time.Sleep(3 * time.Second)
+	setPhase("restarting")
+	srv.Restart(t)
+	// Recovery: both nodes write and search again, by themselves.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, ts := range nodes {
+		for {
+			r1, err1 := ts.try("PUT", "/v1/instances/outage/documents/after-"+ts.url[len(ts.url)-5:], write, `{"summary":"outage after"}`)
+			r2, err2 := ts.try("POST", "/v1/instances/outage/search", read, map[string]any{"query": map[string]string{"query": "summary:outage"}})
+			if err1 == nil && err2 == nil && r1.status == http.StatusOK && r2.status == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a node did not recover within 30 s of the database's restart: %v %v / %v %v", r1, err1, r2, err2)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	setPhase("after")
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	var unavailable int
+	for p, os := range outcomes {
+		for _, o := range os {
+			switch {
+			case o.status == http.StatusOK:
+			case o.status == http.StatusServiceUnavailable && o.retryAfter != "" &&
+				(o.code == CodeStoreUnavailable || o.code == CodeNotOwner):
+				if p == "outage" {
+					unavailable++
+				}
+			default:
+				t.Errorf("%s: HTTP %d %s (Retry-After %q); want 200, or 503 with Retry-After", p, o.status, o.code, o.retryAfter)
+			}
+		}
+	}
+	if unavailable == 0 {
+		t.Fatalf("no 503 during the outage: %d requests", len(outcomes["outage"]))
+	}
+	for _, o := range outcomes["after"] {
+		if o.status != http.StatusOK {
+			t.Errorf("after recovery: HTTP %d %s", o.status, o.code)
+		}
+	}
+	t.Logf("outage: %d requests answered 503; before %d, during %d, restarting %d, after %d requests",
+		unavailable, len(outcomes["before"]), len(outcomes["outage"]), len(outcomes["restarting"]), len(outcomes["after"]))
+	for _, id := range acked {
+		for _, ts := range nodes {
+			want(t, ts.do("GET", "/v1/instances/outage/documents/"+id, read, nil), http.StatusOK, "")
+		}
+	}
 }
