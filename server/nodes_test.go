@@ -237,3 +237,54 @@ func TestNodesDatabaseOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestNodesRevokeNow: revoke-now on one node locks the instance on another
+// node within the key lease (the lock is a control record every node's
+// keyring re-reads when it re-validates), and restore on one node unlocks
+// it on the other by itself.
+func TestNodesRevokeNow(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.NewDatabase(t)
+	home := t.TempDir()
+	const lease = 2 * time.Second
+	var nodes []*testServer
+	for i := 0; i < 2; i++ {
+		nodes = append(nodes, startServer(t, Config{Store: url, Home: home, Instance: testInstanceOptions, Lease: lease,
+			RetryInterval: 250 * time.Millisecond, Nodes: NodeOptions{OwnerTTL: time.Second, Name: fmt.Sprintf("node-%d", i)}}))
+	}
+	write, read := nodes[0].createInstance("locked", nil)
+	want(t, nodes[0].do("PUT", "/v1/instances/locked/documents/A", write, `{"summary":"revoke across nodes"}`), http.StatusOK, "")
+	for _, n := range nodes {
+		want(t, n.search("locked", read, "summary:revoke", 10), http.StatusOK, "")
+	}
+
+	want(t, nodes[0].do("POST", "/v1/instances/locked/revoke-now", testAdminToken, nil), http.StatusOK, "")
+	want(t, nodes[0].search("locked", read, "summary:revoke", 10), http.StatusLocked, CodeInstanceLocked)
+	// Every request until it locks is answered as before; it locks within
+	// the lease (plus one retry interval and the request's own time).
+	waitFor := func(what string, status int) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			r := nodes[1].search("locked", read, "summary:revoke", 10)
+			if r.status == status {
+				return time.Since(start)
+			}
+			if r.status != http.StatusOK && r.status != http.StatusLocked {
+				t.Fatalf("%s: %s", what, r)
+			}
+			if time.Since(start) > lease+2*time.Second {
+				t.Fatalf("%s: the other node still answers %s after %v (key lease %v)", what, r, time.Since(start), lease)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	locked := waitFor("revoke-now on node 0", http.StatusLocked)
+	// Writes through the other node are refused too.
+	want(t, nodes[1].do("PUT", "/v1/instances/locked/documents/B", write, `{"summary":"while locked"}`), http.StatusLocked, CodeInstanceLocked)
+
+	want(t, nodes[0].do("POST", "/v1/instances/locked/restore", testAdminToken, nil), http.StatusOK, "")
+	unlocked := waitFor("restore on node 0", http.StatusOK)
+	want(t, nodes[1].do("PUT", "/v1/instances/locked/documents/B", write, `{"summary":"after restore"}`), http.StatusOK, "")
+	t.Logf("key lease %v: the other node locked %v after revoke-now and unlocked %v after restore", lease, locked.Round(time.Millisecond), unlocked.Round(time.Millisecond))
+}
