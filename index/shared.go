@@ -121,7 +121,9 @@ func (in *Instance) mayWrite() bool {
 // newer), it reloads the head and the log, and the manifest. It costs
 // nothing when the instance is not shared or this process owns its writes,
 // else one round trip when nothing changed. It reports whether it
-// reloaded.
+// reloaded. An error matching ErrNotFound says that the instance was
+// deleted (and maybe created again) by another process: close it
+// (Catalog.Drop) and open it again.
 func (in *Instance) Refresh(ctx context.Context) (bool, error) {
 	sh := in.sh
 	if sh == nil {
@@ -155,7 +157,7 @@ func (in *Instance) reload(ctx context.Context, v int64) error {
 			in.sh.loaded.Store(v)
 			return nil
 		}
-		if errors.Is(err, ErrKeyRevoked) || errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrKeyRevoked) || errors.Is(err, ErrClosed) || errors.Is(err, ErrNotFound) {
 			return err
 		}
 		nv, verr := in.sh.w.Version(ctx)
@@ -172,10 +174,10 @@ func (in *Instance) reload(ctx context.Context, v int64) error {
 func (in *Instance) reloadOnce(ctx context.Context) error {
 	man, err := ReadManifest(in.st, in.name)
 	if err != nil {
-		return err
+		return err // ErrNotFound: deleted on another process
 	}
 	if !slices.Equal(man.Prefix, in.prefix) {
-		return fmt.Errorf("%w: instance %q was deleted and created again", ErrClosed, in.name)
+		return fmt.Errorf("%w: instance %q was deleted and created again; open it again", ErrNotFound, in.name)
 	}
 	// Generations added or retired by the owner's rotation and
 	// re-encryption.

@@ -148,6 +148,9 @@ func ownsWrites(method, route string, acc access) bool {
 	if acc == accessWrite && method != http.MethodGet {
 		return true
 	}
+	if method == http.MethodDelete && route == "/v1/instances/{name}" {
+		return true // no write of the instance may run while it is deleted
+	}
 	return method == http.MethodPost && (route == "/v1/instances/{name}/rotate" || route == "/v1/instances/{name}/reencrypt")
 }
 
@@ -246,4 +249,15 @@ func (s *Server) retryShared(c *call, in *index.Instance, err error) bool {
 		return aerr == nil
 	}
 	return reloaded
+}
+
+// deleted tells the other nodes that the instance under prefix was
+// deleted: its version moves, so that their next request reloads it, finds
+// it gone and closes it (zeroing its keys).
+func (s *Server) deleted(ctx context.Context, prefix []byte) error {
+	if s.nodes == nil {
+		return nil
+	}
+	_, err := s.nodes.owners.Scope(instanceScope(prefix)).Bump(ctx)
+	return err
 }

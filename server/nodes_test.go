@@ -89,6 +89,21 @@ func TestNodesServeEveryInstance(t *testing.T) {
 			t.Fatalf("after deletes, a node finds %d documents, want 20", got.Total)
 		}
 	}
+
+	// Deleting the instance on one node: the others, which have it open,
+	// find it gone (and close it, zeroing its keys); created again, every
+	// node serves the new one.
+	want(t, nodes[2].do("DELETE", "/v1/instances/shared", testAdminToken, nil), http.StatusOK, "")
+	for _, n := range nodes {
+		want(t, n.search("shared", testAdminToken, "summary:shared", 10), http.StatusNotFound, CodeNotFound)
+	}
+	write, _ = nodes[1].createInstance("shared", nil)
+	want(t, nodes[1].do("PUT", "/v1/instances/shared/documents/new", write, `{"summary":"shared again"}`), http.StatusOK, "")
+	for _, n := range nodes {
+		if got := n.mustSearch("shared", testAdminToken, "summary:shared", 10); got.Total != 1 {
+			t.Fatalf("the instance created again: a node finds %d documents, want 1", got.Total)
+		}
+	}
 }
 
 // counterValue returns a counter of a server's registry, by its one label's

@@ -381,6 +381,8 @@ func (s *Server) authorize(c *call, acc access) *apiError {
 	switch {
 	case errors.Is(err, index.ErrNotFound) || (err == nil && !bytes.Equal(man.Prefix, p.prefix)):
 		return errTokenInvalid()
+	case faultError(err) != nil:
+		return faultError(err) // the database is unreachable: 503
 	case err != nil:
 		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, cause: err,
 			message: "the token could not be checked; retry, and report it if it persists"}

@@ -302,6 +302,14 @@ func (s *Server) instance(ctx context.Context, name string) (*index.Instance, er
 	if err == nil {
 		// Another node may have written it (nodes.go).
 		_, err = in.Refresh(ctx)
+		if errors.Is(err, index.ErrNotFound) {
+			// Deleted by another node (and maybe created again): its keys
+			// are zeroed here too, and what the store holds now is opened.
+			s.cat.Drop(name, in)
+			if in, err = s.cat.Instance(ctx, name); err == nil {
+				_, err = in.Refresh(ctx)
+			}
+		}
 	}
 	switch {
 	case err == nil:

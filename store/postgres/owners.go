@@ -332,6 +332,9 @@ func (o *Owned) Version(ctx context.Context) (int64, error) {
 // refusal is ErrStale; nothing of b is written then. It does not acquire
 // the lease: call Acquire first.
 func (o *Owned) Apply(b *store.Batch, sync bool, expect int64) (int64, error) {
+	if b.Len() == 0 {
+		return expect, nil // nothing to commit, nothing changes
+	}
 	o.mu.Lock()
 	l := o.lease
 	o.used = time.Now()
@@ -364,6 +367,35 @@ func (o *Owned) Apply(b *store.Batch, sync bool, expect int64) (int64, error) {
 		}
 		return 0, err
 	}
+}
+
+// Bump commits a versioned write of nothing, while this process holds the
+// scope's lease: readers of the scope see that it changed (blindex bumps
+// a deleted instance's version, so that other processes drop it). It
+// returns the new version.
+func (o *Owned) Bump(ctx context.Context) (int64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.lease == nil {
+		return 0, ErrStale
+	}
+	l := o.lease
+	var v int64
+	s := o.w.s
+	err := s.retry(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, "UPDATE "+s.leases+" SET version = version + 1 WHERE scope = $1 AND holder = $2 AND epoch = $3 AND expires > now() RETURNING version",
+			l.scope, l.holder, l.epoch).Scan(&v)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		o.lease = nil
+		return 0, ErrStale
+	case err != nil:
+		o.version = -1
+		return 0, s.wrap("bump version", err)
+	}
+	o.version = v
+	return v, nil
 }
 
 // tick renews the lease, or releases it when the scope has been idle for
