@@ -303,3 +303,54 @@ func TestNodesRevokeNow(t *testing.T) {
 	want(t, nodes[1].do("PUT", "/v1/instances/locked/documents/B", write, `{"summary":"after restore"}`), http.StatusOK, "")
 	t.Logf("key lease %v: the other node locked %v after revoke-now and unlocked %v after restore", lease, locked.Round(time.Millisecond), unlocked.Round(time.Millisecond))
 }
+
+// TestNodesRotate: a rotation and a re-encryption sent to a node that does
+// not own the instance run on the owner; another node that had the
+// instance open reloads its manifest (the new generation) and its state,
+// and reads every document before and after.
+func TestNodesRotate(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.NewDatabase(t)
+	nodes := startNodes(t, url, 2, 2*time.Second)
+	write, read := nodes[0].createInstance("rot", nil)
+	for i := 0; i < 10; i++ {
+		want(t, nodes[0].do("PUT", fmt.Sprintf("/v1/instances/rot/documents/A-%d", i), write, `{"summary":"before rotation"}`), http.StatusOK, "")
+	}
+	if got := nodes[1].mustSearch("rot", read, "summary:rotation", 100); got.Total != 10 {
+		t.Fatalf("node 1 before rotation: %d", got.Total)
+	}
+	r := nodes[1].do("POST", "/v1/instances/rot/rotate", testAdminToken, nil)
+	want(t, r, http.StatusOK, "")
+	for i := 0; i < 10; i++ {
+		want(t, nodes[1].do("PUT", fmt.Sprintf("/v1/instances/rot/documents/B-%d", i), write, `{"summary":"after rotation"}`), http.StatusOK, "")
+	}
+	for _, n := range nodes {
+		if got := n.mustSearch("rot", read, "summary:rotation", 100); got.Total != 20 {
+			t.Fatalf("after rotation: a node finds %d, want 20", got.Total)
+		}
+		want(t, n.do("GET", "/v1/instances/rot/documents/A-3", read, nil), http.StatusOK, "")
+	}
+	want(t, nodes[1].do("POST", "/v1/instances/rot/reencrypt", testAdminToken, nil), http.StatusAccepted, "")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var man struct {
+			Generations []any `json:"generations"`
+		}
+		r := nodes[1].do("GET", "/v1/instances/rot", testAdminToken, nil)
+		want(t, r, http.StatusOK, "")
+		r.json(t, &man)
+		if len(man.Generations) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("re-encryption did not retire the old generation: %s", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, n := range nodes {
+		if got := n.mustSearch("rot", read, "summary:rotation", 100); got.Total != 20 {
+			t.Fatalf("after re-encryption: a node finds %d, want 20", got.Total)
+		}
+		want(t, n.do("GET", "/v1/instances/rot/documents/A-3", read, nil), http.StatusOK, "")
+	}
+}
