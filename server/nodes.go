@@ -85,6 +85,15 @@ type nodes struct {
 }
 
 func newNodes(ctx context.Context, st *postgres.Store, o NodeOptions) (*nodes, error) {
+	// A CLI command writes the store without the nodes' ownership: it and
+	// the nodes exclude each other (the CLI refuses while nodes are live).
+	holder, err := st.LeaseHolder(ctx, postgres.StoreScope)
+	if err != nil {
+		return nil, err
+	}
+	if holder != "" {
+		return nil, fmt.Errorf("a blindex command (%s) is using the store: wait for it to finish, or, if it was killed, for its lease to pass, then start the server again", holder)
+	}
 	owners, err := st.Owners(ctx, postgres.OwnersOptions{Holder: o.Name, TTL: o.OwnerTTL})
 	if err != nil {
 		return nil, err

@@ -112,8 +112,22 @@ func (s *Store) Owners(ctx context.Context, o OwnersOptions) (*Owners, error) {
 	}
 	w := &Owners{s: s, holder: o.Holder, ttl: o.TTL, idle: o.Idle, scopes: map[string]*Owned{},
 		stop: make(chan struct{}), done: make(chan struct{})}
-	w.nodes = pgx.Identifier{s.opts.Table + "_node"}.Sanitize()
-	create := "CREATE TABLE IF NOT EXISTS " + w.nodes + " (holder TEXT NOT NULL PRIMARY KEY, addr TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL)"
+	var err error
+	if w.nodes, err = s.initNodes(ctx); err != nil {
+		return nil, err
+	}
+	if err := w.advertise(ctx); err != nil {
+		return nil, err
+	}
+	go w.loop()
+	return w, nil
+}
+
+// initNodes creates the node table when it is missing and returns its
+// quoted name.
+func (s *Store) initNodes(ctx context.Context) (string, error) {
+	nodes := pgx.Identifier{s.opts.Table + "_node"}.Sanitize()
+	create := "CREATE TABLE IF NOT EXISTS " + nodes + " (holder TEXT NOT NULL PRIMARY KEY, addr TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL)"
 	err := s.retry(ctx, func(ctx context.Context) error {
 		_, err := s.pool.Exec(ctx, create)
 		if isUniqueViolation(err) {
@@ -122,10 +136,46 @@ func (s *Store) Owners(ctx context.Context, o OwnersOptions) (*Owners, error) {
 		return err
 	})
 	if err != nil {
-		return nil, wrap("create node table", err)
+		return "", wrap("create node table", err)
 	}
-	go w.loop()
-	return w, nil
+	return nodes, nil
+}
+
+// Nodes returns the names of the processes whose Owners are live over the
+// database (their node rows have not expired).
+func (s *Store) Nodes(ctx context.Context) ([]string, error) {
+	nodes, err := s.initNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	err = s.retry(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, "SELECT holder FROM "+nodes+" WHERE expires > now() ORDER BY holder")
+		if err != nil {
+			return err
+		}
+		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, s.wrap("list nodes", err)
+	}
+	return names, nil
+}
+
+// LeaseHolder returns the holder of scope's live lease, "" when none.
+func (s *Store) LeaseHolder(ctx context.Context, scope string) (string, error) {
+	var holder string
+	err := s.retry(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, "SELECT holder FROM "+s.leases+" WHERE scope = $1 AND expires > now()", scope).Scan(&holder)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", s.wrap("lease holder", err)
+	}
+	return holder, nil
 }
 
 // Holder returns this process's name in lease and node rows.
@@ -143,13 +193,12 @@ func (w *Owners) Advertise(ctx context.Context, addr string) error {
 	return w.advertise(ctx)
 }
 
+// advertise writes or renews this process's node row (with an empty
+// address until Advertise).
 func (w *Owners) advertise(ctx context.Context) error {
 	w.mu.Lock()
 	addr := w.addr
 	w.mu.Unlock()
-	if addr == "" {
-		return nil
-	}
 	_, err := w.s.pool.Exec(ctx, "INSERT INTO "+w.nodes+" (holder, addr, expires) VALUES ($1, $2, now() + $3::FLOAT8 * INTERVAL '1 millisecond') "+
 		"ON CONFLICT (holder) DO UPDATE SET addr = excluded.addr, expires = excluded.expires",
 		w.holder, addr, float64(w.ttl.Milliseconds()))
@@ -160,7 +209,7 @@ func (w *Owners) advertise(ctx context.Context) error {
 }
 
 // Address returns the advertised address of holder, while its node row is
-// live; "" when it has none.
+// live; "" when it has none, or advertised none.
 func (w *Owners) Address(ctx context.Context, holder string) (string, error) {
 	var addr string
 	err := w.s.retry(ctx, func(ctx context.Context) error {
@@ -295,20 +344,7 @@ func (o *Owned) Held() (int64, bool) {
 }
 
 // Holder returns the holder of the scope's live lease, "" when none.
-func (o *Owned) Holder(ctx context.Context) (string, error) {
-	var holder string
-	s := o.w.s
-	err := s.retry(ctx, func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, "SELECT holder FROM "+s.leases+" WHERE scope = $1 AND expires > now()", o.scope).Scan(&holder)
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
-	}
-	if err != nil {
-		return "", s.wrap("lease holder", err)
-	}
-	return holder, nil
-}
+func (o *Owned) Holder(ctx context.Context) (string, error) { return o.w.s.LeaseHolder(ctx, o.scope) }
 
 // Version reads the scope's version in the database (0 when nothing was
 // ever written under it): one round trip.
