@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/blindex/blindex/internal/seal"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/control"
 )
@@ -59,6 +60,11 @@ type shared struct {
 	// loaded is the version the in-memory state reflects: set when the
 	// state is (re)loaded, and by each committed write.
 	loaded atomic.Int64
+	// caughtUp is set when another process's writes were replayed into
+	// the state (catchUp) since it was last loaded whole: the keys' seal
+	// counts then lag the store's, so the state is loaded whole again
+	// before this process writes (Refresh while it owns the instance).
+	caughtUp atomic.Bool
 }
 
 // share returns st with the instance's writes versioned and fenced, when
@@ -136,24 +142,33 @@ func (in *Instance) Refresh(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
-	if v <= sh.loaded.Load() {
+	if v <= sh.loaded.Load() && !(held && sh.caughtUp.Load()) {
 		return false, nil
 	}
-	return true, in.reload(ctx, v)
+	return true, in.reload(ctx, v, held)
 }
 
-// reload reloads the state to reflect version v (at least). A load that
-// fails while the store keeps changing (the owner's compaction may delete
-// log records between the reads of the head and of the log) is retried.
-func (in *Instance) reload(ctx context.Context, v int64) error {
+// reload reloads the state to reflect version v (at least): by replaying
+// the log entries written since (catchUp) when it can, else whole, and
+// always whole when this process is about to write (whole: the keys' seal
+// counts are read again). A load that fails while the store keeps
+// changing (the owner's compaction may delete log records between the
+// reads of the head and of the log) is retried.
+func (in *Instance) reload(ctx context.Context, v int64, writing bool) error {
 	in.writeMu.Lock()
 	defer in.writeMu.Unlock()
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		if in.sh.loaded.Load() >= v {
+		if in.sh.loaded.Load() >= v && !(writing && in.sh.caughtUp.Load()) {
 			return nil // a commit of this process, or a concurrent reload
 		}
+		if !writing && attempt == 0 && in.catchUp() {
+			in.sh.caughtUp.Store(true)
+			in.sh.loaded.Store(v)
+			return nil
+		}
 		if err = in.reloadOnce(ctx); err == nil {
+			in.sh.caughtUp.Store(false)
 			in.sh.loaded.Store(v)
 			return nil
 		}
@@ -213,4 +228,66 @@ func (in *Instance) reloadOnce(ctx context.Context) error {
 	in.dropLocked()
 	in.mu.Unlock()
 	return in.unlock()
+}
+
+// catchUp replays into the state the log entries another process appended
+// since it was loaded, when that is all that changed (same generation, no
+// flush or merge of runs since): the cached posting lists of the terms
+// they touch are dropped, everything else in the cache (immutable run
+// pages and packs) stays. It reports whether it did; on false the state
+// must be loaded whole (it may have replayed part of the entries). Caller
+// holds writeMu.
+func (in *Instance) catchUp() bool {
+	in.mu.RLock()
+	st, old := in.state, in.hd
+	k, err := in.currentKeys()
+	in.mu.RUnlock()
+	if st == nil || err != nil {
+		return false
+	}
+	pt, err := in.openRecord(k, k.Label(seal.PurposeHead), kindHead)
+	if err != nil {
+		return false
+	}
+	hd, err := decodeHead(pt)
+	if err != nil || hd.gen != old.gen || hd.logStart != old.logStart || hd.logEnd < old.logEnd ||
+		hd.building != old.building || !slices.Equal(hd.meta.runs, old.meta.runs) {
+		return false
+	}
+	for seq := old.logEnd; seq < hd.logEnd; seq++ {
+		pt, err := in.openRecord(k, k.LabelUint(seal.PurposeLog, seq), kindLog)
+		if err != nil {
+			return false
+		}
+		l, err := decodeLog(pt, seq)
+		if err != nil {
+			return false
+		}
+		in.mu.Lock()
+		if in.state != st {
+			in.mu.Unlock()
+			return false
+		}
+		d, err := st.diff(l)
+		if err == nil {
+			st.install(d, false)
+			for key := range d.ov.terms {
+				in.cache.remove(in.cacheNS + key)
+			}
+		}
+		in.mu.Unlock()
+		if err != nil {
+			return false
+		}
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.state != st {
+		return false
+	}
+	runs := st.meta.runs
+	st.meta = hd.meta.clone()
+	st.meta.runs = runs
+	in.hd = hd
+	return true
 }
