@@ -32,16 +32,16 @@ import (
 //     ($BLINDEX_CORPUS, else ../shared/corpus beside the repository), from
 //     4 concurrent writers; reports docs/s. Writes sent to a node that does
 //     not own the instance are forwarded to the owner.
-//
 //   - search: one op is one query of the corpus's queries.txt, round robin,
 //     from 4 concurrent searchers, once $BLINDEX_BENCH_DOCS documents
 //     (default 2,000) are indexed; reports queries/s, p50 and p99 in ms.
-//
 //   - search-while-writing: the same, while one writer indexes a bulk of
 //     10 documents every 50 ms: every write makes the nodes that do not
-//     own the instance reload it before their next search.
+//     own the instance catch up before their next search.
 //
-//     go test ./server -run '^$' -bench Nodes -benchtime 200x
+// Run it with
+//
+//	go test ./server -run '^$' -bench Nodes -benchtime 200x
 func BenchmarkNodes(b *testing.B) {
 	dir := os.Getenv("BLINDEX_CORPUS")
 	if dir == "" {
