@@ -255,6 +255,8 @@
 //	500 internal               a bug; the details are in the server's log
 //	503 kms_unavailable        the key provider cannot be reached (an outage, not a revocation), whether or not the key was in memory (Retry-After: the keyring's backoff)
 //	503 storage_failed         the disk failed a write: not applied; writes refused until the server restarts; reads work (Retry-After)
+//	503 store_unavailable      the database (--store) cannot be reached: an outage; the server recovers by itself when it returns (Retry-After)
+//	503 owner_unavailable      several nodes: another node owns the instance's writes and cannot be reached, or took them over during the request; nothing written (Retry-After: until its ownership passes)
 //	503 overloaded             too many requests in flight (Retry-After)
 //	503 shutting_down          the server is stopping
 //	504 timeout                over the request time limit; a write that was stopped was not applied
@@ -298,6 +300,7 @@
 //	blindex_requests_in_flight
 //	blindex_documents_written_total{op="index"|"delete"}
 //	blindex_documents                                          live documents of the instances written since start
+//	blindex_forwarded_writes_total{outcome}                    several nodes: writes forwarded to the instance's owner (answered, owner_unreachable)
 //	blindex_key_provider_calls_total{provider="aws-kms"|"local",operation,outcome}
 //	blindex_key_provider_call_duration_seconds{provider,operation}
 //	blindex_lease_revalidations_total{provider,outcome}        background re-validations; outcome="ok" is a lease refresh
