@@ -54,7 +54,7 @@ func BenchmarkNodes(b *testing.B) {
 			b.Fatalf("BLINDEX_BENCH_DOCS=%q: want a positive number", s)
 		}
 	}
-	docs := corpusDocs(b, filepath.Join(dir, "jira-apache.ndjson.gz"), n+5000)
+	docs := corpusDocs(b, filepath.Join(dir, "jira-apache.ndjson.gz"), n+20000)
 	mapping, err := os.ReadFile(filepath.Join(dir, "mapping.json"))
 	if err != nil {
 		b.Fatalf("corpus mapping (set $BLINDEX_CORPUS): %v", err)
@@ -112,10 +112,10 @@ func BenchmarkNodes(b *testing.B) {
 			}
 
 			b.Run("index", func(b *testing.B) {
+				// Documents after the search corpus's, new ones as long as
+				// the corpus lasts (then updates).
 				const size = 100
-				if b.N*size > len(docs) {
-					b.Skipf("%d bulks of %d need more than the %d documents read", b.N, size, len(docs))
-				}
+				fresh := (len(docs) - n) / size
 				var op atomic.Int64
 				var wg sync.WaitGroup
 				b.ResetTimer()
@@ -125,15 +125,14 @@ func BenchmarkNodes(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						for i := op.Add(1) - 1; i < int64(b.N); i = op.Add(1) - 1 {
-							bulk(int(i)*size, size)
+							bulk(n+int(i)%fresh*size, size)
 						}
 					}()
 				}
 				wg.Wait()
 				b.ReportMetric(float64(b.N*size)/time.Since(start).Seconds(), "docs/s")
 			})
-			// The search corpus: the first n documents (again: index may
-			// have indexed fewer or more of them).
+			// The search corpus: the first n documents.
 			for i := 0; i < n; i += 100 {
 				bulk(i, min(100, n-i))
 			}
@@ -156,6 +155,11 @@ func BenchmarkNodes(b *testing.B) {
 							bulk(i, 10)
 						}
 					}()
+				}
+				for _, q := range queries { // warm
+					if _, err := clients[0].Search(ctx, "bench", bleve.NewSearchRequest(bleve.NewQueryStringQuery(q))); err != nil {
+						b.Fatal(err)
+					}
 				}
 				lat := make([]time.Duration, b.N)
 				var op atomic.Int64
