@@ -16,6 +16,14 @@
 // recently used is closed, its keys zeroed). Each instance has its own keys
 // and tokens; nothing is shared between instances.
 //
+// # Several nodes
+//
+// With a PostgreSQL store (Config.Store) several servers serve one database,
+// every instance on every node: one node at a time owns an instance's
+// writes (a lease per instance, fencing every commit), writes reaching
+// another node are forwarded to it, and a read on any node sees every
+// write acknowledged before it started. See nodes.go and [NodeOptions].
+//
 // # Authentication
 //
 // Every endpoint except /healthz and /readyz needs `Authorization: Bearer

@@ -66,9 +66,10 @@ type LeaseOptions struct {
 // DefaultLeaseTTL is LeaseOptions.TTL's default.
 const DefaultLeaseTTL = 15 * time.Second
 
-// StoreScope is the lease scope of a whole store: blindex's CLI and server
-// hold it, so that one process at a time writes a store, as Pebble's
-// directory lock does for a data directory.
+// StoreScope is the lease scope of a whole store: blindex's CLI commands
+// hold it, so that one command at a time writes a store, as Pebble's
+// directory lock does for a data directory. Servers do not: several share
+// a store, each instance's writes owned by one of them (Owners).
 const StoreScope = "blindex/store"
 
 func (o *LeaseOptions) withDefaults() []error {
