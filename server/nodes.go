@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/blindex/blindex/index"
@@ -35,9 +37,12 @@ import (
 //     bumps the version; the transaction rolls back whole otherwise
 //     (index.ErrStale). A write that reaches a node that does not own the
 //     instance is forwarded (one hop, streamed) to the owner, at the
-//     address the owner advertises in the node table; when the owner
-//     cannot be reached (killed), the answer is 503 with Retry-After until
-//     its lease passes and a node takes it over.
+//     address the owner advertises in an authenticated control record
+//     (0x00 'N' ‖ node name, MACed like every control record: the
+//     database's operator cannot redirect writes, tokens and documents to
+//     an address of its choosing); when the owner cannot be reached
+//     (killed), the answer is 503 with Retry-After until its lease passes
+//     and a node takes it over.
 //   - Reads. Before serving a request, a node that does not own the
 //     instance reads its version (one round trip) and, when another node
 //     wrote since it loaded it, reloads its head and log (and manifest):
@@ -80,6 +85,7 @@ type NodeOptions struct {
 
 // nodes is the server's side of sharing a database with other nodes.
 type nodes struct {
+	st        *postgres.Store
 	owners    *postgres.Owners
 	transport http.RoundTripper
 }
@@ -100,7 +106,7 @@ func newNodes(ctx context.Context, st *postgres.Store, o NodeOptions) (*nodes, e
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.ResponseHeaderTimeout = 0
-	return &nodes{owners: owners, transport: tr}, nil
+	return &nodes{st: st, owners: owners, transport: tr}, nil
 }
 
 // instanceScope is the lease scope of an instance: its random store prefix,
@@ -146,7 +152,13 @@ func (s *Server) advertise(ln net.Listener) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.nodes.owners.Advertise(ctx, addr); err != nil {
-		s.log.Warn("advertising this node's address failed; retried in the background", "error", err)
+		s.log.Warn("recording this node's address in its node row failed; retried in the background", "error", err)
+	}
+	js, _ := json.Marshal(nodeRecord{Version: 1, Addr: addr})
+	var b store.Batch
+	b.Set(nodeKey(s.nodes.owners.Holder()), js)
+	if err := s.cat.Store().Apply(&b, true); err != nil {
+		s.log.Warn("advertising this node's address failed: writes will not be forwarded to it", "error", err)
 	}
 	s.log.Info("serving as one of several nodes over the database", "node", s.nodes.owners.Holder(), "advertised", addr, "owner_ttl", s.nodes.owners.TTL().String())
 }
@@ -201,7 +213,7 @@ func (s *Server) ownOrForward(c *call) (bool, error) {
 	if c.r.Header.Get(forwardedHeader) != "" {
 		return false, unavailable("this request was already forwarded once")
 	}
-	addr, aerr := s.nodes.owners.Address(c.ctx, owner)
+	addr, aerr := s.nodeAddress(owner)
 	if aerr != nil {
 		return false, aerr
 	}
@@ -269,4 +281,59 @@ func (s *Server) deleted(ctx context.Context, prefix []byte) error {
 	}
 	_, err := s.nodes.owners.Scope(instanceScope(prefix)).Bump(ctx)
 	return err
+}
+
+// nodeRecord is the control record of a node's advertised address, key
+// 0x00 'N' ‖ node name.
+type nodeRecord struct {
+	Version int    `json:"v"` // 1
+	Addr    string `json:"addr"`
+}
+
+func nodeKey(holder string) []byte { return append([]byte{0x00, 'N'}, holder...) }
+
+// nodeAddress returns the address node advertises, "" when it advertises
+// none. The record is authenticated (a forged one is an error): the
+// database's operator cannot make nodes forward writes elsewhere.
+func (s *Server) nodeAddress(node string) (string, error) {
+	v, err := s.cat.Store().Get(nodeKey(node))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var rec nodeRecord
+	if err := json.Unmarshal(v, &rec); err != nil || rec.Version != 1 {
+		return "", fmt.Errorf("%w: the address record of node %q does not parse", index.ErrCorrupt, node)
+	}
+	return rec.Addr, nil
+}
+
+// sweepNodes deletes the address records of nodes that no longer run (it
+// runs when a node starts), and, at shutdown, this node's own.
+func (s *Server) sweepNodes(ctx context.Context, self bool) {
+	if s.nodes == nil {
+		return
+	}
+	var b store.Batch
+	if self {
+		b.Delete(nodeKey(s.nodes.owners.Holder()))
+	} else {
+		live, err := s.nodes.st.Nodes(ctx)
+		if err != nil {
+			return
+		}
+		s.cat.Store().Unwrap().Iterate([]byte{0x00, 'N'}, func(k, _ []byte) error {
+			if !slices.Contains(live, string(k[2:])) {
+				b.Delete(slices.Clone(k))
+			}
+			return nil
+		})
+	}
+	if b.Len() > 0 {
+		if err := s.cat.Store().Apply(&b, false); err != nil {
+			s.log.Warn("deleting address records of stopped nodes failed", "error", err)
+		}
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,4 +407,51 @@ func TestNodesCatchUp(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestNodesForgedAddress: the database's operator rewrites the owner's
+// advertised address to one of its own: a write reaching another node is
+// not forwarded there (the address record is authenticated), and nothing
+// reaches that address.
+func TestNodesForgedAddress(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.NewDatabase(t)
+	nodes := startNodes(t, url, 2, 5*time.Second)
+	write, _ := nodes[0].createInstance("forged", nil)
+	want(t, nodes[0].do("PUT", "/v1/instances/forged/documents/A", write, `{"summary":"owned by node 0"}`), http.StatusOK, "")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var reached atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			reached.Add(1)
+			c.Close()
+		}
+	}()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	forged := append(append([]byte{1}, make([]byte, 32)...), fmt.Sprintf(`{"v":1,"addr":"http://%s"}`, ln.Addr())...)
+	tag, err := conn.Exec(ctx, "UPDATE blindex_kv SET v = $1 WHERE k = $2", forged, append([]byte{0, 'N'}, "node-0"...))
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("forging the address record: %v, %d rows", err, tag.RowsAffected())
+	}
+	r := nodes[1].do("PUT", "/v1/instances/forged/documents/B", write, `{"summary":"sent to node 1"}`)
+	want(t, r, http.StatusInternalServerError, CodeDataCorrupt)
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("%d connections reached the forged address", n)
+	}
+	// The owner itself still writes.
+	want(t, nodes[0].do("PUT", "/v1/instances/forged/documents/C", write, `{"summary":"owner"}`), http.StatusOK, "")
 }

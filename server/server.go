@@ -424,6 +424,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return fail(fmt.Errorf("server: reading the instance manifests: %w", err))
 	}
+	s.sweepNodes(ctx, false)
 	s.metrics.registerState(s)
 	s.sla = newSLAMetrics(s.reg, s)
 	s.routes()
@@ -584,6 +585,7 @@ func (s *Server) Close() error {
 	s.shutting.Store(true)
 	s.cancel()
 	var errs []error
+	s.sweepNodes(context.Background(), true)
 	errs = append(errs, s.cat.Close())
 	if s.nodes != nil {
 		errs = append(errs, s.nodes.owners.Close())

@@ -116,6 +116,8 @@ func Describe(key []byte) (kind, name string) {
 		return "plan", string(key[2:])
 	case 'T':
 		return "token", ""
+	case 'N':
+		return "node address", string(key[2:])
 	}
 	return "control record", ""
 }

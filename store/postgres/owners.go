@@ -39,9 +39,11 @@ import (
 // the version (Owned.Version, one round trip) with the one their in-memory
 // state reflects to know whether it is stale.
 //
-// Owners also advertise each process's address in a node table (the
-// store's table name + "_node"), so that a process that does not own a
-// scope can forward a write to the one that does (Owners.Address).
+// Owners also keep a row per live process in a node table (the store's
+// table name + "_node": its name, an address for operators to read, and an
+// expiry), so that whoever needs to can tell whether processes serve the
+// database (Store.Nodes). The table is not authenticated: blindex trusts
+// no address read from it.
 
 // ErrStale reports a versioned write refused because its scope's version is
 // not the one its caller expected, or because this process does not hold
@@ -185,7 +187,7 @@ func (w *Owners) Holder() string { return w.holder }
 func (w *Owners) TTL() time.Duration { return w.ttl }
 
 // Advertise records addr (a base URL other processes can reach this one
-// at) in the node table, renewed with the leases until Close.
+// at) in this process's node row, for operators to read.
 func (w *Owners) Advertise(ctx context.Context, addr string) error {
 	w.mu.Lock()
 	w.addr = addr
@@ -206,22 +208,6 @@ func (w *Owners) advertise(ctx context.Context) error {
 		return w.s.wrap("advertise", err)
 	}
 	return nil
-}
-
-// Address returns the advertised address of holder, while its node row is
-// live; "" when it has none, or advertised none.
-func (w *Owners) Address(ctx context.Context, holder string) (string, error) {
-	var addr string
-	err := w.s.retry(ctx, func(ctx context.Context) error {
-		return w.s.pool.QueryRow(ctx, "SELECT addr FROM "+w.nodes+" WHERE holder = $1 AND expires > now()", holder).Scan(&addr)
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
-	}
-	if err != nil {
-		return "", w.s.wrap("node address", err)
-	}
-	return addr, nil
 }
 
 // Scope returns this process's ownership of scope (1 to 200 bytes), held
