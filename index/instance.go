@@ -374,7 +374,7 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 			return nil, err
 		}
 	}
-	if err := in.unlock(); err != nil {
+	if err := in.load(ctx); err != nil { // unlock, retried when shared (shared.go)
 		in.closeLeases()
 		return nil, err
 	}

@@ -291,3 +291,20 @@ func (in *Instance) catchUp() bool {
 	in.hd = hd
 	return true
 }
+
+// load unlocks the instance as it opens. When another process writes the
+// instance meanwhile, its compaction may remove log records between the
+// reads of the head and of the log: such a load, which reads as corrupt,
+// is tried again while the instance's version keeps moving.
+func (in *Instance) load(ctx context.Context) error {
+	err := in.unlock()
+	for attempt := 0; err != nil && in.sh != nil && errors.Is(err, ErrCorrupt) && attempt < 5; attempt++ {
+		v, verr := in.sh.w.Version(ctx)
+		if verr != nil || v == in.sh.loaded.Load() {
+			break // not a race with a writer
+		}
+		in.sh.loaded.Store(v)
+		err = in.unlock()
+	}
+	return err
+}

@@ -455,3 +455,55 @@ func TestNodesForgedAddress(t *testing.T) {
 	// The owner itself still writes.
 	want(t, nodes[0].do("PUT", "/v1/instances/forged/documents/C", write, `{"summary":"owner"}`), http.StatusOK, "")
 }
+
+// TestNodesOpenWhileWriting: a node opens an instance again and again (one
+// instance open at a time, two instances in turn) while its owner writes it
+// and flushes its log into runs after every batch: a load that meets log
+// records the owner's flush removed is retried, never answered as corrupt.
+func TestNodesOpenWhileWriting(t *testing.T) {
+	srv := pgtest.Start(t)
+	url := srv.NewDatabase(t)
+	home := t.TempDir()
+	opts := testInstanceOptions
+	opts.CompactEvery = 1
+	var nodes []*testServer
+	for i, maxOpen := range []int{0, 1} {
+		nodes = append(nodes, startServer(t, Config{Store: url, Home: home, Instance: opts, MaxOpen: maxOpen,
+			Nodes: NodeOptions{OwnerTTL: 2 * time.Second, Name: fmt.Sprintf("node-%d", i)}}))
+	}
+	write, read := nodes[0].createInstance("busy", nil)
+	_, readOther := nodes[0].createInstance("other", nil)
+	want(t, nodes[0].do("PUT", "/v1/instances/other/documents/X", testAdminToken, `{"summary":"other"}`), http.StatusOK, "")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var written atomic.Int64
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			r, err := nodes[0].try("PUT", fmt.Sprintf("/v1/instances/busy/documents/D-%d", i), write, `{"summary":"busy writes"}`)
+			if err != nil || r.status != http.StatusOK {
+				t.Errorf("write: %v %v", r, err)
+				return
+			}
+			written.Add(1)
+		}
+	}()
+	for i := 0; i < 60; i++ {
+		before := written.Load()
+		got := nodes[1].mustSearch("busy", read, "summary:busy", 1)
+		if got.Total < uint64(before) {
+			t.Fatalf("search %d: %d hits, %d writes acknowledged before it started", i, got.Total, before)
+		}
+		nodes[1].mustSearch("other", readOther, "summary:other", 1) // closes busy on node 1
+	}
+	close(stop)
+	<-done
+	if written.Load() < 10 {
+		t.Fatalf("only %d writes during the test", written.Load())
+	}
+}
