@@ -493,7 +493,9 @@ func TestNodesOpenWhileWriting(t *testing.T) {
 			written.Add(1)
 		}
 	}()
-	for i := 0; i < 60; i++ {
+	// Until the owner has flushed 30 batches (at most 30 s).
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; written.Load() < 30 && time.Now().Before(deadline); i++ {
 		before := written.Load()
 		got := nodes[1].mustSearch("busy", read, "summary:busy", 1)
 		if got.Total < uint64(before) {
