@@ -527,6 +527,18 @@ func (c *Catalog) Instance(ctx context.Context, name string) (*Instance, error) 
 	return in, nil
 }
 
+// Drop closes instance name if in is its open instance (one that another
+// process deleted: see Instance.Refresh), so that the next Instance call
+// opens what the store holds now.
+func (c *Catalog) Drop(name string, in *Instance) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o := c.open[name]; o != nil && o.in == in {
+		o.in.Close()
+		delete(c.open, name)
+	}
+}
+
 // KeyringMetrics returns the counters of every keyring the catalog holds,
 // by configuration ("local" for instances that are not BYOK, else "byok:"
 // and the organisation).

@@ -71,6 +71,9 @@ func (in *Instance) Settle() error {
 	in.mu.RLock()
 	idle := in.state != nil && !in.closed && (in.state.mem.len() > 0 || idleMergeCount(in.state.meta.runs) > 0)
 	in.mu.RUnlock()
+	if !in.mayWrite() {
+		return nil // a shared instance merges where it is written (shared.go)
+	}
 	if !idle {
 		return nil
 	}

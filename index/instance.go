@@ -93,6 +93,11 @@ type Options struct {
 	// provider. Default nil: the Keyring's provider, so that metadata is
 	// wrapped by the instance's own (possibly BYOK) key.
 	MetadataProvider keys.Provider
+	// Sharing, when set, makes the instance one that several processes
+	// share over the store: it returns this process's write ownership of
+	// the instance whose records are under prefix (see shared.go).
+	// Default nil: this process is the store's only user.
+	Sharing func(prefix []byte) SharedWriter
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -265,6 +270,7 @@ type Instance struct {
 	cacheNS string // this instance's namespace in cache
 	bleve   bleve.Index
 	bound   sync.Pool // *boundIndex: bleve indexes for one search at a time (budget.go)
+	sh      *shared   // nil unless Options.Sharing (shared.go)
 
 	m metrics
 }
@@ -366,6 +372,10 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 	if in.cache == nil {
 		in.cache = NewCache(o.CacheBytes)
 	}
+	st, err := in.share(ctx, st) // shared.go: versioned, fenced writes when processes share st
+	if err != nil {
+		return nil, err
+	}
 	in.st = newSealStore(in, st) // counts seals per generation (sealcount.go)
 	if man.Shred {
 		if o.Secrets == nil {
@@ -383,7 +393,7 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 			return nil, err
 		}
 	}
-	if err := in.unlock(); err != nil {
+	if err := in.load(ctx); err != nil { // unlock, retried when shared (shared.go)
 		in.closeLeases()
 		return nil, err
 	}
@@ -694,7 +704,7 @@ func (in *Instance) Close() error {
 	// log. Best effort: a locked
 	// instance, or a failure, leaves the log for the next open to replay.
 	in.mu.RLock()
-	fold := in.state != nil && !in.closed && in.state.mem.len() > 0
+	fold := in.state != nil && !in.closed && in.state.mem.len() > 0 && in.mayWrite()
 	in.mu.RUnlock()
 	if fold {
 		if err := in.compact(); err != nil {

@@ -299,7 +299,8 @@ func (s *Server) handleStatus(c *call) error {
 }
 
 func (s *Server) handleDeleteInstance(c *call) error {
-	if _, err := s.manifest(c.name); err != nil {
+	man, err := s.manifest(c.name)
+	if err != nil {
 		return err
 	}
 	s.jobs.cancel(c.name)
@@ -308,6 +309,9 @@ func (s *Server) handleDeleteInstance(c *call) error {
 			return errInstanceNotFound(c.name)
 		}
 		return err
+	}
+	if err := s.deleted(c.ctx, man.Prefix); err != nil {
+		s.log.Warn("the other nodes were not told of a deletion; they close the instance when its ownership passes", "instance", c.name, "error", err)
 	}
 	revoked, err := s.tokens.revoke(c.name, "")
 	s.groups.remove(c.name)

@@ -177,6 +177,9 @@ func (s *Server) authenticate(r *http.Request) (principal, *apiError) {
 		return principal{key: "admin:" + hex.EncodeToString(sum[:8]), admin: true}, nil
 	}
 	rec, ok, err := s.tokens.lookup(tok)
+	if ae := faultError(err); ae != nil {
+		return principal{}, ae // the database is unreachable: 503, not 500
+	}
 	if err != nil {
 		return principal{}, &apiError{status: http.StatusInternalServerError, code: CodeInternal, cause: err,
 			message: "the token could not be checked; retry, and report it if it persists"}

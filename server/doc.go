@@ -16,6 +16,14 @@
 // recently used is closed, its keys zeroed). Each instance has its own keys
 // and tokens; nothing is shared between instances.
 //
+// # Several nodes
+//
+// With a PostgreSQL store (Config.Store) several servers serve one database,
+// every instance on every node: one node at a time owns an instance's
+// writes (a lease per instance, fencing every commit), writes reaching
+// another node are forwarded to it, and a read on any node sees every
+// write acknowledged before it started. See nodes.go and [NodeOptions].
+//
 // # Authentication
 //
 // Every endpoint except /healthz and /readyz needs `Authorization: Bearer
@@ -256,6 +264,8 @@
 //	500 internal               a bug; the details are in the server's log
 //	503 kms_unavailable        the key provider cannot be reached (an outage, not a revocation), whether or not the key was in memory (Retry-After: the keyring's backoff)
 //	503 storage_failed         the disk failed a write: not applied; writes refused until the server restarts; reads work (Retry-After)
+//	503 store_unavailable      the database (--store) cannot be reached: an outage; the server recovers by itself when it returns (Retry-After)
+//	503 owner_unavailable      several nodes: another node owns the instance's writes and cannot be reached, or took them over during the request; nothing written (Retry-After: until its ownership passes)
 //	503 overloaded             too many requests in flight (Retry-After)
 //	503 shutting_down          the server is stopping
 //	504 timeout                over the request time limit; a write that was stopped was not applied
@@ -302,6 +312,7 @@
 //	blindex_requests_in_flight
 //	blindex_documents_written_total{op="index"|"delete"}
 //	blindex_documents                                          live documents of the instances written since start
+//	blindex_forwarded_writes_total{outcome}                    several nodes: writes forwarded to the instance's owner (answered, owner_unreachable)
 //	blindex_key_provider_calls_total{provider="aws-kms"|"local",operation,outcome}
 //	blindex_key_provider_call_duration_seconds{provider,operation}
 //	blindex_lease_revalidations_total{provider,outcome}        background re-validations; outcome="ok" is a lease refresh

@@ -5,8 +5,10 @@ import (
 	"math"
 	"net/http"
 
+	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
+	"github.com/blindex/blindex/store/postgres"
 )
 
 // Error codes of faults: a full or failing disk, an explicit lock, a key
@@ -33,6 +35,12 @@ func faultError(err error) *apiError {
 	case errors.Is(err, store.ErrWriteFailed):
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeStorageFailed, retryAfter: storageRetryAfter, cause: err,
 			message: "the disk holding the server's data failed a write: this write was not applied, and what was acknowledged is intact. Reads and searches keep working; writes are refused until the server is restarted (it reports not ready)"}
+	case errors.Is(err, postgres.ErrUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeStoreUnavailable, retryAfter: 1, cause: err,
+			message: "the database holding the server's data cannot be reached now: an outage, not a failure of the request's content. A write that got this answer was not acknowledged (it may or may not have been applied: retrying it is safe, writes are idempotent); retry"}
+	case errors.Is(err, index.ErrStale), errors.Is(err, postgres.ErrLeaseHeld):
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeNotOwner, retryAfter: 1, cause: err,
+			message: "another node took over this instance's writes during the request; nothing was written. Retry"}
 	case errors.Is(err, keys.ErrHeld):
 		return &apiError{status: http.StatusLocked, code: CodeInstanceLocked, cause: err,
 			message: "the instance is locked by revoke-now: nothing was read or written. It stays locked, across restarts, until an administrator calls POST /v1/instances/{name}/restore"}

@@ -30,7 +30,18 @@ type metrics struct {
 	providerTime  *prometheus.HistogramVec
 	revalidations *prometheus.CounterVec
 	reencrypted   prometheus.Counter
+	forwards      *prometheus.CounterVec
 	reg           *prometheus.Registry
+}
+
+// forwarded counts a write forwarded to the node that owns its instance
+// (nodes.go).
+func (m *metrics) forwarded(failed bool) {
+	outcome := "answered"
+	if failed {
+		outcome = "owner_unreachable"
+	}
+	m.forwards.WithLabelValues(outcome).Inc()
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -45,6 +56,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help:    "Time to answer an HTTP request, by route template and method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"route", "method"}),
+		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "blindex_forwarded_writes_total",
+			Help: "Writes forwarded to the node that owns their instance's writes, by outcome (answered, owner_unreachable).",
+		}, []string{"outcome"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "blindex_http_rejected_total",
 			Help: "Requests refused before reaching the engine (authentication, scope, limits, overload), by error code.",
@@ -87,7 +102,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	}
 	m.docsWritten.WithLabelValues("index")
 	m.docsWritten.WithLabelValues("delete")
-	reg.MustRegister(m.requests, m.latency, m.rejected, m.lockedAnswers, m.docsWritten,
+	reg.MustRegister(m.forwards, m.requests, m.latency, m.rejected, m.lockedAnswers, m.docsWritten,
 		m.providerCalls, m.providerTime, m.revalidations, m.reencrypted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

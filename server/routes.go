@@ -50,6 +50,11 @@ type call struct {
 	name string // the {name} path value: the instance
 	body []byte // the body, read within its limit (nil for bodyNone)
 	s    *Server
+	// stream is set for routes whose body the handler streams: it cannot
+	// be replayed, so a failed attempt is never retried.
+	stream bool
+	// owns is set for routes that write the instance (nodes.go).
+	owns bool
 }
 
 type handlerFunc func(c *call) error
@@ -283,7 +288,7 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 		ctx, cancel := context.WithTimeout(r.Context(), s.lim.RequestTimeout)
 		defer cancel()
 		ctx = context.WithValue(ctx, serverCallKey{}, true)
-		c := &call{w: sw, r: r, ctx: ctx, name: r.PathValue("name"), s: s}
+		c := &call{w: sw, r: r, ctx: ctx, name: r.PathValue("name"), s: s, stream: b == bodyStream}
 
 		if acc != accessPublic {
 			p, e := s.authenticate(r)
@@ -316,6 +321,18 @@ func (s *Server) wrap(method, route string, acc access, b body, fn handlerFunc) 
 			if e := checkLoopbackContentType(r, b); e != nil {
 				s.metrics.rejected.WithLabelValues(e.code).Inc()
 				fail(e)
+				return
+			}
+		}
+		if s.nodes != nil && ownsWrites(method, route, acc) {
+			// Before the body is read: a forwarded request streams it.
+			c.owns = true
+			forwarded, err := s.ownOrForward(c)
+			if err != nil {
+				fail(fromEngine(err))
+				return
+			}
+			if forwarded {
 				return
 			}
 		}
@@ -367,6 +384,8 @@ func (s *Server) authorize(c *call, acc access) *apiError {
 	switch {
 	case errors.Is(err, index.ErrNotFound) || (err == nil && !bytes.Equal(man.Prefix, p.prefix)):
 		return errTokenInvalid()
+	case faultError(err) != nil:
+		return faultError(err) // the database is unreachable: 503
 	case err != nil:
 		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, cause: err,
 			message: "the token could not be checked; retry, and report it if it persists"}

@@ -109,6 +109,10 @@ type Config struct {
 	// Policy says which products and plans offer BYOK (see package
 	// policy). Default: policy.Default(), the shipped policy.
 	Policy *policy.Policy
+	// Nodes configures this server as one of several nodes over the
+	// database of Store (see nodes.go); ignored with Data. Default: the
+	// zero NodeOptions.
+	Nodes NodeOptions
 }
 
 // Limits bound requests. Every zero field means its default; a negative
@@ -281,6 +285,7 @@ type Server struct {
 	per     *perToken // requests and writes of each token at once
 	analyse *budget   // document bytes being analysed (Limits.MaxAnalysisBytes)
 	states  stateCache
+	nodes   *nodes // several nodes over one database (nodes.go); nil with Pebble
 
 	baseCtx context.Context // cancelled by Shutdown: background jobs
 	cancel  context.CancelFunc
@@ -344,6 +349,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.MaxOpen < 0 {
 		errs = append(errs, errors.New("Config.MaxOpen is negative"))
 	}
+	if cfg.Nodes.OwnerTTL != 0 && cfg.Nodes.OwnerTTL < time.Second {
+		errs = append(errs, errors.New("Config.Nodes.OwnerTTL must be at least 1s"))
+	}
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 30 * time.Second
 	}
@@ -366,8 +374,16 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		if s.cat != nil {
 			s.cat.Close()
 		}
+		if s.nodes != nil {
+			s.nodes.owners.Close()
+		}
 		st.Close()
 		return nil, err
+	}
+	if pg, ok := st.(*postgres.Store); ok {
+		if s.nodes, err = newNodes(ctx, pg, cfg.Nodes); err != nil {
+			return fail(fmt.Errorf("server: store at %s: %w", postgres.Redact(cfg.Store), err))
+		}
 	}
 	s.reg = prometheus.NewRegistry()
 	s.metrics = newMetrics(s.reg)
@@ -382,6 +398,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		inst.CacheBytes = DefaultInstanceCacheBytes
 	}
 	inst.MaxExpansionEntries = lim.MaxExpansionEntries
+	if s.nodes != nil {
+		inst.Sharing = s.nodes.writer
+	}
 	s.cat, err = index.NewCatalog(st, index.CatalogOptions{
 		Home:  cfg.Home,
 		Local: s.metrics.wrapProvider(s.local, providerLocal),
@@ -416,6 +435,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return fail(fmt.Errorf("server: reading the instance manifests: %w", err))
 	}
+	s.sweepNodes(ctx, false)
 	s.metrics.registerState(s)
 	s.sla = newSLAMetrics(s.reg, s)
 	s.routes()
@@ -477,6 +497,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.servers = append(s.servers, hs)
 	s.mu.Unlock()
+	s.advertise(ln)
 	var err error
 	if s.tlsConf != nil {
 		hs.TLSConfig = s.tlsConf.Clone()
@@ -575,7 +596,11 @@ func (s *Server) Close() error {
 	s.shutting.Store(true)
 	s.cancel()
 	var errs []error
+	s.sweepNodes(context.Background(), true)
 	errs = append(errs, s.cat.Close())
+	if s.nodes != nil {
+		errs = append(errs, s.nodes.owners.Close())
+	}
 	s.local.Close()
 	errs = append(errs, s.st.Close())
 	s.closeErr = errors.Join(errs...)
@@ -637,13 +662,10 @@ func errString(err error) string {
 // Pebble store in cfg.Data (created if missing).
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.Store != "" {
-		// One process serves a store at a time, as with Pebble's directory
-		// lock: a lease in the database, fencing every write. A killed
-		// server's lease is taken over once it passes.
-		st, err := postgres.Open(ctx, cfg.Store, postgres.Options{Lease: postgres.LeaseOptions{
-			Scope: postgres.StoreScope,
-			Wait:  postgres.DefaultLeaseTTL + time.Second,
-		}})
+		// Several servers may serve the database: each instance's writes
+		// are owned by one of them at a time, through a lease per instance
+		// fencing its writes (nodes.go).
+		st, err := postgres.Open(ctx, cfg.Store, postgres.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("server: store at %s: %w", postgres.Redact(cfg.Store), err)
 		}

@@ -299,6 +299,18 @@ func (s *Server) instance(ctx context.Context, name string) (*index.Instance, er
 		return nil, errNegLocked
 	}
 	in, err := s.cat.Instance(ctx, name)
+	if err == nil {
+		// Another node may have written it (nodes.go).
+		_, err = in.Refresh(ctx)
+		if errors.Is(err, index.ErrNotFound) {
+			// Deleted by another node (and maybe created again): its keys
+			// are zeroed here too, and what the store holds now is opened.
+			s.cat.Drop(name, in)
+			if in, err = s.cat.Instance(ctx, name); err == nil {
+				_, err = in.Refresh(ctx)
+			}
+		}
+	}
 	switch {
 	case err == nil:
 		s.groups.ensure(name, in)
@@ -328,6 +340,9 @@ func (s *Server) withInstance(c *call, fn func(in *index.Instance) error) error 
 			err = fn(in)
 		}
 		if s.isClosed(err) && attempt < 8 {
+			continue
+		}
+		if in != nil && s.retryShared(c, in, err) && attempt < 3 {
 			continue
 		}
 		return err

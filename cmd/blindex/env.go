@@ -75,6 +75,21 @@ func openEnvWith(c commonFlags, create, readOnly bool) (*env, error) {
 			return nil, inputErrorf("check --store (host, port, database, user, password, sslmode) and that the database is reachable, then retry",
 				"cannot open the store at %s: %v", c.storeName(), err)
 		}
+		// Servers serving the database own the instances' writes; a
+		// command would write (or compact) behind their back.
+		nodes, err := st.Nodes(context.Background())
+		if err == nil && len(nodes) > 0 {
+			err = fmt.Errorf("%d blindex serve node(s) serve this database (%s)", len(nodes), strings.Join(nodes, ", "))
+			st.Close()
+			e.Close()
+			return nil, inputErrorf("use the servers' API, or stop every node (a killed node's entry passes after its --owner-ttl), then retry",
+				"cannot use the store at %s: %v", c.storeName(), err)
+		}
+		if err != nil {
+			st.Close()
+			e.Close()
+			return nil, inputErrorf("check that the database is reachable, then retry", "cannot open the store at %s: %v", c.storeName(), err)
+		}
 		e.st = st
 		return e, nil
 	}

@@ -82,6 +82,12 @@ func TestStorePostgres(t *testing.T) {
 	var res searchJSON
 	json.NewDecoder(resp.Body).Decode(&res)
 	resp.Body.Close()
+	// While a server serves the database, commands refuse it (they would
+	// write behind the nodes' ownership of the instances).
+	r = must(t, 1, "search", "--store", url, "connection")
+	if !strings.Contains(r.stderr, "serve node(s) serve this database") {
+		t.Errorf("command while a server serves the store: %v", r)
+	}
 	cancel()
 	if r := <-served; r.code != 0 {
 		t.Errorf("serve --store: %v", r)
@@ -99,6 +105,11 @@ func TestStorePostgres(t *testing.T) {
 	r = must(t, 1, "search", "--store", url, "connection")
 	if !strings.Contains(r.stderr, "another blindex process") || !strings.Contains(r.stderr, "lease") {
 		t.Errorf("store held by another process: %v", r)
+	}
+	// and so does a server.
+	r = blindex(t, "", "serve", "--store", url, "--addr", addr)
+	if r.code == 0 || !strings.Contains(r.stderr, "a blindex command") {
+		t.Errorf("serve while a command holds the store: %v", r)
 	}
 	other.Close()
 	must(t, 0, "search", "--store", url, "connection")

@@ -79,6 +79,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		shutdown     = fs.Duration("shutdown-timeout", 30*time.Second, "how long to wait for in-flight requests at shutdown")
 		logLevel     = fs.String("log-level", "info", "log level: debug (one line per request), info, warn, error")
 		policyFile   = fs.String("policy", "", "the BYOK availability policy `FILE` (JSON; see 'blindex policy show'); default: the shipped policy")
+		ownerTTL     = fs.Duration("owner-ttl", 0, "with --store: the lease of a node's ownership of an instance's writes; a killed node's instances are taken over once it passes (default 15s, minimum 1s)")
+		advertise    = fs.String("advertise", "", "with --store: the base URL other nodes forward writes to this node at, e.g. http://10.0.0.5:8080 (default: http(s):// and --addr, unless --addr is a wildcard address)")
 		minFreeMB    = fs.Int("min-free-mb", store.DefaultMinFreeBytes>>20, "free space, in MiB, the store keeps on the data directory's disk: below it writes answer 507 storage_full and resume once space is freed; 0 disables the reserve")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -166,6 +168,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		},
 		ShutdownTimeout: *shutdown,
 		Policy:          pol,
+		Nodes:           server.NodeOptions{OwnerTTL: *ownerTTL, Advertise: *advertise},
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "blindex serve: %v\n", err)

@@ -116,6 +116,8 @@ func Describe(key []byte) (kind, name string) {
 		return "plan", string(key[2:])
 	case 'T':
 		return "token", ""
+	case 'N':
+		return "node address", string(key[2:])
 	}
 	return "control record", ""
 }
@@ -145,6 +147,16 @@ func New(st store.Store, key []byte) (*Store, error) {
 func NewUnkeyed(st store.Store, reason error) *Store {
 	return &Store{st: st, noKey: reason}
 }
+
+// Over returns a Store that authenticates control records as s does (the
+// same MAC key, or the same missing key) over st in place of s's store.
+// Closing it closes st.
+func (s *Store) Over(st store.Store) *Store {
+	return &Store{st: st, key: bytes.Clone(s.key), noKey: s.noKey}
+}
+
+// Unwrap returns the store that s wraps.
+func (s *Store) Unwrap() store.Store { return s.st }
 
 // Keyed reports whether the store has its MAC key.
 func (s *Store) Keyed() bool { return s.key != nil }

@@ -66,9 +66,10 @@ type LeaseOptions struct {
 // DefaultLeaseTTL is LeaseOptions.TTL's default.
 const DefaultLeaseTTL = 15 * time.Second
 
-// StoreScope is the lease scope of a whole store: blindex's CLI and server
-// hold it, so that one process at a time writes a store, as Pebble's
-// directory lock does for a data directory.
+// StoreScope is the lease scope of a whole store: blindex's CLI commands
+// hold it, so that one command at a time writes a store, as Pebble's
+// directory lock does for a data directory. Servers do not: several share
+// a store, each instance's writes owned by one of them (Owners).
 const StoreScope = "blindex/store"
 
 func (o *LeaseOptions) withDefaults() []error {
@@ -118,6 +119,9 @@ type Lease struct {
 	holder string
 	ttl    time.Duration
 	epoch  int64
+	// version is the scope's version when the lease was acquired (see
+	// Owners): how many versioned writes had committed under the scope.
+	version int64
 
 	mu      sync.Mutex
 	lost    error         // set once the lease is known lost or released
@@ -128,9 +132,14 @@ type Lease struct {
 // initLeases creates the lease table when it is missing.
 func (s *Store) initLeases(ctx context.Context) error {
 	s.leases = pgx.Identifier{s.opts.Table + "_lease"}.Sanitize()
-	create := "CREATE TABLE IF NOT EXISTS " + s.leases + " (scope TEXT NOT NULL PRIMARY KEY, holder TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL, epoch BIGINT NOT NULL)"
+	create := "CREATE TABLE IF NOT EXISTS " + s.leases + " (scope TEXT NOT NULL PRIMARY KEY, holder TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL, epoch BIGINT NOT NULL, version BIGINT NOT NULL DEFAULT 0)"
+	// Tables created before versions (see Owners) get the column.
+	addVersion := "ALTER TABLE " + s.leases + " ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0"
 	err := s.retry(ctx, func(ctx context.Context) error {
 		_, err := s.pool.Exec(ctx, create)
+		if err == nil {
+			_, err = s.pool.Exec(ctx, addVersion)
+		}
 		if isUniqueViolation(err) {
 			return errRetry
 		}
@@ -153,12 +162,12 @@ func (s *Store) AcquireLease(ctx context.Context, scope, holder string, ttl time
 	if scope == "" || len(scope) > 200 || holder == "" || ttl < time.Second {
 		return nil, fmt.Errorf("%w: a lease needs a scope of 1 to 200 bytes, a holder and a TTL of at least 1s", ErrInvalidOptions)
 	}
-	var epoch int64
+	var epoch, version int64
 	err := s.retry(ctx, func(ctx context.Context) error {
 		err := s.pool.QueryRow(ctx, "INSERT INTO "+s.leases+" (scope, holder, expires, epoch) VALUES ($1, $2, now() + $3::FLOAT8 * INTERVAL '1 millisecond', 1) "+
 			"ON CONFLICT (scope) DO UPDATE SET holder = excluded.holder, expires = excluded.expires, epoch = "+s.leases+".epoch + 1 "+
-			"WHERE "+s.leases+".expires <= now() OR "+s.leases+".holder = excluded.holder RETURNING epoch",
-			scope, holder, float64(ttl.Milliseconds())).Scan(&epoch)
+			"WHERE "+s.leases+".expires <= now() OR "+s.leases+".holder = excluded.holder RETURNING epoch, version",
+			scope, holder, float64(ttl.Milliseconds())).Scan(&epoch, &version)
 		if isUniqueViolation(err) {
 			return errRetry // two first acquisitions at once
 		}
@@ -177,7 +186,7 @@ func (s *Store) AcquireLease(ctx context.Context, scope, holder string, ttl time
 	if err != nil {
 		return nil, s.wrap("acquire lease", err)
 	}
-	return &Lease{s: s, scope: scope, holder: holder, ttl: ttl, epoch: epoch}, nil
+	return &Lease{s: s, scope: scope, holder: holder, ttl: ttl, epoch: epoch, version: version}, nil
 }
 
 // waitLease acquires o's lease, retrying while another holder's lease is
@@ -342,14 +351,24 @@ func (l *Lease) readCheck(br pgx.BatchResults) error {
 	return nil
 }
 
-// retryFenced runs the fenced write f with s.retry. When the fence refuses
-// it while the lease is not known lost — the lease passed without anyone
-// taking the scope, e.g. while the database could not be reached for
+// fencer is a check that a write's transaction runs as its first
+// statement: a *Lease (nil: no check), or a versioned fence (owners.go).
+type fencer interface {
+	usable() error
+	queueCheck(pb *pgx.Batch)
+	readCheck(br pgx.BatchResults) error
+}
+
+// retryFenced runs the fenced write f with s.retry. When a lease's fence
+// refuses it while the lease is not known lost — the lease passed without
+// anyone taking the scope, e.g. while the database could not be reached for
 // longer than the TTL — it renews the lease (which fails for good when
-// another holder acquired the scope since) and runs f once more.
-func (s *Store) retryFenced(ctx context.Context, fence *Lease, f func(ctx context.Context) error) error {
+// another holder acquired the scope since) and runs f once more. Other
+// fences are not retried.
+func (s *Store) retryFenced(ctx context.Context, f0 fencer, f func(ctx context.Context) error) error {
 	err := s.retry(ctx, f)
-	if errors.Is(err, ErrFenced) && fence.usable() == nil {
+	fence, ok := f0.(*Lease)
+	if ok && errors.Is(err, ErrFenced) && fence.usable() == nil {
 		if rerr := fence.Renew(ctx); rerr == nil {
 			err = s.retry(ctx, f)
 		}

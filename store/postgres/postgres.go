@@ -3,7 +3,8 @@
 //
 // The database sees what every blindex store sees: pseudorandom keys and
 // sealed values, never plaintext. Several blindex processes may share one
-// database; this package does not decide which of them writes an instance.
+// database; this package fences their writes (Owners) but does not decide
+// which of them writes an instance.
 //
 // # Mapping of the store contract
 //
@@ -28,6 +29,12 @@
 // the database's clock, checked by every fenced write inside its own
 // transaction, so that a holder whose lease has passed and been taken over
 // has its writes refused whole (ErrFenced). See lease.go.
+//
+// Store.Owners hands out such leases per scope on demand (acquired on a
+// first write, renewed while writing, released when idle), with a version
+// per scope that every versioned write bumps and checks in its own
+// transaction (ErrStale otherwise): several processes can then each write
+// any scope, one at a time, and know when another wrote. See owners.go.
 //
 // # Compatibility
 //
@@ -343,7 +350,7 @@ func (s *Store) Apply(b *store.Batch, sync bool) error {
 
 // apply commits b, and when fence is not nil, only while fence holds:
 // the check is a statement of the same transaction.
-func (s *Store) apply(b *store.Batch, sync bool, fence *Lease) error {
+func (s *Store) apply(b *store.Batch, sync bool, fence fencer) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
@@ -513,7 +520,7 @@ func (s *Store) DeletePrefix(prefix []byte) error {
 	return s.deletePrefix(prefix, s.lease)
 }
 
-func (s *Store) deletePrefix(prefix []byte, fence *Lease) error {
+func (s *Store) deletePrefix(prefix []byte, fence fencer) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
