@@ -148,6 +148,10 @@ func (in *Instance) compactWith(o compactOpts) error {
 	meta := st.meta.clone()
 	meta.runs, meta.nextRun = final.meta.runs, final.meta.nextRun
 	for i := range meta.fields {
+		if final.exactTerms != nil {
+			meta.fields[i].terms = final.exactTerms[meta.fields[i].name]
+			continue
+		}
 		meta.fields[i].terms -= min(meta.fields[i].terms, final.droppedTerms[meta.fields[i].name])
 	}
 	hd := head{gen: k.Generation(), logStart: old.logEnd, logEnd: old.logEnd, seals: old.seals, meta: meta}
@@ -217,6 +221,9 @@ type builtRuns struct {
 	// droppedTerms is, by field, how many terms left the dictionary (all
 	// their documents deleted).
 	droppedTerms map[string]uint64
+	// exactTerms, when a merge took every run, is each field's number of
+	// terms it wrote: the exact count (see runCursors.inRuns).
+	exactTerms map[string]uint64
 }
 
 // buildRuns writes the memtable as a run under k, merged with the newest
@@ -233,8 +240,13 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 	// of the n runs it replaces.
 	live := st.liveSet()
 	droppedTerms := map[string]uint64{}
+	var exact map[string]uint64 // by field, the terms a merge of every run wrote
 	write := func(srcs []source, n int) error {
 		m := newMergeIter(srcs, "", n < len(runs))
+		var counts map[string]uint64
+		if n == len(runs) {
+			counts = map[string]uint64{}
+		}
 		rb := newRunBuilder(k, nextRun, w.put)
 		nextRun++
 		for ; m.valid(); m.next() {
@@ -252,6 +264,9 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 			if v != nil {
 				if err := rb.add(key, v); err != nil {
 					return err
+				}
+				if counts != nil {
+					counts[field]++
 				}
 				continue
 			}
@@ -277,6 +292,9 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 		}
 		if m.err != nil {
 			return m.err
+		}
+		if counts != nil {
+			exact = counts
 		}
 		desc, ok, err := rb.finish()
 		if err != nil {
@@ -339,7 +357,7 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 		}
 		all = false
 	}
-	return &builtRuns{b: w.b, meta: stateMeta{runs: runs, nextRun: nextRun}, droppedTerms: droppedTerms}, dropped, nil
+	return &builtRuns{b: w.b, meta: stateMeta{runs: runs, nextRun: nextRun}, droppedTerms: droppedTerms, exactTerms: exact}, dropped, nil
 }
 
 // cleanBuilding deletes the pages of runs an interrupted compaction left

@@ -252,6 +252,46 @@ func (c *runCursors) get(key string) ([]byte, bool, error) {
 	return nil, false, nil
 }
 
+// confirmBytes is the largest run whose term filter's "maybe" inRuns
+// confirms by reading the run's leaf.
+const confirmBytes = 32 << 20
+
+// inRuns reports whether a run holds the term key, for the per-field term
+// counts: a run whose filter rules the key out is skipped; a small run's
+// "maybe" is confirmed on its leaf; a larger run's is taken as a yes, so
+// that a batch never reads the leaves of large runs (which would make
+// writing cost grow with the instance). The count can then miss a new
+// term whose filter check was a false positive (about 1% per run); a
+// merge of every run counts the terms again exactly (buildRuns).
+func (c *runCursors) inRuns(key string) (bool, error) {
+	s := c.s
+	for i := range s.meta.runs {
+		r := &s.meta.runs[i]
+		ok, err := s.in.mayHold(r, key)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			continue
+		}
+		if r.bytes > confirmBytes && r.filterBlocks > 0 {
+			return true, nil
+		}
+		cur := &c.leaves[i]
+		if cur.leaf == nil || !cur.bounds.contains(key) {
+			p, _, _, b, err := s.in.runLeafBounds(r, key)
+			if err != nil {
+				return false, err
+			}
+			cur.leaf, cur.bounds = p, b
+		}
+		if v, ok := cur.leaf.lookup(key); ok && !isTomb(v) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // doc is state.doc through the cursors: a search asks for the documents
 // it collects in ascending order, so they are mostly in the leaf read last.
 func (c *runCursors) doc(n uint64) (docInfo, bool, error) {
@@ -735,9 +775,9 @@ func (s *state) diff(l *logEntry) (*stateDiff, error) {
 			return nil, err
 		}
 	}
-	// A field's term count is its number of distinct terms: a term new to
-	// the memtable is looked up in the runs (only whether it is there; the
-	// batch's terms are sorted, so the cursors read each leaf once).
+	// A field's term count is its number of distinct terms (BM25 reads
+	// it): a term new to the memtable counts unless a run holds it (see
+	// inRuns).
 	var cur *runCursors
 	for _, t := range l.terms {
 		key := fieldTermKey(t.field, t.term)
@@ -751,7 +791,7 @@ func (s *state) diff(l *logEntry) (*stateDiff, error) {
 			if cur == nil {
 				cur = s.cursors()
 			}
-			_, inRuns, err := cur.get(key)
+			inRuns, err := cur.inRuns(key)
 			if err != nil {
 				return nil, err
 			}
