@@ -359,6 +359,11 @@ func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
 	if e.cat != nil {
 		return e.cat, nil
 	}
+	if opts.IdleMerge == 0 {
+		// A command is over in seconds, and search, get and check open
+		// the store read-only: no idle merge (blindex serve has it).
+		opts.IdleMerge = -1
+	}
 	if e.local == nil {
 		if err := e.openLocal(e.flags.home, keyOptional); err != nil {
 			return nil, err
