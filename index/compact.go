@@ -140,10 +140,42 @@ func (in *Instance) compactWith(o compactOpts) error {
 		}
 	}
 	old := in.hd
-	final, dropped, err := in.buildRuns(st, old, k, o.all, o.idle)
+	// The batch is assembled while in.mu is held shared: locking (which
+	// zeroes the keys) waits for it, and the commit below checks that it
+	// did not happen in between.
+	b, hd, meta, err := in.assembleCompaction(st, old, oldK, k, o)
 	in.mu.RUnlock()
 	if err != nil {
 		return err
+	}
+
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.state != st {
+		return fmt.Errorf("index: instance %q locked during compaction: %w", in.name, ErrKeyRevoked)
+	}
+	if err := in.st.Apply(&b, !in.opts.NoSync); err != nil {
+		return fmt.Errorf("index: commit compaction: %w", err)
+	}
+	if o.man != nil {
+		in.manMu.Lock()
+		in.man = o.man
+		in.manMu.Unlock()
+	}
+	st.mem = newMemtable()
+	st.meta.runs, st.meta.nextRun, st.meta.fields = meta.runs, meta.nextRun, meta.fields
+	in.hd = hd
+	return nil
+}
+
+// assembleCompaction builds the runs and the batch that commits them: the
+// new head, the deletion of the folded log entries and of the runs merged
+// away. Caller holds in.mu shared and writeMu.
+func (in *Instance) assembleCompaction(st *state, old head, oldK, k *seal.Keys, o compactOpts) (store.Batch, head, stateMeta, error) {
+	var b store.Batch
+	final, dropped, err := in.buildRuns(st, old, k, o.all, o.idle)
+	if err != nil {
+		return b, head{}, stateMeta{}, err
 	}
 	meta := st.meta.clone()
 	meta.runs, meta.nextRun = final.meta.runs, final.meta.nextRun
@@ -158,7 +190,6 @@ func (in *Instance) compactWith(o compactOpts) error {
 	if k != oldK {
 		hd.seals = 0
 	}
-	var b store.Batch
 	b.Ops = final.b.Ops
 	put := func(label [seal.LabelSize]byte, payload []byte) {
 		key := in.key(label)
@@ -180,7 +211,7 @@ func (in *Instance) compactWith(o compactOpts) error {
 	for _, r := range dropped {
 		rk, err := in.keysFor(r.gen)
 		if err != nil {
-			return err
+			return b, head{}, stateMeta{}, err
 		}
 		for _, no := range r.pageNos() {
 			b.Delete(in.key(pageLabel(rk, r.id, no)))
@@ -189,28 +220,11 @@ func (in *Instance) compactWith(o compactOpts) error {
 	if o.man != nil {
 		mb, err := marshalManifest(o.man)
 		if err != nil {
-			return err
+			return b, head{}, stateMeta{}, err
 		}
 		b.Set(manifestKey(in.name), mb)
 	}
-
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.state != st {
-		return fmt.Errorf("index: instance %q locked during compaction: %w", in.name, ErrKeyRevoked)
-	}
-	if err := in.st.Apply(&b, !in.opts.NoSync); err != nil {
-		return fmt.Errorf("index: commit compaction: %w", err)
-	}
-	if o.man != nil {
-		in.manMu.Lock()
-		in.man = o.man
-		in.manMu.Unlock()
-	}
-	st.mem = newMemtable()
-	st.meta.runs, st.meta.nextRun, st.meta.fields = meta.runs, meta.nextRun, meta.fields
-	in.hd = hd
-	return nil
+	return b, hd, meta, nil
 }
 
 // builtRuns is what buildRuns wrote: the batch still to commit and the
@@ -363,12 +377,13 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 // cleanBuilding deletes the pages of runs an interrupted compaction left
 // behind (recorded in the head as building). Caller holds writeMu.
 func (in *Instance) cleanBuilding() error {
+	// in.mu is held shared while the keys are used (locking zeroes them).
 	in.mu.RLock()
 	hd := in.hd
 	st := in.state
 	k, err := in.currentKeys()
-	in.mu.RUnlock()
 	if hd.building == 0 || st == nil || err != nil {
+		in.mu.RUnlock()
 		return err
 	}
 	listed := map[uint64]bool{}
@@ -388,6 +403,7 @@ func (in *Instance) cleanBuilding() error {
 					if errors.Is(err, store.ErrNotFound) {
 						break
 					}
+					in.mu.RUnlock()
 					return err
 				}
 				b.Delete(key)
@@ -401,8 +417,12 @@ func (in *Instance) cleanBuilding() error {
 	hd.building = 0
 	key := in.key(k.Label(seal.PurposeHead))
 	b.Set(key, k.Seal(nil, key, encodeHead(hd)))
+	in.mu.RUnlock()
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.state != st {
+		return fmt.Errorf("index: instance %q is locked: %w", in.name, ErrKeyRevoked)
+	}
 	if err := in.st.Apply(&b, !in.opts.NoSync); err != nil {
 		return err
 	}
