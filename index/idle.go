@@ -15,7 +15,8 @@ import (
 // idleMergeBytes bounds the runs an idle merge rewrites.
 const idleMergeBytes = 256 << 20
 
-// armIdle (re)starts the idle timer; a write postpones the merge.
+// armIdle (re)starts the idle timer; a write postpones the merge (apply
+// calls it when a write starts and when it commits).
 func (in *Instance) armIdle() {
 	if in.opts.IdleMerge <= 0 {
 		return
@@ -25,15 +26,29 @@ func (in *Instance) armIdle() {
 	if in.idleStopped {
 		return
 	}
+	in.lastWrite = time.Now()
 	if in.idleTimer == nil {
-		in.idleTimer = time.AfterFunc(in.opts.IdleMerge, func() {
-			if err := in.Settle(); err != nil {
-				in.log.Warn("idle merge failed; it is tried again after the next write", "instance", in.name, "error", err)
-			}
-		})
+		in.idleTimer = time.AfterFunc(in.opts.IdleMerge, in.idleMerge)
 		return
 	}
 	in.idleTimer.Reset(in.opts.IdleMerge)
+}
+
+// idleMerge is the timer's: it settles the instance unless a write came
+// within Options.IdleMerge (a write that outlasted the timer; the timer
+// is armed again when it commits).
+func (in *Instance) idleMerge() {
+	in.writeMu.Lock()
+	defer in.writeMu.Unlock()
+	in.idleMu.Lock()
+	recent := time.Since(in.lastWrite) < in.opts.IdleMerge
+	in.idleMu.Unlock()
+	if recent {
+		return
+	}
+	if err := in.settleLocked(); err != nil {
+		in.log.Warn("idle merge failed; it is tried again after the next write", "instance", in.name, "error", err)
+	}
 }
 
 // stopIdle stops the idle timer for good (Close).
@@ -68,6 +83,11 @@ func idleMergeCount(runs []runDesc) int {
 func (in *Instance) Settle() error {
 	in.writeMu.Lock()
 	defer in.writeMu.Unlock()
+	return in.settleLocked()
+}
+
+// settleLocked is Settle. Caller holds writeMu.
+func (in *Instance) settleLocked() error {
 	in.mu.RLock()
 	idle := in.state != nil && !in.closed && (in.state.mem.len() > 0 || idleMergeCount(in.state.meta.runs) > 0)
 	in.mu.RUnlock()

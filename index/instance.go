@@ -261,9 +261,10 @@ type Instance struct {
 
 	writeMu sync.Mutex // one writer at a time (batches, merges, rotation)
 
-	idleMu      sync.Mutex // guards idleTimer, idleStopped (idle.go)
+	idleMu      sync.Mutex // guards idleTimer, idleStopped, lastWrite (idle.go)
 	idleTimer   *time.Timer
 	idleStopped bool
+	lastWrite   time.Time
 
 	att     attachState // attachments (attach.go)
 	cache   *Cache

@@ -82,6 +82,10 @@ func (in *Instance) apply(ctx context.Context, ops []Op, ac *attachChange) error
 	if err != nil {
 		return err
 	}
+	// A write in progress postpones the idle merge as one just done does
+	// (armIdle again when it commits): the merge is for an instance that
+	// is not being written, not for the gap between slow batches.
+	in.armIdle()
 	docs, err := in.analyze(ctx, ops, last, ac)
 	if err != nil {
 		return err
