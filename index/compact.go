@@ -286,19 +286,9 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 			}
 			// Every posting was of a deleted document: the term leaves
 			// the dictionary unless an older run still has it.
-			elsewhere := false
-			for i := n; i < len(runs) && !elsewhere; i++ {
-				if ok, err := in.mayHold(&runs[i], key); err != nil || !ok {
-					if err != nil {
-						return err
-					}
-					continue
-				}
-				ov, ok, err := in.runGet(&runs[i], key)
-				if err != nil {
-					return err
-				}
-				elsewhere = ok && !isTomb(ov)
+			elsewhere, err := in.runsHold(runs[n:], key)
+			if err != nil {
+				return err
 			}
 			if !elsewhere {
 				droppedTerms[field]++
@@ -439,11 +429,7 @@ func (in *Instance) mergeTermValues(key string, m *mergeIter, live *liveSet) ([]
 	if !ok {
 		return nil, "", in.corruptTermValue(errShort)
 	}
-	var vals [][]byte
-	m.vals(func(v []byte) error {
-		vals = append(vals, v)
-		return nil
-	})
+	vals := m.vals()
 	if len(vals) == 1 && len(vals[0]) > 0 && vals[0][0] == valPresent {
 		// One source, inline: kept as it is when all its documents are
 		// live (reading the document numbers only).

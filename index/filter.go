@@ -111,6 +111,19 @@ func (in *Instance) mayHold(r *runDesc, key string) (bool, error) {
 	return true, nil
 }
 
+// runTerm returns the value of the term key in run r, through its filter:
+// ok is false when the run does not hold the key.
+func (in *Instance) runTerm(r *runDesc, key string) ([]byte, bool, error) {
+	if ok, err := in.mayHold(r, key); err != nil || !ok {
+		return nil, false, err
+	}
+	v, ok, err := in.runGet(r, key)
+	if err != nil || !ok || isTomb(v) {
+		return nil, false, err
+	}
+	return v, true, nil
+}
+
 // filterBytes is a cached filter chunk.
 type filterBytes []byte
 

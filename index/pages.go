@@ -570,15 +570,14 @@ func (m *mergeIter) valid() bool { return m.err == nil && m.cur >= 0 }
 func (m *mergeIter) key() string { return m.srcs[m.cur].key() }
 func (m *mergeIter) val() []byte { return m.srcs[m.cur].val() }
 
-// vals calls fn with the current key's value in every source holding it,
+// vals returns the current key's value in every source holding it,
 // newest first.
-func (m *mergeIter) vals(fn func(v []byte) error) error {
-	for _, i := range m.eq {
-		if err := fn(m.srcs[i].val()); err != nil {
-			return err
-		}
+func (m *mergeIter) vals() [][]byte {
+	out := make([][]byte, len(m.eq))
+	for j, i := range m.eq {
+		out[j] = m.srcs[i].val()
 	}
-	return nil
+	return out
 }
 
 // settle finds the smallest key and the sources holding it, and skips

@@ -191,29 +191,24 @@ func concatFragments(frags []*postingList) *postingList {
 // liveOnly returns pl without the postings of documents that are not
 // live.
 func liveOnly(pl *postingList, live *liveSet) (*postingList, error) {
-	all := true
-	for _, d := range pl.docs {
-		ok, err := live.isLive(d)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			all = false
-			break
-		}
-	}
-	if all {
-		return pl, nil
-	}
-	out := &postingList{}
+	var out *postingList // nil while every posting so far is live
 	for j, d := range pl.docs {
 		ok, err := live.isLive(d)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
+		switch {
+		case !ok && out == nil:
+			out = &postingList{}
+			for k := range j {
+				out.appendFrom(pl, k)
+			}
+		case ok && out != nil:
 			out.appendFrom(pl, j)
 		}
+	}
+	if out == nil {
+		return pl, nil
 	}
 	return out, nil
 }

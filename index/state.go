@@ -157,17 +157,11 @@ func (s *state) termFragments(field string, term []byte) ([]*postingList, error)
 	key := fieldTermKey(field, string(term))
 	var out []*postingList
 	for i := len(s.meta.runs) - 1; i >= 0; i-- {
-		if ok, err := s.in.mayHold(&s.meta.runs[i], key); err != nil || !ok {
-			if err != nil {
-				return nil, err
-			}
-			continue
-		}
-		v, ok, err := s.in.runGet(&s.meta.runs[i], key)
+		v, ok, err := s.in.runTerm(&s.meta.runs[i], key)
 		if err != nil {
 			return nil, err
 		}
-		if !ok || isTomb(v) {
+		if !ok {
 			continue
 		}
 		pl, err := s.in.termValue(field, term, v)
@@ -185,20 +179,14 @@ func (s *state) hasTerm(field string, term []byte) (bool, error) {
 	if _, ok := s.mem.terms[key]; ok {
 		return true, nil
 	}
-	for i := range s.meta.runs {
-		r := &s.meta.runs[i]
-		if ok, err := s.in.mayHold(r, key); err != nil || !ok {
-			if err != nil {
-				return false, err
-			}
-			continue
-		}
-		v, ok, err := s.in.runGet(r, key)
-		if err != nil {
-			return false, err
-		}
-		if ok && !isTomb(v) {
-			return true, nil
+	return s.in.runsHold(s.meta.runs, key)
+}
+
+// runsHold reports whether any of runs holds the term key.
+func (in *Instance) runsHold(runs []runDesc, key string) (bool, error) {
+	for i := range runs {
+		if _, ok, err := in.runTerm(&runs[i], key); err != nil || ok {
+			return ok, err
 		}
 	}
 	return false, nil
@@ -224,32 +212,31 @@ func (s *state) cursors() *runCursors {
 	return &runCursors{s: s, leaves: make([]runCursor, len(s.meta.runs))}
 }
 
-// get returns the newest value of key in the runs, through the cursors.
+// get returns the newest value of key in the runs, through the cursors
+// (term keys go through the runs' filters: inRuns, state.termFragments).
 func (c *runCursors) get(key string) ([]byte, bool, error) {
-	s := c.s
-	term := isTermKey(key)
-	for i := range s.meta.runs {
-		if term {
-			if ok, err := s.in.mayHold(&s.meta.runs[i], key); err != nil || !ok {
-				if err != nil {
-					return nil, false, err
-				}
-				continue
-			}
-		}
-		cur := &c.leaves[i]
-		if cur.leaf == nil || !cur.bounds.contains(key) {
-			p, _, _, b, err := s.in.runLeafBounds(&s.meta.runs[i], key)
-			if err != nil {
-				return nil, false, err
-			}
-			cur.leaf, cur.bounds = p, b
-		}
-		if v, ok := cur.leaf.lookup(key); ok {
-			return v, true, nil
+	for i := range c.s.meta.runs {
+		v, ok, err := c.lookup(i, key)
+		if err != nil || ok {
+			return v, ok, err
 		}
 	}
 	return nil, false, nil
+}
+
+// lookup returns the value of key in run i, through its cursor: the leaf
+// read last answers when key is in its range, else the run is descended.
+func (c *runCursors) lookup(i int, key string) ([]byte, bool, error) {
+	cur := &c.leaves[i]
+	if cur.leaf == nil || !cur.bounds.contains(key) {
+		p, _, _, b, err := c.s.in.runLeafBounds(&c.s.meta.runs[i], key)
+		if err != nil {
+			return nil, false, err
+		}
+		cur.leaf, cur.bounds = p, b
+	}
+	v, ok := cur.leaf.lookup(key)
+	return v, ok, nil
 }
 
 // confirmBytes is the largest run whose term filter's "maybe" inRuns
@@ -277,15 +264,11 @@ func (c *runCursors) inRuns(key string) (bool, error) {
 		if r.bytes > confirmBytes && r.filterBlocks > 0 {
 			return true, nil
 		}
-		cur := &c.leaves[i]
-		if cur.leaf == nil || !cur.bounds.contains(key) {
-			p, _, _, b, err := s.in.runLeafBounds(r, key)
-			if err != nil {
-				return false, err
-			}
-			cur.leaf, cur.bounds = p, b
+		v, ok, err := c.lookup(i, key)
+		if err != nil {
+			return false, err
 		}
-		if v, ok := cur.leaf.lookup(key); ok && !isTomb(v) {
+		if ok && !isTomb(v) {
 			return true, nil
 		}
 	}
@@ -524,10 +507,9 @@ func (t *termIter) seek(term string) { t.m.seek(t.prefix + term) }
 // deleted documents included (scorch's dictionary count).
 func (t *termIter) df() uint64 {
 	var n uint64
-	t.m.vals(func(v []byte) error {
-		n += termDF(v)
-		return nil
-	})
+	for _, i := range t.m.eq {
+		n += termDF(t.m.srcs[i].val())
+	}
 	return n
 }
 

@@ -63,27 +63,15 @@ func (in *Instance) IndexSynonym(ctx context.Context, id, collection string, def
 // not indexed, or that holds a document, gives an error wrapping
 // ErrNotFound.
 func (in *Instance) Synonym(ctx context.Context, id string) (*Synonym, error) {
-	r, err := in.newReader()
+	body, err := in.storedBody(id, "synonym definition")
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	n, ok, err := r.st.lookupID(id)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("%w: no synonym definition with that id", ErrNotFound)
-	}
-	sd, err := in.storedDocument(r.st, n)
-	if err != nil {
-		return nil, err
-	}
-	if !isSynonymBody(sd.body) {
+	if !isSynonymBody(body) {
 		return nil, fmt.Errorf("%w: the id holds a document, not a synonym definition", ErrNotFound)
 	}
 	var ss storedSynonym
-	if err := json.Unmarshal(sd.body[1:], &ss); err != nil {
+	if err := json.Unmarshal(body[1:], &ss); err != nil {
 		return nil, fmt.Errorf("%w: a stored synonym definition is not JSON", ErrCorrupt)
 	}
 	return &Synonym{Collection: ss.Collection, Definition: bleve.SynonymDefinition{Input: ss.Input, Synonyms: ss.Synonyms}}, nil
@@ -92,23 +80,11 @@ func (in *Instance) Synonym(ctx context.Context, id string) (*Synonym, error) {
 // documentBody returns the stored body of id; isDoc is false when id holds
 // a synonym definition (whose body is no document to index again).
 func (in *Instance) documentBody(ctx context.Context, id string) (body []byte, isDoc bool, err error) {
-	r, err := in.newReader()
+	body, err = in.storedBody(id, "document")
 	if err != nil {
 		return nil, false, err
 	}
-	defer r.Close()
-	n, ok, err := r.st.lookupID(id)
-	if err != nil {
-		return nil, false, err
-	}
-	if !ok {
-		return nil, false, fmt.Errorf("%w: no document with that id", ErrNotFound)
-	}
-	sd, err := in.storedDocument(r.st, n)
-	if err != nil {
-		return nil, false, err
-	}
-	return sd.body, !isSynonymBody(sd.body), nil
+	return body, !isSynonymBody(body), nil
 }
 
 // synonymBodyMark starts the stored body of a synonym definition: no JSON

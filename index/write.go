@@ -398,7 +398,7 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 	w.touched = make([]string, len(order))
 	for i, b := range order {
 		w.entry.terms[i] = termPostings{field: b.field, term: string(b.term), pl: &b.pl}
-		w.touched[i] = cacheKey(b.field, b.term)
+		w.touched[i] = b.key // cacheKey(b.field, b.term)
 	}
 	if w.attach != nil {
 		if err := w.in.stageAttachChange(&w.batch, st, w.attach); err != nil {
