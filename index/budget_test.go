@@ -259,3 +259,31 @@ func TestExpansionBudgetAlias(t *testing.T) {
 		t.Fatalf("alias summary:w0000*: %v, %v; want 2 hits", err, res)
 	}
 }
+
+// TestSearchReaderErrorKept: bleve flattens the error of opening a reader
+// with %v; a search whose reader cannot open (here: the instance closed
+// between the search's own check and bleve's) keeps the reader's error
+// instead of becoming an invalid query. A lock racing a search is the same
+// path and must stay ErrKeyRevoked.
+func TestSearchReaderErrorKept(t *testing.T) {
+	e := newEnv(t)
+	in := e.create(t, "reader-error", mustMapping(t, testMapping))
+	ctx := context.Background()
+	if err := in.Apply(ctx, []Op{{ID: "a", Body: []byte(`{"summary":"alpha"}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	req := bleve.NewSearchRequest(bleve.NewMatchQuery("alpha"))
+	if err := prepareRequest(req); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	b := newSearchBudget(ctx, in.opts.MaxExpansionEntries)
+	_, err := in.boundSearch(ctx, req, b)
+	if err == nil {
+		t.Fatal("search of a closed instance succeeded")
+	}
+	got := in.searchError(ctx, req, &corruptionSink{}, b, err)
+	if !errors.Is(got, ErrClosed) || errors.Is(got, ErrInvalidQuery) {
+		t.Fatalf("search error %v, want ErrClosed", got)
+	}
+}

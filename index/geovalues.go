@@ -21,6 +21,11 @@ type geoReader struct {
 func (in *Instance) searchReader(b *searchBudget) (bindex.IndexReader, error) {
 	r, err := in.newReader()
 	if err != nil {
+		// bleve flattens a reader's opening error with %v: the search's
+		// budget keeps it for searchError (a lock must stay ErrKeyRevoked).
+		if b != nil {
+			b.fail(err)
+		}
 		return nil, err
 	}
 	r.budget = b
