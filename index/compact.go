@@ -440,6 +440,8 @@ func (in *Instance) mergeTermValues(key string, m *mergeIter, live *liveSet) ([]
 		if ok {
 			return vals[0], field, nil
 		}
+	} else if v, ok, err := in.spliceTermValues(vals, live); err != nil || ok {
+		return v, field, err
 	}
 	frags := make([]*postingList, 0, len(vals))
 	for i := len(vals) - 1; i >= 0; i-- {
@@ -454,4 +456,30 @@ func (in *Instance) mergeTermValues(key string, m *mergeIter, live *liveSet) ([]
 		return nil, field, err
 	}
 	return encodeTermValue(field, []byte(term), pl), field, nil
+}
+
+// spliceTermValues joins the term values of several sources (newest
+// first) when all their documents are live, without decoding their
+// postings; ok is false when they must be decoded and merged instead.
+func (in *Instance) spliceTermValues(vals [][]byte, live *liveSet) ([]byte, bool, error) {
+	parts := make([]bodyParts, len(vals))
+	for i, v := range vals {
+		count, body, err := in.termBody(v)
+		if err != nil {
+			return nil, false, err
+		}
+		p, ok, err := splitBody(body, count, live.isLive)
+		if errors.Is(err, errMalformedBody) {
+			return nil, false, in.corruptTermValue(err)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			return nil, false, nil
+		}
+		parts[len(vals)-1-i] = p
+	}
+	v, ok := spliceBodies(parts)
+	return v, ok, nil
 }

@@ -56,55 +56,13 @@ func encodeTermValue(field string, term []byte, pl *postingList) []byte {
 // termValue decodes a term value of a run (present or overflow) into its
 // postings, checking that they belong to field/term.
 func (in *Instance) termValue(field string, term []byte, v []byte) (*postingList, error) {
-	if len(v) == 0 {
-		return nil, in.corruptTermValue(errShort)
-	}
-	d := dec{b: v[1:]}
-	count := d.uvarint()
-	var body []byte
-	switch v[0] {
-	case valPresent:
-		if d.err != nil {
-			return nil, in.corruptTermValue(errShort)
-		}
-		body = d.b
-	case valOverflow:
-		run, gen := d.uvarint(), d.u32()
-		first, n, length := d.uvarint(), d.uvarint(), d.uvarint()
-		if err := d.done(); err != nil || n == 0 || first+n > innerBase-overflowBase || length > n*overflowChunk {
-			return nil, in.corruptTermValue(errShort)
-		}
-		k, err := in.keysFor(gen)
-		if err != nil {
-			return nil, err
-		}
-		body = make([]byte, 0, length)
-		for i := uint32(first); i < uint32(first+n); i++ {
-			no := overflowBase + i
-			label := pageLabel(k, run, no)
-			pt, err := in.openRecord(k, label, kindPosting)
-			if errors.Is(err, ErrNotFound) {
-				return nil, in.corrupt(kindPosting, label, errors.New("missing"))
-			}
-			if err != nil {
-				return nil, err
-			}
-			in.m.chunkReads.Add(1)
-			part, err := decodeChunk(pt, kindPosting, run, no)
-			if err != nil {
-				return nil, in.corrupt(kindPosting, label, err)
-			}
-			body = append(body, part...)
-		}
-		if uint64(len(body)) != length {
-			return nil, in.corruptTermValue(errShort)
-		}
-	default:
-		return nil, in.corruptTermValue(errShort)
+	count, body, err := in.termBody(v)
+	if err != nil {
+		return nil, err
 	}
 	bd := dec{b: body}
 	pl := decodePostingBody(&bd, field)
-	err := bd.done()
+	err = bd.done()
 	if err == nil && uint64(len(pl.docs)) != count {
 		err = fmt.Errorf("%w: a term value holds %d postings, its count says %d", errShort, len(pl.docs), count)
 	}
@@ -112,6 +70,224 @@ func (in *Instance) termValue(field string, term []byte, v []byte) (*postingList
 		return nil, in.corruptTermValue(err)
 	}
 	return pl, nil
+}
+
+// termBody returns the posting count and the encoded postings
+// (encodePostingBody) of a term value, reading its overflow chunks when it
+// has them.
+func (in *Instance) termBody(v []byte) (uint64, []byte, error) {
+	if len(v) == 0 {
+		return 0, nil, in.corruptTermValue(errShort)
+	}
+	d := dec{b: v[1:]}
+	count := d.uvarint()
+	switch v[0] {
+	case valPresent:
+		if d.err != nil {
+			return 0, nil, in.corruptTermValue(errShort)
+		}
+		return count, d.b, nil
+	case valOverflow:
+	default:
+		return 0, nil, in.corruptTermValue(errShort)
+	}
+	run, gen := d.uvarint(), d.u32()
+	first, n, length := d.uvarint(), d.uvarint(), d.uvarint()
+	if err := d.done(); err != nil || n == 0 || first+n > innerBase-overflowBase || length > n*overflowChunk {
+		return 0, nil, in.corruptTermValue(errShort)
+	}
+	k, err := in.keysFor(gen)
+	if err != nil {
+		return 0, nil, err
+	}
+	body := make([]byte, 0, length)
+	for i := uint32(first); i < uint32(first+n); i++ {
+		no := overflowBase + i
+		label := pageLabel(k, run, no)
+		pt, err := in.openRecord(k, label, kindPosting)
+		if errors.Is(err, ErrNotFound) {
+			return 0, nil, in.corrupt(kindPosting, label, errors.New("missing"))
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		in.m.chunkReads.Add(1)
+		part, err := decodeChunk(pt, kindPosting, run, no)
+		if err != nil {
+			return 0, nil, in.corrupt(kindPosting, label, err)
+		}
+		body = append(body, part...)
+	}
+	if uint64(len(body)) != length {
+		return 0, nil, in.corruptTermValue(errShort)
+	}
+	return count, body, nil
+}
+
+// errMalformedBody is a posting body that does not parse.
+var errMalformedBody = fmt.Errorf("%w: a malformed posting body", errShort)
+
+// bodyParts are the sections of an encoded posting body (see
+// encodePostingBody) that spliceBodies joins.
+type bodyParts struct {
+	flags   byte
+	n       uint64
+	triples []byte // (doc delta, freq, len) per posting
+	first   uint64 // the first and last document numbers
+	last    uint64
+	names   []byte   // the location field name table, when flags&1
+	nameSet []string // its names
+	locs    []byte   // the locations, when flags&1
+}
+
+// splitBody parses an encoded posting body of count postings into its
+// sections; ok is false when a document is not live. A malformed body is
+// errMalformedBody.
+func splitBody(body []byte, count uint64, isLive func(doc uint64) (bool, error)) (p bodyParts, ok bool, err error) {
+	d := dec{b: body}
+	p.flags = d.byte1()
+	n := d.count(3)
+	start := len(body) - len(d.b)
+	var doc uint64
+	for i := 0; i < n && d.err == nil; i++ {
+		delta := d.uvarint()
+		d.uvarint()
+		d.uvarint()
+		if d.err != nil || (i > 0 && delta == 0) {
+			d.fail()
+			break
+		}
+		doc += delta
+		if i == 0 {
+			p.first = doc
+		}
+		live, err := isLive(doc)
+		if err != nil || !live {
+			return p, false, err
+		}
+	}
+	if d.err != nil || uint64(n) != count || n == 0 || p.flags > 1 {
+		return p, false, errMalformedBody
+	}
+	p.n, p.last = uint64(n), doc
+	off := len(body) - len(d.b)
+	p.triples = body[start:off]
+	if p.flags&1 != 0 {
+		nn := d.count(1)
+		for range nn {
+			p.nameSet = append(p.nameSet, d.str())
+		}
+		if d.err != nil {
+			return p, false, errMalformedBody
+		}
+		p.names = body[off : len(body)-len(d.b)]
+		p.locs = d.b
+	} else if len(d.b) != 0 {
+		return p, false, errMalformedBody
+	}
+	return p, true, nil
+}
+
+// spliceBodies joins the posting bodies of parts (oldest first) into one
+// term value without decoding them: their sections are concatenated, each
+// one's first document delta taken again from the previous part's last
+// document, and the location field name tables joined (a part whose names
+// take other numbers in the joined table has its locations' references
+// rewritten). ok is false when the parts cannot be joined so (their
+// documents overlap or their flags differ).
+func spliceBodies(parts []bodyParts) (v []byte, ok bool) {
+	var n uint64
+	size := 24
+	sameNames := true
+	for i, p := range parts {
+		if p.flags != parts[0].flags || (i > 0 && p.first <= parts[i-1].last) {
+			return nil, false
+		}
+		sameNames = sameNames && string(p.names) == string(parts[0].names)
+		n += p.n
+		size += len(p.triples) + len(p.locs) + len(p.names)
+	}
+	e := enc{b: make([]byte, 0, size)}
+	e.byte1(valPresent)
+	e.uvarint(n)
+	e.byte1(parts[0].flags)
+	e.uvarint(n)
+	for i, p := range parts {
+		if i == 0 {
+			e.b = append(e.b, p.triples...)
+			continue
+		}
+		_, w := binary.Uvarint(p.triples)
+		e.uvarint(p.first - parts[i-1].last)
+		e.b = append(e.b, p.triples[w:]...)
+	}
+	if parts[0].flags&1 == 0 {
+		return e.b, true
+	}
+	if sameNames {
+		e.b = append(e.b, parts[0].names...)
+		for _, p := range parts {
+			e.b = append(e.b, p.locs...)
+		}
+		return e.b, true
+	}
+	// The joined table: the names in the order the locations first use
+	// them, as encodePostingBody numbers them.
+	var names []string
+	for _, p := range parts {
+		for _, nm := range p.nameSet {
+			if !slices.Contains(names, nm) {
+				names = append(names, nm)
+			}
+		}
+	}
+	e.uvarint(uint64(len(names)))
+	for _, nm := range names {
+		e.str(nm)
+	}
+	for _, p := range parts {
+		remap := make([]uint64, len(p.nameSet)+1)
+		same := true
+		for j, nm := range p.nameSet {
+			remap[j+1] = uint64(slices.Index(names, nm) + 1)
+			same = same && remap[j+1] == uint64(j+1)
+		}
+		if same {
+			e.b = append(e.b, p.locs...)
+			continue
+		}
+		if !rewriteLocRefs(&e, p.locs, p.n, remap) {
+			return nil, false
+		}
+	}
+	return e.b, true
+}
+
+// rewriteLocRefs appends the locations of n postings (see
+// encodePostingBody) to e with each field reference r replaced by
+// remap[r]; false when they do not parse.
+func rewriteLocRefs(e *enc, locs []byte, n uint64, remap []uint64) bool {
+	d := dec{b: locs}
+	for range n {
+		nl := d.count(5)
+		e.uvarint(uint64(nl))
+		for range nl {
+			ref := d.uvarint()
+			if ref >= uint64(len(remap)) {
+				return false
+			}
+			e.uvarint(remap[ref])
+			e.uvarint(d.uvarint()) // position
+			e.uvarint(d.uvarint()) // start
+			e.uvarint(d.uvarint()) // length
+			na := d.count(1)
+			e.uvarint(uint64(na))
+			for range na {
+				e.uvarint(d.uvarint())
+			}
+		}
+	}
+	return d.err == nil && len(d.b) == 0
 }
 
 func (in *Instance) corruptTermValue(err error) error {
