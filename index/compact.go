@@ -324,12 +324,8 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 		return srcs
 	}
 	if st.mem.len() > 0 {
-		keys, vals := st.mem.entries(true)
-		var size uint64
-		for _, key := range keys {
-			size += uint64(len(key) + len(vals[key]))
-		}
-		mem := &sliceSource{keys: keys, get: func(k string) []byte { return vals[k] }}
+		keys, value, size := st.mem.entries(true)
+		mem := &sliceSource{keys: keys, get: value}
 		// The memtable counts as the newest run when choosing a merge.
 		n := mergeCount(append([]runDesc{{gen: k.Generation(), bytes: size}}, runs...), all, k.Generation()) - 1
 		n = max(n, 0)

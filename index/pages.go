@@ -532,11 +532,20 @@ type sliceSource struct {
 	keys []string
 	get  func(string) []byte
 	i    int
+	// the value got last, and for which key index plus one: get may
+	// encode it
+	last  []byte
+	lastI int
 }
 
 func (s *sliceSource) valid() bool { return s.i < len(s.keys) }
 func (s *sliceSource) key() string { return s.keys[s.i] }
-func (s *sliceSource) val() []byte { return s.get(s.keys[s.i]) }
+func (s *sliceSource) val() []byte {
+	if s.lastI != s.i+1 {
+		s.last, s.lastI = s.get(s.keys[s.i]), s.i+1
+	}
+	return s.last
+}
 func (s *sliceSource) next() error { s.i++; return nil }
 func (s *sliceSource) seek(key string) error {
 	if s.valid() && s.key() >= key {

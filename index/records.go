@@ -58,6 +58,10 @@ type postingList struct {
 
 func (p *postingList) hasVectors() bool { return p.locOff != nil }
 
+// encodedSize is about the size of p's postings encoded
+// (encodePostingBody): a few bytes per posting and per location.
+func (p *postingList) encodedSize() int { return 2 + 4*len(p.docs) + 5*len(p.locs) + len(p.locOff) }
+
 func (p *postingList) size() int {
 	n := 64 + len(p.docs)*20 + len(p.locOff)*4
 	for i := range p.locs {

@@ -840,17 +840,12 @@ func (s *state) install(d *stateDiff, withMeta bool) {
 	}
 }
 
-// memEntries returns the memtable's entries as encoded key-value pairs, in
-// key order; tombstones are kept when keepTombs is set.
-func (m *memtable) entries(keepTombs bool) ([]string, map[string][]byte) {
-	vals := make(map[string][]byte, m.len())
-	for k, frags := range m.terms {
-		field, term, ok := splitFieldTermKey(k)
-		if !ok {
-			continue
-		}
-		vals[k] = encodeTermValue(field, []byte(term), concatFragments(frags))
-	}
+// entries returns the memtable's keys in order, the encoded value of each
+// (a term's is encoded when asked for, so that a flush never holds the
+// whole memtable encoded) and about how many bytes they encode to;
+// tombstones are kept when keepTombs is set.
+func (m *memtable) entries(keepTombs bool) (keys []string, value func(key string) []byte, size uint64) {
+	vals := make(map[string][]byte, m.len()-len(m.terms))
 	for id, v := range m.ids {
 		if v.ok {
 			vals[idKey(id)] = append([]byte{valPresent}, binary.AppendUvarint(nil, v.num)...)
@@ -875,12 +870,30 @@ func (m *memtable) entries(keepTombs bool) ([]string, map[string][]byte) {
 			vals[k] = tombVal
 		}
 	}
-	keys := make([]string, 0, len(vals))
-	for k := range vals {
+	keys = make([]string, 0, len(vals)+len(m.terms))
+	for k, v := range vals {
 		keys = append(keys, k)
+		size += uint64(len(k) + len(v))
+	}
+	for k, frags := range m.terms {
+		if _, _, ok := splitFieldTermKey(k); !ok {
+			continue
+		}
+		keys = append(keys, k)
+		size += uint64(len(k) + 2)
+		for _, f := range frags {
+			size += uint64(f.encodedSize())
+		}
 	}
 	sort.Strings(keys)
-	return keys, vals
+	value = func(k string) []byte {
+		if v, ok := vals[k]; ok {
+			return v
+		}
+		field, term, _ := splitFieldTermKey(k)
+		return encodeTermValue(field, []byte(term), concatFragments(m.terms[k]))
+	}
+	return keys, value, size
 }
 
 // encodeLogHead encodes the first record of a log entry written as pieces

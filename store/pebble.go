@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -218,7 +219,13 @@ func (p *Pebble) Apply(b *Batch, sync bool) (err error) {
 		return err
 	}
 	defer p.guard(&err)
-	pb := p.db.NewBatch()
+	// Sized up front: a batch that grows by doubling copies its records
+	// and leaves the outgrown buffers to the collector.
+	size := 12
+	for _, op := range b.Ops {
+		size += len(op.Key) + len(op.Value) + 2*binary.MaxVarintLen32 + 1
+	}
+	pb := p.db.NewBatchWithSize(size)
 	defer pb.Close()
 	for _, op := range b.Ops {
 		var err error
