@@ -197,51 +197,27 @@ func holdsStore(dir string) bool {
 	return false
 }
 
-// resolveHome returns the key provider home: flag, else $BLINDEX_HOME, else
-// ~/.blindex, made absolute.
+// resolveHome returns the key provider home: flag, else keys.DefaultHome
+// ($BLINDEX_HOME, else ~/.blindex), made absolute.
 func resolveHome(flagHome string) (string, error) {
 	home := flagHome
 	if home == "" {
-		home = os.Getenv("BLINDEX_HOME")
-	}
-	if home == "" {
-		h, err := os.UserHomeDir()
+		h, err := keys.DefaultHome()
 		if err != nil {
 			return "", inputErrorf("set --home or BLINDEX_HOME", "no key provider home: %v", err)
 		}
-		home = filepath.Join(h, ".blindex")
+		home = h
 	}
 	return filepath.Abs(home)
 }
 
-// realPath returns p made absolute with symbolic links resolved as far as
-// the path exists.
-func realPath(p string) string {
-	p, err := filepath.Abs(p)
-	if err != nil {
-		return filepath.Clean(p)
+// checkHome refuses a key home inside the data directory (keys.CheckHome),
+// saying what to do instead.
+func checkHome(home, data string) error {
+	if err := keys.CheckHome(home, data); err != nil {
+		return inputErrorf("keep the key away from the data it protects: set --home or BLINDEX_HOME to a directory outside the data directory", "%v", err)
 	}
-	rest := ""
-	for cur := p; ; {
-		if r, err := filepath.EvalSymlinks(cur); err == nil {
-			return filepath.Join(r, rest)
-		}
-		parent := filepath.Dir(cur)
-		if parent == cur {
-			return p
-		}
-		rest = filepath.Join(filepath.Base(cur), rest)
-		cur = parent
-	}
-}
-
-// within reports whether path is dir or inside it.
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(realPath(dir), realPath(path))
-	if err != nil {
-		return false
-	}
-	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)))
+	return nil
 }
 
 // keyNeed says what a command needs of the local provider key.
@@ -280,9 +256,8 @@ func (e *env) openLocal(flagHome string, need keyNeed) error {
 	if err != nil {
 		return err
 	}
-	if e.dir != "" && within(home, e.dir) {
-		return inputErrorf("keep the key away from the data it protects: set --home or BLINDEX_HOME to a directory outside the data directory",
-			"the key provider home %s is inside the data directory %s", home, e.dir)
+	if err := checkHome(home, e.dir); err != nil {
+		return err
 	}
 	e.home = home
 	keyFile := filepath.Join(home, keys.LocalKeyFile)

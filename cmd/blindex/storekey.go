@@ -22,9 +22,8 @@ func storeKey(c commonFlags, newStore bool) (key []byte, keyFile string, err err
 	if err != nil {
 		return nil, "", err
 	}
-	if within(home, c.data) {
-		return nil, "", inputErrorf("keep the key away from the data it protects: set --home or BLINDEX_HOME to a directory outside the data directory",
-			"the key provider home %s is inside the data directory %s", home, c.data)
+	if err := checkHome(home, c.data); err != nil {
+		return nil, "", err
 	}
 	keyFile = filepath.Join(home, keys.LocalKeyFile)
 	if !newStore {
