@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,4 +156,51 @@ type Pair struct {
 
 func pair(blindex, bleve float64) Pair {
 	return Pair{Blindex: blindex, Bleve: bleve, Ratio: ratio(blindex, bleve)}
+}
+
+// machine describes the machine and the build the run measures.
+func machine() Machine {
+	m := Machine{
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUModel: cpuModel(), NumCPU: runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), LoadAvg: []string{loadAvg()},
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == bleveModule {
+				m.BleveVersion = d.Version
+			}
+		}
+	}
+	if m.BleveVersion == "" {
+		m.BleveVersion = versionFromGoMod(bleveModule)
+	}
+	return m
+}
+
+const bleveModule = "github.com/blevesearch/bleve/v2"
+
+// versionFromGoMod finds the version of module mod required by the go.mod
+// of the working directory or a parent (test binaries carry no dependency
+// list in their build info), or returns "".
+func versionFromGoMod(mod string) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
+			for _, l := range strings.Split(string(data), "\n") {
+				f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "require "))
+				if len(f) >= 2 && f[0] == mod {
+					return f[1]
+				}
+			}
+			return ""
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
 }

@@ -7,10 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -144,52 +141,6 @@ func (r *runner) partial(rep *Report) {
 	}
 	if err := rep.writeJSON(outPath(r.cfg.OutDir, partialName)); err != nil {
 		r.logf("cannot write the partial report: %v", err)
-	}
-}
-
-func machine() Machine {
-	m := Machine{
-		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUModel: cpuModel(), NumCPU: runtime.NumCPU(),
-		GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), LoadAvg: []string{loadAvg()},
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == bleveModule {
-				m.BleveVersion = d.Version
-			}
-		}
-	}
-	if m.BleveVersion == "" {
-		m.BleveVersion = versionFromGoMod(bleveModule)
-	}
-	return m
-}
-
-const bleveModule = "github.com/blevesearch/bleve/v2"
-
-// versionFromGoMod finds the version of module mod required by the go.mod
-// of the working directory or a parent (test binaries carry no dependency
-// list in their build info), or returns "".
-func versionFromGoMod(mod string) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil {
-			for _, l := range strings.Split(string(data), "\n") {
-				f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "require "))
-				if len(f) >= 2 && f[0] == mod {
-					return f[1]
-				}
-			}
-			return ""
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
 	}
 }
 
@@ -695,31 +646,4 @@ func (r *runner) indexOnly(ctx context.Context, dir string, docs []doc, durable 
 		DocsPerSec: pair(n/dur[0].Seconds(), n/dur[1].Seconds()),
 		Seconds:    pair(dur[0].Seconds(), dur[1].Seconds()),
 	}, nil
-}
-
-// notes adds the caveats worth reading next to the numbers.
-func (rep *Report) notes() {
-	add := func(format string, args ...any) { rep.Notes = append(rep.Notes, fmt.Sprintf(format, args...)) }
-	if !rep.Config.Durable {
-		add("main run: neither engine syncs per batch (blindex NoSync, scorch unsafe_batch); both flush in the close that ends each size, which is counted as indexing time")
-	}
-	if rep.CorpusDocs > 0 {
-		add("the corpus holds %d documents; the rest of each size are synthesized copies of it (new ids, a few words swapped between issues, dates and counts shifted; seed %d), so relevance counts only the original issues", rep.CorpusDocs, rep.Config.Seed)
-	}
-	if len(rep.Stages) > 0 && rep.Stages[0].Cold != nil {
-		add("cold figures: one new process per engine opens the closed index and searches; 'cold' class latencies are each class's first query after a fresh open in that process (engine caches empty; the OS page cache is not dropped); peak RSS searching is that process's VmHWM")
-	}
-	if rep.Load != nil {
-		add("under load the writer re-indexes existing documents (updates) at a fixed rate and never catches up on missed ticks; an engine slower than the rate writes less, which its written docs/s shows")
-	}
-	add("bleve's indexing time includes decoding each document's JSON (blindex decodes inside Index)")
-	add("in the alternating run, work an engine does in the background (scorch persists and merges segments asynchronously; Pebble flushes and compacts) can run during the other engine's timed batches; the 'alone' docs/s of the memory phase time each engine by itself, so read both")
-	add("query latencies are warm (after one unmeasured run of every query); the p99 of a class with fewer than a few hundred runs is essentially its slowest run, so one pause decides it: raise Config.Reps, or read BenchmarkQuery's p99-µs, for a stable p99")
-	for _, l := range rep.Machine.LoadAvg {
-		var one float64
-		if _, err := fmt.Sscanf(l, "%g", &one); err == nil && one > float64(rep.Machine.NumCPU)*0.75 {
-			add("the load average was high during the run (%s on %d CPUs): other work shared the machine, so absolute numbers are noisy; ratios are less affected because the engines alternate", l, rep.Machine.NumCPU)
-			break
-		}
-	}
 }

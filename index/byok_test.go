@@ -270,10 +270,6 @@ type byokAuditLine struct {
 	raw               string
 }
 
-// byokIsKMSCall reports whether an audit operation is a KMS API call (the
-// keyring's lease-lock / lease-unlock lines are not).
-func byokIsKMSCall(op string) bool { return op == keys.OpDecrypt || op == keys.OpGenerateDataKey }
-
 // byokCalmLease is the lease of the tests whose subject is not the
 // revocation bound (re-encryption, call volume, in-flight writes,
 // shredding). On the loaded 2-vCPU test VM a goroutine waiting on a timer

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -83,18 +82,6 @@ type CatalogOptions struct {
 	Policy *policy.Policy
 }
 
-// DefaultHome returns $BLINDEX_HOME, else ~/.blindex.
-func DefaultHome() (string, error) {
-	if h := os.Getenv("BLINDEX_HOME"); h != "" {
-		return h, nil
-	}
-	u, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("index: no home directory; set BLINDEX_HOME: %w", err)
-	}
-	return filepath.Join(u, ".blindex"), nil
-}
-
 // Catalog manages the encryption configurations, organisation plans and
 // instances of one store: the BYOK rules and the BYOK policy, authenticated
 // control records, one keyring per configuration (so revoking a customer's
@@ -128,7 +115,7 @@ type openInstance struct {
 // store (tokens, listings) must go.
 func NewCatalog(st store.Store, opts CatalogOptions) (*Catalog, error) {
 	if opts.Home == "" {
-		h, err := DefaultHome()
+		h, err := keys.DefaultHome()
 		if err != nil {
 			return nil, err
 		}

@@ -3,7 +3,6 @@ package index
 import (
 	"encoding/binary"
 	"errors"
-	"math"
 )
 
 // errShort reports a record payload that ends early or has an impossible
@@ -18,7 +17,6 @@ func (e *enc) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 func (e *enc) u32(v uint32)     { e.b = binary.BigEndian.AppendUint32(e.b, v) }
 func (e *enc) bytes(v []byte)   { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
 func (e *enc) str(v string)     { e.uvarint(uint64(len(v))); e.b = append(e.b, v...) }
-func (e *enc) f64(v float64)    { e.b = binary.BigEndian.AppendUint64(e.b, math.Float64bits(v)) }
 
 // dec decodes what enc wrote. After the first error every read returns zero
 // values and err stays set, so callers check err once at the end.
@@ -77,16 +75,6 @@ func (d *dec) u32() uint32 {
 	v := binary.BigEndian.Uint32(d.b)
 	d.b = d.b[4:]
 	return v
-}
-
-func (d *dec) f64() float64 {
-	if d.err != nil || len(d.b) < 8 {
-		d.fail()
-		return 0
-	}
-	v := binary.BigEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return math.Float64frombits(v)
 }
 
 func (d *dec) bytes() []byte {

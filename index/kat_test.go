@@ -35,10 +35,6 @@ var katPrefix = []byte{0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7}
 
 func TestKnownAnswerEngineLabels(t *testing.T) {
 	k := katKeys(t)
-	blockLabel := func(field, term string, i uint32) [seal.LabelSize]byte {
-		tk := k.Blinder(field).TermKey([]byte(term))
-		return seal.BlockLabel(&tk, i)
-	}
 	for _, v := range []struct {
 		name  string
 		label [seal.LabelSize]byte
@@ -53,10 +49,6 @@ func TestKnownAnswerEngineLabels(t *testing.T) {
 		{"forward 0", k.LabelUint(seal.PurposeForward, 0), "1d7f595a25d8d7cc39ea36ed899ec70d"},
 		{"snapshot 7 chunk 0", chunkLabel(k, seal.PurposeSnapshot, 7, 0), "787232c60ab20688fdf85cf4085fec02"},
 		{"snapshot 7 chunk 1", chunkLabel(k, seal.PurposeSnapshot, 7, 1), "1a50e888ab8a74f97e43f68fe0e98042"},
-		{"block summary/crash 0", blockLabel("summary", "crash", 0), "71b864f3f236c86fc618dec4eea80cfe"},
-		{"block summary/crash 1", blockLabel("summary", "crash", 1), "d985f648111987f4d84eeab87fe3c8d1"},
-		{"block _all/crash 0", blockLabel("_all", "crash", 0), "bc1b312082bf335c13febea07c378972"},
-		{"block votes/<numeric 3> 0", blockLabel("votes", "\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03", 0), "f887cb3d5032468492e6c1fa861177c6"},
 	} {
 		if got := hex.EncodeToString(v.label[:]); got != v.want {
 			t.Errorf("%s label = %s, want %s", v.name, got, v.want)

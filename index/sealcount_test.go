@@ -208,14 +208,13 @@ func TestLockZeroesKeys(t *testing.T) {
 	if _, err := k.Open(key, v); err != nil {
 		t.Fatal(err)
 	}
-	bl := k.Blinder("summary")
 	in.lockDown()
 	if _, err := k.Open(key, v); !errors.Is(err, seal.ErrZeroed) {
 		t.Errorf("Open after lock: %v, want seal.ErrZeroed", err)
 	}
 	for what, fn := range map[string]func(){
-		"Label":   func() { k.Label(seal.PurposeHead) },
-		"TermKey": func() { bl.TermKey([]byte("seals")) },
+		"Label":  func() { k.Label(seal.PurposeHead) },
+		"SubKey": func() { k.SubKey(seal.PurposeAttach, []byte("id"), 32) },
 	} {
 		func() {
 			defer func() {

@@ -34,6 +34,9 @@
 //     [ErrClosed]; [Classify] maps any provider error to its [ErrorClass].
 //   - [LocalProvider.ControlMAC] authenticates control records (explicit
 //     locks) under a key derived from the provider key.
+//   - The key home: [DefaultHome] finds it, [CheckHome] refuses one inside
+//     the data directory ([ErrHomeInsideData]; the CLI and the server both
+//     call it).
 //
 // # Invariants
 //

@@ -31,18 +31,15 @@ func StoreKey(home string) ([]byte, error) {
 	return hkdf.Key(sha256.New, key, nil, storeKeyInfo, 32)
 }
 
-// localHome resolves the local provider's home: home, else $BLINDEX_HOME,
-// else ~/.blindex; it is created with mode 0700.
+// localHome resolves the local provider's home: home, else [DefaultHome];
+// it is created with mode 0700.
 func localHome(home string) (string, error) {
 	if home == "" {
-		home = os.Getenv("BLINDEX_HOME")
-	}
-	if home == "" {
-		h, err := os.UserHomeDir()
+		h, err := DefaultHome()
 		if err != nil {
-			return "", fmt.Errorf("keys: local provider: no home directory given and none found: %w", err)
+			return "", err
 		}
-		home = filepath.Join(h, ".blindex")
+		home = h
 	}
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return "", fmt.Errorf("keys: local provider: %w", err)

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/keys"
 )
 
 // TestGracefulShutdown: a request in flight when Shutdown starts finishes
@@ -215,5 +216,28 @@ func TestNothingLeaks(t *testing.T) {
 		if strings.Contains(l, `"msg":"request`) && strings.Contains(l, "tenant-zebra") {
 			t.Errorf("request log line names the instance: %s", l)
 		}
+	}
+}
+
+// TestOpenRefusesHomeInsideData: a key home inside the data directory
+// (keys.CheckHome, shared with the CLI) is a configuration error reported
+// before anything is created; a sibling whose name starts with the data
+// directory's is accepted.
+func TestOpenRefusesHomeInsideData(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "data")
+	_, err := Open(context.Background(), Config{Data: data, Home: filepath.Join(data, "keys")})
+	if !errors.Is(err, keys.ErrHomeInsideData) {
+		t.Fatalf("Open with the home inside the data directory: %v, want keys.ErrHomeInsideData", err)
+	}
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused Open created the data directory (stat: %v)", err)
+	}
+	srv, err := Open(context.Background(), Config{Data: data, Home: data + "2"})
+	if err != nil {
+		t.Fatalf("Open with the home beside the data directory: %v", err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,13 +6,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -311,14 +308,14 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		errs = append(errs, errors.New("Config.Store must be a postgres:// or postgresql:// URL"))
 	}
 	if cfg.Home == "" {
-		h, err := index.DefaultHome()
+		h, err := keys.DefaultHome()
 		if err != nil {
 			errs = append(errs, err)
 		}
 		cfg.Home = h
 	}
-	if cfg.Data != "" && cfg.Home != "" && within(cfg.Home, cfg.Data) {
-		errs = append(errs, fmt.Errorf("the key home %s is inside the data directory %s; keep keys away from the data they protect", cfg.Home, cfg.Data))
+	if err := keys.CheckHome(cfg.Home, cfg.Data); err != nil {
+		errs = append(errs, err)
 	}
 	var admins [][sha256.Size]byte
 	for i, t := range cfg.AdminTokens {
@@ -618,37 +615,6 @@ func loopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// within reports whether path is dir or inside it, following symbolic
-// links as far as the paths exist.
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(realPath(dir), realPath(path))
-	if err != nil {
-		return false
-	}
-	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)))
-}
-
-func realPath(p string) string {
-	p, err := filepath.Abs(p)
-	if err != nil {
-		return filepath.Clean(p)
-	}
-	rest := ""
-	for cur := p; ; {
-		if r, err := filepath.EvalSymlinks(cur); err == nil {
-			return filepath.Join(r, rest)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return p
-		}
-		parent := filepath.Dir(cur)
-		if parent == cur {
-			return p
-		}
-		rest = filepath.Join(filepath.Base(cur), rest)
-		cur = parent
-	}
 }
 
 func errString(err error) string {

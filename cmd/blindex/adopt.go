@@ -32,24 +32,11 @@ verify (edited, or written under another --home) are never adopted.
 `
 
 func runAdopt(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("adopt", "--data DIR [--yes]", adoptHelp, stderr)
-	var c commonFlags
-	c.register(fs, false)
-	yes := fs.Bool("yes", false, "authenticate the listed records (without it, only list them)")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
-		if len(pos) != 0 {
-			return usageErrorf("adopt takes no arguments")
-		}
-		e, err := openEnv(c, false)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		if err := e.openLocal(c.home, keyRequired); err != nil {
+	cmd := newStoreCmd(cmdSpec{name: "adopt", synopsis: "--data DIR [--yes]", help: adoptHelp, open: openExisting}, stderr)
+	c := &cmd.flags
+	yes := cmd.fs.Bool("yes", false, "authenticate the listed records (without it, only list them)")
+	return cmd.run(args, cmd.noArgs, func(e *env, _ []string) error {
+		if err := e.openLocal(keyRequired); err != nil {
 			return err
 		}
 		recs, err := e.ctl.Inspect([]byte{control.Namespace})
@@ -99,8 +86,7 @@ func runAdopt(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				"%d control records do not verify and were not adopted", forged)
 		}
 		return nil
-	}()
-	return report(stderr, "adopt", err)
+	})
 }
 
 // recordDetail summarises an unauthenticated record for review: for a

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -61,39 +60,34 @@ func runAttach(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	return report(stderr, "attach", usageErrorf("unknown subcommand %q: use add, get, ls or rm", args[0]))
 }
 
-// attachFlags are the flags every attach subcommand takes.
-type attachFlags struct {
-	commonFlags
-	doc string
+// newAttachCmd returns the attach subcommand name with the flags every
+// attach subcommand takes: the common flags, --instance and --doc.
+func newAttachCmd(name, synopsis string, stderr io.Writer) (cmd *storeCmd, doc *string) {
+	cmd = newStoreCmd(cmdSpec{name: name, synopsis: synopsis, help: attachHelp, instance: true, open: openExisting}, stderr)
+	return cmd, cmd.fs.String("doc", "", "the document `ID` (required)")
 }
 
-func (a *attachFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.doc, "doc", "", "the document `ID` (required)")
-}
-
-// withAttachInstance opens the instance named by a and runs fn on it.
-func withAttachInstance(ctx context.Context, a attachFlags, fn func(in *index.Instance) error) error {
-	if a.doc == "" {
+// checkDoc is the check of --doc.
+func checkDoc(doc string) error {
+	if doc == "" {
 		return usageErrorf("--doc ID is required")
 	}
-	e, err := openEnv(a.commonFlags, false)
-	if err != nil {
+	return nil
+}
+
+// withAttachInstance opens the command's instance with its attachment
+// metadata provider (the local provider) and runs fn on it.
+func withAttachInstance(ctx context.Context, e *env, fn func(in *index.Instance) error) error {
+	if err := e.openLocal(keyRequired); err != nil {
 		return err
 	}
-	defer e.Close()
-	if err := e.openKeys(a.home, false); err != nil {
-		return err
-	}
-	in, err := e.openInstance(ctx, a.commonFlags, index.Options{MetadataProvider: e.prov})
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	return attachError(fn(in), a)
+	return e.withInstance(ctx, index.Options{MetadataProvider: e.prov}, func(in *index.Instance) error {
+		return attachError(fn(in), &e.flags)
+	})
 }
 
 // attachError gives the library's not-found errors a next step.
-func attachError(err error, a attachFlags) error {
+func attachError(err error, a *commonFlags) error {
 	switch {
 	case err == nil:
 		return nil
@@ -109,61 +103,52 @@ func attachError(err error, a attachFlags) error {
 }
 
 func runAttachAdd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("attach add", "--data DIR [--instance NAME] --doc ID [--name N] [--type T] [--uploader U] FILE|-", attachHelp, stderr)
-	var a attachFlags
-	a.commonFlags.register(fs, true)
-	a.register(fs)
-	name := fs.String("name", "", "the attachment's file `NAME` (default: FILE's base name)")
-	typ := fs.String("type", "", "its content `TYPE`, e.g. text/plain (default: guessed from the name, else sniffed)")
-	uploader := fs.String("uploader", "", "who uploads it (`NAME`; optional)")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
+	cmd, doc := newAttachCmd("attach add", "--data DIR [--instance NAME] --doc ID [--name N] [--type T] [--uploader U] FILE|-", stderr)
+	name := cmd.fs.String("name", "", "the attachment's file `NAME` (default: FILE's base name)")
+	typ := cmd.fs.String("type", "", "its content `TYPE`, e.g. text/plain (default: guessed from the name, else sniffed)")
+	uploader := cmd.fs.String("uploader", "", "who uploads it (`NAME`; optional)")
+	var r io.Reader = stdin
+	var file *os.File // FILE, closed when the command is done
+	var meta index.AttachmentMeta
+	check := func(pos []string) error {
 		if len(pos) != 1 {
 			return usageErrorf("give exactly one FILE (- for standard input)")
 		}
-		var r io.Reader = stdin
-		meta := index.AttachmentMeta{Name: *name, ContentType: *typ, Uploader: *uploader}
+		meta = index.AttachmentMeta{Name: *name, ContentType: *typ, Uploader: *uploader}
 		if pos[0] != "-" {
 			f, err := os.Open(pos[0])
 			if err != nil {
 				return inputErrorf("check the file name and its permissions", "cannot read %s: %v", pos[0], err)
 			}
-			defer f.Close()
-			r = f
+			r, file = f, f
 			if meta.Name == "" {
 				meta.Name = filepath.Base(pos[0])
 			}
 		}
-		return withAttachInstance(ctx, a, func(in *index.Instance) error {
-			info, err := in.AddAttachment(ctx, a.doc, meta, r)
+		return checkDoc(*doc)
+	}
+	defer func() {
+		if file != nil {
+			file.Close()
+		}
+	}()
+	return cmd.run(args, check, func(e *env, _ []string) error {
+		return withAttachInstance(ctx, e, func(in *index.Instance) error {
+			info, err := in.AddAttachment(ctx, *doc, meta, r)
 			if err != nil {
 				return err
 			}
 			return attachJSON(stdout, info)
 		})
-	}()
-	return report(stderr, "attach add", err)
+	})
 }
 
 func runAttachGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("attach get", "--data DIR [--instance NAME] --doc ID [--out FILE] ATTACH_ID", attachHelp, stderr)
-	var a attachFlags
-	a.commonFlags.register(fs, true)
-	a.register(fs)
-	out := fs.String("out", "", "write to `FILE` (replaced only when the whole attachment was read and authenticated) instead of standard output")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
-		if len(pos) != 1 {
-			return usageErrorf("give exactly one ATTACH_ID")
-		}
-		return withAttachInstance(ctx, a, func(in *index.Instance) error {
-			r, _, err := in.OpenAttachment(ctx, a.doc, pos[0])
+	cmd, doc := newAttachCmd("attach get", "--data DIR [--instance NAME] --doc ID [--out FILE] ATTACH_ID", stderr)
+	out := cmd.fs.String("out", "", "write to `FILE` (replaced only when the whole attachment was read and authenticated) instead of standard output")
+	return cmd.run(args, oneAttachID(doc), func(e *env, pos []string) error {
+		return withAttachInstance(ctx, e, func(in *index.Instance) error {
+			r, _, err := in.OpenAttachment(ctx, *doc, pos[0])
 			if err != nil {
 				return err
 			}
@@ -174,8 +159,17 @@ func runAttachGet(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			}
 			return attachWriteFile(*out, r)
 		})
-	}()
-	return report(stderr, "attach get", err)
+	})
+}
+
+// oneAttachID is the check of a subcommand that takes one ATTACH_ID.
+func oneAttachID(doc *string) func(pos []string) error {
+	return func(pos []string) error {
+		if len(pos) != 1 {
+			return usageErrorf("give exactly one ATTACH_ID")
+		}
+		return checkDoc(*doc)
+	}
 }
 
 // attachWriteFile writes r to path through a temporary file in the same
@@ -202,21 +196,17 @@ func attachWriteFile(path string, r io.Reader) error {
 }
 
 func runAttachList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("attach ls", "--data DIR [--instance NAME] --doc ID [--json]", attachHelp, stderr)
-	var a attachFlags
-	a.commonFlags.register(fs, true)
-	a.register(fs)
-	asJSON := fs.Bool("json", false, "print one JSON object a line instead of a table")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
-		if len(pos) != 0 {
-			return usageErrorf("attach ls takes no arguments")
+	cmd, doc := newAttachCmd("attach ls", "--data DIR [--instance NAME] --doc ID [--json]", stderr)
+	asJSON := cmd.fs.Bool("json", false, "print one JSON object a line instead of a table")
+	check := func(pos []string) error {
+		if err := cmd.noArgs(pos); err != nil {
+			return err
 		}
-		return withAttachInstance(ctx, a, func(in *index.Instance) error {
-			list, err := in.ListAttachments(ctx, a.doc)
+		return checkDoc(*doc)
+	}
+	return cmd.run(args, check, func(e *env, _ []string) error {
+		return withAttachInstance(ctx, e, func(in *index.Instance) error {
+			list, err := in.ListAttachments(ctx, *doc)
 			if err != nil {
 				return err
 			}
@@ -243,32 +233,20 @@ func runAttachList(ctx context.Context, args []string, stdout, stderr io.Writer)
 			}
 			return tw.Flush()
 		})
-	}()
-	return report(stderr, "attach ls", err)
+	})
 }
 
 func runAttachRemove(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("attach rm", "--data DIR [--instance NAME] --doc ID ATTACH_ID", attachHelp, stderr)
-	var a attachFlags
-	a.commonFlags.register(fs, true)
-	a.register(fs)
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
-		if len(pos) != 1 {
-			return usageErrorf("give exactly one ATTACH_ID")
-		}
-		return withAttachInstance(ctx, a, func(in *index.Instance) error {
-			if err := in.DeleteAttachment(ctx, a.doc, pos[0]); err != nil {
+	cmd, doc := newAttachCmd("attach rm", "--data DIR [--instance NAME] --doc ID ATTACH_ID", stderr)
+	return cmd.run(args, oneAttachID(doc), func(e *env, pos []string) error {
+		return withAttachInstance(ctx, e, func(in *index.Instance) error {
+			if err := in.DeleteAttachment(ctx, *doc, pos[0]); err != nil {
 				return err
 			}
 			fmt.Fprintln(stdout, "deleted 1 attachment")
 			return nil
 		})
-	}()
-	return report(stderr, "attach rm", err)
+	})
 }
 
 func attachJSON(w io.Writer, v any) error {

@@ -19,23 +19,10 @@ record kind and label (never by content). Exits 4 when any is found.
 `
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("check", "--data DIR [--instance NAME]", checkHelp, stderr)
-	var c commonFlags
-	c.register(fs, true)
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
-		if len(pos) != 0 {
-			return usageErrorf("check takes no arguments")
-		}
-		e, err := openEnvReadOnly(c)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		in, err := e.openInstance(ctx, c, index.Options{})
+	cmd := newStoreCmd(cmdSpec{name: "check", synopsis: "--data DIR [--instance NAME]", help: checkHelp, instance: true, open: openReadOnly}, stderr)
+	c := &cmd.flags
+	return cmd.run(args, cmd.noArgs, func(e *env, _ []string) error {
+		in, err := e.openInstance(ctx, c.instance, index.Options{})
 		if errors.Is(err, index.ErrCorrupt) {
 			return &cliError{code: exitCorrupt,
 				err:  fmt.Errorf("instance %q cannot be opened: %w", c.instance, err),
@@ -73,6 +60,5 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return &cliError{code: exitCorrupt,
 			err:  fmt.Errorf("instance %q has %d problems (listed on standard output)", c.instance, len(rep.Problems)),
 			next: "the data directory was modified or damaged: restore it from a backup, or re-index the documents into a new instance"}
-	}()
-	return report(stderr, "check", err)
+	})
 }

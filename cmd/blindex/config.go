@@ -73,58 +73,47 @@ func dispatch(ctx context.Context, cmd, names, help string, args []string, stdou
 	return report(stderr, cmd, usageErrorf("unknown subcommand %q: use %s", args[0], names))
 }
 
-// configFlags are the flags of the config subcommands.
-type configFlags struct {
-	commonFlags
-	org string
-}
-
-func (f *configFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.org, "org", "", "the `ORGANISATION`")
+// orgFlag registers --org, the organisation of the config and org
+// subcommands.
+func orgFlag(fs *flag.FlagSet) *string {
+	return fs.String("org", "", "the `ORGANISATION`")
 }
 
 func runConfigCreate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("config create", "--data DIR --org O --kms-key-arn ARN --region R", `
+	cmd := newStoreCmd(cmdSpec{name: "config create", synopsis: "--data DIR --org O --kms-key-arn ARN --region R", open: openCreate, help: `
 Records organisation O's BYOK encryption configuration: the AWS KMS key that
 will wrap the root keys of its BYOK instances, and their data-residency
 region (the key's region). The organisation's plan must offer BYOK under the
 policy (--policy FILE; 'blindex org set' sets the plan). An organisation has
 at most one configuration; a second one is refused. Creates the data directory if needed. No KMS call
 is made.
-`, stderr)
-	var f configFlags
-	f.commonFlags.register(fs, false)
-	f.register(fs)
-	keyARN := fs.String("kms-key-arn", "", "the KMS key's full `ARN`: arn:aws:kms:REGION:ACCOUNT:key/ID (not an alias)")
-	region := fs.String("region", "", "the data-residency `REGION`; must be the key's region")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
+`}, stderr)
+	c := &cmd.flags
+	org := orgFlag(cmd.fs)
+	keyARN := cmd.fs.String("kms-key-arn", "", "the KMS key's full `ARN`: arn:aws:kms:REGION:ACCOUNT:key/ID (not an alias)")
+	region := cmd.fs.String("region", "", "the data-residency `REGION`; must be the key's region")
+	check := func(pos []string) error {
 		switch {
 		case len(pos) != 0:
 			return usageErrorf("config create takes no arguments")
-		case f.org == "" || *keyARN == "" || *region == "":
+		case *org == "" || *keyARN == "" || *region == "":
 			return usageErrorf("--org, --kms-key-arn and --region are required")
 		}
-		e, err := openEnv(f.commonFlags, true)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
+		return nil
+	}
+	return cmd.run(args, check, func(e *env, _ []string) error {
 		cat, err := e.catalog(index.Options{})
 		if err != nil {
 			return err
 		}
-		cfg := index.EncryptionConfig{Org: f.org, KeyARN: *keyARN, Region: *region}
-		if old, err := cat.Config(f.org); err == nil {
-			return inputErrorf(fmt.Sprintf("an organisation has at most one BYOK configuration; see it with 'blindex config show %s --org %s'", f.storeArg(), shellQuote(f.org)),
-				"%w: organisation %q already has an encryption configuration (KMS key %s, region %s)", index.ErrPolicy, f.org, old.KeyARN, old.Region)
+		cfg := index.EncryptionConfig{Org: *org, KeyARN: *keyARN, Region: *region}
+		if old, err := cat.Config(*org); err == nil {
+			return inputErrorf(fmt.Sprintf("an organisation has at most one BYOK configuration; see it with 'blindex config show %s --org %s'", c.storeArg(), shellQuote(*org)),
+				"%w: organisation %q already has an encryption configuration (KMS key %s, region %s)", index.ErrPolicy, *org, old.KeyARN, old.Region)
 		}
 		// The provider checks the ARN (a KMS key, not an alias) and that
 		// its region is the configuration's, without calling KMS.
-		if _, err := awskms.New(ctx, awskms.Options{KeyARN: cfg.KeyARN, Region: cfg.Region, Endpoint: f.kmsEndpoint, Org: cfg.Org}); err != nil {
+		if _, err := awskms.New(ctx, awskms.Options{KeyARN: cfg.KeyARN, Region: cfg.Region, Endpoint: c.kmsEndpoint, Org: cfg.Org}); err != nil {
 			if strings.HasPrefix(err.Error(), "awskms: invalid options") {
 				return inputErrorf("give the key's full ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) and its region as --region; nothing was recorded",
 					"%w: %w", index.ErrPolicy, err)
@@ -134,12 +123,11 @@ is made.
 		if err := cat.CreateConfig(cfg); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "created the encryption configuration of organisation %q: KMS key %s, region %s\n", f.org, cfg.KeyARN, cfg.Region)
+		fmt.Fprintf(stdout, "created the encryption configuration of organisation %q: KMS key %s, region %s\n", *org, cfg.KeyARN, cfg.Region)
 		fmt.Fprintf(stdout, "next: blindex instance create %s --instance NAME --org %s --site SITE --product PRODUCT --region %s --byok\n",
-			f.storeArg(), shellQuote(f.org), shellQuote(cfg.Region))
+			c.storeArg(), shellQuote(*org), shellQuote(cfg.Region))
 		return nil
-	}()
-	return report(stderr, "config create", err)
+	})
 }
 
 // configView is a configuration as config show and ls print it.
@@ -175,38 +163,31 @@ func configViews(cat *index.Catalog, cfgs []index.EncryptionConfig) ([]configVie
 }
 
 func runConfigShow(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("config show", "--data DIR --org O [--json]", `
+	cmd := newStoreCmd(cmdSpec{name: "config show", synopsis: "--data DIR --org O [--json]", open: openExisting, help: `
 Prints organisation O's encryption configuration (KMS key ARN, region,
 creation time) and the BYOK instances under it. Needs no key.
-`, stderr)
-	var f configFlags
-	f.commonFlags.register(fs, false)
-	f.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
+`}, stderr)
+	c := &cmd.flags
+	org := orgFlag(cmd.fs)
+	asJSON := cmd.fs.Bool("json", false, "print JSON")
+	check := func(pos []string) error {
 		switch {
 		case len(pos) != 0:
 			return usageErrorf("config show takes no arguments")
-		case f.org == "":
+		case *org == "":
 			return usageErrorf("--org is required")
 		}
-		e, err := openEnv(f.commonFlags, false)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
+		return nil
+	}
+	return cmd.run(args, check, func(e *env, _ []string) error {
 		cat, err := e.catalog(index.Options{})
 		if err != nil {
 			return err
 		}
-		cfg, err := cat.Config(f.org)
+		cfg, err := cat.Config(*org)
 		if errors.Is(err, index.ErrNotFound) {
 			return inputErrorf(fmt.Sprintf("list the configurations with 'blindex config ls %s', or create this one with 'blindex config create %s --org %s --kms-key-arn ARN --region R'",
-				f.storeArg(), f.storeArg(), shellQuote(f.org)), "organisation %q has no encryption configuration in %s", f.org, f.storeName())
+				c.storeArg(), c.storeArg(), shellQuote(*org)), "organisation %q has no encryption configuration in %s", *org, c.storeName())
 		}
 		if err != nil {
 			return err
@@ -226,31 +207,17 @@ creation time) and the BYOK instances under it. Needs no key.
 		fmt.Fprintf(tw, "created\t%s\n", v.Created.UTC().Format(time.RFC3339))
 		fmt.Fprintf(tw, "byok instances\t%s\n", listOrNone(v.Instances))
 		return tw.Flush()
-	}()
-	return report(stderr, "config show", err)
+	})
 }
 
 func runConfigList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("config ls", "--data DIR [--json]", `
+	cmd := newStoreCmd(cmdSpec{name: "config ls", synopsis: "--data DIR [--json]", open: openExisting, help: `
 Lists every encryption configuration of the data directory: organisation,
 region, KMS key ARN, creation time and the number of BYOK instances.
-`, stderr)
-	var c commonFlags
-	c.register(fs, false)
-	asJSON := fs.Bool("json", false, "print one JSON array")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
-		if len(pos) != 0 {
-			return usageErrorf("config ls takes no arguments")
-		}
-		e, err := openEnv(c, false)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
+`}, stderr)
+	c := &cmd.flags
+	asJSON := cmd.fs.Bool("json", false, "print one JSON array")
+	return cmd.run(args, cmd.noArgs, func(e *env, _ []string) error {
 		cat, err := e.catalog(index.Options{})
 		if err != nil {
 			return err
@@ -276,8 +243,7 @@ region, KMS key ARN, creation time and the number of BYOK instances.
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", v.Org, v.Region, v.KeyARN, v.Created.UTC().Format(time.RFC3339), len(v.Instances))
 		}
 		return tw.Flush()
-	}()
-	return report(stderr, "config ls", err)
+	})
 }
 
 // listOrNone joins names with ", ", or says "none".

@@ -61,18 +61,15 @@ command.
 `
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo", "[--data DIR]", demoHelp, stderr)
-	var c commonFlags
-	c.register(fs, true)
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
-		if len(pos) != 0 {
-			return usageErrorf("demo takes no arguments")
+	cmd := newStoreCmd(cmdSpec{name: "demo", synopsis: "[--data DIR]", help: demoHelp, instance: true, open: openCreate}, stderr)
+	c := &cmd.flags
+	sampleDir := ""
+	// Without --data or --store, the demo works in a new temporary
+	// directory holding the bundled samples.
+	check := func(pos []string) error {
+		if err := cmd.noArgs(pos); err != nil {
+			return err
 		}
-		sampleDir := ""
 		if c.data == "" && c.store == "" {
 			root, err := os.MkdirTemp("", "blindex-demo-")
 			if err != nil {
@@ -87,12 +84,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				}
 			}
 		}
-		e, err := openEnv(c, true)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		in, created, err := e.openOrCreate(ctx, c, "the demo mapping", false, demoMapping, index.Meta{Site: "demo.example", Product: "software"}, index.Options{})
+		return nil
+	}
+	return cmd.run(args, check, func(e *env, _ []string) error {
+		in, created, err := e.openOrCreate(ctx, "the demo mapping", false, demoMapping, index.Meta{Site: "demo.example", Product: "software"}, index.Options{})
 		if err != nil {
 			return err
 		}
@@ -158,8 +153,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "Remove %s when you are done.\n", sampleDir)
 		}
 		return nil
-	}()
-	return report(stderr, "demo", err)
+	})
 }
 
 // demoWikiInstance indexes the wiki sample into instance name (product

@@ -26,10 +26,10 @@ import (
 type env struct {
 	dir   string      // data directory, as given; "" with --store
 	flags commonFlags // the command's flags
-	home  string      // key home, resolved; "" until keys are opened
+	home  string      // key home (--home, $BLINDEX_HOME or ~/.blindex), absolute
 	st    store.Store
 	ctl   *control.Store      // st with control records authenticated; nil until openLocal
-	prov  *keys.LocalProvider // nil until openKeys (or when the key file is missing and optional)
+	prov  *keys.LocalProvider // nil until openLocal (or when the key file is missing and optional)
 	local keys.Provider       // the catalog's provider for non-BYOK instances
 	cat   *index.Catalog
 
@@ -37,28 +37,40 @@ type env struct {
 	auditFile *os.File
 }
 
-// openEnv opens the store in c.data. With create, a missing data directory
-// is created (mode 0700); otherwise it is an error, so that a typo in --data
-// does not silently create an empty store. With --store, it connects to
-// the database instead (creating the store's table when missing). It also
-// opens the --audit log.
-func openEnv(c commonFlags, create bool) (*env, error) {
-	return openEnvWith(c, create, false)
-}
+// openMode says how a command opens its store.
+type openMode int
 
-// openEnvReadOnly is openEnv for commands that only read (search, get,
-// check): the store is opened read-only, so that they work, and never
-// hang on a flush, when the disk is full.
-func openEnvReadOnly(c commonFlags) (*env, error) {
-	return openEnvWith(c, false, true)
-}
+const (
+	// openExisting opens an existing store: a missing data directory is an
+	// error, so that a typo in --data does not silently create an empty
+	// store.
+	openExisting openMode = iota
+	// openCreate creates a missing data directory (mode 0700) and store.
+	openCreate
+	// openReadOnly opens an existing store read-only, for commands that
+	// only read (search, get, check): they work, and never hang on a
+	// flush, when the disk is full.
+	openReadOnly
+)
 
-func openEnvWith(c commonFlags, create, readOnly bool) (*env, error) {
+// openEnv checks the common flags, resolves the key home (refusing one
+// inside the data directory before anything is created) and opens the
+// store in c.data as mode says. With --store, it connects to the database
+// instead (creating the store's table when missing). It also opens the
+// --audit log.
+func openEnv(c commonFlags, mode openMode) (*env, error) {
 	if err := c.check(); err != nil {
 		return nil, err
 	}
+	home, err := resolveHome(c.home)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHome(home, c.data); err != nil {
+		return nil, err
+	}
 	if c.store != "" {
-		e := &env{flags: c}
+		e := &env{flags: c, home: home}
 		if err := e.openAudit(); err != nil {
 			return nil, err
 		}
@@ -93,6 +105,7 @@ func openEnvWith(c commonFlags, create, readOnly bool) (*env, error) {
 		e.st = st
 		return e, nil
 	}
+	create := mode == openCreate
 	fi, err := os.Stat(c.data)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && create:
@@ -121,16 +134,16 @@ func openEnvWith(c commonFlags, create, readOnly bool) (*env, error) {
 				"%s is not empty and holds no blindex store; blindex will not create its store among other files", c.data)
 		}
 	}
-	e := &env{dir: c.data, flags: c}
+	e := &env{dir: c.data, flags: c, home: home}
 	if err := e.openAudit(); err != nil {
 		return nil, err
 	}
-	key, keyFile, err := storeKey(c, newStore)
+	key, keyFile, err := storeKey(home, newStore)
 	if err != nil {
 		e.Close()
 		return nil, err
 	}
-	st, err := store.OpenPebble(c.data, store.PebbleOptions{StoreKey: key, ReadOnly: readOnly, MinFreeBytes: c.storeMinFree()})
+	st, err := store.OpenPebble(c.data, store.PebbleOptions{StoreKey: key, ReadOnly: mode == openReadOnly, MinFreeBytes: c.storeMinFree()})
 	keys.Zero(key)
 	if errors.Is(err, store.ErrDiskFull) {
 		e.Close()
@@ -197,51 +210,27 @@ func holdsStore(dir string) bool {
 	return false
 }
 
-// resolveHome returns the key provider home: flag, else $BLINDEX_HOME, else
-// ~/.blindex, made absolute.
+// resolveHome returns the key provider home: flag, else keys.DefaultHome
+// ($BLINDEX_HOME, else ~/.blindex), made absolute.
 func resolveHome(flagHome string) (string, error) {
 	home := flagHome
 	if home == "" {
-		home = os.Getenv("BLINDEX_HOME")
-	}
-	if home == "" {
-		h, err := os.UserHomeDir()
+		h, err := keys.DefaultHome()
 		if err != nil {
 			return "", inputErrorf("set --home or BLINDEX_HOME", "no key provider home: %v", err)
 		}
-		home = filepath.Join(h, ".blindex")
+		home = h
 	}
 	return filepath.Abs(home)
 }
 
-// realPath returns p made absolute with symbolic links resolved as far as
-// the path exists.
-func realPath(p string) string {
-	p, err := filepath.Abs(p)
-	if err != nil {
-		return filepath.Clean(p)
+// checkHome refuses a key home inside the data directory (keys.CheckHome),
+// saying what to do instead.
+func checkHome(home, data string) error {
+	if err := keys.CheckHome(home, data); err != nil {
+		return inputErrorf("keep the key away from the data it protects: set --home or BLINDEX_HOME to a directory outside the data directory", "%v", err)
 	}
-	rest := ""
-	for cur := p; ; {
-		if r, err := filepath.EvalSymlinks(cur); err == nil {
-			return filepath.Join(r, rest)
-		}
-		parent := filepath.Dir(cur)
-		if parent == cur {
-			return p
-		}
-		rest = filepath.Join(filepath.Base(cur), rest)
-		cur = parent
-	}
-}
-
-// within reports whether path is dir or inside it.
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(realPath(dir), realPath(path))
-	if err != nil {
-		return false
-	}
-	return rel == "." || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)))
+	return nil
 }
 
 // keyNeed says what a command needs of the local provider key.
@@ -253,20 +242,8 @@ const (
 	keyOptional                // a missing key file is tolerated: instances under it cannot be opened
 )
 
-// openKeys opens the local key provider. Unless createKey is set, a missing
-// provider key file is an error (exit 3) rather than a new key that could
-// never open the instance's records.
-func (e *env) openKeys(flagHome string, createKey bool) error {
-	need := keyRequired
-	if createKey {
-		need = keyCreate
-	}
-	return e.openLocal(flagHome, need)
-}
-
-// openLocal resolves the key home and opens the local provider as need
-// says.
-func (e *env) openLocal(flagHome string, need keyNeed) error {
+// openLocal opens the local provider of the key home as need says.
+func (e *env) openLocal(need keyNeed) error {
 	if e.local != nil {
 		switch {
 		case e.prov != nil || need == keyOptional:
@@ -276,16 +253,7 @@ func (e *env) openLocal(flagHome string, need keyNeed) error {
 		}
 		e.local = nil // keyCreate: create it now
 	}
-	home, err := resolveHome(flagHome)
-	if err != nil {
-		return err
-	}
-	if e.dir != "" && within(home, e.dir) {
-		return inputErrorf("keep the key away from the data it protects: set --home or BLINDEX_HOME to a directory outside the data directory",
-			"the key provider home %s is inside the data directory %s", home, e.dir)
-	}
-	e.home = home
-	keyFile := filepath.Join(home, keys.LocalKeyFile)
+	keyFile := filepath.Join(e.home, keys.LocalKeyFile)
 	if need != keyCreate {
 		if _, err := os.Lstat(keyFile); errors.Is(err, fs.ErrNotExist) {
 			if need == keyRequired {
@@ -296,13 +264,13 @@ func (e *env) openLocal(flagHome string, need keyNeed) error {
 			return nil
 		}
 	}
-	prov, err := keys.NewLocalProvider(home)
+	prov, err := keys.NewLocalProvider(e.home)
 	if err != nil {
 		return &cliError{code: exitKey, err: err, next: "fix the provider key file as the message says, or point --home at the right directory"}
 	}
 	prov.SetAudit(e.audit)
 	e.prov, e.local = prov, prov
-	key, err := keys.DeriveLocalKey(home, control.KeyLabel, false)
+	key, err := keys.DeriveLocalKey(e.home, control.KeyLabel, false)
 	if err != nil {
 		return &cliError{code: exitKey, err: err, next: "fix the provider key file as the message says, or point --home at the right directory"}
 	}
@@ -319,7 +287,7 @@ func (e *env) openLocal(flagHome string, need keyNeed) error {
 // are then refused as unverifiable) if needed.
 func (e *env) store() (*control.Store, error) {
 	if e.ctl == nil {
-		if err := e.openLocal(e.flags.home, keyOptional); err != nil {
+		if err := e.openLocal(keyOptional); err != nil {
 			return nil, err
 		}
 	}
@@ -365,7 +333,7 @@ func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
 		opts.IdleMerge = -1
 	}
 	if e.local == nil {
-		if err := e.openLocal(e.flags.home, keyOptional); err != nil {
+		if err := e.openLocal(keyOptional); err != nil {
 			return nil, err
 		}
 	}
@@ -481,16 +449,17 @@ func (e *env) wrongHome(st *control.Store, name string, err error) error {
 	return err
 }
 
-// openInstance opens an existing instance through the catalog, unwrapping
-// its keys (for a BYOK instance: one KMS Decrypt per key generation). opts
-// is the template of the catalog's instance options when the catalog is
-// made here. The catalog owns the instance; closing it is allowed.
-func (e *env) openInstance(ctx context.Context, c commonFlags, opts index.Options) (*index.Instance, error) {
-	man, err := e.manifest(c.instance)
+// openInstance opens the existing instance name through the catalog,
+// unwrapping its keys (for a BYOK instance: one KMS Decrypt per key
+// generation). opts is the template of the catalog's instance options when
+// the catalog is made here. The catalog owns the instance; closing it is
+// allowed.
+func (e *env) openInstance(ctx context.Context, name string, opts index.Options) (*index.Instance, error) {
+	man, err := e.manifest(name)
 	if err != nil {
 		return nil, err
 	}
-	if err := e.openLocal(c.home, keyRequired); err != nil {
+	if err := e.openLocal(keyRequired); err != nil {
 		return nil, err
 	}
 	if err := e.checkProvider(man); err != nil {
@@ -500,11 +469,22 @@ func (e *env) openInstance(ctx context.Context, c commonFlags, opts index.Option
 	if err != nil {
 		return nil, err
 	}
-	in, err := cat.Instance(ctx, c.instance)
+	in, err := cat.Instance(ctx, name)
 	if err != nil {
 		return nil, e.openError(man, err)
 	}
 	return in, nil
+}
+
+// withInstance opens the command's instance (--instance) with opts, runs
+// fn on it and closes it.
+func (e *env) withInstance(ctx context.Context, opts index.Options, fn func(in *index.Instance) error) error {
+	in, err := e.openInstance(ctx, e.flags.instance, opts)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return fn(in)
 }
 
 // openError explains why an existing instance could not be opened, with
@@ -543,7 +523,7 @@ func (e *env) openError(man *index.Manifest, err error) error {
 // when it does not exist. When it exists and mappingFile is given, the
 // mapping must equal the stored one. fromFile says that mappingFile names a
 // file, next to which the mapping's token map files are read.
-func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile string, fromFile bool, mappingJSON []byte, meta index.Meta, opts index.Options) (in *index.Instance, created bool, err error) {
+func (e *env) openOrCreate(ctx context.Context, mappingFile string, fromFile bool, mappingJSON []byte, meta index.Meta, opts index.Options) (in *index.Instance, created bool, err error) {
 	var m *tokenize.Mapping
 	if mappingJSON != nil {
 		var o tokenize.MappingOptions
@@ -561,20 +541,20 @@ func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile strin
 	if err != nil {
 		return nil, false, err
 	}
-	_, err = index.ReadManifest(st, c.instance)
+	_, err = index.ReadManifest(st, e.flags.instance)
 	switch {
 	case errors.Is(err, index.ErrNotFound):
 		if m == nil {
-			return nil, false, usageErrorf("instance %q does not exist in %s: give --mapping FILE to create it", c.instance, e.flags.storeName())
+			return nil, false, usageErrorf("instance %q does not exist in %s: give --mapping FILE to create it", e.flags.instance, e.flags.storeName())
 		}
-		if err := e.openLocal(c.home, keyCreate); err != nil {
+		if err := e.openLocal(keyCreate); err != nil {
 			return nil, false, err
 		}
 		cat, err := e.catalog(opts)
 		if err != nil {
 			return nil, false, err
 		}
-		in, err := cat.CreateInstance(ctx, c.instance, meta, m)
+		in, err := cat.CreateInstance(ctx, e.flags.instance, meta, m)
 		if err != nil {
 			return nil, false, err
 		}
@@ -582,7 +562,7 @@ func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile strin
 	case err != nil:
 		return nil, false, err
 	}
-	in, err = e.openInstance(ctx, c, opts)
+	in, err = e.openInstance(ctx, e.flags.instance, opts)
 	if err != nil {
 		return nil, false, err
 	}
@@ -590,7 +570,7 @@ func (e *env) openOrCreate(ctx context.Context, c commonFlags, mappingFile strin
 		in.Close()
 		return nil, false, inputErrorf(
 			"omit --mapping to index with the stored mapping, or index into a new instance (--instance NEW) to use this one",
-			"instance %q exists with a different mapping than %s; a mapping cannot change once documents are indexed with it", c.instance, mappingFile)
+			"instance %q exists with a different mapping than %s; a mapping cannot change once documents are indexed with it", e.flags.instance, mappingFile)
 	}
 	return in, false, nil
 }

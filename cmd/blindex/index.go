@@ -58,9 +58,9 @@ const (
 )
 
 func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("index", indexSynopsis, indexHelp, stderr)
-	var c commonFlags
-	c.register(fs, true)
+	cmd := newStoreCmd(cmdSpec{name: "index", synopsis: indexSynopsis, help: indexHelp, instance: true, open: openCreate}, stderr)
+	c := &cmd.flags
+	fs := cmd.fs
 	mappingFile := fs.String("mapping", "", "bleve index-mapping JSON `FILE`; required when the instance does not exist")
 	idField := fs.String("id-field", "id", "top-level field holding each document's id (a string)")
 	synonyms := fs.String("synonyms", "", "the lines are synonym definitions of `COLLECTION` (see above), not documents")
@@ -69,11 +69,8 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	batchBytes := fs.Int("batch-bytes", defaultBatchBytes, "cut a batch before its documents exceed this many bytes (a batch holds at least one document)")
 	noSync := fs.Bool("no-sync", false, "do not wait for the disk after each batch (faster; a crash may lose the last batches, each still all-or-nothing)")
 	noProgress := fs.Bool("no-progress", false, "no progress bar, even on a terminal")
-	files, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
+	var mappingJSON []byte
+	check := func(files []string) error {
 		switch {
 		case len(files) == 0:
 			return usageErrorf("give at least one FILE to index (- for standard input)")
@@ -100,7 +97,6 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 				return inputErrorf("give NDJSON files, not directories; nothing was indexed", "%s is a directory", f)
 			}
 		}
-		var mappingJSON []byte
 		if *mappingFile != "" {
 			b, err := os.ReadFile(*mappingFile)
 			if err != nil {
@@ -108,12 +104,10 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			}
 			mappingJSON = b
 		}
-		e, err := openEnv(c, true)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		in, created, err := e.openOrCreate(ctx, c, *mappingFile, true, mappingJSON, index.Meta{}, index.Options{NoSync: *noSync})
+		return nil
+	}
+	return cmd.run(args, check, func(e *env, files []string) error {
+		in, created, err := e.openOrCreate(ctx, *mappingFile, true, mappingJSON, index.Meta{}, index.Options{NoSync: *noSync})
 		if err != nil {
 			return err
 		}
@@ -145,8 +139,7 @@ func runIndex(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		}
 		fmt.Fprintln(stdout, summaryLine(x.indexed, elapsed, c.instance, total))
 		return nil
-	}()
-	return report(stderr, "index", err)
+	})
 }
 
 func summaryLine(n int, elapsed time.Duration, instance string, total uint64) string {

@@ -18,23 +18,10 @@ under the provider key in --home; one that is not is listed as refused.
 `
 
 func runInstances(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("instances", "--data DIR", instancesHelp, stderr)
-	var c commonFlags
-	c.register(fs, false)
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
-		if len(pos) != 0 {
-			return usageErrorf("instances takes no arguments")
-		}
-		e, err := openEnv(c, false)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		views, err := e.instanceViews(c)
+	cmd := newStoreCmd(cmdSpec{name: "instances", synopsis: "--data DIR", help: instancesHelp, open: openExisting}, stderr)
+	c := &cmd.flags
+	return cmd.run(args, cmd.noArgs, func(e *env, _ []string) error {
+		views, err := e.instanceViews()
 		if err != nil {
 			return err
 		}
@@ -53,6 +40,5 @@ func runInstances(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				v.KeyID, len(v.Generations), v.Current, strconv.FormatBool(v.BYOK))
 		}
 		return tw.Flush()
-	}()
-	return report(stderr, "instances", err)
+	})
 }

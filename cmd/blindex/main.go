@@ -7,8 +7,10 @@
 //
 // This file only parses the command name and dispatches; each command lives
 // in its own file (index.go, search.go, config.go, instance.go, serve.go,
-// bench.go, …); env.go opens a command's store, keys and index.Catalog. run
-// is the entry point the tests drive in-process.
+// bench.go, …). Every command that works on a store runs the same preamble
+// (command.go: flags → argument checks → store → run → report); env.go
+// opens a command's store, keys and index.Catalog. run is the entry point
+// the tests drive in-process.
 package main
 
 import (

@@ -56,46 +56,39 @@ func viewOfPlan(cat *index.Catalog, op index.OrgPlan) orgView {
 }
 
 func runOrgSet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("org set", "--data DIR --org O --plan P [--policy FILE]", `
+	cmd := newStoreCmd(cmdSpec{name: "org set", synopsis: "--data DIR --org O --plan P [--policy FILE]", open: openCreate, help: `
 Sets organisation O's plan: one of the plans the policy names (the shipped
 default: free, standard, premium, enterprise, enterprise-trial; the last two
 offer BYOK). Creates the data directory if needed.
-`, stderr)
-	var f configFlags
-	f.commonFlags.register(fs, false)
-	f.register(fs)
-	plan := fs.String("plan", "", "the `PLAN`")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
+`}, stderr)
+	c := &cmd.flags
+	org := orgFlag(cmd.fs)
+	plan := cmd.fs.String("plan", "", "the `PLAN`")
+	check := func(pos []string) error {
 		switch {
 		case len(pos) != 0:
 			return usageErrorf("org set takes no arguments")
-		case f.org == "" || *plan == "":
+		case *org == "" || *plan == "":
 			return usageErrorf("--org and --plan are required")
 		}
-		pol, err := f.loadPolicy()
+		pol, err := c.loadPolicy()
 		if err != nil {
 			return err
 		}
 		if err := pol.CheckPlan(*plan); err != nil {
 			return inputErrorf("choose a plan the policy names ('blindex policy show' prints it)", "%v", err)
 		}
-		e, err := openEnv(f.commonFlags, true)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		if err := e.openLocal(f.home, keyCreate); err != nil {
+		return nil
+	}
+	return cmd.run(args, check, func(e *env, _ []string) error {
+		if err := e.openLocal(keyCreate); err != nil {
 			return err
 		}
 		cat, err := e.catalog(index.Options{})
 		if err != nil {
 			return err
 		}
-		op, err := cat.SetPlan(f.org, *plan)
+		op, err := cat.SetPlan(*org, *plan)
 		if err != nil {
 			return err
 		}
@@ -106,43 +99,35 @@ offer BYOK). Creates the data directory if needed.
 		}
 		fmt.Fprintf(stdout, "organisation %q is on plan %s, which %s\n", v.Org, v.Plan, offers)
 		return nil
-	}()
-	return report(stderr, "org set", err)
+	})
 }
 
 func runOrgShow(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("org show", "--data DIR --org O [--json] [--policy FILE]", `
+	cmd := newStoreCmd(cmdSpec{name: "org show", synopsis: "--data DIR --org O [--json] [--policy FILE]", open: openExisting, help: `
 Prints organisation O's plan and whether it offers BYOK under the policy in
 effect.
-`, stderr)
-	var f configFlags
-	f.commonFlags.register(fs, false)
-	f.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
+`}, stderr)
+	c := &cmd.flags
+	org := orgFlag(cmd.fs)
+	asJSON := cmd.fs.Bool("json", false, "print JSON")
+	check := func(pos []string) error {
 		switch {
 		case len(pos) != 0:
 			return usageErrorf("org show takes no arguments")
-		case f.org == "":
+		case *org == "":
 			return usageErrorf("--org is required")
 		}
-		e, err := openEnv(f.commonFlags, false)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
+		return nil
+	}
+	return cmd.run(args, check, func(e *env, _ []string) error {
 		cat, err := e.catalog(index.Options{})
 		if err != nil {
 			return err
 		}
-		op, err := cat.Plan(f.org)
+		op, err := cat.Plan(*org)
 		if errors.Is(err, index.ErrNotFound) {
-			return inputErrorf(fmt.Sprintf("set it with 'blindex org set --data %s --org %s --plan PLAN'", shellQuote(f.data), shellQuote(f.org)),
-				"organisation %q has no plan in %s", f.org, f.data)
+			return inputErrorf(fmt.Sprintf("set it with 'blindex org set --data %s --org %s --plan PLAN'", shellQuote(c.data), shellQuote(*org)),
+				"organisation %q has no plan in %s", *org, c.data)
 		}
 		if err != nil {
 			return err
@@ -157,30 +142,16 @@ effect.
 		fmt.Fprintf(tw, "byok\t%v\n", v.BYOK)
 		fmt.Fprintf(tw, "updated\t%s\n", v.Updated.UTC().Format(time.RFC3339))
 		return tw.Flush()
-	}()
-	return report(stderr, "org show", err)
+	})
 }
 
 func runOrgList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("org ls", "--data DIR [--json] [--policy FILE]", `
+	cmd := newStoreCmd(cmdSpec{name: "org ls", synopsis: "--data DIR [--json] [--policy FILE]", open: openExisting, help: `
 Lists every organisation's plan and whether it offers BYOK.
-`, stderr)
-	var c commonFlags
-	c.register(fs, false)
-	asJSON := fs.Bool("json", false, "print one JSON array")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
-		if len(pos) != 0 {
-			return usageErrorf("org ls takes no arguments")
-		}
-		e, err := openEnv(c, false)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
+`}, stderr)
+	c := &cmd.flags
+	asJSON := cmd.fs.Bool("json", false, "print one JSON array")
+	return cmd.run(args, cmd.noArgs, func(e *env, _ []string) error {
 		cat, err := e.catalog(index.Options{})
 		if err != nil {
 			return err
@@ -206,6 +177,5 @@ Lists every organisation's plan and whether it offers BYOK.
 			fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", v.Org, v.Plan, v.BYOK, v.Updated.UTC().Format(time.RFC3339))
 		}
 		return tw.Flush()
-	}()
-	return report(stderr, "org ls", err)
+	})
 }

@@ -60,9 +60,8 @@ applies to each query), and goes on with the next one.
 `
 
 func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("search", searchSynopsis, searchHelp, stderr)
-	var c commonFlags
-	c.register(fs, true)
+	cmd := newStoreCmd(cmdSpec{name: "search", synopsis: searchSynopsis, help: searchHelp, instance: true, open: openReadOnly}, stderr)
+	fs := cmd.fs
 	size := fs.Int("size", 10, "number of hits to return")
 	from := fs.Int("from", 0, "number of hits to skip (paging)")
 	asJSON := fs.Bool("json", false, "print bleve's search-result JSON instead of a table (--queries always prints JSON lines)")
@@ -73,18 +72,19 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	alias := fs.String("alias", "", "search the comma-separated `instances` (one organisation) as one index instead of --instance")
 	timeout := fs.Duration("timeout", 30*time.Second, "time limit of each query (as the server's request timeout); 0 for none")
 	maxExpansion := fs.Int64("max-expansion-entries", index.DefaultMaxExpansionEntries, "most term dictionary entries one query may examine while expanding its wildcard, regexp, prefix, fuzzy and range clauses (as the server's)")
-	pos, done, code := parseCommand(fs, args)
-	if done {
-		return code
-	}
-	err := func() error {
+	var (
+		inOpts index.Options
+		opts   searchOptions
+		q      query.Query
+	)
+	check := func(pos []string) error {
 		if *timeout < 0 {
 			return usageErrorf("--timeout must not be negative")
 		}
 		if *maxExpansion <= 0 {
 			return usageErrorf("--max-expansion-entries must be positive")
 		}
-		inOpts := index.Options{MaxExpansionEntries: *maxExpansion}
+		inOpts = index.Options{MaxExpansionEntries: *maxExpansion}
 		switch {
 		case *queries != "" && len(pos) > 0:
 			return usageErrorf("give either QUERY or --queries FILE, not both")
@@ -110,44 +110,41 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 				return usageErrorf("--sort %q: %s", *sortBy, strings.TrimPrefix(err.Error(), "input: invalid: "))
 			}
 		}
-		opts := searchOptions{size: *size, from: *from, fields: splitList(*fields), sort: splitList(*sortBy), dialect: d}
-		var q query.Query
-		text := strings.Join(pos, " ")
+		opts = searchOptions{size: *size, from: *from, fields: splitList(*fields), sort: splitList(*sortBy), dialect: d, timeout: *timeout}
 		if *queries == "" {
-			if q, err = parseDialectQuery(text, opts.dialect); err != nil {
+			if q, err = parseDialectQuery(strings.Join(pos, " "), opts.dialect); err != nil {
 				return err
 			}
 		}
-		e, err := openEnvReadOnly(c)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		opts.timeout = *timeout
-		if *alias != "" {
-			return searchAlias(ctx, e, c, splitList(*alias), inOpts, opts, q, *asJSON, stdout)
-		}
-		in, err := e.openInstance(ctx, c, inOpts)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		if *queries != "" {
-			return runQueryFile(ctx, in, *queries, stdin, stdout, opts)
-		}
-		qctx, cancel := opts.queryContext(ctx)
-		defer cancel()
-		res, err := in.Search(qctx, opts.request(q))
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return writeJSON(stdout, res)
-		}
-		printResults(stdout, res, opts)
 		return nil
-	}()
-	return report(stderr, "search", err)
+	}
+	return cmd.run(args, check, func(e *env, _ []string) error {
+		if *alias != "" {
+			return searchAlias(ctx, e, splitList(*alias), inOpts, opts, q, *asJSON, stdout)
+		}
+		return e.withInstance(ctx, inOpts, func(in *index.Instance) error {
+			return searchInstance(ctx, in, *queries, q, opts, *asJSON, stdin, stdout)
+		})
+	})
+}
+
+// searchInstance runs the query q, or the queries of the file queries,
+// on in.
+func searchInstance(ctx context.Context, in *index.Instance, queries string, q query.Query, opts searchOptions, asJSON bool, stdin io.Reader, stdout io.Writer) error {
+	if queries != "" {
+		return runQueryFile(ctx, in, queries, stdin, stdout, opts)
+	}
+	qctx, cancel := opts.queryContext(ctx)
+	defer cancel()
+	res, err := in.Search(qctx, opts.request(q))
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(stdout, res)
+	}
+	printResults(stdout, res, opts)
+	return nil
 }
 
 type searchOptions struct {
@@ -161,7 +158,7 @@ type searchOptions struct {
 
 // searchAlias opens the instances and searches them as one
 // (index.SearchAlias).
-func searchAlias(ctx context.Context, e *env, c commonFlags, names []string, inOpts index.Options, opts searchOptions, q query.Query, asJSON bool, stdout io.Writer) error {
+func searchAlias(ctx context.Context, e *env, names []string, inOpts index.Options, opts searchOptions, q query.Query, asJSON bool, stdout io.Writer) error {
 	if len(names) == 0 {
 		return usageErrorf("--alias needs instance names")
 	}
@@ -172,9 +169,7 @@ func searchAlias(ctx context.Context, e *env, c commonFlags, names []string, inO
 		}
 	}()
 	for _, name := range names {
-		ci := c
-		ci.instance = name
-		in, err := e.openInstance(ctx, ci, inOpts)
+		in, err := e.openInstance(ctx, name, inOpts)
 		if err != nil {
 			return err
 		}

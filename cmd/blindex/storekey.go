@@ -12,20 +12,13 @@ import (
 )
 
 // storeKey returns the key that encrypts the files of the data directory,
-// derived from the provider key in the key home (keys.StoreKey). A new store
-// creates a missing provider key, as creating its first instance would; an
-// existing store with no provider key gets nil, so that a directory written
-// without encryption still opens and an encrypted one fails with a message
-// that names the missing key.
-func storeKey(c commonFlags, newStore bool) (key []byte, keyFile string, err error) {
-	home, err := resolveHome(c.home)
-	if err != nil {
-		return nil, "", err
-	}
-	if within(home, c.data) {
-		return nil, "", inputErrorf("keep the key away from the data it protects: set --home or BLINDEX_HOME to a directory outside the data directory",
-			"the key provider home %s is inside the data directory %s", home, c.data)
-	}
+// derived from the provider key in the key home (keys.StoreKey), which
+// openEnv has resolved and checked. A new store creates a missing provider
+// key, as creating its first instance would; an existing store with no
+// provider key gets nil, so that a directory written without encryption
+// still opens and an encrypted one fails with a message that names the
+// missing key.
+func storeKey(home string, newStore bool) (key []byte, keyFile string, err error) {
 	keyFile = filepath.Join(home, keys.LocalKeyFile)
 	if !newStore {
 		if _, err := os.Lstat(keyFile); errors.Is(err, fs.ErrNotExist) {

@@ -2,22 +2,13 @@ package seal
 
 import "testing"
 
-// Label, term key, seal and open costs (go test ./internal/seal -bench .).
+// Label, seal and open costs (go test ./internal/seal -bench .).
 
 func BenchmarkLabel(b *testing.B) {
 	k, _ := Derive(testRoot(), 1)
 	part := []byte("document-000123")
 	for b.Loop() {
 		k.Label(PurposeDoc, part)
-	}
-}
-
-func BenchmarkTermKey(b *testing.B) {
-	k, _ := Derive(testRoot(), 1)
-	bl := k.Blinder("summary")
-	term := []byte("encryption")
-	for b.Loop() {
-		bl.TermKey(term)
 	}
 }
 

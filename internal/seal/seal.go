@@ -7,8 +7,9 @@
 //
 // Every key is derived from the root key of one generation with HKDF-SHA256
 // under a versioned, named info string (the constants below), one per
-// purpose; per-field term keys add the field name to the info. Nothing
-// derived for one purpose can be used for another.
+// purpose; label keys add the purpose's name, and [Keys.SubKey] the
+// object's purpose and id. Nothing derived for one purpose can be used for
+// another.
 //
 // # Envelope
 //
@@ -33,15 +34,14 @@
 // # Zeroing
 //
 // [Keys.Zero] overwrites every key Keys holds: the derived key bytes, the
-// HMAC states of labels and term blinders (kept as SHA-256 states this
-// package owns, not as crypto/hmac objects whose copies of the key cannot
-// be reached), and the AES-GCM key schedule (overwritten in place; see
-// scrub). Keys and their blinders then fail closed: Open returns
-// [ErrZeroed], and Seal, Label, Blinder, TermKey and SubKey panic, since
-// using keys after Zero is a bug of the caller. What Zero cannot reach:
-// copies the Go runtime made (stacks, registers, freed heap), term keys a
-// caller copied out of TermKey, and anything swapped to disk or dumped
-// (the server disables core dumps).
+// HMAC states of the label keys (kept as SHA-256 states this package owns,
+// not as crypto/hmac objects whose copies of the key cannot be reached),
+// and the AES-GCM key schedule (overwritten in place; see scrub). Keys then
+// fail closed: Open returns [ErrZeroed], and Seal, Label and SubKey panic,
+// since using keys after Zero is a bug of the caller. What Zero cannot
+// reach: copies the Go runtime made (stacks, registers, freed heap), sub-keys
+// a caller holds, and anything swapped to disk or dumped (the server
+// disables core dumps).
 package seal
 
 import (
@@ -57,6 +57,7 @@ import (
 	"hash"
 	"math/bits"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -81,7 +82,6 @@ const Overhead = 1 + 4 + 12 + 16
 // label and key: they are part of the on-disk format (v1).
 const (
 	infoSeal  = "blindex/v1/seal"   // AES-256-GCM key for every value
-	infoTerm  = "blindex/v1/term/"  // + field name: per-field term blinding key
 	infoLabel = "blindex/v1/label/" // + purpose name: record-label keys
 	infoSub   = "blindex/v1/subkey" // root of SubKey's per-object keys (attachment streams)
 	adPrefix  = "blindex/v1/record" // additional data prefix
@@ -91,22 +91,25 @@ const (
 // Purpose names a kind of record; each has its own label key.
 type Purpose uint8
 
-// Record purposes. The numbers are persisted in the derivation (by name) and
-// must never change.
+// Record purposes. Their names are part of the derivation (the label key of
+// a purpose is derived under its name), so a name must never change, and
+// the number of a retired purpose is never reused: 6 was "idmap" (the id
+// map, now in the state) and 9 "pack" (packs of posting blocks, now state
+// pages), from an earlier layout.
 const (
 	PurposeDoc      Purpose = 1 // stored document, by document number
 	PurposeForward  Purpose = 2 // forward index, by document number
 	PurposeLog      Purpose = 3 // state log entry, by sequence number
-	PurposeSnapshot Purpose = 4 // state snapshot chunk, by (snapshot id, chunk)
+	PurposeSnapshot Purpose = 4 // state snapshot chunk or page, by (snapshot id, chunk)
 	PurposeHead     Purpose = 5 // the head record (one per generation)
-	PurposeIDMap    Purpose = 6 // external id → document number
 	PurposeAttach   Purpose = 7 // attachment chunks
 	PurposeInternal Purpose = 8 // engine-internal values
-	PurposePack     Purpose = 9 // a pack of small posting blocks, by pack id
-	numPurposes             = 10
+	numPurposes             = 9
 )
 
-var purposeNames = [numPurposes]string{"", "doc", "forward", "log", "snapshot", "head", "idmap", "attach", "internal", "pack"}
+// purposeNames are the purposes' names; "" for the retired numbers, which
+// get no label key.
+var purposeNames = [numPurposes]string{"", "doc", "forward", "log", "snapshot", "head", "", "attach", "internal"}
 
 var (
 	// ErrCorrupt reports a sealed value that fails to open: tampered,
@@ -131,11 +134,8 @@ type Keys struct {
 	zmu      sync.RWMutex // excludes Zero from SealChecked
 	aead     cipher.AEAD
 	sealKey  []byte
-	labels   [numPurposes]*macKey
-	termMu   sync.Mutex
-	termRoot []byte             // HKDF output under infoTerm; per-field keys derive from it
-	subRoot  []byte             // HKDF output under infoSub; SubKey derives from it
-	terms    map[string]*macKey // field → term key
+	labels   [numPurposes]*macKey // nil for the retired purposes
+	subRoot  []byte               // HKDF output under infoSub; SubKey derives from it
 	seals    atomic.Uint64
 	scrubbed bool // the AEAD's key schedule is overwritten by Zero
 }
@@ -146,7 +146,7 @@ func Derive(root []byte, gen uint32) (*Keys, error) {
 	if len(root) != 32 {
 		return nil, fmt.Errorf("seal: root key must be 32 bytes")
 	}
-	k := &Keys{gen: gen, terms: make(map[string]*macKey)}
+	k := &Keys{gen: gen}
 	var err error
 	if k.sealKey, err = hkdf.Key(sha256.New, root, nil, infoSeal, 32); err != nil {
 		return nil, err
@@ -162,6 +162,9 @@ func Derive(root []byte, gen uint32) (*Keys, error) {
 	scrub(block)
 	k.scrubbed = scrubbable(k.aead)
 	for p := 1; p < numPurposes; p++ {
+		if purposeNames[p] == "" {
+			continue
+		}
 		key, err := hkdf.Key(sha256.New, root, nil, infoLabel+purposeNames[p], 32)
 		if err != nil {
 			return nil, err
@@ -169,11 +172,8 @@ func Derive(root []byte, gen uint32) (*Keys, error) {
 		k.labels[p] = newMacKey(key)
 		clear(key)
 	}
-	// Per-field term keys derive lazily from termRoot, so that Keys never
-	// holds the root key itself.
-	if k.termRoot, err = hkdf.Key(sha256.New, root, nil, infoTerm, 32); err != nil {
-		return nil, err
-	}
+	// Sub-keys derive from subRoot, so that Keys never holds the root key
+	// itself.
 	if k.subRoot, err = hkdf.Key(sha256.New, root, nil, infoSub, 32); err != nil {
 		return nil, err
 	}
@@ -223,16 +223,11 @@ func (k *Keys) Zero() {
 		scrub(k.aead)
 	}
 	for _, l := range k.labels {
-		l.zero()
+		if l != nil {
+			l.zero()
+		}
 	}
-	k.termMu.Lock()
-	clear(k.termRoot)
 	clear(k.subRoot)
-	for _, t := range k.terms {
-		t.zero()
-	}
-	k.terms = nil
-	k.termMu.Unlock()
 }
 
 func (k *Keys) mustOpen() {
@@ -242,9 +237,13 @@ func (k *Keys) mustOpen() {
 }
 
 // Label returns the label of a record of the given purpose identified by
-// parts (each length-prefixed, so ("ab","c") and ("a","bc") differ).
+// parts (each length-prefixed, so ("ab","c") and ("a","bc") differ). p must
+// be one of the Purpose constants.
 func (k *Keys) Label(p Purpose, parts ...[]byte) [LabelSize]byte {
 	k.mustOpen()
+	if int(p) >= numPurposes || k.labels[p] == nil {
+		panic("seal: internal error: no label key for purpose " + strconv.Itoa(int(p)))
+	}
 	var sum [sha256.Size]byte
 	k.labels[p].sum(&sum, func(h hash.Hash) {
 		var lb [binary.MaxVarintLen64]byte
@@ -263,41 +262,6 @@ func (k *Keys) LabelUint(p Purpose, n uint64) [LabelSize]byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], n)
 	return k.Label(p, b[:])
-}
-
-// TermBlinder blinds the terms of one field. It fails closed once its Keys
-// are zeroed.
-type TermBlinder struct {
-	k   *Keys
-	mac *macKey // owned by k.terms: Zero overwrites it
-}
-
-// Blinder returns a blinder for field's terms. A blinder is safe for
-// concurrent use.
-func (k *Keys) Blinder(field string) *TermBlinder {
-	k.termMu.Lock()
-	defer k.termMu.Unlock()
-	k.mustOpen()
-	mk, ok := k.terms[field]
-	if !ok {
-		fk, err := hkdf.Key(sha256.New, k.termRoot, nil, infoTerm+field, 32)
-		if err != nil {
-			panic("seal: internal error: hkdf: " + err.Error())
-		}
-		mk = newMacKey(fk)
-		clear(fk)
-		k.terms[field] = mk
-	}
-	return &TermBlinder{k: k, mac: mk}
-}
-
-// TermKey returns K_t = HMAC(K_term(field), term), the key of term's posting
-// block labels.
-func (b *TermBlinder) TermKey(term []byte) [32]byte {
-	b.k.mustOpen()
-	var out [32]byte
-	b.mac.sum(&out, func(h hash.Hash) { h.Write(term) })
-	return out
 }
 
 // macKey is an HMAC-SHA256 key (RFC 2104) kept as the two SHA-256 states
@@ -360,6 +324,9 @@ func (m *macKey) zero() {
 	}
 }
 
+// shaPool holds the SHA-256 hashes macKey loads its states into.
+var shaPool = sync.Pool{New: func() any { return sha256.New() }}
+
 // scrubbable reports whether scrub can overwrite what x points to: a
 // pointer to memory without pointers, as Go's AES and AES-GCM states are
 // (arrays of round keys and GHASH tables).
@@ -399,39 +366,6 @@ func pointerFree(t reflect.Type) bool {
 	}
 	return false
 }
-
-// BlockLabel returns HMAC(K_t, i): the label of posting block i of a term.
-// It is HMAC-SHA256 (RFC 2104) written out with pooled hashes, since it runs
-// once per posting block written or read.
-func BlockLabel(termKey *[32]byte, i uint32) [LabelSize]byte {
-	var ipad, opad [sha256.BlockSize]byte
-	for j := range ipad {
-		ipad[j], opad[j] = 0x36, 0x5c
-	}
-	for j, b := range termKey {
-		ipad[j] ^= b
-		opad[j] ^= b
-	}
-	h := shaPool.Get().(hash.Hash)
-	h.Reset()
-	h.Write(ipad[:])
-	var msg [4]byte
-	binary.BigEndian.PutUint32(msg[:], i)
-	h.Write(msg[:])
-	var inner, sum [sha256.Size]byte
-	h.Sum(inner[:0])
-	h.Reset()
-	h.Write(opad[:])
-	h.Write(inner[:])
-	h.Sum(sum[:0])
-	h.Reset() // leave no keyed state in the pool
-	shaPool.Put(h)
-	var out [LabelSize]byte
-	copy(out[:], sum[:])
-	return out
-}
-
-var shaPool = sync.Pool{New: func() any { return sha256.New() }}
 
 // The zstd decoder (for payloads earlier versions compressed) is safe for
 // concurrent DecodeAll. It bounds memory so that a tampered length cannot exhaust it (the envelope is

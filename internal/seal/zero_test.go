@@ -21,15 +21,13 @@ func mustPanicZeroed(t *testing.T, what string, fn func()) {
 	fn()
 }
 
-// TestZeroFailsClosed checks that after Zero nothing derives a label, a term
-// key or a sub-key, seals or opens: before the fix, pooled HMAC states and
+// TestZeroFailsClosed checks that after Zero nothing derives a label or a
+// sub-key, seals or opens: before the fix, pooled HMAC states and
 // the GCM object kept working with the erased keys.
 func TestZeroFailsClosed(t *testing.T) {
 	k := mustDerive(t, testRoot(), 1)
 	key := []byte("\x01instance-label-0123456789")
 	sealed := k.Seal(nil, key, []byte("payload"))
-	bl := k.Blinder("summary")
-	tk := bl.TermKey([]byte("term"))
 	label := k.Label(PurposeDoc, []byte("x"))
 	// The HMAC states this package keeps are HMAC-SHA256.
 	m := hmac.New(sha256.New, mustHKDF(t, testRoot(), infoLabel+"doc"))
@@ -47,31 +45,36 @@ func TestZeroFailsClosed(t *testing.T) {
 	}
 	mustPanicZeroed(t, "Label", func() { k.Label(PurposeDoc, []byte("x")) })
 	mustPanicZeroed(t, "LabelUint", func() { k.LabelUint(PurposeLog, 1) })
-	mustPanicZeroed(t, "TermKey of a blinder made before", func() { bl.TermKey([]byte("term")) })
-	mustPanicZeroed(t, "Blinder", func() { k.Blinder("summary") })
 	mustPanicZeroed(t, "Seal", func() { k.Seal(nil, key, []byte("payload")) })
 	mustPanicZeroed(t, "SubKey", func() { k.SubKey(PurposeAttach, []byte("id"), 32) })
 	k.Zero() // idempotent
-	if tk == ([32]byte{}) {
-		t.Error("TermKey before Zero was all zeros")
-	}
 }
 
-// TestZeroOverwritesKeyMaterial looks inside: the HMAC states of labels and
-// blinders are zero bytes, and the AES-GCM object no longer opens what it
+// TestZeroOverwritesKeyMaterial looks inside: the HMAC states of the label
+// keys are zero bytes, and the AES-GCM object no longer opens what it
 // sealed (its key schedule is overwritten, not just dropped).
 func TestZeroOverwritesKeyMaterial(t *testing.T) {
 	k := mustDerive(t, testRoot(), 1)
 	if !k.scrubbed {
 		t.Fatalf("the AES-GCM object (%T) holds pointers: Zero cannot overwrite its key schedule on this platform", k.aead)
 	}
-	bl := k.Blinder("f")
 	aead := k.aead
 	nonce := make([]byte, aead.NonceSize())
 	ct := aead.Seal(nil, nonce, []byte("secret"), nil)
-	states := [][]byte{bl.mac.inner, bl.mac.outer}
-	for p := 1; p < numPurposes; p++ {
-		states = append(states, k.labels[p].inner, k.labels[p].outer)
+	var states [][]byte
+	for _, l := range k.labels {
+		if l != nil {
+			states = append(states, l.inner, l.outer)
+		}
+	}
+	inUse := 0
+	for _, name := range purposeNames {
+		if name != "" {
+			inUse++
+		}
+	}
+	if len(states) != 2*inUse {
+		t.Fatalf("%d HMAC states, want two for each of the %d purposes in use", len(states), inUse)
 	}
 	k.Zero()
 	for i, s := range states {

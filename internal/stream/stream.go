@@ -212,12 +212,3 @@ func (o *Opener) Open(dst, sealed []byte, i uint32, last bool) ([]byte, error) {
 	}
 	return out, nil
 }
-
-// Chunks returns the number of chunks of a stream of size bytes with chunks
-// of chunkSize bytes: at least one (an empty stream is one empty chunk).
-func Chunks(size uint64, chunkSize int) uint64 {
-	if size == 0 {
-		return 1
-	}
-	return (size + uint64(chunkSize) - 1) / uint64(chunkSize)
-}

@@ -49,6 +49,12 @@ func pattern(seed string, n int) []byte {
 	return out[:n]
 }
 
+// chunksOf is the number of chunks of a stream of size bytes: at least one
+// (an empty stream is one empty chunk).
+func chunksOf(size, chunkSize int) int {
+	return max(1, (size+chunkSize-1)/chunkSize)
+}
+
 func sealAll(t testing.TB, key, prefix []byte, chunkSize int, pt []byte) [][]byte {
 	t.Helper()
 	s, err := NewSealer(key, prefix, chunkSize)
@@ -56,7 +62,7 @@ func sealAll(t testing.TB, key, prefix []byte, chunkSize int, pt []byte) [][]byt
 		t.Fatal(err)
 	}
 	var out [][]byte
-	n := int(Chunks(uint64(len(pt)), chunkSize))
+	n := chunksOf(len(pt), chunkSize)
 	for i := 0; i < n; i++ {
 		end := min((i+1)*chunkSize, len(pt))
 		c, err := s.Seal(nil, pt[i*chunkSize:end], i == n-1)
@@ -176,10 +182,13 @@ func TestRoundTripSizes(t *testing.T) {
 	key := pattern("k", KeySize)
 	prefix := pattern("p", PrefixSize)
 	const cs = 64
-	for _, n := range []int{0, 1, cs - 1, cs, cs + 1, 2 * cs, 10*cs + 7} {
+	// An empty stream is one empty chunk; a full last chunk is not
+	// followed by an empty one.
+	for _, tc := range []struct{ n, chunks int }{{0, 1}, {1, 1}, {cs - 1, 1}, {cs, 1}, {cs + 1, 2}, {2 * cs, 2}, {10*cs + 7, 11}} {
+		n, want := tc.n, tc.chunks
 		pt := pattern("data", n)
 		sealed := sealAll(t, key, prefix, cs, pt)
-		if want := int(Chunks(uint64(n), cs)); len(sealed) != want {
+		if len(sealed) != want {
 			t.Fatalf("size %d: %d chunks, want %d", n, len(sealed), want)
 		}
 		o, _ := NewOpener(key, prefix, cs)

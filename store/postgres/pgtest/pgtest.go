@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"os"
 	"os/exec"
@@ -166,13 +165,4 @@ func (s *Server) NewDatabase(t testing.TB) string {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	return s.URL(name)
-}
-
-// Log returns the server's log, for a failing test to print.
-func (s *Server) Log() string {
-	b, err := os.ReadFile(filepath.Join(s.dir, "log"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return ""
-	}
-	return string(b)
 }
