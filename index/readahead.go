@@ -76,26 +76,13 @@ func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
 			nos = append(nos, n)
 		}
 	}
-	labels := make([][seal.LabelSize]byte, len(nos))
-	keys := make([][]byte, len(nos))
-	for i, n := range nos {
-		labels[i] = pageLabel(k, r.id, n)
-		keys[i] = in.key(labels[i])
-	}
-	vals, err := store.GetMany(in.st, keys)
+	pts, labels, err := in.openPages(k, r.id, nos, kindPage)
 	if err != nil {
 		return nil, err
 	}
 	ahead := make([]*page, end-uint64(no))
 	for i, n := range nos {
-		if vals[i] == nil {
-			return nil, in.corrupt(kindPage, labels[i], errors.New("missing"))
-		}
-		pt, err := k.Open(keys[i], vals[i])
-		if err != nil {
-			return nil, in.corrupt(kindPage, labels[i], err)
-		}
-		p, err := in.decodeRunPage(r, n, pt)
+		p, err := in.decodeRunPage(r, n, pts[i])
 		if err != nil {
 			return nil, in.corrupt(kindPage, labels[i], err)
 		}
@@ -103,6 +90,32 @@ func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
 	}
 	ra.first, ra.pages = no+1, ahead[1:]
 	return ahead[0], nil
+}
+
+// openPages reads and opens the records of pages (or chunks) nos of run
+// in one store.GetMany: their plaintexts and labels, in the order of nos.
+// A missing record is corrupt. Caller holds in.mu shared.
+func (in *Instance) openPages(k *seal.Keys, run uint64, nos []uint32, kind byte) ([][]byte, [][seal.LabelSize]byte, error) {
+	labels := make([][seal.LabelSize]byte, len(nos))
+	keys := make([][]byte, len(nos))
+	for i, n := range nos {
+		labels[i] = pageLabel(k, run, n)
+		keys[i] = in.key(labels[i])
+	}
+	vals, err := store.GetMany(in.st, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	pts := make([][]byte, len(nos))
+	for i, v := range vals {
+		if v == nil {
+			return nil, nil, in.corrupt(kind, labels[i], errors.New("missing"))
+		}
+		if pts[i], err = k.Open(keys[i], v); err != nil {
+			return nil, nil, in.corrupt(kind, labels[i], err)
+		}
+	}
+	return pts, labels, nil
 }
 
 // pageCacheKey is the cache key of page no of run r.

@@ -54,6 +54,9 @@ func TestReadAhead(t *testing.T) {
 		for j := range ws {
 			ws[j] = fmt.Sprintf("w%05d", d*100+j)
 		}
+		// common: a term whose postings (with 300 locations in each
+		// document) overflow into several chunks.
+		ws = append(ws, strings.Repeat("common ", 300))
 		ops = append(ops, Op{ID: fmt.Sprintf("d%03d", d), Body: fmt.Appendf(nil, `{"summary":%q}`, strings.Join(ws, " "))})
 	}
 	if err := in.Apply(ctx, ops); err != nil {
@@ -119,6 +122,9 @@ func TestReadAhead(t *testing.T) {
 			if de == nil {
 				break
 			}
+			if de.Term == "common" {
+				continue
+			}
 			if want := fmt.Sprintf("w%05d", next); de.Term != want {
 				t.Fatalf("%s: term %q, want %q", name, de.Term, want)
 			}
@@ -147,4 +153,45 @@ func TestReadAhead(t *testing.T) {
 	}
 	walk("whole dictionary", func(r *reader) (bindex.FieldDict, error) { return r.FieldDict("summary") }, 0, manyTermsCount)
 	walk("prefix w1", func(r *reader) (bindex.FieldDict, error) { return r.FieldDictPrefix("summary", []byte("w1")) }, 10000, 20000)
+
+	// The chunks of a term's postings: one round trip for all of them.
+	r, err := in.newReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rt0, k0 := rs.reads()
+	m0, mk0 := rs.manyCalls.Load(), rs.manyKeys.Load()
+	c0 := in.Metrics().ChunkReads
+	tr, err := r.TermFieldReader(ctx, []byte("common"), "summary", true, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt1, k1 := rs.reads()
+	calls, many := rs.manyCalls.Load()-m0, rs.manyKeys.Load()-mk0
+	chunks := int64(in.Metrics().ChunkReads - c0)
+	t.Logf("common: %d postings, %d chunks, %d keys read in %d round trips", tr.Count(), chunks, k1-k0, rt1-rt0)
+	if tr.Count() != manyTermsCount/100 {
+		t.Fatalf("common: %d postings, want %d", tr.Count(), manyTermsCount/100)
+	}
+	for i := 0; ; i++ {
+		td, err := tr.Next(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if td == nil {
+			break
+		}
+		if td.Freq != 300 || len(td.Vectors) != 300 {
+			t.Fatalf("common: posting %d has frequency %d and %d locations, want 300", i, td.Freq, len(td.Vectors))
+		}
+	}
+	if chunks < 3 {
+		t.Fatalf("common's postings are in %d chunks; the test needs 3 or more", chunks)
+	}
+	// The lookup reads the filter chunk, the run's root and leaf, and
+	// the live set's, one by one without a cache; the chunks all at once.
+	if calls != 1 || many != chunks {
+		t.Fatalf("common: %d chunks read with %d keys in %d GetMany calls, want all in one", chunks, many, calls)
+	}
 }
