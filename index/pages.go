@@ -363,13 +363,7 @@ func (b *runBuilder) finish() (runDesc, bool, error) {
 // page returns a decoded page of a run, through the cache. Caller holds
 // in.mu shared.
 func (in *Instance) page(r *runDesc, no uint32) (*page, error) {
-	var kb [8 + 1 + 8 + 4]byte
-	copy(kb[:8], in.cacheNS)
-	kb[8] = 2
-	putU64(kb[9:17], r.id)
-	putU32(kb[17:], no)
-	ck := string(kb[:])
-	if p, ok := in.cache.get(ck).(*page); ok {
+	if p, ok := in.cache.get(in.pageCacheKey(r, no)).(*page); ok {
 		return p, nil
 	}
 	k, err := in.keysFor(r.gen)
@@ -384,15 +378,10 @@ func (in *Instance) page(r *runDesc, no uint32) (*page, error) {
 	if err != nil {
 		return nil, err
 	}
-	in.m.pageReads.Add(1)
-	p, err := decodePage(pt, r.id, no)
-	if err == nil && ((no < innerBase) != (p.level == 0)) {
-		err = errIdentity
-	}
+	p, err := in.decodeRunPage(r, no, pt)
 	if err != nil {
 		return nil, in.corrupt(kindPage, label, err)
 	}
-	in.cache.put(ck, p, p.size)
 	return p, nil
 }
 
@@ -477,6 +466,7 @@ type runIter struct {
 	leaf *page
 	no   uint32
 	i    int
+	ra   readAhead // leaves read ahead (readahead.go)
 }
 
 func (it *runIter) valid() bool { return it.leaf != nil && it.i < len(it.leaf.keys) }
@@ -488,7 +478,7 @@ func (it *runIter) settle() error {
 			it.leaf = nil
 			return nil
 		}
-		p, err := it.in.page(it.r, it.no+1)
+		p, err := it.ra.next(it.in, it.r, it.no+1)
 		if err != nil {
 			it.leaf = nil
 			return err
@@ -523,7 +513,7 @@ func (it *runIter) seek(key string) error {
 	if it.leaf != nil && no < it.no {
 		return nil // never backwards
 	}
-	it.leaf, it.no, it.i = p, no, i
+	it.leaf, it.no, it.i, it.ra = p, no, i, readAhead{}
 	return it.settle()
 }
 

@@ -2,7 +2,6 @@ package index
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 )
@@ -101,20 +100,19 @@ func (in *Instance) termBody(v []byte) (uint64, []byte, error) {
 		return 0, nil, err
 	}
 	body := make([]byte, 0, length)
-	for i := uint32(first); i < uint32(first+n); i++ {
-		no := overflowBase + i
-		label := pageLabel(k, run, no)
-		pt, err := in.openRecord(k, label, kindPosting)
-		if errors.Is(err, ErrNotFound) {
-			return 0, nil, in.corrupt(kindPosting, label, errors.New("missing"))
-		}
-		if err != nil {
-			return 0, nil, err
-		}
+	nos := make([]uint32, n)
+	for i := range nos {
+		nos[i] = overflowBase + uint32(first) + uint32(i)
+	}
+	pts, labels, err := in.openPages(k, run, nos, kindPosting) // one store read (readahead.go)
+	if err != nil {
+		return 0, nil, err
+	}
+	for i, pt := range pts {
 		in.m.chunkReads.Add(1)
-		part, err := decodeChunk(pt, kindPosting, run, no)
+		part, err := decodeChunk(pt, kindPosting, run, nos[i])
 		if err != nil {
-			return 0, nil, in.corrupt(kindPosting, label, err)
+			return 0, nil, in.corrupt(kindPosting, labels[i], err)
 		}
 		body = append(body, part...)
 	}

@@ -130,7 +130,10 @@ type Store struct {
 	noKey error
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store       = (*Store)(nil)
+	_ store.MultiGetter = (*Store)(nil)
+)
 
 // New wraps st with the 32-byte MAC key (derive it with
 // keys.DeriveLocalKey(home, KeyLabel, …)). The Store keeps a copy of key.
@@ -217,6 +220,25 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 		return v, err
 	}
 	return s.open(key, v)
+}
+
+// GetMany implements store.MultiGetter: the values of keys in one read of
+// the wrapped store when it reads many keys at once, each control record
+// verified as Get verifies it.
+func (s *Store) GetMany(keys [][]byte) ([][]byte, error) {
+	vals, err := store.GetMany(s.st, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, k := range keys {
+		if vals[i] == nil || !isControl(k) {
+			continue
+		}
+		if vals[i], err = s.open(k, vals[i]); err != nil {
+			return nil, err
+		}
+	}
+	return vals, nil
 }
 
 // Apply commits b atomically, authenticating every control record it sets.

@@ -112,7 +112,16 @@ func TestRefusals(t *testing.T) {
 		if _, err := s.Get(other); !errors.Is(err, ErrForged) {
 			t.Fatalf("moved to another key: %v", err)
 		}
+		// GetMany verifies as Get does: the record moved is refused
+		// among others, the genuine one returns its body.
+		if _, err := s.GetMany([][]byte{key, []byte("\x01abc"), other}); !errors.Is(err, ErrForged) {
+			t.Fatalf("GetMany over a moved record: %v", err)
+		}
 		put(t, raw, key, v)
+		many, err := s.GetMany([][]byte{[]byte("\x00Mnone"), key})
+		if err != nil || many[0] != nil || !bytes.Equal(many[1], body) {
+			t.Fatalf("GetMany = %q, %v; want nil and the body", many, err)
+		}
 	}
 	// Sealed records (outside the namespace) pass through untouched.
 	put(t, s, []byte("\x01abc"), []byte("sealed"))

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,7 +88,7 @@ func BenchmarkBackends(b *testing.B) {
 	type backend struct {
 		name string
 		open func() store.Store
-		st   store.Store
+		st   *countingStore
 		in   *index.Instance
 	}
 	backends := []*backend{
@@ -142,7 +143,7 @@ func BenchmarkBackends(b *testing.B) {
 	const batch = 100
 	nbatch := (len(docs) + batch - 1) / batch
 	for _, be := range backends {
-		be.st = be.open()
+		be.st = &countingStore{Store: be.open()}
 		in, err := index.Create(ctx, be.st, "bench", mapping, index.Meta{}, opts)
 		if err != nil {
 			b.Fatal(err)
@@ -172,6 +173,18 @@ func BenchmarkBackends(b *testing.B) {
 	for next < nbatch {
 		indexBatch(b)
 	}
+	// The same state on both backends before any query: the memtable
+	// flushed and the newest runs merged, as the idle merge leaves an
+	// instance (Settle waits for it), so that no merge runs under the
+	// timed queries and both read the same number of runs.
+	for _, be := range backends {
+		if err := be.in.Settle(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if r0, r1 := backends[0].in.Runs(), backends[1].in.Runs(); r0 != r1 {
+		b.Fatalf("after settling, Pebble has %d runs, PostgreSQL %d", r0, r1)
+	}
 
 	// Warm-up, and the same answers on both backends.
 	for _, c := range classes {
@@ -193,14 +206,17 @@ func BenchmarkBackends(b *testing.B) {
 		for _, c := range classes {
 			b.Run(kind+"/"+c.name, func(b *testing.B) {
 				lat := map[*backend][]time.Duration{}
+				gets := map[*backend]int64{}
 				for i := 0; i < b.N; i++ {
 					for _, be := range order(i) {
 						req := c.reqs[i%len(c.reqs)]()
+						g := be.st.gets.Load()
 						start := time.Now()
 						if _, err := be.in.Search(ctx, req); err != nil {
 							b.Fatal(err)
 						}
 						lat[be] = append(lat[be], time.Since(start))
+						gets[be] += be.st.gets.Load() - g
 					}
 				}
 				report(b, "p50-ms", func(be *backend) float64 {
@@ -208,6 +224,11 @@ func BenchmarkBackends(b *testing.B) {
 					slices.Sort(l)
 					return float64(l[len(l)/2].Microseconds()) / 1000
 				})
+				// Store reads per search: one database round trip each on
+				// PostgreSQL.
+				for _, be := range backends {
+					b.ReportMetric(float64(gets[be])/float64(b.N), be.name+"-gets/q")
+				}
 			})
 		}
 	}
@@ -239,6 +260,17 @@ func BenchmarkBackends(b *testing.B) {
 		}
 	}
 	queries("query-nocache")
+}
+
+// countingStore counts the point reads of a store.
+type countingStore struct {
+	store.Store
+	gets atomic.Int64
+}
+
+func (s *countingStore) Get(key []byte) ([]byte, error) {
+	s.gets.Add(1)
+	return s.Store.Get(key)
 }
 
 // readCorpus reads the first n documents of the corpus, keyed by "key".

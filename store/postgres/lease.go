@@ -394,6 +394,13 @@ func (f *fenced) Get(key []byte) ([]byte, error) {
 	return f.s.Get(key)
 }
 
+func (f *fenced) GetMany(keys [][]byte) ([][]byte, error) {
+	if f.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	return f.s.GetMany(keys)
+}
+
 func (f *fenced) Iterate(prefix []byte, fn func(key, value []byte) error) error {
 	if f.closed.Load() {
 		return store.ErrClosed

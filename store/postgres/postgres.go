@@ -109,6 +109,8 @@ const (
 	maxChunkBytes = 4 << 20
 	// maxChunkRows bounds the rows of one statement of Apply.
 	maxChunkRows = 2000
+	// maxGetMany bounds the keys of one statement of GetMany.
+	maxGetMany = 256
 	// maxAttempts bounds the attempts of a retried operation.
 	maxAttempts = 5
 )
@@ -132,6 +134,7 @@ type Store struct {
 	closed   atomic.Bool
 	table    string // quoted identifier
 	qGet     string
+	qGetMany string
 	qUpsert  string
 	qDelete  string
 	qFirst   [2]string // first page: [no upper bound, upper bound]
@@ -142,7 +145,10 @@ type Store struct {
 	lease    *Lease // Options.Lease's, nil without
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store       = (*Store)(nil)
+	_ store.MultiGetter = (*Store)(nil)
+)
 
 // Open connects to the database named by connString (a postgres:// URL or
 // a keyword/value string, as pgx accepts), creates the table when it is
@@ -241,6 +247,7 @@ func (s *Store) init(ctx context.Context) error {
 	t := pgx.Identifier{s.opts.Table}.Sanitize()
 	s.table = t
 	s.qGet = "SELECT v FROM " + t + " WHERE k = $1"
+	s.qGetMany = "SELECT k, v FROM " + t + " WHERE k = ANY($1::BYTEA[])"
 	s.qUpsert = "INSERT INTO " + t + " (k, v) SELECT * FROM unnest($1::BYTEA[], $2::BYTEA[]) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
 	s.qDelete = "DELETE FROM " + t + " WHERE k = ANY($1::BYTEA[])"
 	s.qFirst = [2]string{
@@ -324,6 +331,53 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 		v = []byte{}
 	}
 	return v, nil
+}
+
+// GetMany implements store.MultiGetter: one statement (k = ANY(...)) per
+// maxGetMany keys, so that a search reading many pages pays one round
+// trip for them.
+func (s *Store) GetMany(keys [][]byte) ([][]byte, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	out := make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	defer cancel()
+	for lo := 0; lo < len(keys); lo += maxGetMany {
+		chunk := keys[lo:min(lo+maxGetMany, len(keys))]
+		at := make(map[string][]int, len(chunk))
+		for i, k := range chunk {
+			at[string(k)] = append(at[string(k)], lo+i)
+		}
+		err := s.retry(ctx, func(ctx context.Context) error {
+			clear(out[lo : lo+len(chunk)]) // a retry starts afresh
+			rows, err := s.pool.Query(ctx, s.qGetMany, chunk)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var k, v []byte
+				if err := rows.Scan(&k, &v); err != nil {
+					return err
+				}
+				if v == nil {
+					v = []byte{}
+				}
+				for _, i := range at[string(k)] {
+					out[i] = v
+				}
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return nil, s.wrap("get", err)
+		}
+	}
+	return out, nil
 }
 
 // Apply implements store.Store. With Options.Lease, it commits only while

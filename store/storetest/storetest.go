@@ -13,7 +13,8 @@
 // prefix, in ascending byte order, including prefixes made of 0xff bytes
 // that have no finite upper bound; DeletePrefix removes exactly the keys
 // with the prefix; every method is safe for concurrent use; and a closed
-// store reports ErrClosed.
+// store reports ErrClosed. store.GetMany (the store's own when it is a
+// store.MultiGetter) returns what Get returns, key by key.
 package storetest
 
 import (
@@ -44,6 +45,7 @@ func Run(t *testing.T, open func() store.Store) {
 	t.Run("GetMissing", func(t *testing.T) { testGetMissing(t, fresh(t)) })
 	t.Run("SetGet", func(t *testing.T) { testSetGet(t, fresh(t)) })
 	t.Run("Copies", func(t *testing.T) { testCopies(t, fresh(t)) })
+	t.Run("GetMany", func(t *testing.T) { testGetMany(t, fresh(t)) })
 	t.Run("BatchOrder", func(t *testing.T) { testBatchOrder(t, fresh(t)) })
 	t.Run("EmptyBatch", func(t *testing.T) { testEmptyBatch(t, fresh(t)) })
 	t.Run("LargeValues", func(t *testing.T) { testLargeValues(t, fresh(t)) })
@@ -143,6 +145,53 @@ func testCopies(t *testing.T, s store.Store) {
 		return nil
 	})
 	wantValue(t, s, "key", "value")
+}
+
+func testGetMany(t *testing.T, s store.Store) {
+	// More keys than one statement of a database backend reads (256),
+	// present, missing, repeated and with an empty value, unordered.
+	var ops []store.Op
+	want := map[string]string{}
+	for i := range 700 {
+		k, v := fmt.Sprintf("m%04d", i), fmt.Sprintf("value %d", i)
+		if i%7 == 3 {
+			continue // missing
+		}
+		if i%11 == 5 {
+			v = ""
+		}
+		ops = append(ops, set(k, v))
+		want[k] = v
+	}
+	apply(t, s, false, ops...)
+	var keys [][]byte
+	for i := range 800 {
+		keys = append(keys, []byte(fmt.Sprintf("m%04d", (i*389)%750)))
+	}
+	keys = append(keys, []byte("m0000"), []byte(""), []byte("m0000"))
+	got, err := store.GetMany(s, keys)
+	if err != nil {
+		t.Fatalf("GetMany: %v", err)
+	}
+	if len(got) != len(keys) {
+		t.Fatalf("GetMany returned %d values for %d keys", len(got), len(keys))
+	}
+	for i, k := range keys {
+		w, ok := want[string(k)]
+		switch {
+		case !ok && got[i] != nil:
+			t.Fatalf("GetMany: key %q (missing) = %q, want nil", k, got[i])
+		case ok && (got[i] == nil || string(got[i]) != w):
+			t.Fatalf("GetMany: key %q = %q (nil %v), want %q", k, got[i], got[i] == nil, w)
+		}
+	}
+	if got, err := store.GetMany(s, nil); err != nil || len(got) != 0 {
+		t.Fatalf("GetMany of no key = %v, %v; want none", got, err)
+	}
+	s.Close()
+	if _, err := store.GetMany(s, keys[:2]); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("GetMany after Close: %v, want ErrClosed", err)
+	}
 }
 
 func testBatchOrder(t *testing.T, s store.Store) {

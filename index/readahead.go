@@ -1,0 +1,160 @@
+package index
+
+import (
+	"errors"
+
+	"github.com/blindex/blindex/internal/seal"
+	"github.com/blindex/blindex/store"
+)
+
+// Read-ahead of run leaves. A dictionary walk (a wildcard, regexp or
+// fuzzy expansion, a range, a merge) steps through a run's leaves in
+// page-number order, each a store read when the cache lacks it. On a store
+// a round trip away (PostgreSQL), those reads one at a time cost a round
+// trip per 16 KiB page. So, as an operating system reads ahead a file read
+// in order, an iterator that keeps stepping to the next leaf reads the
+// leaves after it that the cache lacks, in one store.GetMany, with a
+// window that doubles with every step in order (2, 4, ... readAheadMax
+// leaves) and starts again at a seek: a walk that stops early has read
+// ahead at most about as many leaves as it had read, and none past the
+// run's last leaf. The iterator keeps the leaves it read ahead, so that
+// they are not read twice when the cache cannot hold them. Pebble's
+// GetMany is one Get per key: the same reads, made earlier.
+
+// readAheadMax bounds the leaves read ahead at once (16 KiB each).
+const readAheadMax = 32
+
+// readAhead is a run iterator's read-ahead: the leaves it read ahead and
+// has not stepped to yet. It holds them itself, so that reading ahead
+// costs no extra reads when the cache is too small to keep them (a nil
+// entry is one the cache held when it read ahead: read through the cache
+// again). The zero value is empty.
+type readAhead struct {
+	seq   int     // steps to the next leaf since the last seek
+	first uint32  // leaf number of pages[0]
+	pages []*page // leaves first, first+1, ...
+}
+
+// window returns how many leaves to read from the seq-th step in order
+// (seq ≥ 1): 2, 4, 8, 16, then readAheadMax.
+func (ra *readAhead) window() uint32 {
+	if ra.seq >= 5 {
+		return readAheadMax
+	}
+	return 1 << ra.seq
+}
+
+// next returns leaf no of r, the leaf after the one the iterator is on:
+// from what was read ahead, else from the cache, else read from the store
+// with the leaves after it that the cache lacks, up to the window. Caller
+// holds in.mu shared.
+func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
+	ra.seq++
+	if no >= ra.first && no-ra.first < uint32(len(ra.pages)) {
+		p := ra.pages[no-ra.first]
+		ra.pages, ra.first = ra.pages[no-ra.first+1:], no+1
+		if p != nil {
+			return p, nil
+		}
+		return in.page(r, no)
+	}
+	ra.pages = nil
+	if p, ok := in.cache.get(in.pageCacheKey(r, no)).(*page); ok {
+		return p, nil
+	}
+	end := min(uint64(no)+uint64(ra.window()), uint64(r.leaves))
+	if end <= uint64(no)+1 {
+		return in.page(r, no)
+	}
+	k, err := in.keysFor(r.gen)
+	if err != nil {
+		return nil, err
+	}
+	nos := []uint32{no}
+	for n := no + 1; uint64(n) < end; n++ {
+		if in.cache.get(in.pageCacheKey(r, n)) == nil {
+			nos = append(nos, n)
+		}
+	}
+	pts, labels, err := in.openPages(k, r.id, nos, kindPage)
+	if err != nil {
+		return nil, err
+	}
+	ahead := make([]*page, end-uint64(no))
+	for i, n := range nos {
+		p, err := in.decodeRunPage(r, n, pts[i])
+		if err != nil {
+			return nil, in.corrupt(kindPage, labels[i], err)
+		}
+		ahead[n-no] = p
+	}
+	ra.first, ra.pages = no+1, ahead[1:]
+	return ahead[0], nil
+}
+
+// openPages reads and opens the records of pages (or chunks) nos of run
+// in one store.GetMany: their plaintexts and labels, in the order of nos.
+// A missing record is corrupt. Caller holds in.mu shared.
+func (in *Instance) openPages(k *seal.Keys, run uint64, nos []uint32, kind byte) ([][]byte, [][seal.LabelSize]byte, error) {
+	labels := make([][seal.LabelSize]byte, len(nos))
+	keys := make([][]byte, len(nos))
+	for i, n := range nos {
+		labels[i] = pageLabel(k, run, n)
+		keys[i] = in.key(labels[i])
+	}
+	vals, err := store.GetMany(in.st, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	pts := make([][]byte, len(nos))
+	for i, v := range vals {
+		if v == nil {
+			return nil, nil, in.corrupt(kind, labels[i], errors.New("missing"))
+		}
+		if pts[i], err = k.Open(keys[i], v); err != nil {
+			return nil, nil, in.corrupt(kind, labels[i], err)
+		}
+	}
+	return pts, labels, nil
+}
+
+// pageCacheKey is the cache key of page no of run r.
+func (in *Instance) pageCacheKey(r *runDesc, no uint32) string {
+	var kb [8 + 1 + 8 + 4]byte
+	copy(kb[:8], in.cacheNS)
+	kb[8] = 2
+	putU64(kb[9:17], r.id)
+	putU32(kb[17:], no)
+	return string(kb[:])
+}
+
+// decodeRunPage decodes the plaintext of page no of r, checks that it is
+// the page it should be, and caches it.
+func (in *Instance) decodeRunPage(r *runDesc, no uint32, pt []byte) (*page, error) {
+	in.m.pageReads.Add(1)
+	p, err := decodePage(pt, r.id, no)
+	if err == nil && ((no < innerBase) != (p.level == 0)) {
+		err = errIdentity
+	}
+	if err != nil {
+		return nil, err
+	}
+	in.cache.put(in.pageCacheKey(r, no), p, p.size)
+	return p, nil
+}
+
+// GetMany forwards store.MultiGetter through the instance's view of its
+// store, so that read-ahead reaches the backend's.
+func (s *sealStore) GetMany(keys [][]byte) ([][]byte, error) {
+	return store.GetMany(s.Store, keys)
+}
+
+// GetMany forwards store.MultiGetter (reads are the store's).
+func (s *sharedStore) GetMany(keys [][]byte) ([][]byte, error) {
+	return store.GetMany(s.Store, keys)
+}
+
+var (
+	_ store.MultiGetter = (*sealStore)(nil)
+	_ store.MultiGetter = (*sharedStore)(nil)
+)
