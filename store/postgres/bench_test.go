@@ -18,6 +18,7 @@ import (
 	"github.com/blindex/blindex/bench"
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/postgres"
 	"github.com/blindex/blindex/store/postgres/pgtest"
@@ -178,7 +179,7 @@ func BenchmarkBackends(b *testing.B) {
 		for _, q := range c.reqs {
 			var totals []uint64
 			for _, be := range backends {
-				res, err := be.in.Search(ctx, q())
+				res, err := query.Search(ctx, be.in, q())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -197,7 +198,7 @@ func BenchmarkBackends(b *testing.B) {
 					for _, be := range order(i) {
 						req := c.reqs[i%len(c.reqs)]()
 						start := time.Now()
-						if _, err := be.in.Search(ctx, req); err != nil {
+						if _, err := query.Search(ctx, be.in, req); err != nil {
 							b.Fatal(err)
 						}
 						lat[be] = append(lat[be], time.Since(start))
