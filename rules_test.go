@@ -6,7 +6,8 @@
 // query reads an instance only through the view (it never sees the store,
 // the keys or the sealing code); the engine (index) knows nothing of the
 // query engine, the server, the bench or the CLI; the store knows nothing
-// of what it stores.
+// of what it stores. The rules are on non-test files: tests may cross the
+// arrows (index's tests search through query).
 package blindex_test
 
 import (

@@ -23,8 +23,9 @@ import (
 // Every synonym source of the mapping whose collection is the definition's
 // analyzes its terms (bleve's document.SynonymField) into a thesaurus: term
 // → synonyms. Queries on a field with a synonym source are expanded by
-// bleve's own query code (query.ExtractSynonyms) through the reader's
-// ThesaurusReader methods below.
+// bleve's own query code (query.ExtractSynonyms) through the ThesaurusReader
+// methods of package query's reader, which reads the thesauri through the
+// view (Snapshot.Synonyms and ThesaurusTerms, view.go).
 //
 // Here a definition is a document too (a document number, an id entry, the
 // live set, a sealed stored record holding the definition), and the

@@ -141,7 +141,7 @@ func (o Options) withDefaults() (Options, error) {
 //
 // An invalid query is a *SyntaxError, which matches ErrSyntax, ErrTooLong
 // or ErrTooDeep with errors.Is; ParseString never panics on any input.
-func ParseString(text string, o Options) (query.Query, error) {
+func ParseString(text string, o Options) (Query, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err

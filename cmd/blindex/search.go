@@ -204,13 +204,10 @@ func searchAlias(ctx context.Context, e *env, c commonFlags, names []string, inO
 func (o searchOptions) request(q query.Query) *bleve.SearchRequest {
 	req := bleve.NewSearchRequestOptions(q, o.size, o.from, false)
 	req.Fields = o.fields
-	// bleve's constructors set Sort to score only; ties are broken by
-	// document id so that results are reproducible.
-	sort := o.sort
-	if len(sort) == 0 {
-		sort = []string{"-_score", "_id"}
+	// Without --sort, query.Search sorts by score, then document id.
+	if len(o.sort) > 0 {
+		req.SortBy(o.sort)
 	}
-	req.SortBy(sort)
 	return req
 }
 
