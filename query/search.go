@@ -167,7 +167,7 @@ func storedFieldsError(ctx context.Context, src view.Source, req *bleve.SearchRe
 			return err
 		}
 		if !ok {
-			continue // deleted since: Get would say not found
+			continue // deleted since the search: not what failed
 		}
 		if _, _, err := snap.Stored(n); err != nil {
 			return err
