@@ -10,10 +10,10 @@ import (
 
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/index/scorch"
-	"github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/tokenize"
 )
@@ -166,7 +166,7 @@ func (e *blindexEngine) index(ctx context.Context, docs []doc) error {
 }
 
 func (e *blindexEngine) search(ctx context.Context, q query.Query, size int) (*bleve.SearchResult, error) {
-	return e.in.Search(ctx, searchRequest(q, size))
+	return query.Search(ctx, e.in, searchRequest(q, size))
 }
 
 func (e *blindexEngine) close() error {

@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/analysis"
 	"github.com/blevesearch/bleve/v2/registry"
-	"github.com/blevesearch/bleve/v2/search/query"
+
+	"github.com/blindex/blindex/query"
 )
 
 // Query is one benchmark query.
@@ -31,9 +33,9 @@ type Query struct {
 // Parse returns the query's bleve query.
 func (q Query) Parse() (query.Query, error) {
 	if q.Match {
-		return query.NewMatchQuery(q.Text), nil
+		return bleve.NewMatchQuery(q.Text), nil
 	}
-	p, err := query.NewQueryStringQuery(q.Text).Parse()
+	p, err := bleve.NewQueryStringQuery(q.Text).Parse()
 	if err != nil {
 		return nil, fmt.Errorf("bench: query %q: %w", q.Text, err)
 	}
@@ -47,7 +49,9 @@ func (q Query) Parse() (query.Query, error) {
 // words; else term.
 func Classify(q query.Query) string {
 	var s classStats
-	s.walk(q, false)
+	if err := query.Walk(q, s.visit); err != nil {
+		s.leaf(false) // a query string that does not parse
+	}
 	switch {
 	case s.regexp:
 		return ClassRegexp
@@ -74,51 +78,27 @@ type classStats struct {
 	negated                                       bool
 }
 
-func (s *classStats) walk(q query.Query, neg bool) {
-	switch q := q.(type) {
-	case nil:
-	case *query.BooleanQuery:
-		s.walk(q.Must, neg)
-		s.walk(q.Should, neg)
-		s.walk(q.Filter, neg)
-		s.walk(q.MustNot, true)
-	case *query.ConjunctionQuery:
-		for _, c := range q.Conjuncts {
-			s.walk(c, neg)
-		}
-	case *query.DisjunctionQuery:
-		for _, c := range q.Disjuncts {
-			s.walk(c, neg)
-		}
-	case *query.QueryStringQuery:
-		if p, err := q.Parse(); err == nil {
-			s.walk(p, neg)
-		} else {
-			s.leaf(neg)
-		}
-	case *query.MatchQuery:
-		s.leaf(neg)
-		s.fuzzy = s.fuzzy || q.Fuzziness > 0
-		s.long = s.long || len(strings.Fields(q.Match)) >= 5
-	case *query.FuzzyQuery:
-		s.leaf(neg)
+// visit counts a node of the query (query.Walk).
+func (s *classStats) visit(n query.Node) error {
+	switch n.Kind {
+	case query.KindCompound, query.KindQueryString, query.KindAll:
+		return nil
+	case query.KindMatch:
+		s.fuzzy = s.fuzzy || n.Fuzzy
+		s.long = s.long || len(strings.Fields(n.Text)) >= 5
+	case query.KindFuzzy:
 		s.fuzzy = true
-	case *query.MatchPhraseQuery, *query.PhraseQuery, *query.MultiPhraseQuery:
-		s.leaf(neg)
+	case query.KindPhrase:
 		s.phrase = true
-	case *query.WildcardQuery, *query.PrefixQuery:
-		s.leaf(neg)
+	case query.KindWildcard:
 		s.wildcard = true
-	case *query.RegexpQuery:
-		s.leaf(neg)
+	case query.KindRegexp:
 		s.regexp = true
-	case *query.NumericRangeQuery, *query.DateRangeQuery, *query.DateRangeStringQuery, *query.TermRangeQuery:
-		s.leaf(neg)
+	case query.KindRange:
 		s.ranges = true
-	case *query.MatchAllQuery, *query.MatchNoneQuery:
-	default:
-		s.leaf(neg)
 	}
+	s.leaf(n.Negated)
+	return nil
 }
 
 func (s *classStats) leaf(neg bool) {
@@ -130,7 +110,7 @@ func (s *classStats) leaf(neg bool) {
 func fileQueries(lines []string) ([]Query, error) {
 	var out []Query
 	for _, l := range lines {
-		p, err := query.NewQueryStringQuery(l).Parse()
+		p, err := bleve.NewQueryStringQuery(l).Parse()
 		if err != nil {
 			return nil, fmt.Errorf("bench: query file: %q: %w", l, err)
 		}

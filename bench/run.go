@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/blevesearch/bleve/v2"
-	"github.com/blevesearch/bleve/v2/search/query"
 
+	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -559,7 +559,7 @@ func (r *runner) relevance(ctx context.Context, engines [2]engine, docs []doc, s
 			continue
 		}
 		n++
-		q := query.NewMatchQuery(dq.text)
+		q := bleve.NewMatchQuery(dq.text)
 		var res [2]*bleve.SearchResult
 		for _, e := range order(i) {
 			var err error

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/blevesearch/bleve/v2/search/query"
+	"github.com/blindex/blindex/query"
 )
 
 // ColdFigures are an index's figures in a new process that does nothing

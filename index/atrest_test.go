@@ -158,7 +158,7 @@ func makeAtRestSample(seed uint64, n int) *atRestSample {
 	// the thesaurus's), the first of each also a word of the documents so
 	// that searches expand through them.
 	for i := 0; i < 6; i++ {
-		def := bleve.SynonymDefinition{Synonyms: []string{vocab[i], pseudoWord(r), pseudoWord(r)}}
+		def := SynonymDefinition{Synonyms: []string{vocab[i], pseudoWord(r), pseudoWord(r)}}
 		if i%2 == 1 {
 			def.Input = []string{pseudoWord(r)}
 			def.Synonyms = def.Synonyms[1:]

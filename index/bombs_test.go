@@ -20,7 +20,7 @@ func TestRegexpBombsRefused(t *testing.T) {
 	if err := in.Index(ctx, Document{ID: "A", Body: []byte(`{"summary":"zebra crossing"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := in.newReader()
+	r, err := openBleveReader(in)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func TestExpansionBudget(t *testing.T) {
 	// Unbounded, the fuzzy term examines this many entries (the
 	// automaton skips most of the dictionary); every other query examines
 	// 10,000 or more.
-	r, err := in.newReader()
+	r, err := openBleveReader(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,18 +272,21 @@ func TestSearchReaderErrorKept(t *testing.T) {
 	if err := in.Apply(ctx, []Op{{ID: "a", Body: []byte(`{"summary":"alpha"}`)}}); err != nil {
 		t.Fatal(err)
 	}
-	req := bleve.NewSearchRequest(bleve.NewMatchQuery("alpha"))
-	if err := prepareRequest(req); err != nil {
-		t.Fatal(err)
-	}
-	in.Close()
-	b := newSearchBudget(ctx, in.opts.MaxExpansionEntries)
-	_, err := in.boundSearch(ctx, req, b)
+	_, err := querySearch(ctx, closesOnUnlock{in}, bleve.NewSearchRequest(bleve.NewMatchQuery("alpha")))
 	if err == nil {
 		t.Fatal("search of a closed instance succeeded")
 	}
-	got := in.searchError(ctx, req, &corruptionSink{}, b, err)
-	if !errors.Is(got, ErrClosed) || errors.Is(got, ErrInvalidQuery) {
-		t.Fatalf("search error %v, want ErrClosed", got)
+	if !errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidQuery) {
+		t.Fatalf("search error %v, want ErrClosed", err)
 	}
+}
+
+// closesOnUnlock is an instance that closes once the search has checked
+// that it is unlocked, before bleve opens its reader.
+type closesOnUnlock struct{ *Instance }
+
+func (c closesOnUnlock) Unlock() error {
+	err := c.Instance.Unlock()
+	c.Instance.Close()
+	return err
 }

@@ -686,7 +686,7 @@ func compareCardinality(t *testing.T, round string, in *Instance, fresh bleve.In
 		t.Fatal(err)
 	}
 	defer br.Close()
-	r, err := in.newReader()
+	r, err := openBleveReader(in)
 	if err != nil {
 		t.Fatal(err)
 	}

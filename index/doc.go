@@ -1,28 +1,36 @@
-// Package index is blindex's engine: encrypted index instances that bleve's
-// own query pipeline searches.
+// Package index is blindex's engine: encrypted index instances in a store,
+// with their write path, sealed records and state, merges, rotation,
+// re-encryption and checks. Searching them is package query's, over the
+// read view this package offers (package view).
 //
-// # Entry points
+// Start with [Create] or [Open] (an [Instance] in a store, with a
+// keys.Keyring), or with a [Catalog], which manages the instances and
+// encryption configurations of one store under the BYOK rules. Then
+// [Instance.Apply] writes atomic batches of documents and deletes,
+// [Instance.Get] reads a document back, and query.Search(ctx, instance,
+// request) searches with a bleve request. The examples show the whole path.
 //
-//   - [Catalog] manages the encryption configurations and instances of one
-//     store with the BYOK rules (one configuration per organisation, BYOK
-//     fixed at creation, product families agree, region fixed), one keyring
-//     per configuration (revoking a customer's key locks all of their
-//     instances and nobody else's), lazily opened instances and
-//     crypto-shredding deletes.
-//   - [Instance] is one open instance: [Instance.Apply] (atomic batches of
-//     index and delete operations), [Instance.IndexSynonym] (bleve's
-//     synonym definitions, synonyms.go), [Instance.Search] (a bleve search
-//     request in, bleve's search result out), [Instance.Get],
-//     [Instance.Check], [Instance.Rotate] and [Instance.Reencrypt].
-//   - [Create] and [Open] open an instance directly with a keyring.
+// At rest every record is sealed at a pseudorandom label: the store sees
+// how many instances and records there are, padded sizes and write times,
+// never a term, field name, id or content, nor which records belong
+// together. While an instance is unlocked, what it recently used is
+// decrypted in memory; locking it zeroes its keys. The notes at the top of
+// doc.go, and DESIGN.md, say exactly what is hidden and what is not.
+//
+// The low-level API is the read view: [Instance.Snapshot] and the rest of
+// view.Source (view.go), which package query reads instances through.
+package index
+
+// Notes on the engine (kept here rather than in the package documentation,
+// which stays one screen long).
 //
 // # How search works
 //
 // Documents are analyzed with bleve's own mapping and analyzers (package
 // tokenize), so tokens are bleve's. Queries are parsed by bleve's parser and
-// executed by bleve's searchers, scorers and collectors over a reader that
-// implements bleve's index.IndexReader on top of sealed records: a term is
-// blinded (HMAC under a per-field key) to find its posting blocks, which are
+// executed by bleve's searchers, scorers and collectors (package query) over
+// the read view of an instance (view.go, package view): a term is blinded
+// (HMAC under a per-field key) to find its posting blocks, which are
 // opened and decoded on demand and cached while the instance is unlocked.
 // Matching, BM25 scoring, sorting, facets and highlighting are therefore
 // bleve's.
@@ -69,4 +77,3 @@
 // Close) zeroes the derived keys and drops them. The store's operator sees
 // which labels a query reads. Rolling the whole store back to an older copy
 // is not detected.
-package index

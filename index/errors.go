@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/view"
 )
 
 var (
@@ -16,15 +17,14 @@ var (
 	ErrKeyRevoked = keys.ErrKeyRevoked
 	// ErrCorrupt reports a record that failed authentication or does not
 	// agree with the rest of the index. Errors wrapping it are *CorruptError.
-	ErrCorrupt = errors.New("index: corrupt record")
+	// It is view.ErrCorrupt, which the query engine reports too.
+	ErrCorrupt = view.ErrCorrupt
 	// ErrNotFound reports a missing document or instance.
 	ErrNotFound = errors.New("index: not found")
 	// ErrExists reports an instance that already exists.
 	ErrExists = errors.New("index: already exists")
 	// ErrInvalidDocument reports a document the mapping cannot index.
 	ErrInvalidDocument = errors.New("index: invalid document")
-	// ErrInvalidQuery reports a query or search request that cannot run.
-	ErrInvalidQuery = errors.New("index: invalid query")
 	// ErrClosed reports use of a closed instance.
 	ErrClosed = errors.New("index: instance closed")
 	// ErrFormat reports data written in a format this version cannot read.

@@ -13,12 +13,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/blevesearch/bleve/v2"
-
 	"github.com/blindex/blindex/internal/seal"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/tokenize"
+	"github.com/blindex/blindex/view"
 )
 
 // FormatVersion is the on-disk format version this package writes and reads.
@@ -76,7 +75,7 @@ type Options struct {
 	// MaxExpansionEntries bounds the term dictionary entries one search
 	// examines (accepted or not) while expanding its wildcard, regexp,
 	// prefix, fuzzy and range clauses; past it the search fails with
-	// ErrQueryTooExpensive. A search over an alias counts the entries of
+	// query.ErrQueryTooExpensive. A search over an alias counts the entries of
 	// all its instances against the smallest of their limits. Default
 	// DefaultMaxExpansionEntries (4,000,000).
 	MaxExpansionEntries int64
@@ -84,7 +83,7 @@ type Options struct {
 	// one search reads (the terms its clauses expand to included), unless
 	// the search's context carries bleve's search.MaxTermSearchersKey (as
 	// the server's does). Over it the search fails with an error wrapping
-	// ErrInvalidQuery that names bleve's TooManyTermSearchers. Default
+	// query.ErrInvalidQuery that names bleve's TooManyTermSearchers. Default
 	// DefaultMaxTermSearchers (20,000).
 	MaxTermSearchers int
 	// MetadataProvider wraps the instance's attachment-metadata key, which
@@ -268,10 +267,12 @@ type Instance struct {
 
 	att     attachState // attachments (attach.go)
 	cache   *Cache
-	cacheNS string // this instance's namespace in cache
-	bleve   bleve.Index
-	bound   sync.Pool // *boundIndex: bleve indexes for one search at a time (budget.go)
-	sh      *shared   // nil unless Options.Sharing (shared.go)
+	cacheNS string  // this instance's namespace in cache
+	sh      *shared // nil unless Options.Sharing (shared.go)
+
+	closeMu    sync.Mutex // guards closeHooks, closeDone (OnClose, view.go)
+	closeHooks []func()
+	closeDone  bool
 
 	m metrics
 }
@@ -407,10 +408,6 @@ func open(ctx context.Context, st store.Store, man *Manifest, o Options) (*Insta
 	if err != nil {
 		in.closeLeases()
 		return nil, fmt.Errorf("index: instance %q: stored mapping: %w", man.Name, err)
-	}
-	if in.bleve, err = newBleveIndex(in); err != nil {
-		in.closeLeases()
-		return nil, err
 	}
 	in.mu.RLock()
 	runs := 0
@@ -723,17 +720,16 @@ func (in *Instance) Close() error {
 	keys.Zero(in.secret)
 	in.mu.Unlock()
 	in.closeLeases()
-	if in.bleve != nil {
-		in.bleve.Close()
-	}
+	in.runCloseHooks()
 	return nil
 }
 
 // metrics are the instance's counters.
 type metrics struct {
-	docsIndexed, docsDeleted, batches, searches, corrupt, locks atomic.Uint64
-	chunkReads, cacheHits, pageReads                            atomic.Uint64
-	runsWritten, runsMerged, dictEntries, termReads             atomic.Uint64
+	docsIndexed, docsDeleted, batches, corrupt, locks atomic.Uint64
+	chunkReads, cacheHits, pageReads                  atomic.Uint64
+	runsWritten, runsMerged, termReads                atomic.Uint64
+	query                                             view.Counters // searches, dictionary entries (Counters)
 }
 
 // Metrics is a snapshot of an instance's counters.
@@ -757,9 +753,9 @@ type Metrics struct {
 func (in *Instance) Metrics() Metrics {
 	return Metrics{
 		DocsIndexed: in.m.docsIndexed.Load(), DocsDeleted: in.m.docsDeleted.Load(),
-		Batches: in.m.batches.Load(), Searches: in.m.searches.Load(), Corrupt: in.m.corrupt.Load(),
+		Batches: in.m.batches.Load(), Searches: in.m.query.Searches.Load(), Corrupt: in.m.corrupt.Load(),
 		Locks: in.m.locks.Load(), ChunkReads: in.m.chunkReads.Load(), CacheHits: in.m.cacheHits.Load(),
 		PageReads: in.m.pageReads.Load(), RunsWritten: in.m.runsWritten.Load(),
-		RunsMerged: in.m.runsMerged.Load(), DictEntries: in.m.dictEntries.Load(), TermReads: in.m.termReads.Load(),
+		RunsMerged: in.m.runsMerged.Load(), DictEntries: in.m.query.DictEntries.Load(), TermReads: in.m.termReads.Load(),
 	}
 }

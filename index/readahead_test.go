@@ -9,6 +9,7 @@ import (
 
 	bindex "github.com/blevesearch/bleve_index_api"
 
+	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/store"
 )
 
@@ -100,9 +101,9 @@ func TestReadAhead(t *testing.T) {
 		}
 		return n
 	}
-	walk := func(name string, dict func(r *reader) (bindex.FieldDict, error), from, to int) {
+	walk := func(name string, dict func(r bindex.IndexReader) (bindex.FieldDict, error), from, to int) {
 		t.Helper()
-		r, err := in.newReader()
+		r, err := query.OpenReader(in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,11 +152,11 @@ func TestReadAhead(t *testing.T) {
 			t.Fatalf("%s: %d round trips for %d pages", name, rt, pages)
 		}
 	}
-	walk("whole dictionary", func(r *reader) (bindex.FieldDict, error) { return r.FieldDict("summary") }, 0, manyTermsCount)
-	walk("prefix w1", func(r *reader) (bindex.FieldDict, error) { return r.FieldDictPrefix("summary", []byte("w1")) }, 10000, 20000)
+	walk("whole dictionary", func(r bindex.IndexReader) (bindex.FieldDict, error) { return r.FieldDict("summary") }, 0, manyTermsCount)
+	walk("prefix w1", func(r bindex.IndexReader) (bindex.FieldDict, error) { return r.FieldDictPrefix("summary", []byte("w1")) }, 10000, 20000)
 
 	// The chunks of a term's postings: one round trip for all of them.
-	r, err := in.newReader()
+	r, err := query.OpenReader(in)
 	if err != nil {
 		t.Fatal(err)
 	}

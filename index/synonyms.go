@@ -4,15 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/document"
 	bindex "github.com/blevesearch/bleve_index_api"
-	"github.com/blevesearch/vellum"
 )
 
 // Synonym definitions and synonym search, as bleve does them.
@@ -24,8 +23,9 @@ import (
 // Every synonym source of the mapping whose collection is the definition's
 // analyzes its terms (bleve's document.SynonymField) into a thesaurus: term
 // → synonyms. Queries on a field with a synonym source are expanded by
-// bleve's own query code (query.ExtractSynonyms) through the reader's
-// ThesaurusReader methods below.
+// bleve's own query code (query.ExtractSynonyms) through the ThesaurusReader
+// methods of package query's reader, which reads the thesauri through the
+// view (Snapshot.Synonyms and ThesaurusTerms, view.go).
 //
 // Here a definition is a document too (a document number, an id entry, the
 // live set, a sealed stored record holding the definition), and the
@@ -46,13 +46,31 @@ import (
 // each input term has the synonyms (bleve's explicit mapping).
 type Synonym struct {
 	Collection string
-	Definition bleve.SynonymDefinition
+	Definition SynonymDefinition
+}
+
+// SynonymDefinition is bleve's SynonymDefinition (the same fields and
+// JSON), so that the engine does not depend on bleve's root package.
+type SynonymDefinition struct {
+	// Input, when given, maps each of its terms to every synonym (bleve's
+	// explicit mapping); without it the synonyms are all equivalent.
+	Input []string `json:"input,omitempty"`
+	// Synonyms are the synonyms; there must be at least one.
+	Synonyms []string `json:"synonyms"`
+}
+
+// Validate checks the definition as bleve's SynonymDefinition.Validate does.
+func (d *SynonymDefinition) Validate() error {
+	if len(d.Synonyms) == 0 {
+		return errors.New("synonym definition must have at least one synonym")
+	}
+	return nil
 }
 
 // IndexSynonym indexes a synonym definition under id as one batch, as
 // bleve's IndexSynonym does: it replaces the document or definition with
 // that id, and Delete(id) removes it.
-func (in *Instance) IndexSynonym(ctx context.Context, id, collection string, def *bleve.SynonymDefinition) error {
+func (in *Instance) IndexSynonym(ctx context.Context, id, collection string, def *SynonymDefinition) error {
 	if def == nil {
 		return &DocumentError{Index: 0, Err: fmt.Errorf("%w: no synonym definition", ErrInvalidArgument)}
 	}
@@ -74,7 +92,7 @@ func (in *Instance) Synonym(ctx context.Context, id string) (*Synonym, error) {
 	if err := json.Unmarshal(body[1:], &ss); err != nil {
 		return nil, fmt.Errorf("%w: a stored synonym definition is not JSON", ErrCorrupt)
 	}
-	return &Synonym{Collection: ss.Collection, Definition: bleve.SynonymDefinition{Input: ss.Input, Synonyms: ss.Synonyms}}, nil
+	return &Synonym{Collection: ss.Collection, Definition: SynonymDefinition{Input: ss.Input, Synonyms: ss.Synonyms}}, nil
 }
 
 // documentBody returns the stored body of id; isDoc is false when id holds
@@ -380,110 +398,6 @@ func (w *batchWriter) flushSynonyms() {
 	}
 	sort.Slice(sets, func(i, j int) bool { return sets[i].key < sets[j].key })
 	w.entry.kv = append(w.entry.kv, sets...)
-}
-
-// ---------------------------------------------------------------------------
-// bleve's ThesaurusReader over the sealed state.
-
-var _ bindex.ThesaurusReader = (*reader)(nil)
-
-// thesaurusTermReader returns a term's synonyms, one at a time.
-type thesaurusTermReader struct {
-	synonyms []string
-}
-
-func (t *thesaurusTermReader) Next() (string, error) {
-	if len(t.synonyms) == 0 {
-		return "", nil
-	}
-	s := t.synonyms[0]
-	t.synonyms = t.synonyms[1:]
-	return s, nil
-}
-
-func (t *thesaurusTermReader) Close() error { return nil }
-func (t *thesaurusTermReader) Size() int    { return 64 }
-
-// ThesaurusTermReader returns the synonyms of term in the thesaurus of
-// synonym source name: each live definition's synonyms of the term, in
-// definition order, as scorch returns them (a synonym that two definitions
-// give is returned twice, and bleve's expansion counts it twice).
-func (r *reader) ThesaurusTermReader(ctx context.Context, name string, term []byte) (bindex.ThesaurusTermReader, error) {
-	es, err := r.st.thesaurus(thesaurusKey(name, string(term)))
-	if err != nil {
-		return nil, err
-	}
-	live := r.st.liveSet()
-	var out []string
-	for _, e := range es {
-		ok, err := live.isLive(e.doc)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			out = append(out, e.synonyms...)
-		}
-	}
-	return &thesaurusTermReader{synonyms: out}, nil
-}
-
-// thesaurusKeys iterates the terms of a thesaurus that an automaton accepts.
-type thesaurusKeys struct {
-	d     *automatonDict
-	entry bindex.ThesaurusEntry
-}
-
-func (t *thesaurusKeys) Next() (*bindex.ThesaurusEntry, error) {
-	e, err := t.d.Next()
-	if err != nil || e == nil {
-		return nil, err
-	}
-	t.entry = bindex.ThesaurusEntry{Term: e.Term}
-	return &t.entry, nil
-}
-
-func (t *thesaurusKeys) Close() error { return nil }
-
-func (r *reader) thesaurusKeys(name, prefix string, a vellum.Automaton) *thesaurusKeys {
-	it := r.st.kvIter(thesaurusKey(name, ""))
-	if prefix != "" {
-		it.seek(prefix)
-	}
-	return &thesaurusKeys{d: &automatonDict{it: it, prefix: prefix, a: a, r: r}}
-}
-
-// ThesaurusKeys iterates every term of the thesaurus of synonym source name.
-func (r *reader) ThesaurusKeys(name string) (bindex.ThesaurusKeys, error) {
-	return r.thesaurusKeys(name, "", &vellum.AlwaysMatch{}), nil
-}
-
-// ThesaurusKeysPrefix iterates the thesaurus's terms that start with prefix.
-func (r *reader) ThesaurusKeysPrefix(name string, prefix []byte) (bindex.ThesaurusKeys, error) {
-	return r.thesaurusKeys(name, string(prefix), &vellum.AlwaysMatch{}), nil
-}
-
-// ThesaurusKeysFuzzy iterates the thesaurus's terms that start with prefix
-// and are within fuzziness edits of term, with scorch's automaton.
-func (r *reader) ThesaurusKeysFuzzy(name, term string, fuzziness int, prefix string) (bindex.ThesaurusKeys, error) {
-	b, err := levBuilder(fuzziness)
-	if err != nil {
-		return nil, err
-	}
-	dfa, err := b.BuildDfa(term, uint8(fuzziness))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidQuery, err)
-	}
-	return r.thesaurusKeys(name, prefix, dfa), nil
-}
-
-// ThesaurusKeysRegexp iterates the thesaurus's terms that match a regular
-// expression, with scorch's automaton.
-func (r *reader) ThesaurusKeysRegexp(name, pattern string) (bindex.ThesaurusKeys, error) {
-	re, prefix, err := compileRegexp(pattern)
-	if err != nil {
-		return nil, err
-	}
-	return r.thesaurusKeys(name, prefix, re), nil
 }
 
 // synonymCheck verifies that every thesaurus entry names a live synonym

@@ -71,8 +71,8 @@ func (g *synGen) doc() []byte {
 // definition returns an equivalent or an explicit definition, now and then
 // with a term that analyzes to two tokens (bleve drops it), a capitalised
 // one (the analyzer folds it) or a term that no document has.
-func (g *synGen) definition() bleve.SynonymDefinition {
-	var def bleve.SynonymDefinition
+func (g *synGen) definition() SynonymDefinition {
+	var def SynonymDefinition
 	def.Synonyms = g.words(2, 4)
 	switch g.r.IntN(5) {
 	case 0:
@@ -96,7 +96,7 @@ func synBleveApply(t testing.TB, b bleve.Index, ops []Op) {
 		case op.Delete:
 			batch.Delete(op.ID)
 		case op.Synonym != nil:
-			def := op.Synonym.Definition
+			def := bleve.SynonymDefinition(op.Synonym.Definition)
 			if err := batch.IndexSynonym(op.ID, op.Synonym.Collection, &def); err != nil {
 				t.Fatal(err)
 			}
@@ -183,7 +183,7 @@ func TestSynonymsDiffBleve(t *testing.T) {
 		first = append(first, Op{ID: fmt.Sprintf("s%02d", i), Synonym: &Synonym{Collection: coll, Definition: g.definition()}})
 	}
 	// Definitions of a collection no source reads are documents too.
-	first = append(first, Op{ID: "unread", Synonym: &Synonym{Collection: "nobody", Definition: bleve.SynonymDefinition{Synonyms: []string{"quick", "slow"}}}})
+	first = append(first, Op{ID: "unread", Synonym: &Synonym{Collection: "nobody", Definition: SynonymDefinition{Synonyms: []string{"quick", "slow"}}}})
 
 	// Second batch: replace, delete and add definitions (no field's
 	// dictionary changes, so scores still compare).
@@ -192,13 +192,13 @@ func TestSynonymsDiffBleve(t *testing.T) {
 		{ID: "s01", Delete: true},
 		{ID: "s02", Delete: true},
 		{ID: "s05", Synonym: &Synonym{Collection: "c2", Definition: g.definition()}},
-		{ID: "new", Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Synonyms: []string{"runs", "houses", "glowing"}}}},
+		{ID: "new", Synonym: &Synonym{Collection: "c1", Definition: SynonymDefinition{Synonyms: []string{"runs", "houses", "glowing"}}}},
 	}
 	// Third batch: a document replaced by a definition and a definition
 	// by a document.
 	third := []Op{
 		{ID: "s03", Body: g.doc()},
-		{ID: "d000", Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Input: []string{"calm"}, Synonyms: []string{"glad", "huge"}}}},
+		{ID: "d000", Synonym: &Synonym{Collection: "c1", Definition: SynonymDefinition{Input: []string{"calm"}, Synonyms: []string{"glad", "huge"}}}},
 	}
 
 	live := map[string]Op{}
@@ -309,7 +309,7 @@ func TestSynonymDefinitions(t *testing.T) {
 	if got := hits("text", "persistent"); len(got) != 0 {
 		t.Fatalf("before any definition: %v", got)
 	}
-	def := &bleve.SynonymDefinition{Synonyms: []string{"hardworking", "industrious", "persistent"}}
+	def := &SynonymDefinition{Synonyms: []string{"hardworking", "industrious", "persistent"}}
 	if err := in.IndexSynonym(ctx, "syn1", "c1", def); err != nil {
 		t.Fatal(err)
 	}
@@ -348,9 +348,9 @@ func TestSynonymDefinitions(t *testing.T) {
 	// Bad definitions fail the whole batch.
 	for _, op := range []Op{
 		{ID: "x", Synonym: &Synonym{Collection: "c1"}},
-		{ID: "x", Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Input: []string{"a"}}}},
-		{ID: "x", Body: []byte(`{}`), Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Synonyms: []string{"a"}}}},
-		{ID: "x", Delete: true, Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Synonyms: []string{"a"}}}},
+		{ID: "x", Synonym: &Synonym{Collection: "c1", Definition: SynonymDefinition{Input: []string{"a"}}}},
+		{ID: "x", Body: []byte(`{}`), Synonym: &Synonym{Collection: "c1", Definition: SynonymDefinition{Synonyms: []string{"a"}}}},
+		{ID: "x", Delete: true, Synonym: &Synonym{Collection: "c1", Definition: SynonymDefinition{Synonyms: []string{"a"}}}},
 	} {
 		err := in.Apply(ctx, []Op{{ID: "y", Body: []byte(`{"tag": "beta"}`)}, op})
 		var de *DocumentError
@@ -374,7 +374,7 @@ func TestSynonymDefinitions(t *testing.T) {
 	if got := hits("text", "persistent"); len(got) != 0 {
 		t.Fatalf("after delete and reopen: %v", got)
 	}
-	r, err := in.newReader()
+	r, err := openBleveReader(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,11 +395,11 @@ func TestSynonymsLocked(t *testing.T) {
 	e := newEnv(t)
 	in := e.create(t, "synlock", mustMapping(t, synMapping))
 	ctx := context.Background()
-	if err := in.IndexSynonym(ctx, "s", "c1", &bleve.SynonymDefinition{Synonyms: []string{"quick", "fast"}}); err != nil {
+	if err := in.IndexSynonym(ctx, "s", "c1", &SynonymDefinition{Synonyms: []string{"quick", "fast"}}); err != nil {
 		t.Fatal(err)
 	}
 	e.kr.RevokeNow()
-	err := in.IndexSynonym(ctx, "s2", "c1", &bleve.SynonymDefinition{Synonyms: []string{"slow", "sluggish"}})
+	err := in.IndexSynonym(ctx, "s2", "c1", &SynonymDefinition{Synonyms: []string{"slow", "sluggish"}})
 	if !errors.Is(err, ErrKeyRevoked) {
 		t.Fatalf("IndexSynonym on a locked instance: %v", err)
 	}
@@ -429,7 +429,7 @@ func compareThesauri(t *testing.T, round string, in *Instance, ref bleve.Index, 
 	}
 	defer br.Close()
 	want := br.(bindex.ThesaurusReader)
-	r, err := in.newReader()
+	r, err := openBleveReader(in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,13 +528,13 @@ func TestSynonymsReencrypt(t *testing.T) {
 	if err := in.Index(ctx, Document{ID: "doc", Body: []byte(`{"text": "a hardworking employee", "tag": "alpha"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.IndexSynonym(ctx, "paged", "c1", &bleve.SynonymDefinition{Synonyms: []string{"hardworking", "industrious"}}); err != nil {
+	if err := in.IndexSynonym(ctx, "paged", "c1", &SynonymDefinition{Synonyms: []string{"hardworking", "industrious"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := in.compact(); err != nil { // "paged" into sealed pages
 		t.Fatal(err)
 	}
-	if err := in.IndexSynonym(ctx, "logged", "c2", &bleve.SynonymDefinition{Input: []string{"first"}, Synonyms: []string{"alpha"}}); err != nil {
+	if err := in.IndexSynonym(ctx, "logged", "c2", &SynonymDefinition{Input: []string{"first"}, Synonyms: []string{"alpha"}}); err != nil {
 		t.Fatal(err)
 	}
 	search := func(field, q string) []string {
@@ -583,7 +583,7 @@ func TestSynonymAttachments(t *testing.T) {
 	e := newEnv(t)
 	in := e.create(t, "synatt", mustMapping(t, synMapping))
 	ctx := context.Background()
-	if err := in.IndexSynonym(ctx, "syn", "c1", &bleve.SynonymDefinition{Synonyms: []string{"quick", "fast"}}); err != nil {
+	if err := in.IndexSynonym(ctx, "syn", "c1", &SynonymDefinition{Synonyms: []string{"quick", "fast"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := in.AddAttachment(ctx, "syn", AttachmentMeta{Name: "a.txt"}, strings.NewReader("quick text")); !errors.Is(err, ErrInvalidArgument) {
@@ -596,7 +596,7 @@ func TestSynonymAttachments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := in.IndexSynonym(ctx, "doc", "c1", &bleve.SynonymDefinition{Synonyms: []string{"slow", "sluggish"}}); err != nil {
+	if err := in.IndexSynonym(ctx, "doc", "c1", &SynonymDefinition{Synonyms: []string{"slow", "sluggish"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := in.DeleteAttachment(ctx, "doc", info.ID); err != nil {
@@ -659,10 +659,10 @@ func TestSynonymsAlias(t *testing.T) {
 	var refs []bleve.Index
 	batches := [][]Op{
 		{{ID: "a-doc", Body: []byte(`{"text": "a quick fox"}`)},
-			{ID: "a-syn", Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Synonyms: []string{"quick", "rapid", "speedy"}}}}},
+			{ID: "a-syn", Synonym: &Synonym{Collection: "c1", Definition: SynonymDefinition{Synonyms: []string{"quick", "rapid", "speedy"}}}}},
 		{{ID: "b-doc", Body: []byte(`{"text": "speedy delivery"}`)},
 			{ID: "b-doc2", Body: []byte(`{"text": "slow delivery"}`)},
-			{ID: "b-syn", Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Input: []string{"sluggish"}, Synonyms: []string{"slow"}}}}},
+			{ID: "b-syn", Synonym: &Synonym{Collection: "c1", Definition: SynonymDefinition{Input: []string{"sluggish"}, Synonyms: []string{"slow"}}}}},
 	}
 	for i, ops := range batches {
 		name := fmt.Sprintf("syn-site-%d", i)
@@ -721,14 +721,14 @@ func TestSynonymsManyDefinitionsOfOneTerm(t *testing.T) {
 	var ops, dels []Op
 	for i := range n {
 		id := fmt.Sprintf("s%05d", i)
-		ops = append(ops, Op{ID: id, Synonym: &Synonym{Collection: "c1", Definition: bleve.SynonymDefinition{Synonyms: []string{"quick", fmt.Sprintf("longsynonymterm%06d", i)}}}})
+		ops = append(ops, Op{ID: id, Synonym: &Synonym{Collection: "c1", Definition: SynonymDefinition{Synonyms: []string{"quick", fmt.Sprintf("longsynonymterm%06d", i)}}}})
 		if i%2 == 0 {
 			dels = append(dels, Op{ID: id, Delete: true})
 		}
 	}
 	count := func(when string, want int) {
 		t.Helper()
-		r, err := in.newReader()
+		r, err := openBleveReader(in)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -68,7 +68,7 @@ func newTamperFixture(t *testing.T) *tamperFixture {
 		man := in.Manifest()
 		if name == "alpha" {
 			f.alphaPfx = append([]byte{nsRecord}, man.Prefix...)
-			r, err := in.newReader()
+			r, err := openBleveReader(in)
 			if err != nil {
 				t.Fatal(err)
 			}

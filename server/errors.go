@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/tokenize"
 )
@@ -142,9 +144,9 @@ func fromEngine(err error) *apiError {
 		return newErr(http.StatusBadRequest, CodeInvalidDocument, "%s; fix the document or the mapping", trimPrefix(de.Err.Error()))
 	case errors.Is(err, index.ErrInvalidDocument):
 		return newErr(http.StatusBadRequest, CodeInvalidDocument, "%s", trimPrefix(err.Error()))
-	case errors.Is(err, index.ErrQueryTooExpensive):
+	case errors.Is(err, query.ErrQueryTooExpensive):
 		return newErr(http.StatusBadRequest, CodeQueryTooExpensive, "%s (the server's expansion limit)", trimPrefix(err.Error()))
-	case errors.Is(err, index.ErrInvalidQuery):
+	case errors.Is(err, query.ErrInvalidQuery):
 		msg := trimPrefix(err.Error())
 		// bleve reports its per-search term searcher limit
 		// (search.MaxTermSearchersKey) only as a formatted error.
@@ -181,8 +183,13 @@ func trimPrefix(msg string) string {
 	for _, p := range []string{"index: ", "tokenize: ", "keys: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
-	return msg
+	// "query: " also ends phrases ("invalid query: …"): only a package
+	// prefix, at the start or after another message's colon, goes.
+	return queryPrefix.ReplaceAllString(msg, "$1")
 }
+
+// queryPrefix is package query's prefix of its messages.
+var queryPrefix = regexp.MustCompile(`(^|: |\()query: `)
 
 // decodeJSON decodes body into v strictly: unknown fields, wrong types,
 // trailing data and empty bodies are errors with a message naming the field.

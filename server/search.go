@@ -7,16 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"reflect"
 	"sort"
 	"strings"
 
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/search"
-	"github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/internal/input"
+	"github.com/blindex/blindex/query"
+	"github.com/blindex/blindex/view"
 )
 
 // maxJSONDepth is the deepest JSON a search request may nest: four levels
@@ -52,7 +52,7 @@ func (s *Server) handleSearch(c *call) error {
 	fields := req.Fields
 	req.Fields = nil
 	return s.withInstance(c, func(in *index.Instance) error {
-		res, err := in.Search(ctx, req)
+		res, err := query.Search(ctx, in, req)
 		if err != nil {
 			return err
 		}
@@ -138,10 +138,10 @@ func streamResult(w http.ResponseWriter, res *bleve.SearchResult, load func(ids 
 // loadFields returns the stored fields of the documents ids (those that
 // still exist), with a search for exactly those documents.
 func loadFields(ctx context.Context, in *index.Instance, ids []string, fields []string) (map[string]map[string]any, error) {
-	req := bleve.NewSearchRequestOptions(query.NewDocIDQuery(ids), len(ids), 0, false)
+	req := bleve.NewSearchRequestOptions(bleve.NewDocIDQuery(ids), len(ids), 0, false)
 	req.Fields = fields
 	req.Score = "none"
-	res, err := in.Search(ctx, req)
+	res, err := query.Search(ctx, in, req)
 	if err != nil {
 		return nil, err
 	}
@@ -213,17 +213,17 @@ func (s *Server) parseSearch(body []byte) (*bleve.SearchRequest, *apiError) {
 	// into 0; the request is refused instead.
 	for _, k := range []string{"size", "from"} {
 		if v, ok := raw[k]; ok && bytes.HasPrefix(bytes.TrimSpace(v), []byte("-")) {
-			return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "%s must be non-negative (and from+size at most %d)", k, index.MaxResultWindow)
+			return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "%s must be non-negative (and from+size at most %d)", k, query.MaxResultWindow)
 		}
 	}
 	if err := input.Sort(req.Sort); err != nil {
 		return nil, newErr(http.StatusBadRequest, CodeInvalidQuery, "the sort order is not valid: %s", strings.TrimPrefix(err.Error(), "input: invalid: "))
 	}
-	if req.Size < 0 || req.From < 0 || req.Size+req.From > index.MaxResultWindow {
-		return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "size and from must be non-negative and from+size at most %d; page with search_after for deeper results", index.MaxResultWindow)
+	if req.Size < 0 || req.From < 0 || req.Size+req.From > query.MaxResultWindow {
+		return nil, newErr(http.StatusBadRequest, CodeInvalidRequest, "size and from must be non-negative and from+size at most %d; page with search_after for deeper results", query.MaxResultWindow)
 	}
 	var cost queryCost
-	if e := s.measure(req.Query, 1, &cost); e != nil {
+	if e := s.measure(req.Query, &cost); e != nil {
 		return nil, e
 	}
 	return req, nil
@@ -235,72 +235,51 @@ type queryCost struct {
 	expensive int // nodes that expand against the term dictionary
 }
 
-// measure walks a parsed query (a query-string query is parsed with bleve's
-// own parser first) and refuses one over the complexity limits.
-func (s *Server) measure(q query.Query, depth int, c *queryCost) *apiError {
-	if q == nil {
+// measure walks a parsed query (query.Walk parses a query-string query
+// with bleve's own parser first) and refuses one over the complexity
+// limits.
+func (s *Server) measure(q query.Query, c *queryCost) *apiError {
+	var e *apiError
+	err := query.Walk(q, func(n query.Node) error {
+		if e = s.measureNode(n, c); e != nil {
+			return e
+		}
 		return nil
+	})
+	switch {
+	case e != nil:
+		return e
+	case err != nil:
+		return newErr(http.StatusBadRequest, CodeInvalidQuery, "%s; see bleve's query string syntax", strings.TrimPrefix(err.Error(), query.ErrInvalidQuery.Error()+": "))
 	}
-	if v := reflect.ValueOf(q); v.Kind() == reflect.Pointer && v.IsNil() {
-		return nil
-	}
-	if depth > s.lim.MaxQueryDepth {
+	return nil
+}
+
+// measureNode counts one node of a query against the limits.
+func (s *Server) measureNode(n query.Node, c *queryCost) *apiError {
+	if n.Depth > s.lim.MaxQueryDepth {
 		return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query nests deeper than %d levels, the server's limit; flatten it", s.lim.MaxQueryDepth)
+	}
+	if n.Kind == query.KindQueryString {
+		// Not a clause: its parsed tree is visited next.
+		if len(n.Text) > s.lim.MaxQueryBytes {
+			return newErr(http.StatusBadRequest, CodeQueryTooLong, "the query string is %d bytes, over the server's limit of %d; shorten it", len(n.Text), s.lim.MaxQueryBytes)
+		}
+		return nil
 	}
 	c.clauses++
 	if c.clauses > s.lim.MaxClauses {
 		return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query has more than %d clauses, the server's limit; simplify it", s.lim.MaxClauses)
 	}
-	expensive := false
-	var children []query.Query
-	switch q := q.(type) {
-	case *query.QueryStringQuery:
-		if len(q.Query) > s.lim.MaxQueryBytes {
-			return newErr(http.StatusBadRequest, CodeQueryTooLong, "the query string is %d bytes, over the server's limit of %d; shorten it", len(q.Query), s.lim.MaxQueryBytes)
-		}
-		parsed, err := q.Parse()
-		if err != nil {
-			return newErr(http.StatusBadRequest, CodeInvalidQuery, "the query string does not parse: %s; see bleve's query string syntax", err)
-		}
-		c.clauses-- // the wrapper is not a clause
-		return s.measure(parsed, depth, c)
-	case *query.BooleanQuery:
-		children = []query.Query{q.Must, q.Should, q.MustNot, q.Filter}
-	case *query.ConjunctionQuery:
-		children = q.Conjuncts
-	case *query.DisjunctionQuery:
-		children = q.Disjuncts
-	case *query.CustomFilterQuery:
-		children = []query.Query{q.Query}
-	case *query.CustomScoreQuery:
-		children = []query.Query{q.Query}
-	case *query.WildcardQuery, *query.RegexpQuery, *query.PrefixQuery, *query.FuzzyQuery, *query.TermRangeQuery,
-		// Geo and IP queries expand into many terms (cells, prefixes).
-		*query.GeoDistanceQuery, *query.GeoBoundingBoxQuery, *query.GeoBoundingPolygonQuery, *query.GeoShapeQuery, *query.IPRangeQuery:
-		expensive = true
-	case *query.MatchQuery:
-		expensive = q.Fuzziness != 0
-	case *query.MatchPhraseQuery:
-		expensive = q.Fuzziness != 0
-	case *query.PhraseQuery:
-		expensive = q.Fuzziness != 0
-	case *query.MultiPhraseQuery:
-		expensive = q.Fuzziness != 0
-	}
-	if expensive {
+	if n.Expands {
 		c.expensive++
 		if c.expensive > s.lim.MaxExpensiveClauses {
 			return newErr(http.StatusBadRequest, CodeQueryTooComplex, "the query has more than %d wildcard, regexp, prefix, fuzzy, range, geo or IP-range clauses, the server's limit; use fewer", s.lim.MaxExpensiveClauses)
 		}
 	}
-	if v, ok := q.(query.ValidatableQuery); ok {
+	if v, ok := n.Query.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
 			return newErr(http.StatusBadRequest, CodeInvalidQuery, "%s", err)
-		}
-	}
-	for _, ch := range children {
-		if e := s.measure(ch, depth+1, c); e != nil {
-			return e
 		}
 	}
 	return nil
@@ -314,15 +293,15 @@ type aliasSearchRequest struct {
 	Request   json.RawMessage `json:"request"`
 }
 
-// handleAliasSearch searches several instances as one (index.SearchAlias).
+// handleAliasSearch searches several instances as one (query.SearchAlias).
 // Administrators only: an instance token opens one instance.
 func (s *Server) handleAliasSearch(c *call) error {
 	var ar aliasSearchRequest
 	if e := decodeJSON(c.body, &ar); e != nil {
 		return e
 	}
-	if len(ar.Instances) == 0 || len(ar.Instances) > index.MaxAliasInstances {
-		return newErr(http.StatusBadRequest, CodeInvalidRequest, "\"instances\" must name 1 to %d instances of one organisation", index.MaxAliasInstances)
+	if len(ar.Instances) == 0 || len(ar.Instances) > query.MaxAliasInstances {
+		return newErr(http.StatusBadRequest, CodeInvalidRequest, "\"instances\" must name 1 to %d instances of one organisation", query.MaxAliasInstances)
 	}
 	for _, name := range ar.Instances {
 		if !validInstanceName(name) {
@@ -338,7 +317,7 @@ func (s *Server) handleAliasSearch(c *call) error {
 	}
 	ctx := context.WithValue(c.ctx, search.MaxTermSearchersKey, s.lim.MaxTermSearchers)
 	for attempt := 0; ; attempt++ {
-		ins := make([]*index.Instance, 0, len(ar.Instances))
+		ins := make([]view.Source, 0, len(ar.Instances))
 		for _, name := range ar.Instances {
 			in, err := s.instance(ctx, name)
 			if errors.Is(err, index.ErrKeyRevoked) {
@@ -349,7 +328,7 @@ func (s *Server) handleAliasSearch(c *call) error {
 			}
 			ins = append(ins, in)
 		}
-		res, err := index.SearchAlias(ctx, ins, req)
+		res, err := query.SearchAlias(ctx, ins, req)
 		if s.isClosed(err) && attempt < 8 {
 			continue
 		}
@@ -365,7 +344,7 @@ func (s *Server) handleAliasSearch(c *call) error {
 // whole, and the answer says which one.
 func aliasError(err error) error {
 	switch {
-	case errors.Is(err, index.ErrAlias):
+	case errors.Is(err, query.ErrAlias):
 		return newErr(http.StatusBadRequest, CodeInvalidRequest, "%s", trimPrefix(err.Error()))
 	case errors.Is(err, index.ErrKeyRevoked):
 		return &apiError{status: http.StatusLocked, code: CodeInstanceLocked, cause: err,

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/blevesearch/bleve/v2"
-
 	"github.com/blindex/blindex/index"
 )
 
@@ -40,7 +38,7 @@ func parseSynonym(collection string, body []byte) (*index.Synonym, *apiError) {
 	if len(b.Synonyms) == 0 {
 		return nil, newErr(http.StatusBadRequest, CodeInvalidArgument, `a synonym definition needs at least one term in "synonyms" (and optionally "input")`)
 	}
-	return &index.Synonym{Collection: collection, Definition: bleve.SynonymDefinition{Input: b.Input, Synonyms: b.Synonyms}}, nil
+	return &index.Synonym{Collection: collection, Definition: index.SynonymDefinition{Input: b.Input, Synonyms: b.Synonyms}}, nil
 }
 
 func checkCollection(c string) *apiError {

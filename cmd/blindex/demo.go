@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -126,7 +127,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return err
 			}
-			res, err := in.Search(ctx, opts.request(q))
+			res, err := query.Search(ctx, in, opts.request(q))
 			if err != nil {
 				return err
 			}
@@ -197,7 +198,7 @@ func (e *env) demoWikiInstance(ctx context.Context, stdout io.Writer, name, self
 		if err != nil {
 			return err
 		}
-		res, err := in.Search(ctx, opts.request(q))
+		res, err := query.Search(ctx, in, opts.request(q))
 		if err != nil {
 			return err
 		}

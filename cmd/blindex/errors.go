@@ -10,6 +10,7 @@ import (
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/policy"
+	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/tokenize"
@@ -103,12 +104,12 @@ func defaultNext(err error) string {
 		return "" // the error says what to do
 	case errors.Is(err, index.ErrPolicy):
 		return "see the README's \"BYOK: configurations and instances\" section for the rules: one configuration per organisation, the region of the key, linked products agree on BYOK"
-	case errors.Is(err, index.ErrQueryTooExpensive):
+	case errors.Is(err, query.ErrQueryTooExpensive):
 		return "narrow the query (fewer or more specific wildcard, regexp, prefix, fuzzy or range clauses), or give a larger --max-expansion-entries"
-	case errors.Is(err, index.ErrInvalidQuery) && strings.Contains(err.Error(), "TooManyTermSearchers"):
+	case errors.Is(err, query.ErrInvalidQuery) && strings.Contains(err.Error(), "TooManyTermSearchers"):
 		// bleve's per-search term searcher limit (index.Options.MaxTermSearchers).
 		return fmt.Sprintf("the query expands to more terms than one search may read (%d): use fewer or more specific wildcard, regexp, prefix, fuzzy or range clauses", index.DefaultMaxTermSearchers)
-	case errors.Is(err, index.ErrInvalidQuery):
+	case errors.Is(err, query.ErrInvalidQuery):
 		return "fix the query (see the README's \"Query syntax\" section, or 'blindex search -h')"
 	case errors.Is(err, tokenize.ErrInvalidMapping):
 		return "fix the mapping file (see the README's \"Mapping\" section for the supported subset)"

@@ -16,11 +16,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/blevesearch/bleve/v2"
-	"github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/internal/input"
-	blindexquery "github.com/blindex/blindex/query"
+	"github.com/blindex/blindex/query"
+	"github.com/blindex/blindex/view"
 )
 
 const searchSynopsis = "--data DIR [--instance NAME | --alias NAME,NAME...] [--size N] [--from N] [--json] [--fields a,b] [--dialect boolean] QUERY\n       blindex search --data DIR [--instance NAME] [--size N] --queries FILE"
@@ -92,12 +92,12 @@ func runSearch(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return usageErrorf("give a QUERY (or --queries FILE)")
 		case *size < 0 || *from < 0:
 			return usageErrorf("--size and --from must not be negative")
-		case *from+*size > index.MaxResultWindow:
-			return usageErrorf("--from plus --size must be at most %d", index.MaxResultWindow)
+		case *from+*size > query.MaxResultWindow:
+			return usageErrorf("--from plus --size must be at most %d", query.MaxResultWindow)
 		case *alias != "" && *queries != "":
 			return usageErrorf("--alias runs one QUERY, not --queries")
 		}
-		d, err := blindexquery.ParseDialect(*dialect)
+		d, err := query.ParseDialect(*dialect)
 		if err != nil {
 			return usageErrorf("--dialect must be bleve or boolean")
 		}
@@ -136,7 +136,7 @@ func searchInstance(ctx context.Context, in *index.Instance, queries string, q q
 	}
 	qctx, cancel := opts.queryContext(ctx)
 	defer cancel()
-	res, err := in.Search(qctx, opts.request(q))
+	res, err := query.Search(qctx, in, opts.request(q))
 	if err != nil {
 		return err
 	}
@@ -152,12 +152,12 @@ type searchOptions struct {
 	size, from int
 	fields     []string
 	sort       []string
-	dialect    blindexquery.Dialect // of query strings
-	alias      bool                 // the table shows each hit's instance
+	dialect    query.Dialect // of query strings
+	alias      bool          // the table shows each hit's instance
 }
 
 // searchAlias opens the instances and searches them as one
-// (index.SearchAlias).
+// (query.SearchAlias).
 func searchAlias(ctx context.Context, e *env, names []string, inOpts index.Options, opts searchOptions, q query.Query, asJSON bool, stdout io.Writer) error {
 	if len(names) == 0 {
 		return usageErrorf("--alias needs instance names")
@@ -177,8 +177,12 @@ func searchAlias(ctx context.Context, e *env, names []string, inOpts index.Optio
 	}
 	qctx, cancel := opts.queryContext(ctx)
 	defer cancel()
-	res, err := index.SearchAlias(qctx, ins, opts.request(q))
-	if errors.Is(err, index.ErrAlias) {
+	srcs := make([]view.Source, len(ins))
+	for i, in := range ins {
+		srcs[i] = in
+	}
+	res, err := query.SearchAlias(qctx, srcs, opts.request(q))
+	if errors.Is(err, query.ErrAlias) {
 		return usageErrorf("%v", err)
 	}
 	if err != nil {
@@ -195,23 +199,20 @@ func searchAlias(ctx context.Context, e *env, names []string, inOpts index.Optio
 func (o searchOptions) request(q query.Query) *bleve.SearchRequest {
 	req := bleve.NewSearchRequestOptions(q, o.size, o.from, false)
 	req.Fields = o.fields
-	// bleve's constructors set Sort to score only; ties are broken by
-	// document id so that results are reproducible.
-	sort := o.sort
-	if len(sort) == 0 {
-		sort = []string{"-_score", "_id"}
+	// Without --sort, query.Search sorts by score, then document id.
+	if len(o.sort) > 0 {
+		req.SortBy(o.sort)
 	}
-	req.SortBy(sort)
 	return req
 }
 
 // parseDialectQuery is parseQuery for a query string in dialect d.
-func parseDialectQuery(text string, d blindexquery.Dialect) (query.Query, error) {
-	if t := strings.TrimSpace(text); d != blindexquery.Boolean || t == "" || strings.HasPrefix(t, "{") {
+func parseDialectQuery(text string, d query.Dialect) (query.Query, error) {
+	if t := strings.TrimSpace(text); d != query.Boolean || t == "" || strings.HasPrefix(t, "{") {
 		return parseQuery(text) // bleve's syntax, a JSON query, or empty
 	}
-	q, err := blindexquery.ParseString(text, blindexquery.Options{Dialect: d})
-	if se := (*blindexquery.SyntaxError)(nil); errors.As(err, &se) {
+	q, err := query.ParseString(text, query.Options{Dialect: d})
+	if se := (*query.SyntaxError)(nil); errors.As(err, &se) {
 		return nil, invalidQuery("invalid query: %v", fmt.Errorf("column %d: %s", se.Column, se.Msg))
 	}
 	return q, err
@@ -236,18 +237,18 @@ func parseQuery(text string) (query.Query, error) {
 		if err := input.CheckDepth([]byte(text), maxQueryJSONDepth); err != nil {
 			return nil, invalidQuery("invalid JSON query: %v", fmt.Errorf("it nests deeper than %d levels (the limit); flatten it", maxQueryJSONDepth))
 		}
-		q, err := query.ParseQuery([]byte(text))
+		q, err := query.ParseJSON([]byte(text))
 		if err != nil {
 			return nil, invalidQuery("invalid JSON query: %v", err)
 		}
-		if v, ok := q.(query.ValidatableQuery); ok {
+		if v, ok := q.(interface{ Validate() error }); ok {
 			if err := v.Validate(); err != nil {
 				return nil, invalidQuery("invalid JSON query: %v", err)
 			}
 		}
 		return q, nil
 	}
-	if _, err := query.NewQueryStringQuery(text).Parse(); err != nil {
+	if _, err := bleve.NewQueryStringQuery(text).Parse(); err != nil {
 		return nil, invalidQuery("invalid query: %v", err)
 	}
 	return bleve.NewQueryStringQuery(text), nil
@@ -259,16 +260,16 @@ func invalidQuery(format string, err error) error {
 }
 
 // queryParseError is a query bleve's parser refused. It matches
-// index.ErrInvalidQuery with errors.Is, without repeating its text.
+// query.ErrInvalidQuery with errors.Is, without repeating its text.
 type queryParseError string
 
 func (e queryParseError) Error() string        { return string(e) }
-func (e queryParseError) Is(target error) bool { return target == index.ErrInvalidQuery }
+func (e queryParseError) Is(target error) bool { return target == query.ErrInvalidQuery }
 
 // queryError is the message of an invalid query in --queries output.
 func queryError(err error) string {
 	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
-	return strings.TrimPrefix(msg, index.ErrInvalidQuery.Error()+": ")
+	return strings.TrimPrefix(msg, query.ErrInvalidQuery.Error()+": ")
 }
 
 // hitLine and queryLine are the --queries output shapes.
@@ -320,14 +321,14 @@ func runQueryFile(ctx context.Context, in *index.Instance, name string, stdin io
 		var res *bleve.SearchResult
 		if err == nil {
 			qctx, cancel := opts.queryContext(ctx)
-			res, err = in.Search(qctx, opts.request(q))
+			res, err = query.Search(qctx, in, opts.request(q))
 			cancel()
 			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("%w: the query ran past --timeout %v", index.ErrQueryTooExpensive, opts.timeout)
+				err = fmt.Errorf("%w: the query ran past --timeout %v", query.ErrQueryTooExpensive, opts.timeout)
 			}
 		}
 		switch {
-		case err != nil && (errors.Is(err, index.ErrInvalidQuery) || errors.Is(err, index.ErrQueryTooExpensive)):
+		case err != nil && (errors.Is(err, query.ErrInvalidQuery) || errors.Is(err, query.ErrQueryTooExpensive)):
 			if err := enc.Encode(queryErrorLine{Query: text, Error: queryError(err)}); err != nil {
 				return err
 			}

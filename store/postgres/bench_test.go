@@ -19,6 +19,7 @@ import (
 	"github.com/blindex/blindex/bench"
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/postgres"
 	"github.com/blindex/blindex/store/postgres/pgtest"
@@ -191,7 +192,7 @@ func BenchmarkBackends(b *testing.B) {
 		for _, q := range c.reqs {
 			var totals []uint64
 			for _, be := range backends {
-				res, err := be.in.Search(ctx, q())
+				res, err := query.Search(ctx, be.in, q())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -212,7 +213,7 @@ func BenchmarkBackends(b *testing.B) {
 						req := c.reqs[i%len(c.reqs)]()
 						g := be.st.gets.Load()
 						start := time.Now()
-						if _, err := be.in.Search(ctx, req); err != nil {
+						if _, err := query.Search(ctx, be.in, req); err != nil {
 							b.Fatal(err)
 						}
 						lat[be] = append(lat[be], time.Since(start))

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/postgres"
 	"github.com/blindex/blindex/store/postgres/pgtest"
@@ -77,7 +78,7 @@ func searchIDs(t *testing.T, in *index.Instance, q string) ([]string, uint64) {
 	t.Helper()
 	req := bleve.NewSearchRequestOptions(bleve.NewQueryStringQuery(q), 20, 0, false)
 	req.SortBy([]string{"-_score", "_id"})
-	res, err := in.Search(context.Background(), req)
+	res, err := query.Search(context.Background(), in, req)
 	if err != nil {
 		t.Fatalf("search %q: %v", q, err)
 	}

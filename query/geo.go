@@ -1,7 +1,7 @@
-package index
+package query
 
 import (
-	bindex "github.com/blevesearch/bleve_index_api"
+	"github.com/blevesearch/bleve_index_api"
 
 	"github.com/blindex/blindex/tokenize"
 )
@@ -16,23 +16,7 @@ type geoReader struct {
 	*reader
 }
 
-// searchReader returns the reader for bleve's searches, bound to budget b
-// (nil: unbounded).
-func (in *Instance) searchReader(b *searchBudget) (bindex.IndexReader, error) {
-	r, err := in.newReader()
-	if err != nil {
-		// bleve flattens a reader's opening error with %v: the search's
-		// budget keeps it for searchError (a lock must stay ErrKeyRevoked).
-		if b != nil {
-			b.fail(err)
-		}
-		return nil, err
-	}
-	r.budget = b
-	return geoReader{r}, nil
-}
-
-func (r geoReader) DocValueReader(fields []string) (bindex.DocValueReader, error) {
+func (r geoReader) DocValueReader(fields []string) (index.DocValueReader, error) {
 	all := fields
 	for _, f := range fields {
 		all = append(all[:len(all):len(all)], tokenize.GeoValuesField(f))
@@ -46,10 +30,10 @@ func (r geoReader) DocValueReader(fields []string) (bindex.DocValueReader, error
 
 // geoDocValues renames the hidden fields' doc values to their field.
 type geoDocValues struct {
-	bindex.DocValueReader
+	index.DocValueReader
 }
 
-func (d geoDocValues) VisitDocValues(id bindex.IndexInternalID, visit bindex.DocValueVisitor) error {
+func (d geoDocValues) VisitDocValues(id index.IndexInternalID, visit index.DocValueVisitor) error {
 	return d.DocValueReader.VisitDocValues(id, func(field string, term []byte) {
 		if f, ok := tokenize.IsGeoValuesField(field); ok {
 			field = f

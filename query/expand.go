@@ -1,4 +1,4 @@
-package index
+package query
 
 import (
 	"errors"
@@ -7,21 +7,23 @@ import (
 	"strings"
 	"sync"
 
-	bindex "github.com/blevesearch/bleve_index_api"
+	"github.com/blevesearch/bleve_index_api"
 	"github.com/blevesearch/vellum"
 	lev "github.com/blevesearch/vellum/levenshtein"
 	vregexp "github.com/blevesearch/vellum/regexp"
+
+	"github.com/blindex/blindex/view"
 )
 
-// The reader expands regexp, wildcard and fuzzy terms with the same
+// The reader (reader.go) expands regexp, wildcard and fuzzy terms with the same
 // automata as bleve's scorch (vellum's regexp and Levenshtein automata, with
 // transpositions counting as one edit), over the decrypted, sorted term
 // dictionary, so that the same terms match.
 
 var (
-	_ bindex.IndexReaderRegexp   = (*reader)(nil)
-	_ bindex.IndexReaderFuzzy    = (*reader)(nil)
-	_ bindex.IndexReaderContains = (*reader)(nil)
+	_ index.IndexReaderRegexp   = (*reader)(nil)
+	_ index.IndexReaderFuzzy    = (*reader)(nil)
+	_ index.IndexReaderContains = (*reader)(nil)
 )
 
 var (
@@ -56,22 +58,22 @@ func levBuilder(fuzziness int) (*lev.LevenshteinAutomatonBuilder, error) {
 // first i+1 bytes is rejected too, so the iterator seeks past them (the
 // sorted, paged dictionary stands in for scorch's FST).
 type automatonDict struct {
-	it     *termIter // nil: done
+	it     view.Terms // nil: done
 	prefix string
 	card   int
 	a      vellum.Automaton
 	dist   func(string) uint8 // edit distance of an accepted term, or nil
 	r      *reader            // spends every term examined, accepted or not
-	entry  bindex.DictEntry
+	entry  index.DictEntry
 }
 
-func (d *automatonDict) Next() (*bindex.DictEntry, error) {
-	for d.it != nil && d.it.valid() {
+func (d *automatonDict) Next() (*index.DictEntry, error) {
+	for d.it != nil && d.it.Valid() {
 		if err := d.r.spend(); err != nil {
 			d.it = nil
 			return nil, err
 		}
-		t := d.it.key()
+		t := d.it.Term()
 		if !strings.HasPrefix(t, d.prefix) {
 			break
 		}
@@ -81,12 +83,12 @@ func (d *automatonDict) Next() (*bindex.DictEntry, error) {
 			if d.dist != nil {
 				dist = d.dist(t)
 			}
-			d.entry = bindex.DictEntry{Term: t, Count: d.it.df(), EditDistance: dist}
-			d.it.next()
+			d.entry = index.DictEntry{Term: t, Count: d.it.DF(), EditDistance: dist}
+			d.it.Next()
 			return &d.entry, nil
 		}
 		if failAt < 0 {
-			d.it.next()
+			d.it.Next()
 			continue
 		}
 		// Skip every term with the prefix t[:failAt+1].
@@ -94,11 +96,11 @@ func (d *automatonDict) Next() (*bindex.DictEntry, error) {
 		if !more {
 			break
 		}
-		d.it.seek(succ)
+		d.it.Seek(succ)
 	}
 	var err error
 	if d.it != nil {
-		err = d.it.err()
+		err = d.it.Err()
 	}
 	d.it = nil
 	return nil, err
@@ -136,15 +138,15 @@ func automatonMatch(a vellum.Automaton, t string) (bool, int) {
 
 // automatonTerms returns a FieldDict of the field's terms under prefix that
 // a accepts.
-func (r *reader) automatonTerms(field, prefix string, a vellum.Automaton, dist func(string) uint8) (bindex.FieldDict, error) {
+func (r *reader) automatonTerms(field, prefix string, a vellum.Automaton, dist func(string) uint8) (index.FieldDict, error) {
 	if err := r.budget.check(); err != nil {
 		return nil, err
 	}
-	it := r.st.terms(field)
+	it := r.snap.Terms(field)
 	if prefix != "" {
-		it.seek(prefix)
+		it.Seek(prefix)
 	}
-	return &automatonDict{it: it, prefix: prefix, card: r.st.fieldTerms(field), a: a, dist: dist, r: r}, nil
+	return &automatonDict{it: it, prefix: prefix, card: r.snap.FieldTerms(field), a: a, dist: dist, r: r}, nil
 }
 
 // regexpSizeLimit bounds the program a regexp (or wildcard) compiles to, in
@@ -155,12 +157,12 @@ func (r *reader) automatonTerms(field, prefix string, a vellum.Automaton, dist f
 // before any DFA state is built. (vellum's own default is 10 MiB.)
 const regexpSizeLimit = 16 << 10
 
-func (r *reader) FieldDictRegexp(field, pattern string) (bindex.FieldDict, error) {
+func (r *reader) FieldDictRegexp(field, pattern string) (index.FieldDict, error) {
 	d, _, err := r.FieldDictRegexpAutomaton(field, pattern)
 	return d, err
 }
 
-func (r *reader) FieldDictRegexpAutomaton(field, pattern string) (bindex.FieldDict, bindex.RegexAutomaton, error) {
+func (r *reader) FieldDictRegexpAutomaton(field, pattern string) (index.FieldDict, index.RegexAutomaton, error) {
 	re, prefix, err := compileRegexp(pattern)
 	if err != nil {
 		return nil, nil, err
@@ -190,12 +192,12 @@ func compileRegexp(pattern string) (*vregexp.Regexp, string, error) {
 	return re, literalPrefix(parsed), nil
 }
 
-func (r *reader) FieldDictFuzzy(field, term string, fuzziness int, prefix string) (bindex.FieldDict, error) {
+func (r *reader) FieldDictFuzzy(field, term string, fuzziness int, prefix string) (index.FieldDict, error) {
 	d, _, err := r.FieldDictFuzzyAutomaton(field, term, fuzziness, prefix)
 	return d, err
 }
 
-func (r *reader) FieldDictFuzzyAutomaton(field, term string, fuzziness int, prefix string) (bindex.FieldDict, bindex.FuzzyAutomaton, error) {
+func (r *reader) FieldDictFuzzyAutomaton(field, term string, fuzziness int, prefix string) (index.FieldDict, index.FuzzyAutomaton, error) {
 	b, err := levBuilder(fuzziness)
 	if err != nil {
 		return nil, nil, err
@@ -232,7 +234,6 @@ func literalPrefix(s *syntax.Regexp) string {
 // containsDict answers whether a field's dictionary has a term. Every
 // lookup is spent from the search's budget.
 type containsDict struct {
-	st    *state
 	field string
 	r     *reader
 }
@@ -241,15 +242,15 @@ func (c containsDict) Contains(key []byte) (bool, error) {
 	if err := c.r.spend(); err != nil {
 		return false, err
 	}
-	return c.st.hasTerm(c.field, key)
+	return c.r.snap.HasTerm(c.field, key)
 }
 
 func (c containsDict) BytesRead() uint64 { return 0 }
 func (c containsDict) Close() error      { return nil }
 
-func (r *reader) FieldDictContains(field string) (bindex.FieldDictContains, error) {
+func (r *reader) FieldDictContains(field string) (index.FieldDictContains, error) {
 	if err := r.budget.check(); err != nil {
 		return nil, err
 	}
-	return containsDict{st: r.st, field: field, r: r}, nil
+	return containsDict{field: field, r: r}, nil
 }
