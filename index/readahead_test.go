@@ -153,7 +153,9 @@ func TestReadAhead(t *testing.T) {
 		}
 	}
 	walk("whole dictionary", func(r bindex.IndexReader) (bindex.FieldDict, error) { return r.FieldDict("summary") }, 0, manyTermsCount)
-	walk("prefix w1", func(r bindex.IndexReader) (bindex.FieldDict, error) { return r.FieldDictPrefix("summary", []byte("w1")) }, 10000, 20000)
+	walk("prefix w1", func(r bindex.IndexReader) (bindex.FieldDict, error) {
+		return r.FieldDictPrefix("summary", []byte("w1"))
+	}, 10000, 20000)
 
 	// The chunks of a term's postings: one round trip for all of them.
 	r, err := query.OpenReader(in)
