@@ -320,6 +320,14 @@ func (m missingKeyProvider) err() error {
 	return &cliError{code: exitKey, err: fmt.Errorf("%w: no provider key at %s", keys.ErrKeyUnavailable, m.file)}
 }
 
+// The CLI works on one instance at a time: it gives it an instance's
+// default memtable and cache, not the catalog's (made for a server holding
+// many instances).
+const (
+	cliMemtableBytes = 8 << 20
+	cliCacheBytes    = 64 << 20
+)
+
 // catalog returns the command's catalog, making it on first use with opts
 // as the template of every instance's options. The local provider must be
 // open (openLocal).
@@ -331,6 +339,12 @@ func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
 		// A command is over in seconds, and search, get and check open
 		// the store read-only: no idle merge (blindex serve has it).
 		opts.IdleMerge = -1
+	}
+	if opts.MemtableBytes == 0 {
+		// One instance per command: an instance's own default, not the
+		// catalog's 2 MiB for a server holding many (fewer flushes and
+		// merges while indexing).
+		opts.MemtableBytes = cliMemtableBytes
 	}
 	if e.local == nil {
 		if err := e.openLocal(keyOptional); err != nil {
@@ -349,6 +363,8 @@ func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
 		Audit:    e.audit,
 		Instance: opts,
 		Policy:   pol,
+		// One instance per command: its cache, not a server's shared one.
+		CacheBytes: cliCacheBytes,
 	})
 	if err != nil {
 		return nil, &cliError{code: exitKey, err: err, next: "check --home (or BLINDEX_HOME): it must be a directory you can write to"}
