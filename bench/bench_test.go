@@ -471,7 +471,7 @@ func (c *fixtureCache) get(tb testing.TB, cfg Config, n int) *queryFixture {
 		f.dir, f.keep = filepath.Join(keep, strconv.Itoa(n)), true
 		if _, err := os.Stat(filepath.Join(f.dir, "complete")); err == nil {
 			for i, name := range names {
-				if f.engines[i], err = openEngine(ctx, name, f.dir, false); err != nil {
+				if f.engines[i], err = openEngine(ctx, name, f.dir, false, false); err != nil {
 					tb.Fatal(err)
 				}
 			}

@@ -51,10 +51,10 @@ func newEngine(ctx context.Context, name, dir string, m *tokenize.Mapping, durab
 
 // openEngine opens an engine that newEngine created in dir and that was
 // closed since.
-func openEngine(ctx context.Context, name, dir string, durable bool) (engine, error) {
+func openEngine(ctx context.Context, name, dir string, durable, readOnly bool) (engine, error) {
 	switch name {
 	case EngineBlindex:
-		e := &blindexEngine{dir: filepath.Join(dir, "data"), home: filepath.Join(dir, "home")}
+		e := &blindexEngine{dir: filepath.Join(dir, "data"), home: filepath.Join(dir, "home"), readOnly: readOnly}
 		var err error
 		if e.local, err = keys.NewLocalProvider(e.home); err != nil {
 			return nil, err
@@ -75,7 +75,7 @@ func openEngine(ctx context.Context, name, dir string, durable bool) (engine, er
 		}
 		return e, nil
 	case EngineBleve:
-		e := &bleveEngine{dir: filepath.Join(dir, "bleve"), config: map[string]interface{}{"unsafe_batch": !durable}}
+		e := &bleveEngine{dir: filepath.Join(dir, "bleve"), config: map[string]interface{}{"unsafe_batch": !durable, "read_only": readOnly}}
 		if err := e.reopen(ctx); err != nil {
 			return nil, err
 		}
@@ -119,6 +119,7 @@ type blindexEngine struct {
 	kr        *keys.Keyring
 	st        *store.Pebble
 	in        *index.Instance
+	readOnly  bool // the store is opened read-only, as blindex search opens it
 }
 
 const benchInstance = "bench"
@@ -179,7 +180,7 @@ func (e *blindexEngine) close() error {
 }
 
 func (e *blindexEngine) reopen(ctx context.Context) error {
-	st, err := store.OpenPebble(e.dir, store.PebbleOptions{StoreKey: e.storeKey})
+	st, err := store.OpenPebble(e.dir, store.PebbleOptions{StoreKey: e.storeKey, ReadOnly: e.readOnly})
 	if err != nil {
 		return err
 	}

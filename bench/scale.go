@@ -97,7 +97,9 @@ func searchWork(ctx context.Context, spec childSpec) (*searchResultChild, error)
 	}
 	res := &searchResultChild{StartRSS: procStatus("VmRSS"), ClassMs: map[string]float64{}, FirstClass: spec.Queries[0].Class}
 	t0 := time.Now()
-	e, err := openEngine(ctx, spec.Engine, spec.Dir, spec.Durable)
+	// Read-only, as a search process opens an index (blindex search does;
+	// scorch's read_only).
+	e, err := openEngine(ctx, spec.Engine, spec.Dir, spec.Durable, true)
 	if err != nil {
 		return nil, err
 	}

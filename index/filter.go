@@ -91,13 +91,27 @@ func (b *runBuilder) writeFilter() error {
 // mayHold reports whether run r may hold the term key: false means it
 // does not. Caller holds in.mu shared.
 func (in *Instance) mayHold(r *runDesc, key string) (bool, error) {
+	return in.mayHoldHash(r, filterHash(key), nil)
+}
+
+// mayHoldHash is mayHold of a key with filter hash h. When chunks is not
+// nil it keeps the filter chunks read, so that a sequence of lookups (a
+// batch's terms) reads each chunk from the cache once.
+func (in *Instance) mayHoldHash(r *runDesc, h uint64, chunks map[filterChunkRef][]byte) (bool, error) {
 	if r.filterBlocks == 0 {
 		return true, nil
 	}
-	blk, bits := filterBits(filterHash(key), r.filterBlocks)
-	chunk, err := in.filterChunk(r, filterBase+blk/blocksPerChunk)
-	if err != nil {
-		return false, err
+	blk, bits := filterBits(h, r.filterBlocks)
+	no := filterBase + blk/blocksPerChunk
+	chunk, ok := chunks[filterChunkRef{r.id, no}]
+	if !ok {
+		var err error
+		if chunk, err = in.filterChunk(r, no); err != nil {
+			return false, err
+		}
+		if chunks != nil {
+			chunks[filterChunkRef{r.id, no}] = chunk
+		}
 	}
 	base := int(blk%blocksPerChunk) * filterBlockBits / 8
 	if base+filterBlockBits/8 > len(chunk) {
@@ -109,6 +123,12 @@ func (in *Instance) mayHold(r *runDesc, key string) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// filterChunkRef names a filter chunk: its run and page number.
+type filterChunkRef struct {
+	run uint64
+	no  uint32
 }
 
 // runTerm returns the value of the term key in run r, through its filter:

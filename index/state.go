@@ -199,6 +199,7 @@ func (in *Instance) runsHold(runs []runDesc, key string) (bool, error) {
 type runCursors struct {
 	s      *state
 	leaves []runCursor
+	chunks map[filterChunkRef][]byte // the filter chunks read (inRuns)
 }
 
 // runCursor is the leaf of one run read last, with the key range it is
@@ -252,9 +253,13 @@ const confirmBytes = 32 << 20
 // merge of every run counts the terms again exactly (buildRuns).
 func (c *runCursors) inRuns(key string) (bool, error) {
 	s := c.s
+	h := filterHash(key)
+	if c.chunks == nil {
+		c.chunks = map[filterChunkRef][]byte{}
+	}
 	for i := range s.meta.runs {
 		r := &s.meta.runs[i]
-		ok, err := s.in.mayHold(r, key)
+		ok, err := s.in.mayHoldHash(r, h, c.chunks)
 		if err != nil {
 			return false, err
 		}
