@@ -54,15 +54,16 @@ func levBuilder(fuzziness int) (*lev.LevenshteinAutomatonBuilder, error) {
 
 // automatonDict iterates the terms of a prefix range that an automaton
 // accepts, reading only the dictionary pages the automaton can reach. When
-// the automaton rejects a term at byte i, every following term sharing its
-// first i+1 bytes is rejected too, so the iterator seeks past them (the
-// sorted, paged dictionary stands in for scorch's FST).
+// the automaton rejects a term at byte i, the iterator seeks to the next
+// string the automaton might still accept (step), past every dead branch
+// at once (the sorted, paged dictionary stands in for scorch's FST).
 type automatonDict struct {
 	it     view.Terms // nil: done
 	prefix string
 	card   int
 	a      vellum.Automaton
 	dist   func(string) uint8 // edit distance of an accepted term, or nil
+	states []int              // the automaton's states along a term (step)
 	r      *reader            // spends every term examined, accepted or not
 	entry  index.DictEntry
 }
@@ -77,7 +78,7 @@ func (d *automatonDict) Next() (*index.DictEntry, error) {
 		if !strings.HasPrefix(t, d.prefix) {
 			break
 		}
-		ok, failAt := automatonMatch(d.a, t)
+		ok, next, more := d.step(t)
 		if ok {
 			var dist uint8
 			if d.dist != nil {
@@ -87,16 +88,14 @@ func (d *automatonDict) Next() (*index.DictEntry, error) {
 			d.it.Next()
 			return &d.entry, nil
 		}
-		if failAt < 0 {
+		if next == "" {
+			if !more {
+				break
+			}
 			d.it.Next()
 			continue
 		}
-		// Skip every term with the prefix t[:failAt+1].
-		succ, more := prefixEnd(t[:failAt+1])
-		if !more {
-			break
-		}
-		d.it.Seek(succ)
+		d.it.Seek(next)
 	}
 	var err error
 	if d.it != nil {
@@ -110,30 +109,41 @@ func (d *automatonDict) Close() error      { return nil }
 func (d *automatonDict) Cardinality() int  { return d.card }
 func (d *automatonDict) BytesRead() uint64 { return 0 }
 
-// prefixEnd returns the smallest string greater than every string with
-// prefix p, or "" (with ok false) when there is none.
-func prefixEnd(p string) (string, bool) {
-	b := []byte(p)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1]), true
-		}
-	}
-	return "", false
-}
-
-// automatonMatch runs a over t. When a can no longer match after reading
-// t[:i+1], it returns false and i; when it rejects t only at its end, -1.
-func automatonMatch(a vellum.Automaton, t string) (bool, int) {
-	s := a.Start()
+// step runs the automaton over the term t. It returns whether a accepts
+// t; when it does not, the smallest string after t that a might accept
+// (the next term to look at is the first at or after it), or "" with more
+// true when that is simply the next term (a rejects t only at its end), or
+// "" with more false when no later term can match.
+//
+// When a can no longer match after reading t[:i+1], no term with that
+// prefix matches: the candidate is t[:i] followed by the smallest byte
+// above t[i] from which a can still match, or, when there is none, the
+// same one position up, and so on — the seek lands past every dead branch
+// at once, as an FST intersection would walk around it.
+func (d *automatonDict) step(t string) (ok bool, next string, more bool) {
+	a := d.a
+	st := append(d.states[:0], a.Start())
+	defer func() { d.states = st }()
+	failAt := -1
 	for i := 0; i < len(t); i++ {
-		s = a.Accept(s, t[i])
+		s := a.Accept(st[i], t[i])
 		if !a.CanMatch(s) {
-			return false, i
+			failAt = i
+			break
+		}
+		st = append(st, s)
+	}
+	if failAt < 0 {
+		return a.IsMatch(st[len(t)]), "", true
+	}
+	for i := failAt; i >= 0; i-- {
+		for c := int(t[i]) + 1; c <= 0xff; c++ {
+			if a.CanMatch(a.Accept(st[i], byte(c))) {
+				return false, t[:i] + string([]byte{byte(c)}), true
+			}
 		}
 	}
-	return a.IsMatch(s), -1
+	return false, "", false
 }
 
 // automatonTerms returns a FieldDict of the field's terms under prefix that
