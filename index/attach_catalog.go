@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/internal/seal"
 	"github.com/blindex/blindex/keys"
 )
@@ -13,7 +14,7 @@ import (
 // directory with the instance's metadata key alone, without opening the
 // instance, so that this works even while the instance's BYOK key is
 // revoked (when opening it fails). See Instance.ListAttachments.
-func (c *Catalog) ListAttachments(ctx context.Context, name, docID string) ([]AttachmentInfo, error) {
+func (c *Catalog) ListAttachments(ctx context.Context, name, docID string) ([]attach.Info, error) {
 	if err := attachCheckDocID(docID); err != nil {
 		return nil, err
 	}
@@ -32,7 +33,7 @@ func (c *Catalog) ListAttachments(ctx context.Context, name, docID string) ([]At
 	if err != nil {
 		return nil, err
 	}
-	out := []AttachmentInfo{}
+	out := []attach.Info{}
 	if man.Attach == nil {
 		return out, nil
 	}
@@ -59,7 +60,7 @@ func (c *Catalog) ListAttachments(ctx context.Context, name, docID string) ([]At
 	if err != nil {
 		return nil, err
 	}
-	mk, err := seal.Derive(root, attachMetaGen)
+	mk, err := seal.Derive(root, attach.MetaGeneration)
 	keys.Zero(root)
 	if err != nil {
 		return nil, err
@@ -70,8 +71,8 @@ func (c *Catalog) ListAttachments(ctx context.Context, name, docID string) ([]At
 		return nil, err
 	}
 	for _, e := range dir {
-		if !e.pending {
-			out = append(out, e.info())
+		if !e.Pending {
+			out = append(out, e.Info())
 		}
 	}
 	return out, nil

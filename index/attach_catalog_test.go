@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
 )
@@ -71,7 +72,7 @@ func TestAttachCatalogListsWhileRevoked(t *testing.T) {
 	if err := in.Index(ctx, Document{ID: "ACME-1", Body: []byte(`{"summary":"x"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	info, err := in.AddAttachment(ctx, "ACME-1", AttachmentMeta{Name: "invoice.pdf", ContentType: "application/pdf", Uploader: "carol"}, strings.NewReader("%PDF-1.7 ..."))
+	info, err := in.AddAttachment(ctx, "ACME-1", attach.Meta{Name: "invoice.pdf", ContentType: "application/pdf", Uploader: "carol"}, strings.NewReader("%PDF-1.7 ..."))
 	if err != nil {
 		t.Fatal(err)
 	}
