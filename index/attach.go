@@ -9,8 +9,8 @@ package index
 // # The metadata key
 //
 // The directory is sealed under an instance-wide metadata key M, a 32-byte
-// key wrapped by Options.MetadataProvider (the Catalog's local provider)
-// with the encryption context {org, instance, generation
+// key wrapped by Options.MetadataProvider (tenancy.Catalog sets its local
+// provider) with the encryption context {org, instance, generation
 // attach.MetaGeneration}, and kept in the manifest (Manifest.Attach). It is
 // not covered by BYOK, by design: a locked instance can still list its
 // attachments. When the instance has a shredding secret, M also depends on

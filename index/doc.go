@@ -4,11 +4,12 @@
 // read view this package offers (package view).
 //
 // Start with [Create] or [Open] (an [Instance] in a store, with a
-// keys.Keyring), or with a [Catalog], which manages the instances and
-// encryption configurations of one store under the BYOK rules. Then
-// [Instance.Apply] writes atomic batches of documents and deletes,
-// [Instance.Get] reads a document back, and query.Search(ctx, instance,
-// request) searches with a bleve request. The examples show the whole path.
+// keys.Keyring), or with package tenancy's Catalog, which manages the
+// instances and encryption configurations of one store under the BYOK
+// rules. Then [Instance.Apply] writes atomic batches of documents and
+// deletes, [Instance.Get] reads a document back, and query.Search(ctx,
+// instance, request) searches with a bleve request. The examples show the
+// whole path.
 //
 // At rest every record is sealed at a pseudorandom label: the store sees
 // how many instances and records there are, padded sizes and write times,
@@ -54,7 +55,7 @@ package index
 // snapshots of the store over time also sees which records a batch wrote
 // and which a merge or delete removed. The manifest (readable without any
 // instance key) holds the instance's metadata and wrapped root keys only.
-// A [Catalog] authenticates manifests, configurations and plans with a MAC
+// The catalog (package tenancy) authenticates manifests, configurations and plans with a MAC
 // under a key derived from the local provider key (package store/control),
 // so whoever can write the store cannot forge or edit them; [Open] and
 // [Create] on a store that is not a control.Store do not.

@@ -88,8 +88,8 @@ type Options struct {
 	MaxTermSearchers int
 	// MetadataProvider wraps the instance's attachment-metadata key, which
 	// is deliberately outside BYOK so that a locked instance can still list
-	// its attachments (see AddAttachment). The Catalog sets it to its local
-	// provider. Default nil: the Keyring's provider, so that metadata is
+	// its attachments (see AddAttachment). tenancy.Catalog sets it to its
+	// local provider. Default nil: the Keyring's provider, so that metadata is
 	// wrapped by the instance's own (possibly BYOK) key.
 	MetadataProvider keys.Provider
 	// Sharing, when set, makes the instance one that several processes

@@ -18,7 +18,7 @@ package server
 //
 // Metadata (names, sizes, types, uploaders, dates) is sealed under the
 // instance's metadata key, outside BYOK: listing and meta answer while the
-// instance is locked, through index.Catalog.ListAttachments when the
+// instance is locked, through tenancy.Catalog.ListAttachments when the
 // instance cannot be opened. Contents need the instance's key: downloads
 // (and uploads and deletions) answer 423 instance_locked.
 //
