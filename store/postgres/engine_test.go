@@ -208,7 +208,7 @@ func TestEngine(t *testing.T) {
 	}
 
 	// Deleting the instance leaves no record of it. Records are keyed
-	// 0x01 ‖ instance prefix ‖ label (index/instance.go); this store holds
+	// 0x01 ‖ instance prefix ‖ label (index/manifest.go); this store holds
 	// one instance.
 	records := func() int {
 		var c int
