@@ -2,12 +2,17 @@
 // which. The arrows are README's "Architecture":
 //
 //	cmd/blindex → server, bench → query → view ← index → store, keys, internal
+//	server, cmd/blindex → tenancy → index → attach → internal
 //
 // query reads an instance only through the view (it never sees the store,
 // the keys or the sealing code); the engine (index) knows nothing of the
 // query engine, the server, the bench or the CLI; the store knows nothing
-// of what it stores. The rules are on non-test files: tests may cross the
-// arrows (index's tests search through query).
+// of what it stores; attach (what an attachment is: its records, ids and
+// text extraction) knows nothing of the engine that stores it; tenancy (the
+// catalog: BYOK configurations, plans, keyrings, explicit locks) uses the
+// engine's exported API and the engine knows nothing of it. The rules
+// are on non-test files: tests may cross the arrows (index's tests search
+// through query).
 package blindex_test
 
 import (
@@ -29,10 +34,12 @@ const module = "github.com/blindex/blindex"
 // subpackages) it must not import, directly or through other packages of
 // the module.
 var forbidden = map[string][]string{
-	"query": {"store", "keys", "internal", "index", "server", "bench", "cmd", "client"},
-	"view":  {"store", "keys", "internal", "index", "query", "server", "bench", "cmd", "client"},
-	"index": {"query", "server", "bench", "cmd", "client"},
-	"store": {"index", "tokenize", "query", "view", "server", "bench", "cmd", "client"},
+	"query":   {"store", "keys", "internal", "index", "server", "bench", "cmd", "client"},
+	"view":    {"store", "keys", "internal", "index", "query", "server", "bench", "cmd", "client"},
+	"index":   {"tenancy", "query", "server", "bench", "cmd", "client"},
+	"tenancy": {"query", "server", "bench", "cmd", "client"},
+	"attach":  {"index", "tenancy", "store", "keys", "tokenize", "query", "view", "server", "bench", "cmd", "client"},
+	"store":   {"index", "tokenize", "query", "view", "server", "bench", "cmd", "client"},
 }
 
 // clashes are module packages whose name is also a bleve package's: a file

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/store"
 )
 
@@ -86,7 +87,7 @@ func TestAttachLargeMemoryBounded(t *testing.T) {
 	ctx := context.Background()
 	in := newAttachInstance(t, e, "big", attachTestMapping)
 	// Warm up: Pebble's memtables and caches, the runtime's heap.
-	if _, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "warm.bin"}, &attachGenReader{n: 96 << 20}); err != nil {
+	if _, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "warm.bin"}, &attachGenReader{n: 96 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	runtime.GC()
@@ -97,13 +98,13 @@ func TestAttachLargeMemoryBounded(t *testing.T) {
 	src := &attachGenReader{n: size}
 	h := sha256.New()
 	start := time.Now()
-	info, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "big.bin"}, io.TeeReader(src, h))
+	info, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "big.bin"}, io.TeeReader(src, h))
 	if err != nil {
 		t.Fatal(err)
 	}
 	upload := time.Since(start)
 	peakUp := attachVmHWM(t)
-	if info.Size != size || info.Chunks != (size+AttachmentChunkSize-1)/AttachmentChunkSize {
+	if info.Size != size || info.Chunks != (size+attach.ChunkSize-1)/attach.ChunkSize {
 		t.Fatalf("info %+v", info)
 	}
 	want := h.Sum(nil)

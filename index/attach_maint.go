@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/internal/stream"
 	"github.com/blindex/blindex/store"
 )
@@ -15,7 +16,7 @@ import (
 
 // attachMetaGenKeys returns the metadata keys as a generation's keys, for
 // Check to open directory records with (they are sealed under
-// attachMetaGen); nil when not unwrapped.
+// attach.MetaGeneration); nil when not unwrapped.
 func (in *Instance) attachMetaGenKeys() *genKeys {
 	mk := in.att.metaKeys()
 	if mk == nil {
@@ -49,62 +50,62 @@ func (in *Instance) checkAttachments(ctx context.Context, st *state, expected ma
 			return err
 		}
 		docID := info.id
-		dl := attachDirLabel(mk, docID)
+		dl := attach.DirLabel(mk, docID)
 		dir, err := in.readDir(mk, docID)
 		if err != nil {
 			var ce *CorruptError
 			if !errors.As(err, &ce) {
 				return err
 			}
-			expected[string(in.key(dl))] = attachDirKind
+			expected[string(in.key(dl))] = attach.DirKindName
 			add(ce.Kind, ce.Label, "%v", ce.Err)
 			continue
 		}
 		if len(dir) == 0 {
 			continue
 		}
-		expected[string(in.key(dl))] = attachDirKind
+		expected[string(in.key(dl))] = attach.DirKindName
 		for i := range dir {
 			e := &dir[i]
-			gk := in.gens[e.gen]
+			gk := in.gens[e.Gen]
 			if gk == nil {
-				add(attachDirKind, dl[:], "an attachment is sealed under generation %d, which this instance does not have", e.gen)
+				add(attach.DirKindName, dl[:], "an attachment is sealed under generation %d, which this instance does not have", e.Gen)
 				continue
 			}
 			k := gk.keys
-			if e.pending {
+			if e.Pending {
 				// An upload in progress, or chunks left by a crash (swept by
 				// the next upload to the document or its deletion).
 				for j := uint64(0); ; j++ {
-					key := in.key(attachChunkLabel(k, e.id, j))
+					key := in.key(attach.ChunkLabel(k, e.ID, j))
 					if _, err := in.st.Get(key); err != nil {
 						break
 					}
-					expected[string(key)] = attachChunkKind
+					expected[string(key)] = attach.ChunkKindName
 				}
 				continue
 			}
-			for j := uint64(0); j < e.chunks; j++ {
-				expected[string(in.key(attachChunkLabel(k, e.id, j)))] = attachChunkKind
+			for j := uint64(0); j < e.Chunks; j++ {
+				expected[string(in.key(attach.ChunkLabel(k, e.ID, j)))] = attach.ChunkKindName
 			}
-			if e.indexed {
-				tl := attachTextLabel(k, e.id)
-				expected[string(in.key(tl))] = attachTextKind
-				pt, err := in.openRecord(k, tl, kindAttachText)
+			if e.Indexed {
+				tl := attach.TextLabel(k, e.ID)
+				expected[string(in.key(tl))] = attach.TextKindName
+				pt, err := in.openRecord(k, tl, attach.KindText)
 				if err == nil {
-					_, err = decodeAttachText(pt, e.id)
+					_, err = attach.DecodeText(pt, e.ID)
 				}
 				if err != nil && !errors.Is(err, ErrNotFound) {
-					add(attachTextKind, tl[:], "%v", err)
+					add(attach.TextKindName, tl[:], "%v", err)
 				}
 			}
-			o, err := in.newOpener(k, e)
+			o, err := attach.NewOpener(k, in.prefix, e)
 			if err != nil {
 				return err
 			}
 			var total uint64
 			complete := true
-			for j := uint64(0); j < e.chunks; j++ {
+			for j := uint64(0); j < e.Chunks; j++ {
 				buf, err = in.readAttachChunk(k, o, e, j, buf[:0])
 				if errors.Is(err, errChunkMissing) {
 					complete = false // reported as missing below
@@ -121,8 +122,8 @@ func (in *Instance) checkAttachments(ctx context.Context, st *state, expected ma
 				}
 				total += uint64(len(buf))
 			}
-			if complete && total != e.size {
-				add(attachDirKind, dl[:], "an attachment holds %d bytes, its metadata says %d", total, e.size)
+			if complete && total != e.Size {
+				add(attach.DirKindName, dl[:], "an attachment holds %d bytes, its metadata says %d", total, e.Size)
 			}
 		}
 	}
@@ -149,7 +150,7 @@ func (in *Instance) attachGenerations(st *state, used map[uint32]bool) error {
 			return false, err
 		}
 		for _, e := range dir {
-			used[e.gen] = true
+			used[e.Gen] = true
 		}
 		return true, nil
 	})
@@ -205,11 +206,11 @@ func (in *Instance) reencryptAttachments(ctx context.Context, cur uint32, p *Ree
 				return err
 			}
 			for _, e := range dir {
-				if e.pending || e.gen == cur {
+				if e.Pending || e.Gen == cur {
 					continue
 				}
-				recs := int(e.chunks)
-				if e.indexed {
+				recs := int(e.Chunks)
+				if e.Indexed {
 					recs++
 				}
 				p.Total += recs
@@ -237,23 +238,23 @@ func (in *Instance) reencryptAttachments(ctx context.Context, cur uint32, p *Ree
 // chunk records under a new STREAM key (a new salt), written in batches,
 // then one commit that switches the directory entry, moves the text
 // record and deletes the old records.
-func (in *Instance) moveAttachment(ctx context.Context, docID string, e attachEntry, cur uint32) error {
+func (in *Instance) moveAttachment(ctx context.Context, docID string, e attach.Entry, cur uint32) error {
 	mk := in.att.metaKeys()
 	ne := e
-	ne.gen = cur
-	rand.Read(ne.salt[:])
+	ne.Gen = cur
+	rand.Read(ne.Salt[:])
 	if err := in.unlock(); err != nil {
 		return err
 	}
 	in.mu.RLock()
-	ok, err1 := in.keysFor(e.gen)
+	ok, err1 := in.keysFor(e.Gen)
 	nk, err2 := in.keysFor(cur)
 	if err := errors.Join(err1, err2); err != nil {
 		in.mu.RUnlock()
 		return err
 	}
-	opener, err1 := in.newOpener(ok, &e)
-	sealer, err2 := in.newSealer(nk, &ne)
+	opener, err1 := attach.NewOpener(ok, in.prefix, &e)
+	sealer, err2 := attach.NewSealer(nk, in.prefix, &ne)
 	in.mu.RUnlock()
 	if err := errors.Join(err1, err2); err != nil {
 		return err
@@ -264,7 +265,7 @@ func (in *Instance) moveAttachment(ctx context.Context, docID string, e attachEn
 		in.mu.RLock()
 		if nk, err := in.keysFor(cur); err == nil {
 			for i := uint64(0); i < written; i++ {
-				b.Delete(in.key(attachChunkLabel(nk, ne.id, i)))
+				b.Delete(in.key(attach.ChunkLabel(nk, ne.ID, i)))
 			}
 		}
 		in.mu.RUnlock()
@@ -273,7 +274,7 @@ func (in *Instance) moveAttachment(ctx context.Context, docID string, e attachEn
 	var b store.Batch
 	var plain []byte
 	defer func() { clear(plain[:cap(plain)]) }()
-	for i := uint64(0); i < e.chunks; i++ {
+	for i := uint64(0); i < e.Chunks; i++ {
 		if err := ctx.Err(); err != nil {
 			cleanup()
 			return err
@@ -287,7 +288,7 @@ func (in *Instance) moveAttachment(ctx context.Context, docID string, e attachEn
 		if errors.Is(err, errChunkMissing) {
 			err = ErrAttachmentGone // deleted meanwhile, or corrupt: Check tells
 		}
-		if err == nil && (b.Len() == attachBatchChunks || i == e.chunks-1) {
+		if err == nil && (b.Len() == attachBatchChunks || i == e.Chunks-1) {
 			written = i + 1
 			if err = in.st.Apply(&b, false); err == nil {
 				b = store.Batch{}
@@ -299,7 +300,7 @@ func (in *Instance) moveAttachment(ctx context.Context, docID string, e attachEn
 		}
 	}
 	var text []byte
-	if e.indexed {
+	if e.Indexed {
 		var err error
 		if text, err = in.readAttachText(&e); err != nil {
 			cleanup()
@@ -321,8 +322,8 @@ func (in *Instance) moveAttachment(ctx context.Context, docID string, e attachEn
 		if err != nil {
 			return err
 		}
-		i := dir.find(e.id)
-		if i < 0 || dir[i].pending || dir[i].gen != e.gen || dir[i].salt != e.salt {
+		i := dir.Find(e.ID)
+		if i < 0 || dir[i].Pending || dir[i].Gen != e.Gen || dir[i].Salt != e.Salt {
 			return ErrAttachmentGone
 		}
 		nk, err := in.keysFor(cur)
@@ -333,9 +334,9 @@ func (in *Instance) moveAttachment(ctx context.Context, docID string, e attachEn
 		if err := in.deleteAttachRecords(&b, &dir[i]); err != nil {
 			return err
 		}
-		if e.indexed {
-			key := in.key(attachTextLabel(nk, ne.id))
-			b.Set(key, nk.Seal(nil, key, encodeAttachText(ne.id, text)))
+		if e.Indexed {
+			key := in.key(attach.TextLabel(nk, ne.ID))
+			b.Set(key, nk.Seal(nil, key, attach.EncodeText(ne.ID, text)))
 		}
 		dir[i] = ne
 		in.putDir(&b, mk, docID, dir)
@@ -348,23 +349,23 @@ func (in *Instance) moveAttachment(ctx context.Context, docID string, e attachEn
 }
 
 // moveChunk re-seals chunk i of e as chunk i of ne into b. Caller holds mu.
-func (in *Instance) moveChunk(b *store.Batch, o *stream.Opener, s *stream.Sealer, e, ne *attachEntry, i uint64, plain *[]byte) error {
-	ok, err := in.keysFor(e.gen)
+func (in *Instance) moveChunk(b *store.Batch, o *stream.Opener, s *stream.Sealer, e, ne *attach.Entry, i uint64, plain *[]byte) error {
+	ok, err := in.keysFor(e.Gen)
 	if err != nil {
 		return err
 	}
-	nk, err := in.keysFor(ne.gen)
+	nk, err := in.keysFor(ne.Gen)
 	if err != nil {
 		return err
 	}
 	if *plain, err = in.readAttachChunk(ok, o, e, i, (*plain)[:0]); err != nil {
 		return err
 	}
-	sealed, err := s.Seal(nil, *plain, i == e.chunks-1)
+	sealed, err := s.Seal(nil, *plain, i == e.Chunks-1)
 	if err != nil {
 		return err
 	}
-	key := in.key(attachChunkLabel(nk, ne.id, i))
-	b.Set(key, nk.Seal(nil, key, encodeAttachChunk(ne.id, i, sealed)))
+	key := in.key(attach.ChunkLabel(nk, ne.ID, i))
+	b.Set(key, nk.Seal(nil, key, attach.EncodeChunk(ne.ID, i, sealed)))
 	return nil
 }

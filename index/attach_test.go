@@ -16,6 +16,7 @@ import (
 
 	"github.com/blevesearch/bleve/v2"
 
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/internal/seal"
 	"github.com/blindex/blindex/store"
 )
@@ -57,12 +58,12 @@ func TestAttachRoundTrip(t *testing.T) {
 	e := newEnv(t)
 	in := newAttachInstance(t, e, "rt", attachTestMapping)
 	ctx := context.Background()
-	const cs = AttachmentChunkSize
+	const cs = attach.ChunkSize
 	sizes := []int{0, 1, cs - 1, cs, cs + 1, 2 * cs, attachBatchChunks*cs + 3, 40*cs + 17}
 	var ids []string
 	for _, n := range sizes {
 		data := attachData(fmt.Sprint(n), n)
-		info, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: fmt.Sprintf("f%d.bin", n), Uploader: "alice"}, bytes.NewReader(data))
+		info, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: fmt.Sprintf("f%d.bin", n), Uploader: "alice"}, bytes.NewReader(data))
 		if err != nil {
 			t.Fatalf("size %d: %v", n, err)
 		}
@@ -121,26 +122,26 @@ func TestAttachRoundTrip(t *testing.T) {
 		t.Fatalf("check: %v %+v", err, rep)
 	}
 	// Errors.
-	if _, err := in.AddAttachment(ctx, "NOPE", AttachmentMeta{}, strings.NewReader("x")); !errors.Is(err, ErrNotFound) {
+	if _, err := in.AddAttachment(ctx, "NOPE", attach.Meta{}, strings.NewReader("x")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("attachment to a missing document: %v", err)
 	}
 	if _, _, err := in.OpenAttachment(ctx, "DOC-1", "not-an-id"); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("bad id: %v", err)
 	}
-	if _, _, err := in.OpenAttachment(ctx, "DOC-1", formatAttachID(newAttachID())); !errors.Is(err, ErrNotFound) {
+	if _, _, err := in.OpenAttachment(ctx, "DOC-1", attach.NewID().String()); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown id: %v", err)
 	}
-	if _, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{ContentType: "not a type;;"}, strings.NewReader("x")); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{ContentType: "not a type;;"}, strings.NewReader("x")); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("bad content type: %v", err)
 	}
 }
 
 // TestAttachChunkFillsSizeClass checks that a full chunk's record is
-// exactly the 64 KiB size class (the reason for AttachmentChunkSize).
+// exactly the 64 KiB size class (the reason for attach.ChunkSize).
 func TestAttachChunkFillsSizeClass(t *testing.T) {
 	e := newEnv(t)
 	in := newAttachInstance(t, e, "size", attachTestMapping)
-	info, err := in.AddAttachment(context.Background(), "DOC-1", AttachmentMeta{}, bytes.NewReader(attachData("s", AttachmentChunkSize+1)))
+	info, err := in.AddAttachment(context.Background(), "DOC-1", attach.Meta{}, bytes.NewReader(attachData("s", attach.ChunkSize+1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,13 +165,13 @@ func attachChunkKeys(t testing.TB, in *Instance, doc, id string) [][]byte {
 	}
 	in.mu.RLock()
 	defer in.mu.RUnlock()
-	k, err := in.keysFor(e.gen)
+	k, err := in.keysFor(e.Gen)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out [][]byte
-	for i := uint64(0); i < e.chunks; i++ {
-		out = append(out, in.key(attachChunkLabel(k, e.id, i)))
+	for i := uint64(0); i < e.Chunks; i++ {
+		out = append(out, in.key(attach.ChunkLabel(k, e.ID, i)))
 	}
 	return out
 }
@@ -197,10 +198,10 @@ func TestAttachTamperDetected(t *testing.T) {
 	ctx := context.Background()
 	in := newAttachInstance(t, e, "t1", attachTestMapping)
 	other := newAttachInstance(t, e, "t2", attachTestMapping)
-	const n = 5*AttachmentChunkSize + 100
+	const n = 5*attach.ChunkSize + 100
 	dataA, dataB := attachData("A", n), attachData("B", n)
 	add := func(in *Instance, data []byte) string {
-		info, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "x.bin"}, bytes.NewReader(data))
+		info, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "x.bin"}, bytes.NewReader(data))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -279,7 +280,7 @@ func TestAttachTamperDetected(t *testing.T) {
 	mustCorrupt("chunk of another instance", in, b, dataB)
 
 	// The directory record tampered with: listing reports corruption.
-	dirKey := in.key(attachDirLabel(in.att.metaKeys(), "DOC-1"))
+	dirKey := in.key(attach.DirLabel(in.att.metaKeys(), "DOC-1"))
 	dv := get(dirKey)
 	bad := append([]byte(nil), dv...)
 	bad[len(bad)-1] ^= 1
@@ -292,7 +293,7 @@ func TestAttachTamperDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	set(dirKey, dv)
-	set(in.key(attachDirLabel(in.att.metaKeys(), "DOC-2")), dv)
+	set(in.key(attach.DirLabel(in.att.metaKeys(), "DOC-2")), dv)
 	if _, err := in.ListAttachments(ctx, "DOC-2"); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("moved directory: %v", err)
 	}
@@ -305,8 +306,8 @@ func TestAttachLockedListsButDoesNotRead(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	in := newAttachInstance(t, e, "lk", attachTestMapping)
-	data := attachData("L", 3*AttachmentChunkSize)
-	info, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "report.pdf", ContentType: "application/pdf", Uploader: "bob"}, bytes.NewReader(data))
+	data := attachData("L", 3*attach.ChunkSize)
+	info, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "report.pdf", ContentType: "application/pdf", Uploader: "bob"}, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +338,7 @@ func TestAttachLockedListsButDoesNotRead(t *testing.T) {
 		t.Errorf("read while locked: %v", err)
 	}
 	r.Close()
-	if _, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{}, strings.NewReader("x")); !errors.Is(err, ErrKeyRevoked) {
+	if _, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{}, strings.NewReader("x")); !errors.Is(err, ErrKeyRevoked) {
 		t.Errorf("add while locked: %v", err)
 	}
 	if err := in.DeleteAttachment(ctx, "DOC-1", info.ID); !errors.Is(err, ErrKeyRevoked) {
@@ -383,14 +384,14 @@ func TestAttachTextSearchable(t *testing.T) {
 				t.Fatal(err)
 			}
 			log := "2024-01-01 ERROR quuxfrobnicator failed\n" + strings.Repeat("noise line\n", 10000) + "zorbleflux at the end\n"
-			info, err := in.AddAttachment(ctx, "HDFS-1", AttachmentMeta{Name: "datanode.log"}, strings.NewReader(log))
+			info, err := in.AddAttachment(ctx, "HDFS-1", attach.Meta{Name: "datanode.log"}, strings.NewReader(log))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !info.Indexed || info.ContentType != "text/x-log" {
 				t.Fatalf("info %+v", info)
 			}
-			bin, err := in.AddAttachment(ctx, "HDFS-1", AttachmentMeta{Name: "core.bin"}, bytes.NewReader(append([]byte("\x00\x01binaryglorp "), attachData("b", 1000)...)))
+			bin, err := in.AddAttachment(ctx, "HDFS-1", attach.Meta{Name: "core.bin"}, bytes.NewReader(append([]byte("\x00\x01binaryglorp "), attachData("b", 1000)...)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -456,7 +457,7 @@ func TestAttachTextMappings(t *testing.T) {
 			if err := in.Index(ctx, Document{ID: "D", Body: []byte(`{"kind":"issue","summary":"hello"}`)}); err != nil {
 				t.Fatal(err)
 			}
-			info, err := in.AddAttachment(ctx, "D", AttachmentMeta{Name: "a.txt"}, strings.NewReader("the plonkwise thing"))
+			info, err := in.AddAttachment(ctx, "D", attach.Meta{Name: "a.txt"}, strings.NewReader("the plonkwise thing"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -485,7 +486,7 @@ func TestAttachDeleteDocumentDeletesAttachments(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if _, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "n.txt"}, strings.NewReader(strings.Repeat("wibblequark ", 20000))); err != nil {
+		if _, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "n.txt"}, strings.NewReader(strings.Repeat("wibblequark ", 20000))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -545,12 +546,12 @@ func TestAttachFailedUploadLeavesNothing(t *testing.T) {
 		e.st.Iterate(append([]byte{nsRecord}, in.prefix...), func(k, v []byte) error { n++; return nil })
 		return n
 	}
-	if _, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{}, strings.NewReader("first")); err != nil {
+	if _, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{}, strings.NewReader("first")); err != nil {
 		t.Fatal(err)
 	}
 	before := count()
-	src := &attachFailingReader{r: bytes.NewReader(attachData("f", 100*AttachmentChunkSize)), n: 40*AttachmentChunkSize + 5}
-	if _, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "big.log"}, src); err == nil || !strings.Contains(err.Error(), "network gone") {
+	src := &attachFailingReader{r: bytes.NewReader(attachData("f", 100*attach.ChunkSize)), n: 40*attach.ChunkSize + 5}
+	if _, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "big.log"}, src); err == nil || !strings.Contains(err.Error(), "network gone") {
 		t.Fatalf("upload error: %v", err)
 	}
 	if after := count(); after != before {
@@ -563,7 +564,7 @@ func TestAttachFailedUploadLeavesNothing(t *testing.T) {
 	// A cancelled context too.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := in.AddAttachment(cctx, "DOC-1", AttachmentMeta{}, strings.NewReader("x")); !errors.Is(err, context.Canceled) {
+	if _, err := in.AddAttachment(cctx, "DOC-1", attach.Meta{}, strings.NewReader("x")); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
 	if after := count(); after != before {
@@ -577,12 +578,12 @@ func TestAttachFailedUploadLeavesNothing(t *testing.T) {
 	in.mu.RLock()
 	k, _ := in.currentKeys()
 	dir, _ := in.readDir(mk, "DOC-1")
-	ghost := attachEntry{id: newAttachID(), pending: true, gen: k.Generation()}
+	ghost := attach.Entry{ID: attach.NewID(), Pending: true, Gen: k.Generation()}
 	var b store.Batch
 	in.putDir(&b, mk, "DOC-1", append(dir, ghost))
 	for i := uint64(0); i < 3; i++ {
-		key := in.key(attachChunkLabel(k, ghost.id, i))
-		b.Set(key, k.Seal(nil, key, encodeAttachChunk(ghost.id, i, []byte("x"))))
+		key := in.key(attach.ChunkLabel(k, ghost.ID, i))
+		b.Set(key, k.Seal(nil, key, attach.EncodeChunk(ghost.ID, i, []byte("x"))))
 	}
 	in.mu.RUnlock()
 	in.writeMu.Unlock()
@@ -595,7 +596,7 @@ func TestAttachFailedUploadLeavesNothing(t *testing.T) {
 	if list, _ := in.ListAttachments(ctx, "DOC-1"); len(list) != 1 {
 		t.Errorf("a pending upload is listed: %v", list)
 	}
-	if _, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{ContentType: "application/octet-stream"}, strings.NewReader("second")); err != nil {
+	if _, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{ContentType: "application/octet-stream"}, strings.NewReader("second")); err != nil {
 		t.Fatal(err)
 	}
 	if after := count(); after != before+1 {
@@ -613,10 +614,10 @@ func TestAttachUploadRacesDocumentDelete(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		_, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "x.txt"}, pr)
+		_, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "x.txt"}, pr)
 		done <- err
 	}()
-	pw.Write(bytes.Repeat([]byte("a"), 3*AttachmentChunkSize))
+	pw.Write(bytes.Repeat([]byte("a"), 3*attach.ChunkSize))
 	if err := in.Delete(ctx, "DOC-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -651,7 +652,7 @@ func TestAttachLegacyInstanceGetsKeyLazily(t *testing.T) {
 	if list, err := in.ListAttachments(ctx, "DOC-1"); err != nil || len(list) != 0 {
 		t.Fatalf("list without a key: %v %v", err, list)
 	}
-	info, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "a.txt"}, strings.NewReader("late attachment"))
+	info, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "a.txt"}, strings.NewReader("late attachment"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,12 +671,12 @@ func TestAttachReencrypt(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	in := newAttachInstance(t, e, "re", attachTestMapping)
-	data := attachData("R", 20*AttachmentChunkSize+9)
-	info, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "r.bin"}, bytes.NewReader(data))
+	data := attachData("R", 20*attach.ChunkSize+9)
+	info, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "r.bin"}, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	txt, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "r.txt"}, strings.NewReader("gronkulator inside"))
+	txt, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "r.txt"}, strings.NewReader("gronkulator inside"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -684,7 +685,7 @@ func TestAttachReencrypt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	head := make([]byte, 2*AttachmentChunkSize)
+	head := make([]byte, 2*attach.ChunkSize)
 	if _, err := io.ReadFull(r, head); err != nil {
 		t.Fatal(err)
 	}
@@ -707,8 +708,8 @@ func TestAttachReencrypt(t *testing.T) {
 	}
 	for _, id := range []string{info.ID, txt.ID} {
 		e, err := in.findAttachment(ctx, "DOC-1", id)
-		if err != nil || e.gen != 2 {
-			t.Fatalf("attachment not moved: %v gen %d", err, e.gen)
+		if err != nil || e.Gen != 2 {
+			t.Fatalf("attachment not moved: %v gen %d", err, e.Gen)
 		}
 	}
 	if got, err := attachReadAll(in, "DOC-1", info.ID); err != nil || !bytes.Equal(got, data) {
@@ -736,11 +737,11 @@ func TestAttachNothingReadableAtRest(t *testing.T) {
 	}
 	needles := []string{"contentwordgazump", "textwordflimflam", docID}
 	text := strings.Repeat("textwordflimflam and more words ", 5000)
-	if _, err := in.AddAttachment(ctx, docID, AttachmentMeta{Name: "notes.txt"}, strings.NewReader(text)); err != nil {
+	if _, err := in.AddAttachment(ctx, docID, attach.Meta{Name: "notes.txt"}, strings.NewReader(text)); err != nil {
 		t.Fatal(err)
 	}
 	binary := bytes.Repeat([]byte("contentwordgazump\x00"), 10000)
-	if _, err := in.AddAttachment(ctx, docID, AttachmentMeta{Name: "blob.bin"}, bytes.NewReader(binary)); err != nil {
+	if _, err := in.AddAttachment(ctx, docID, attach.Meta{Name: "blob.bin"}, bytes.NewReader(binary)); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"notes.txt", "blob.bin"} {
@@ -781,56 +782,6 @@ func TestAttachNothingReadableAtRest(t *testing.T) {
 	e.reopenStore(t)
 }
 
-func TestAttachTextExtraction(t *testing.T) {
-	for _, tc := range []struct {
-		ct, name string
-		want     bool
-	}{
-		{"text/plain", "", true}, {"text/csv; charset=latin1", "", true}, {"application/json", "", true},
-		{"application/xml", "", true}, {"text/xml", "", true}, {"application/vnd.api+json", "", true},
-		{"text/x-log", "", true}, {"application/octet-stream", "server.LOG", true},
-		{"application/pdf", "", false}, {"image/png", "x.png", false}, {"", "", false},
-	} {
-		if got := attachIsText(tc.ct, tc.name); got != tc.want {
-			t.Errorf("attachIsText(%q, %q) = %v", tc.ct, tc.name, got)
-		}
-	}
-	if ct := attachGuessType("a.json", []byte("{}")); ct != "application/json" {
-		t.Errorf("guess json: %s", ct)
-	}
-	if ct := attachGuessType("noext", []byte("hello")); !strings.HasPrefix(ct, "text/plain") {
-		t.Errorf("sniff text: %s", ct)
-	}
-	if ct := attachGuessType("noext", []byte{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}); ct != "image/png" {
-		t.Errorf("sniff png: %s", ct)
-	}
-
-	x := &attachTextExtractor{}
-	x.write([]byte("\xef\xbb\xbfok \xff\xfe bad"))
-	got, trunc := x.result()
-	if string(got) != "ok \uFFFD bad" || trunc {
-		t.Errorf("invalid UTF-8: %q %v", got, trunc)
-	}
-	// A cap in the middle of a character cuts before it.
-	x = &attachTextExtractor{}
-	big := strings.Repeat("a", MaxAttachmentText-1) + "é" + strings.Repeat("b", 100)
-	for i := 0; i < len(big); i += 1000 {
-		x.write([]byte(big[i:min(i+1000, len(big))]))
-	}
-	got, trunc = x.result()
-	if !trunc || len(got) != MaxAttachmentText-1 || !attachUTF8Valid(got) {
-		t.Errorf("cap: %d bytes, truncated %v", len(got), trunc)
-	}
-	// Exactly at the cap: not truncated.
-	x = &attachTextExtractor{}
-	x.write(bytes.Repeat([]byte("c"), MaxAttachmentText))
-	if got, trunc = x.result(); trunc || len(got) != MaxAttachmentText {
-		t.Errorf("at the cap: %d %v", len(got), trunc)
-	}
-}
-
-func attachUTF8Valid(b []byte) bool { return strings.ToValidUTF8(string(b), "?") == string(b) }
-
 // TestAttachForgedDirectoryDetected plays someone who holds the provider's
 // key (and so can rewrite the metadata, which is outside BYOK) but not the
 // BYOK key: shortening the chunk count, or pointing the entry at another
@@ -840,8 +791,8 @@ func TestAttachForgedDirectoryDetected(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	in := newAttachInstance(t, e, "forge", attachTestMapping)
-	data := attachData("F", 5*AttachmentChunkSize+10)
-	info, err := in.AddAttachment(ctx, "DOC-1", AttachmentMeta{Name: "f.bin"}, bytes.NewReader(data))
+	data := attachData("F", 5*attach.ChunkSize+10)
+	info, err := in.AddAttachment(ctx, "DOC-1", attach.Meta{Name: "f.bin"}, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -850,8 +801,8 @@ func TestAttachForgedDirectoryDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forge := func(change func(*attachEntry)) {
-		dir := append(attachDir(nil), orig...)
+	forge := func(change func(*attach.Entry)) {
+		dir := append(attach.Dir(nil), orig...)
 		change(&dir[0])
 		var b store.Batch
 		in.putDir(&b, mk, "DOC-1", dir)
@@ -859,18 +810,18 @@ func TestAttachForgedDirectoryDetected(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for name, change := range map[string]func(*attachEntry){
-		"fewer chunks":            func(a *attachEntry) { a.chunks, a.size = 3, 3*AttachmentChunkSize },
-		"fewer chunks, same size": func(a *attachEntry) { a.chunks = 4 },
-		"another salt":            func(a *attachEntry) { a.salt[0] ^= 1 },
-		"another size":            func(a *attachEntry) { a.size-- },
+	for name, change := range map[string]func(*attach.Entry){
+		"fewer chunks":            func(a *attach.Entry) { a.Chunks, a.Size = 3, 3*attach.ChunkSize },
+		"fewer chunks, same size": func(a *attach.Entry) { a.Chunks = 4 },
+		"another salt":            func(a *attach.Entry) { a.Salt[0] ^= 1 },
+		"another size":            func(a *attach.Entry) { a.Size-- },
 	} {
 		forge(change)
 		if err := attachReadNoWrongBytes(t, in, "DOC-1", info.ID, data); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: %v, want ErrCorrupt", name, err)
 		}
 	}
-	forge(func(*attachEntry) {})
+	forge(func(*attach.Entry) {})
 	if got, err := attachReadAll(in, "DOC-1", info.ID); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("restored: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/internal/seal"
 )
 
@@ -263,7 +264,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 			return nil
 		}
 		gk := in.gens[gen]
-		if gen == attachMetaGen {
+		if gen == attach.MetaGeneration {
 			gk = in.attachMetaGenKeys()
 		}
 		if gk == nil {

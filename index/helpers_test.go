@@ -3,6 +3,8 @@ package index
 import (
 	"context"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/blindex/blindex/keys"
@@ -83,3 +85,25 @@ func mustMapping(t testing.TB, js string) *tokenize.Mapping {
 type storeBatch = store.Batch
 
 func hexLabel(key []byte) string { return hex.EncodeToString(key[1+prefixSize:]) }
+
+// copyDir copies a data directory (a backup).
+func copyDir(t testing.TB, from, to string) {
+	t.Helper()
+	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if fi.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -38,7 +38,7 @@ import (
 //
 // Applies of one instance are serialized by sealStore (a reservation must
 // commit in order). Not counted here: the attachment-metadata key
-// (attachMetaGen), which seals once per attachment directory change.
+// (attach.MetaGeneration), which seals once per attachment directory change.
 
 // ErrSealLimit reports a batch refused because a generation's key has
 // sealed as many values as its AEAD allows; the instance must rotate (it

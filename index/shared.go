@@ -129,7 +129,7 @@ func (in *Instance) mayWrite() bool {
 // else one round trip when nothing changed. It reports whether it
 // reloaded. An error matching ErrNotFound says that the instance was
 // deleted (and maybe created again) by another process: close it
-// (Catalog.Drop) and open it again.
+// (tenancy.Catalog.Drop) and open it again.
 func (in *Instance) Refresh(ctx context.Context) (bool, error) {
 	sh := in.sh
 	if sh == nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/blevesearch/bleve/v2"
 	bindex "github.com/blevesearch/bleve_index_api"
+	"github.com/blindex/blindex/attach"
 )
 
 // synMapping has three synonym sources: two read collection "c1" (with the
@@ -586,13 +587,13 @@ func TestSynonymAttachments(t *testing.T) {
 	if err := in.IndexSynonym(ctx, "syn", "c1", &SynonymDefinition{Synonyms: []string{"quick", "fast"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := in.AddAttachment(ctx, "syn", AttachmentMeta{Name: "a.txt"}, strings.NewReader("quick text")); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := in.AddAttachment(ctx, "syn", attach.Meta{Name: "a.txt"}, strings.NewReader("quick text")); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("attachment of a definition: %v", err)
 	}
 	if err := in.Index(ctx, Document{ID: "doc", Body: []byte(`{"text": "slow"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	info, err := in.AddAttachment(ctx, "doc", AttachmentMeta{Name: "a.txt"}, strings.NewReader("attached words"))
+	info, err := in.AddAttachment(ctx, "doc", attach.Meta{Name: "a.txt"}, strings.NewReader("attached words"))
 	if err != nil {
 		t.Fatal(err)
 	}

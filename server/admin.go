@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/tenancy"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -35,7 +36,7 @@ type statusView struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-func (s *Server) configView(c *call, cfg index.EncryptionConfig) configView {
+func (s *Server) configView(c *call, cfg tenancy.EncryptionConfig) configView {
 	v := configView{Org: cfg.Org, KeyARN: cfg.KeyARN, Region: cfg.Region, Created: cfg.Created}
 	grp := "byok:" + cfg.Org
 	for _, g := range s.groupStates(c.ctx) {
@@ -65,7 +66,7 @@ func (s *Server) handleCreateConfig(c *call) error {
 	if len(missing) > 0 {
 		return newErr(http.StatusBadRequest, CodeInvalidRequest, "missing field(s) %s: a configuration is an organisation, its KMS key ARN and the data-residency region", strings.Join(missing, ", "))
 	}
-	if err := s.cat.CreateConfig(index.EncryptionConfig{Org: req.Org, KeyARN: req.KeyARN, Region: req.Region}); err != nil {
+	if err := s.cat.CreateConfig(tenancy.EncryptionConfig{Org: req.Org, KeyARN: req.KeyARN, Region: req.Region}); err != nil {
 		return err
 	}
 	cfg, err := s.cat.Config(req.Org)
@@ -473,7 +474,7 @@ type planView struct {
 	Updated time.Time `json:"updated"`
 }
 
-func (s *Server) planView(op index.OrgPlan) planView {
+func (s *Server) planView(op tenancy.OrgPlan) planView {
 	return planView{Org: op.Org, Plan: op.Plan, BYOK: s.cat.Policy().CheckConfig(op.Org, op.Plan) == nil, Updated: op.Updated}
 }
 

@@ -2,10 +2,10 @@ package server
 
 // Attachments: files attached to a document, streamed in and out.
 //
-//	POST   /v1/instances/{name}/documents/{id}/attachments            upload (write scope) → 201 AttachmentInfo
+//	POST   /v1/instances/{name}/documents/{id}/attachments            upload (write scope) → 201 attach.Info
 //	GET    /v1/instances/{name}/documents/{id}/attachments            list (read scope; also while locked)
 //	GET    /v1/instances/{name}/documents/{id}/attachments/{aid}      the contents (read scope; 423 while locked)
-//	GET    /v1/instances/{name}/documents/{id}/attachments/{aid}/meta the AttachmentInfo (read scope; also while locked)
+//	GET    /v1/instances/{name}/documents/{id}/attachments/{aid}/meta the attach.Info (read scope; also while locked)
 //	DELETE /v1/instances/{name}/documents/{id}/attachments/{aid}      204 (write scope)
 //
 // The upload body is the raw content, read by the handler as it arrives
@@ -18,7 +18,7 @@ package server
 //
 // Metadata (names, sizes, types, uploaders, dates) is sealed under the
 // instance's metadata key, outside BYOK: listing and meta answer while the
-// instance is locked, through index.Catalog.ListAttachments when the
+// instance is locked, through tenancy.Catalog.ListAttachments when the
 // instance cannot be opened. Contents need the instance's key: downloads
 // (and uploads and deletions) answer 423 instance_locked.
 //
@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
 )
@@ -140,8 +141,8 @@ func (s *Server) bodyError(err error) *apiError {
 
 // uploadMeta reads the attachment's name, content type and uploader from
 // the request.
-func uploadMeta(c *call) (index.AttachmentMeta, *apiError) {
-	var m index.AttachmentMeta
+func uploadMeta(c *call) (attach.Meta, *apiError) {
+	var m attach.Meta
 	q, err := url.ParseQuery(c.r.URL.RawQuery)
 	if err != nil {
 		return m, newErr(http.StatusBadRequest, CodeInvalidArgument, "the query string is not valid URL encoding")
@@ -200,7 +201,7 @@ func (s *Server) handleUploadAttachment(c *call) error {
 		return e
 	}
 	body := &uploadBody{r: http.MaxBytesReader(c.w, c.r.Body, s.lim.MaxAttachmentBytes)}
-	var info index.AttachmentInfo
+	var info attach.Info
 	err := s.withInstance(c, func(in *index.Instance) error {
 		var err error
 		info, err = in.AddAttachment(c.ctx, docID, meta, body)
@@ -236,7 +237,7 @@ func lockedOrUnavailable(err error) bool {
 // which reads the metadata with the instance's metadata key alone, without
 // opening the instance (whose key may be revoked). The token's instance
 // incarnation is checked before and after, as withInstance does.
-func (s *Server) catalogAttachments(c *call, docID string) ([]index.AttachmentInfo, error) {
+func (s *Server) catalogAttachments(c *call, docID string) ([]attach.Info, error) {
 	check := func() error {
 		man, err := s.manifest(c.name)
 		if err != nil {
@@ -262,7 +263,7 @@ func (s *Server) handleListAttachments(c *call) error {
 	if e != nil {
 		return e
 	}
-	var list []index.AttachmentInfo
+	var list []attach.Info
 	err := s.withInstance(c, func(in *index.Instance) error {
 		var err error
 		list, err = in.ListAttachments(c.ctx, docID)
@@ -275,7 +276,7 @@ func (s *Server) handleListAttachments(c *call) error {
 		return attachmentError(err, msgNoAttachment)
 	}
 	if list == nil {
-		list = []index.AttachmentInfo{}
+		list = []attach.Info{}
 	}
 	writeJSON(c.w, http.StatusOK, map[string]any{"attachments": list})
 	return nil
@@ -286,14 +287,14 @@ func (s *Server) handleAttachmentMeta(c *call) error {
 	if e != nil {
 		return e
 	}
-	var info index.AttachmentInfo
+	var info attach.Info
 	err := s.withInstance(c, func(in *index.Instance) error {
 		var err error
 		info, err = in.Attachment(c.ctx, docID, aid)
 		return err
 	})
 	if lockedOrUnavailable(err) {
-		var list []index.AttachmentInfo
+		var list []attach.Info
 		list, err = s.catalogAttachments(c, docID)
 		if err == nil {
 			err = newErr(http.StatusNotFound, CodeNotFound, msgNoAttachment)
@@ -340,7 +341,7 @@ type attachStream struct {
 	c            *call
 	docID, aid   string
 	rc           io.ReadCloser
-	info         index.AttachmentInfo
+	info         attach.Info
 	off          int64 // bytes returned so far
 	reopens      int
 	openedBefore bool
@@ -407,7 +408,7 @@ func (s *Server) handleDownloadAttachment(c *call) error {
 		return attachmentError(err, msgNoAttachment)
 	}
 	defer a.Close()
-	buf := make([]byte, index.AttachmentChunkSize)
+	buf := make([]byte, attach.ChunkSize)
 	n := 0
 	if c.r.Method != http.MethodHead {
 		var err error

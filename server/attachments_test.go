@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/keys/awskms"
 	"github.com/blindex/blindex/keys/kmstest"
@@ -92,11 +92,11 @@ func (ts *testServer) tryReq(method, path, token string, body io.Reader, hdr map
 }
 
 // upload posts body as an attachment and returns its description.
-func (ts *testServer) upload(inst, doc, token string, body io.Reader, hdr map[string]string) index.AttachmentInfo {
+func (ts *testServer) upload(inst, doc, token string, body io.Reader, hdr map[string]string) attach.Info {
 	ts.t.Helper()
 	r := ts.req("POST", attachURL(inst, doc), token, body, hdr)
 	want(ts.t, r, http.StatusCreated, "")
-	var info index.AttachmentInfo
+	var info attach.Info
 	r.json(ts.t, &info)
 	if info.ID == "" {
 		ts.t.Fatalf("upload answered no id: %s", r)
@@ -108,12 +108,12 @@ func (ts *testServer) upload(inst, doc, token string, body io.Reader, hdr map[st
 }
 
 // listAttachments returns a document's attachments.
-func (ts *testServer) listAttachments(inst, doc, token string) []index.AttachmentInfo {
+func (ts *testServer) listAttachments(inst, doc, token string) []attach.Info {
 	ts.t.Helper()
 	r := ts.do("GET", attachURL(inst, doc), token, nil)
 	want(ts.t, r, http.StatusOK, "")
 	var out struct {
-		Attachments []index.AttachmentInfo `json:"attachments"`
+		Attachments []attach.Info `json:"attachments"`
 	}
 	r.json(ts.t, &out)
 	if out.Attachments == nil {
@@ -202,9 +202,9 @@ func TestAttachRoundTrip(t *testing.T) {
 	const doc = "DOC/ünïque-7731"
 	want(t, ts.do("PUT", "/v1/instances/att/documents/"+url.PathEscape(doc), write, `{"summary":"carrier"}`), http.StatusOK, "")
 
-	sizes := []int64{0, 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, index.AttachmentChunkSize - 1, index.AttachmentChunkSize,
-		index.AttachmentChunkSize + 1, 3<<20 + 17}
-	var uploaded []index.AttachmentInfo
+	sizes := []int64{0, 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, attach.ChunkSize - 1, attach.ChunkSize,
+		attach.ChunkSize + 1, 3<<20 + 17}
+	var uploaded []attach.Info
 	for i, n := range sizes {
 		var body io.Reader = attachGen(uint64(i), n)
 		hdr := map[string]string{"Content-Type": "application/octet-stream"}
@@ -220,7 +220,7 @@ func TestAttachRoundTrip(t *testing.T) {
 		}
 		r := ts.req("POST", path, write, body, hdr)
 		want(t, r, http.StatusCreated, "")
-		var info index.AttachmentInfo
+		var info attach.Info
 		r.json(t, &info)
 		if info.Size != n || info.Name != name || info.ContentType != "application/octet-stream" || info.Uploader != "token:"+writeID || info.Indexed {
 			t.Fatalf("upload of %d bytes: %s", n, r)
@@ -249,7 +249,7 @@ func TestAttachRoundTrip(t *testing.T) {
 		}
 		r := ts.do("GET", attachURL("att", doc, uploaded[i].ID, "meta"), read, nil)
 		want(t, r, http.StatusOK, "")
-		var meta index.AttachmentInfo
+		var meta attach.Info
 		r.json(t, &meta)
 		if meta.ID != uploaded[i].ID || meta.Size != n || meta.Name != uploaded[i].Name {
 			t.Errorf("meta %s, uploaded %+v", r, uploaded[i])
@@ -485,7 +485,7 @@ func TestAttachStreamed(t *testing.T) {
 	pw.Close()
 	r := <-done
 	want(t, r, http.StatusCreated, "")
-	var info index.AttachmentInfo
+	var info attach.Info
 	r.json(t, &info)
 	if sum, n, _ := ts.download("str", "d", info.ID, read); n != total || sum != attachGenSum(9, total) {
 		t.Errorf("streamed upload: %d bytes, identical %v", n, sum == attachGenSum(9, total))
@@ -579,7 +579,7 @@ func TestAttachLocked(t *testing.T) {
 // checkLocked checks the attachment endpoints of a locked instance: list
 // and meta answer, download, upload and delete answer 423 and change
 // nothing.
-func checkLocked(t *testing.T, ts *testServer, inst, doc, write, read string, info index.AttachmentInfo) {
+func checkLocked(t *testing.T, ts *testServer, inst, doc, write, read string, info attach.Info) {
 	t.Helper()
 	l := ts.listAttachments(inst, doc, read)
 	if len(l) != 1 || l[0].ID != info.ID || l[0].Name != info.Name || l[0].Size != info.Size {
@@ -587,7 +587,7 @@ func checkLocked(t *testing.T, ts *testServer, inst, doc, write, read string, in
 	}
 	r := ts.do("GET", attachURL(inst, doc, info.ID, "meta"), read, nil)
 	want(t, r, http.StatusOK, "")
-	var meta index.AttachmentInfo
+	var meta attach.Info
 	r.json(t, &meta)
 	if meta.ID != info.ID || meta.Size != info.Size || meta.Name != info.Name {
 		t.Errorf("meta while locked: %s", r)

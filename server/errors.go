@@ -15,6 +15,7 @@ import (
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/store/control"
+	"github.com/blindex/blindex/tenancy"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -156,9 +157,9 @@ func fromEngine(err error) *apiError {
 		return newErr(http.StatusBadRequest, CodeInvalidQuery, "%s", msg)
 	case errors.Is(err, tokenize.ErrInvalidMapping):
 		return newErr(http.StatusBadRequest, CodeInvalidMapping, "%s; see the README's mapping section for the supported subset", trimPrefix(err.Error()))
-	case errors.Is(err, index.ErrBYOKImmutable):
+	case errors.Is(err, tenancy.ErrBYOKImmutable):
 		return newErr(http.StatusConflict, CodeBYOKImmutable, "%s", trimPrefix(err.Error()))
-	case errors.Is(err, index.ErrPolicy):
+	case errors.Is(err, tenancy.ErrPolicy):
 		return newErr(http.StatusConflict, CodePolicyRefused, "%s", trimPrefix(err.Error()))
 	case errors.Is(err, index.ErrExists):
 		return newErr(http.StatusConflict, CodeAlreadyExists, "%s; choose another name, or delete the existing instance first", trimPrefix(err.Error()))

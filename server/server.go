@@ -22,6 +22,7 @@ import (
 	"github.com/blindex/blindex/policy"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/postgres"
+	"github.com/blindex/blindex/tenancy"
 )
 
 // MinAdminTokenLength is the shortest administrator token accepted, in
@@ -264,7 +265,7 @@ type Server struct {
 	log     *slog.Logger
 	st      store.Store
 	local   *keys.LocalProvider
-	cat     *index.Catalog
+	cat     *tenancy.Catalog
 	tokens  *tokenStore
 	sla     *slaMetrics // SLA boundary metrics (sla.go)
 	admins  [][sha256.Size]byte
@@ -398,10 +399,10 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if s.nodes != nil {
 		inst.Sharing = s.nodes.writer
 	}
-	s.cat, err = index.NewCatalog(st, index.CatalogOptions{
+	s.cat, err = tenancy.NewCatalog(st, tenancy.Options{
 		Home:  cfg.Home,
 		Local: s.metrics.wrapProvider(s.local, providerLocal),
-		KMS: func(ctx context.Context, ec index.EncryptionConfig) (keys.Provider, error) {
+		KMS: func(ctx context.Context, ec tenancy.EncryptionConfig) (keys.Provider, error) {
 			o := kmsTemplate
 			o.KeyARN, o.Region, o.Org, o.Audit = ec.KeyARN, ec.Region, ec.Org, cfg.Audit
 			p, err := awskms.New(ctx, o)
@@ -455,7 +456,7 @@ func retryInterval(lease, retry time.Duration) time.Duration {
 // Catalog returns the server's catalog, for embedding programs and tests
 // that provision instances without HTTP. Its instances are the ones the
 // server serves.
-func (s *Server) Catalog() *index.Catalog { return s.cat }
+func (s *Server) Catalog() *tenancy.Catalog { return s.cat }
 
 // Handler returns the server's HTTP handler (every endpoint, with
 // authentication, limits, metrics and logging).

@@ -10,9 +10,10 @@ import (
 
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
+	"github.com/blindex/blindex/tenancy"
 )
 
-// Key states, as in index.InstanceStatus.State.
+// Key states, as in tenancy.InstanceStatus.State.
 const (
 	stateOK       = "ok"
 	stateDegraded = "degraded"
@@ -40,7 +41,7 @@ type groups struct {
 	members map[string]map[string]struct{} // group → instances
 }
 
-func loadGroups(cat *index.Catalog) (*groups, error) {
+func loadGroups(cat *tenancy.Catalog) (*groups, error) {
 	g := &groups{of: map[string]string{}, members: map[string]map[string]struct{}{}}
 	names, err := cat.Instances()
 	if err != nil {

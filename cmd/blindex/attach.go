@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/index"
 )
 
@@ -109,12 +110,12 @@ func runAttachAdd(ctx context.Context, args []string, stdin io.Reader, stdout, s
 	uploader := cmd.fs.String("uploader", "", "who uploads it (`NAME`; optional)")
 	var r io.Reader = stdin
 	var file *os.File // FILE, closed when the command is done
-	var meta index.AttachmentMeta
+	var meta attach.Meta
 	check := func(pos []string) error {
 		if len(pos) != 1 {
 			return usageErrorf("give exactly one FILE (- for standard input)")
 		}
-		meta = index.AttachmentMeta{Name: *name, ContentType: *typ, Uploader: *uploader}
+		meta = attach.Meta{Name: *name, ContentType: *typ, Uploader: *uploader}
 		if pos[0] != "-" {
 			f, err := os.Open(pos[0])
 			if err != nil {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/attach"
 )
 
 // attachCLI runs "blindex attach args..." in-process.
@@ -49,7 +49,7 @@ func TestAttachCLI(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("add: %v", r)
 	}
-	var info index.AttachmentInfo
+	var info attach.Info
 	if err := json.Unmarshal([]byte(r.stdout), &info); err != nil || info.Name != "namenode.log" || !info.Indexed {
 		t.Fatalf("add output: %v %+v", err, info)
 	}
@@ -59,7 +59,7 @@ func TestAttachCLI(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("add -: %v", r)
 	}
-	var binInfo index.AttachmentInfo
+	var binInfo attach.Info
 	json.Unmarshal([]byte(r.stdout), &binInfo)
 	if binInfo.Size != int64(len(bin)) || binInfo.Indexed {
 		t.Fatalf("binary info %+v", binInfo)

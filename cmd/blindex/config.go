@@ -12,6 +12,7 @@ import (
 
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys/awskms"
+	"github.com/blindex/blindex/tenancy"
 )
 
 // The BYOK encryption configurations (issue 3, part 2):
@@ -106,17 +107,17 @@ is made.
 		if err != nil {
 			return err
 		}
-		cfg := index.EncryptionConfig{Org: *org, KeyARN: *keyARN, Region: *region}
+		cfg := tenancy.EncryptionConfig{Org: *org, KeyARN: *keyARN, Region: *region}
 		if old, err := cat.Config(*org); err == nil {
 			return inputErrorf(fmt.Sprintf("an organisation has at most one BYOK configuration; see it with 'blindex config show %s --org %s'", c.storeArg(), shellQuote(*org)),
-				"%w: organisation %q already has an encryption configuration (KMS key %s, region %s)", index.ErrPolicy, *org, old.KeyARN, old.Region)
+				"%w: organisation %q already has an encryption configuration (KMS key %s, region %s)", tenancy.ErrPolicy, *org, old.KeyARN, old.Region)
 		}
 		// The provider checks the ARN (a KMS key, not an alias) and that
 		// its region is the configuration's, without calling KMS.
 		if _, err := awskms.New(ctx, awskms.Options{KeyARN: cfg.KeyARN, Region: cfg.Region, Endpoint: c.kmsEndpoint, Org: cfg.Org}); err != nil {
 			if strings.HasPrefix(err.Error(), "awskms: invalid options") {
 				return inputErrorf("give the key's full ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) and its region as --region; nothing was recorded",
-					"%w: %w", index.ErrPolicy, err)
+					"%w: %w", tenancy.ErrPolicy, err)
 			}
 			return withNext(err, "fix the AWS configuration (AWS_PROFILE, AWS_CONFIG_FILE, AWS_REGION) or --kms-endpoint; nothing was recorded")
 		}
@@ -140,7 +141,7 @@ type configView struct {
 }
 
 // configViews returns the views of cfgs, with their instances.
-func configViews(cat *index.Catalog, cfgs []index.EncryptionConfig) ([]configView, error) {
+func configViews(cat *tenancy.Catalog, cfgs []tenancy.EncryptionConfig) ([]configView, error) {
 	names, err := cat.Instances()
 	if err != nil {
 		return nil, err
@@ -192,7 +193,7 @@ creation time) and the BYOK instances under it. Needs no key.
 		if err != nil {
 			return err
 		}
-		views, err := configViews(cat, []index.EncryptionConfig{cfg})
+		views, err := configViews(cat, []tenancy.EncryptionConfig{cfg})
 		if err != nil {
 			return err
 		}

@@ -16,12 +16,13 @@ import (
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/control"
 	"github.com/blindex/blindex/store/postgres"
+	"github.com/blindex/blindex/tenancy"
 	"github.com/blindex/blindex/tokenize"
 )
 
 // env is what a command works in: the store of one data directory (or of a
 // PostgreSQL database with --store), the local key provider once keys are
-// opened, and one index.Catalog over them (configurations, instances,
+// opened, and one tenancy.Catalog over them (configurations, instances,
 // keyrings, BYOK rules), made on first use.
 type env struct {
 	dir   string      // data directory, as given; "" with --store
@@ -31,7 +32,7 @@ type env struct {
 	ctl   *control.Store      // st with control records authenticated; nil until openLocal
 	prov  *keys.LocalProvider // nil until openLocal (or when the key file is missing and optional)
 	local keys.Provider       // the catalog's provider for non-BYOK instances
-	cat   *index.Catalog
+	cat   *tenancy.Catalog
 
 	audit     *keys.AuditLog // nil without --audit
 	auditFile *os.File
@@ -331,7 +332,7 @@ const (
 // catalog returns the command's catalog, making it on first use with opts
 // as the template of every instance's options. The local provider must be
 // open (openLocal).
-func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
+func (e *env) catalog(opts index.Options) (*tenancy.Catalog, error) {
 	if e.cat != nil {
 		return e.cat, nil
 	}
@@ -355,7 +356,7 @@ func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	cat, err := index.NewCatalog(e.ctl, index.CatalogOptions{
+	cat, err := tenancy.NewCatalog(e.ctl, tenancy.Options{
 		Home:     e.home,
 		Local:    e.local,
 		KMS:      e.kmsProvider,
@@ -378,7 +379,7 @@ func (e *env) catalog(opts index.Options) (*index.Catalog, error) {
 // and region from the environment, shared config and credentials files,
 // profiles; AWS_ENDPOINT_URL_KMS), with --kms-endpoint and --kms-timeout
 // as overrides. It makes no KMS call.
-func (e *env) kmsProvider(ctx context.Context, cfg index.EncryptionConfig) (keys.Provider, error) {
+func (e *env) kmsProvider(ctx context.Context, cfg tenancy.EncryptionConfig) (keys.Provider, error) {
 	p, err := awskms.New(ctx, awskms.Options{
 		KeyARN:   cfg.KeyARN,
 		Region:   cfg.Region,

@@ -13,6 +13,7 @@ import (
 	"github.com/blindex/blindex/query"
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/control"
+	"github.com/blindex/blindex/tenancy"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -94,7 +95,7 @@ func defaultNext(err error) string {
 		return "the provider key does not open this instance's key: use the --home (or BLINDEX_HOME) the instance was created with"
 	case errors.Is(err, keys.ErrKeyUnavailable):
 		return "the key provider could not be reached (for KMS: the endpoint, the network, throttling or the AWS credentials; this is not a revocation, and nothing was read or written): check them, then run the command again"
-	case errors.Is(err, index.ErrBYOKImmutable):
+	case errors.Is(err, tenancy.ErrBYOKImmutable):
 		return "create a new BYOK instance ('blindex instance create --byok ...') and re-index the documents into it"
 	case errors.Is(err, policy.ErrRefused), errors.Is(err, policy.ErrUnknownProduct), errors.Is(err, policy.ErrUnknownPlan):
 		return "see the policy in effect with 'blindex policy show' (products, early-access lists, plans that offer BYOK); set an organisation's plan with 'blindex org set --data DIR --org O --plan P', or give a policy that allows it with --policy FILE"
@@ -102,7 +103,7 @@ func defaultNext(err error) string {
 		return "this control record was written before control records were authenticated: review the list with 'blindex adopt --data DIR', then adopt it with 'blindex adopt --data DIR --yes'"
 	case errors.Is(err, control.ErrForged), errors.Is(err, control.ErrNoKey):
 		return "" // the error says what to do
-	case errors.Is(err, index.ErrPolicy):
+	case errors.Is(err, tenancy.ErrPolicy):
 		return "see the README's \"BYOK: configurations and instances\" section for the rules: one configuration per organisation, the region of the key, linked products agree on BYOK"
 	case errors.Is(err, query.ErrQueryTooExpensive):
 		return "narrow the query (fewer or more specific wildcard, regexp, prefix, fuzzy or range clauses), or give a larger --max-expansion-entries"

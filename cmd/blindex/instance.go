@@ -18,6 +18,7 @@ import (
 	"github.com/blindex/blindex/index"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store/control"
+	"github.com/blindex/blindex/tenancy"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -130,7 +131,7 @@ can read the data directory and --home.
 		}
 		if man, err := index.ReadManifest(st, c.instance); err == nil {
 			if man.Meta.BYOK != meta.BYOK {
-				return withNext(fmt.Errorf("instance %q exists with byok=%v: %w", c.instance, man.Meta.BYOK, index.ErrBYOKImmutable), "")
+				return withNext(fmt.Errorf("instance %q exists with byok=%v: %w", c.instance, man.Meta.BYOK, tenancy.ErrBYOKImmutable), "")
 			}
 			return inputErrorf(fmt.Sprintf("see it with 'blindex instance show %s --instance %s', or choose another --instance", c.storeArg(), shellQuote(c.instance)),
 				"instance %q already exists in %s", c.instance, c.storeName())
@@ -400,7 +401,7 @@ documents into it.
 		}
 		err = cat.EnableBYOK(c.instance)
 		if err == nil { // cannot happen: the catalog always refuses
-			return fmt.Errorf("instance %q: %w", c.instance, index.ErrBYOKImmutable)
+			return fmt.Errorf("instance %q: %w", c.instance, tenancy.ErrBYOKImmutable)
 		}
 		return withNext(err, fmt.Sprintf("create a new BYOK instance ('blindex instance create %s --instance NEW --org O --site S --product P --region R --byok') and re-index the documents into it",
 			c.storeArg()))

@@ -9,7 +9,7 @@
 // in its own file (index.go, search.go, config.go, instance.go, serve.go,
 // bench.go, …). Every command that works on a store runs the same preamble
 // (command.go: flags → argument checks → store → run → report); env.go
-// opens a command's store, keys and index.Catalog. run is the entry point
+// opens a command's store, keys and tenancy.Catalog. run is the entry point
 // the tests drive in-process.
 package main
 

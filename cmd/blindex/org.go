@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/tenancy"
 )
 
 // Organisation plans (issue 15):
@@ -51,7 +52,7 @@ type orgView struct {
 	Updated time.Time `json:"updated"`
 }
 
-func viewOfPlan(cat *index.Catalog, op index.OrgPlan) orgView {
+func viewOfPlan(cat *tenancy.Catalog, op tenancy.OrgPlan) orgView {
 	return orgView{Org: op.Org, Plan: op.Plan, BYOK: cat.Policy().CheckConfig(op.Org, op.Plan) == nil, Updated: op.Updated}
 }
 

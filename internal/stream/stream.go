@@ -28,7 +28,7 @@
 // nonce, which breaks both confidentiality and authenticity. Derive a fresh
 // key for every stream (blindex derives it with HKDF-SHA256 from the
 // instance generation's keys, the attachment id and a random per-upload
-// salt; see index/attach.go). [Sealer] makes it impossible to seal a
+// salt; see package attach). [Sealer] makes it impossible to seal a
 // position twice within one stream; it cannot know about other Sealers over
 // the same key.
 //

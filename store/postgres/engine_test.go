@@ -17,6 +17,7 @@ import (
 	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/store/postgres"
 	"github.com/blindex/blindex/store/postgres/pgtest"
+	"github.com/blindex/blindex/tenancy"
 	"github.com/blindex/blindex/tokenize"
 )
 
@@ -61,12 +62,12 @@ func engineDocs(seed uint64, n, from int) []index.Document {
 // engine is one catalog over one store.
 type engine struct {
 	st  store.Store
-	cat *index.Catalog
+	cat *tenancy.Catalog
 }
 
 func newEngine(t *testing.T, st store.Store, home string) *engine {
 	t.Helper()
-	cat, err := index.NewCatalog(st, index.CatalogOptions{Home: home})
+	cat, err := tenancy.NewCatalog(st, tenancy.Options{Home: home})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestEngine(t *testing.T) {
 	}
 
 	// Deleting the instance leaves no record of it. Records are keyed
-	// 0x01 ‖ instance prefix ‖ label (index/instance.go); this store holds
+	// 0x01 ‖ instance prefix ‖ label (index/manifest.go); this store holds
 	// one instance.
 	records := func() int {
 		var c int

@@ -1,4 +1,4 @@
-package index
+package tenancy
 
 import (
 	"context"
@@ -7,19 +7,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindex/blindex/index"
+
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
 )
 
 func lockCatalog(t *testing.T, st store.Store, home string) *Catalog {
 	t.Helper()
-	c, err := NewCatalog(st, CatalogOptions{
+	c, err := NewCatalog(st, Options{
 		Home:  home,
 		Lease: time.Second, // RetryInterval 250ms: background checks run often
 		KMS: func(ctx context.Context, cfg EncryptionConfig) (keys.Provider, error) {
 			return keys.NewLocalProvider(filepath.Join(home, "kms-"+cfg.Org))
 		},
-		Instance: Options{NoSync: true},
+		Instance: index.Options{NoSync: true},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -50,11 +52,11 @@ func TestExplicitLockHoldsLocal(t *testing.T) {
 	c := lockCatalog(t, st, home)
 	m := mustMapping(t, testMapping)
 	for _, n := range []string{"t1", "t2"} {
-		in, err := c.CreateInstance(ctx, n, Meta{Org: n}, m)
+		in, err := c.CreateInstance(ctx, n, index.Meta{Org: n}, m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := in.Index(ctx, Document{ID: "d", Body: []byte(`{"summary":"hello"}`)}); err != nil {
+		if err := in.Index(ctx, index.Document{ID: "d", Body: []byte(`{"summary":"hello"}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,7 +69,7 @@ func TestExplicitLockHoldsLocal(t *testing.T) {
 	if err := c.RevokeNow(ctx, "t1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := getDoc(c, "t1"); !errors.Is(err, ErrKeyRevoked) || !errors.Is(err, keys.ErrHeld) {
+	if err := getDoc(c, "t1"); !errors.Is(err, index.ErrKeyRevoked) || !errors.Is(err, keys.ErrHeld) {
 		t.Fatalf("t1 right after revoke-now: %v", err)
 	}
 	// Another tenant keeps working, and its requests do not lift the lock.
@@ -148,11 +150,11 @@ func TestExplicitLockHoldsBYOK(t *testing.T) {
 		}
 	}
 	for _, n := range []string{"a1", "a2", "b1"} {
-		in, err := c.CreateInstance(ctx, n, Meta{Org: n[:1], Product: "software", BYOK: true}, m)
+		in, err := c.CreateInstance(ctx, n, index.Meta{Org: n[:1], Product: "software", BYOK: true}, m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := in.Index(ctx, Document{ID: "d", Body: []byte(`{"summary":"hello"}`)}); err != nil {
+		if err := in.Index(ctx, index.Document{ID: "d", Body: []byte(`{"summary":"hello"}`)}); err != nil {
 			t.Fatal(err)
 		}
 		in.Close() // not open: the next request opens it (a provider call)
@@ -194,11 +196,11 @@ func TestExplicitLockForged(t *testing.T) {
 	ctx := context.Background()
 	dir, home := t.TempDir(), t.TempDir()
 	c, st := newCatalog(t, dir, home)
-	in, err := c.CreateInstance(ctx, "t1", Meta{}, mustMapping(t, testMapping))
+	in, err := c.CreateInstance(ctx, "t1", index.Meta{}, mustMapping(t, testMapping))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Index(ctx, Document{ID: "d", Body: []byte(`{"summary":"hello"}`)}); err != nil {
+	if err := in.Index(ctx, index.Document{ID: "d", Body: []byte(`{"summary":"hello"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	// A genuine record, then the same record with one byte of its JSON
@@ -229,7 +231,7 @@ func TestExplicitLockForged(t *testing.T) {
 		if err := st.Apply(&b, true); err != nil {
 			t.Fatal(err)
 		}
-		if err := getDoc(c, "t1"); !errors.Is(err, ErrKeyRevoked) {
+		if err := getDoc(c, "t1"); !errors.Is(err, index.ErrKeyRevoked) {
 			t.Errorf("%s: t1 served: %v", name, err)
 		}
 		c.mu.Lock()
@@ -238,10 +240,10 @@ func TestExplicitLockForged(t *testing.T) {
 			delete(c.open, "t1")
 		}
 		c.mu.Unlock()
-		if err := getDoc(c, "t1"); !errors.Is(err, ErrCorrupt) || !errors.Is(err, keys.ErrHeld) {
+		if err := getDoc(c, "t1"); !errors.Is(err, index.ErrCorrupt) || !errors.Is(err, keys.ErrHeld) {
 			t.Errorf("%s: opening t1: %v, want ErrHeld and ErrCorrupt", name, err)
 		}
-		if _, err := c.Status(ctx, "t1"); !errors.Is(err, ErrCorrupt) {
+		if _, err := c.Status(ctx, "t1"); !errors.Is(err, index.ErrCorrupt) {
 			t.Errorf("%s: status: %v, want ErrCorrupt", name, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package index
+package tenancy
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/blindex/blindex/index"
 
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
@@ -21,12 +23,12 @@ func newCatalog(t *testing.T, dir, home string) (*Catalog, *store.Pebble) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewCatalog(st, CatalogOptions{
+	c, err := NewCatalog(st, Options{
 		Home: home,
 		KMS: func(ctx context.Context, cfg EncryptionConfig) (keys.Provider, error) {
 			return keys.NewLocalProvider(filepath.Join(home, "kms-"+cfg.Org))
 		},
-		Instance: Options{NoSync: true},
+		Instance: index.Options{NoSync: true},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,22 +59,22 @@ func TestCatalogPolicy(t *testing.T) {
 	if _, err := c.SetPlan("nobody", "enterprise"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateInstance(ctx, "nocfg", Meta{Org: "nobody", Product: "software", BYOK: true}, m); !errors.Is(err, ErrNotFound) {
+	if _, err := c.CreateInstance(ctx, "nocfg", index.Meta{Org: "nobody", Product: "software", BYOK: true}, m); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("BYOK without configuration: %v", err)
 	}
-	if _, err := c.CreateInstance(ctx, "wrongregion", Meta{Org: "acme", Product: "software", Region: "us-east-1", BYOK: true}, m); !errors.Is(err, ErrPolicy) {
+	if _, err := c.CreateInstance(ctx, "wrongregion", index.Meta{Org: "acme", Product: "software", Region: "us-east-1", BYOK: true}, m); !errors.Is(err, ErrPolicy) {
 		t.Fatalf("BYOK in another region: %v", err)
 	}
-	if _, err := c.CreateInstance(ctx, "acme-sw", Meta{Org: "acme", Site: "acme.example", Product: "software", BYOK: true}, m); err != nil {
+	if _, err := c.CreateInstance(ctx, "acme-sw", index.Meta{Org: "acme", Site: "acme.example", Product: "software", BYOK: true}, m); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateInstance(ctx, "acme-sm", Meta{Org: "acme", Site: "acme.example", Product: "service-management"}, m); !errors.Is(err, ErrPolicy) {
+	if _, err := c.CreateInstance(ctx, "acme-sm", index.Meta{Org: "acme", Site: "acme.example", Product: "service-management"}, m); !errors.Is(err, ErrPolicy) {
 		t.Fatalf("family disagreement: %v", err)
 	}
-	if _, err := c.CreateInstance(ctx, "acme-wiki", Meta{Org: "acme", Site: "acme.example", Product: "wiki"}, m); err != nil {
+	if _, err := c.CreateInstance(ctx, "acme-wiki", index.Meta{Org: "acme", Site: "acme.example", Product: "wiki"}, m); err != nil {
 		t.Fatalf("an unlinked product may differ: %v", err)
 	}
-	if _, err := c.CreateInstance(ctx, "acme-wiki", Meta{Org: "acme", Site: "acme.example", Product: "wiki", BYOK: true}, m); !errors.Is(err, ErrBYOKImmutable) {
+	if _, err := c.CreateInstance(ctx, "acme-wiki", index.Meta{Org: "acme", Site: "acme.example", Product: "wiki", BYOK: true}, m); !errors.Is(err, ErrBYOKImmutable) {
 		t.Fatalf("turning BYOK on for an existing instance: %v", err)
 	}
 	if err := c.EnableBYOK("acme-wiki"); !errors.Is(err, ErrBYOKImmutable) {
@@ -98,11 +100,11 @@ func TestCatalogRevokeIsolation(t *testing.T) {
 	}
 	names := []string{"a1", "a2", "b1"}
 	for _, n := range names {
-		in, err := c.CreateInstance(ctx, n, Meta{Org: n[:1], Product: "software", Site: n + ".example", BYOK: true}, m)
+		in, err := c.CreateInstance(ctx, n, index.Meta{Org: n[:1], Product: "software", Site: n + ".example", BYOK: true}, m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := in.Index(ctx, Document{ID: "d", Body: []byte(`{"summary":"hello world"}`)}); err != nil {
+		if err := in.Index(ctx, index.Document{ID: "d", Body: []byte(`{"summary":"hello world"}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,11 +117,11 @@ func TestCatalogRevokeIsolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = in.Get(ctx, "d")
-		if locked := errors.Is(err, ErrKeyRevoked); locked != (n[0] == 'a') {
+		if locked := errors.Is(err, index.ErrKeyRevoked); locked != (n[0] == 'a') {
 			t.Fatalf("%s after revoking a: err=%v", n, err)
 		}
 		if n[0] == 'a' {
-			if err := in.Index(ctx, Document{ID: "e", Body: []byte(`{"summary":"x"}`)}); !errors.Is(err, ErrKeyRevoked) {
+			if err := in.Index(ctx, index.Document{ID: "e", Body: []byte(`{"summary":"x"}`)}); !errors.Is(err, index.ErrKeyRevoked) {
 				t.Fatalf("write on a revoked instance: %v", err)
 			}
 		}
@@ -142,11 +144,11 @@ func TestCatalogCryptoShred(t *testing.T) {
 	ctx := context.Background()
 	dir, home := t.TempDir(), t.TempDir()
 	c, st := newCatalog(t, dir, home)
-	in, err := c.CreateInstance(ctx, "gone", Meta{}, mustMapping(t, testMapping))
+	in, err := c.CreateInstance(ctx, "gone", index.Meta{}, mustMapping(t, testMapping))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Index(ctx, Document{ID: "d", Body: []byte(`{"summary":"secret words"}`)}); err != nil {
+	if err := in.Index(ctx, index.Document{ID: "d", Body: []byte(`{"summary":"secret words"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	// A backup taken before the delete: a full copy of the data directory.
@@ -158,7 +160,7 @@ func TestCatalogCryptoShred(t *testing.T) {
 	if err := c.Delete(ctx, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Instance(ctx, "gone"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Instance(ctx, "gone"); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("deleted instance opens: %v", err)
 	}
 	c.Close()
@@ -169,7 +171,7 @@ func TestCatalogCryptoShred(t *testing.T) {
 	if man, err := cb.Manifest("gone"); err != nil || len(man.Generations) == 0 {
 		t.Fatalf("the backup should still hold the wrapped key: %v", err)
 	}
-	if _, err := cb.Instance(ctx, "gone"); !errors.Is(err, ErrNotFound) {
+	if _, err := cb.Instance(ctx, "gone"); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("a backup taken before the delete: %v, want the missing instance secret", err)
 	}
 }

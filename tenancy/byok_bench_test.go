@@ -1,4 +1,4 @@
-package index
+package tenancy
 
 // BYOK benchmarks: the cost of the KMS provider (a real local-kms on
 // loopback, through a kmstest proxy that counts requests) against the local
@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/query"
+
 	"github.com/blevesearch/bleve/v2"
 
 	"github.com/blindex/blindex/keys"
@@ -33,7 +36,7 @@ const byokBenchLease = time.Second
 // byokBenchFixture is one instance under the local provider or under a
 // BYOK configuration whose KMS is local-kms behind a counting proxy.
 type byokBenchFixture struct {
-	in    *Instance
+	in    *index.Instance
 	kr    *keys.Keyring
 	e     *byokEnv
 	isKMS bool
@@ -48,7 +51,7 @@ func newBYOKBenchFixture(b *testing.B, provider string) *byokBenchFixture {
 	if f.isKMS {
 		f.in = e.create(b, c, "acme", e.srv.CreateKey(b), "acme-issues", "software")
 	} else {
-		in, err := c.CreateInstance(ctx, "acme-issues", Meta{Org: "acme", Site: "acme.example", Product: "software"}, e.mapping)
+		in, err := c.CreateInstance(ctx, "acme-issues", index.Meta{Org: "acme", Site: "acme.example", Product: "software"}, e.mapping)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -117,7 +120,7 @@ func BenchmarkBYOKSearch(b *testing.B) {
 			k := 0
 			p0, r0 := f.counters()
 			for b.Loop() {
-				res, err := f.in.Search(ctx, reqs[k%len(reqs)])
+				res, err := query.Search(ctx, f.in, reqs[k%len(reqs)])
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -159,8 +162,8 @@ func BenchmarkRevocationLatency(b *testing.B) {
 				t0 := time.Now()
 				byokAdmin(b, e, "disable", arn)
 				for {
-					_, err := in.Search(ctx, q)
-					if errors.Is(err, ErrKeyRevoked) {
+					_, err := query.Search(ctx, in, q)
+					if errors.Is(err, index.ErrKeyRevoked) {
 						break
 					}
 					if err != nil {
@@ -175,7 +178,7 @@ func BenchmarkRevocationLatency(b *testing.B) {
 				b.StopTimer()
 				byokAdmin(b, e, "enable", arn)
 				byokWaitFor(b, 2*lease, 5*time.Millisecond, "unlock after EnableKey", func() bool {
-					_, err := in.Search(ctx, q)
+					_, err := query.Search(ctx, in, q)
 					return err == nil
 				})
 				// DisableKey comes at a random point of the re-validation

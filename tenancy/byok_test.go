@@ -1,4 +1,4 @@
-package index
+package tenancy
 
 // BYOK lifecycle tests against a real KMS API server: local-kms, started on
 // loopback by keys/kmstest, reached through the real AWS KMS provider
@@ -31,6 +31,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/blindex/blindex/index"
+	"github.com/blindex/blindex/query"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -73,7 +76,7 @@ var byokWords = []struct {
 // byokDoc is generated document i: id and key "K-i", project P(i%5),
 // votes i%100, summary "ticket i" and its words. Each document also adds
 // one distinct term (its number), so the vocabulary grows like a real one.
-func byokDoc(i int) Document {
+func byokDoc(i int) index.Document {
 	var words []string
 	for _, w := range byokWords {
 		if i%w.mod == 0 {
@@ -83,11 +86,11 @@ func byokDoc(i int) Document {
 	summary := strings.TrimSpace(fmt.Sprintf("ticket %d %s", i, strings.Join(words, " ")))
 	id := fmt.Sprintf("K-%d", i)
 	body := fmt.Sprintf(`{"key":%q,"project":"P%d","summary":%q,"votes":%d}`, id, i%5, summary, i%100)
-	return Document{ID: id, Body: []byte(body)}
+	return index.Document{ID: id, Body: []byte(body)}
 }
 
-func byokDocs(from, to int) []Document {
-	docs := make([]Document, 0, to-from)
+func byokDocs(from, to int) []index.Document {
+	docs := make([]index.Document, 0, to-from)
 	for i := from; i < to; i++ {
 		docs = append(docs, byokDoc(i))
 	}
@@ -129,9 +132,9 @@ type byokHit struct {
 
 // byokSearch runs q over in with a window large enough for every hit,
 // sorted by score then id.
-func byokSearch(ctx context.Context, in *Instance, q string) ([]byokHit, error) {
-	req := bleve.NewSearchRequestOptions(bleve.NewQueryStringQuery(q), MaxResultWindow, 0, false)
-	res, err := in.Search(ctx, req)
+func byokSearch(ctx context.Context, in *index.Instance, q string) ([]byokHit, error) {
+	req := bleve.NewSearchRequestOptions(bleve.NewQueryStringQuery(q), query.MaxResultWindow, 0, false)
+	res, err := query.Search(ctx, in, req)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +149,7 @@ func byokSearch(ctx context.Context, in *Instance, q string) ([]byokHit, error) 
 }
 
 // byokResults runs every fixed query and fails t on any error.
-func byokResults(t testing.TB, in *Instance) [][]byokHit {
+func byokResults(t testing.TB, in *index.Instance) [][]byokHit {
 	t.Helper()
 	out := make([][]byokHit, len(byokQueries))
 	for qi, q := range byokQueries {
@@ -206,7 +209,7 @@ func byokRequireSame(t testing.TB, what string, got, want [][]byokHit) {
 	}
 }
 
-func byokIndex(t testing.TB, in *Instance, from, to, batch int) {
+func byokIndex(t testing.TB, in *index.Instance, from, to, batch int) {
 	t.Helper()
 	for i := from; i < to; i += batch {
 		if err := in.Index(context.Background(), byokDocs(i, min(i+batch, to))...); err != nil {
@@ -215,7 +218,7 @@ func byokIndex(t testing.TB, in *Instance, from, to, batch int) {
 	}
 }
 
-func byokCheck(t testing.TB, in *Instance) *CheckReport {
+func byokCheck(t testing.TB, in *index.Instance) *index.CheckReport {
 	t.Helper()
 	rep, err := in.Check(context.Background())
 	if err != nil {
@@ -227,7 +230,7 @@ func byokCheck(t testing.TB, in *Instance) *CheckReport {
 	return rep
 }
 
-func byokDocCount(t testing.TB, in *Instance) uint64 {
+func byokDocCount(t testing.TB, in *index.Instance) uint64 {
 	t.Helper()
 	n, err := in.DocCount()
 	if err != nil {
@@ -401,7 +404,7 @@ func (e *byokEnv) catalog(t testing.TB, dir string) (*Catalog, *store.Pebble) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewCatalog(st, CatalogOptions{
+	c, err := NewCatalog(st, Options{
 		Home: e.home,
 		KMS: func(ctx context.Context, cfg EncryptionConfig) (keys.Provider, error) {
 			o := awskms.Options{
@@ -419,7 +422,7 @@ func (e *byokEnv) catalog(t testing.TB, dir string) (*Catalog, *store.Pebble) {
 		},
 		Lease:    e.lease,
 		Audit:    e.audit,
-		Instance: Options{NoSync: true},
+		Instance: index.Options{NoSync: true},
 		Policy:   wikiEarlyAccess(t, "org-a"),
 	})
 	if err != nil {
@@ -432,7 +435,7 @@ func (e *byokEnv) catalog(t testing.TB, dir string) (*Catalog, *store.Pebble) {
 
 // create makes org's configuration with a new KMS key (unless arn is given)
 // and a BYOK instance named name under it.
-func (e *byokEnv) create(t testing.TB, c *Catalog, org, arn, name, product string) *Instance {
+func (e *byokEnv) create(t testing.TB, c *Catalog, org, arn, name, product string) *index.Instance {
 	t.Helper()
 	if _, err := c.Config(org); err != nil {
 		if _, err := c.SetPlan(org, "enterprise"); err != nil {
@@ -442,7 +445,7 @@ func (e *byokEnv) create(t testing.TB, c *Catalog, org, arn, name, product strin
 			t.Fatal(err)
 		}
 	}
-	in, err := c.CreateInstance(context.Background(), name, Meta{Org: org, Site: org + ".example", Product: product, BYOK: true}, e.mapping)
+	in, err := c.CreateInstance(context.Background(), name, index.Meta{Org: org, Site: org + ".example", Product: product, BYOK: true}, e.mapping)
 	if err != nil {
 		t.Fatalf("create BYOK instance %q: %v", name, err)
 	}
@@ -487,14 +490,14 @@ func (e *byokEnv) lastLockClass(t testing.TB, name string) string {
 // of the loaded machine kept the keyring from re-validating in time, see
 // byokCalmLease), it waits for in to unlock by itself and runs op again,
 // saying so; anything else fails t.
-func (e *byokEnv) stable(t testing.TB, in *Instance, what string, op func() error) {
+func (e *byokEnv) stable(t testing.TB, in *index.Instance, what string, op func() error) {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
 		err := op()
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, ErrKeyRevoked) || attempt == 3 || e.lastLockClass(t, in.Name()) != "unavailable" {
+		if !errors.Is(err, index.ErrKeyRevoked) || attempt == 3 || e.lastLockClass(t, in.Name()) != "unavailable" {
 			t.Fatalf("%s: %v", what, err)
 		}
 		t.Logf("%s: refused because the lease ran out without a re-validation (longest scheduling stall so far %v); waiting for the instance to unlock by itself", what, e.stall())
@@ -506,7 +509,7 @@ func (e *byokEnv) stable(t testing.TB, in *Instance, what string, op func() erro
 }
 
 // index is byokIndex made stable.
-func (e *byokEnv) index(t testing.TB, in *Instance, from, to, batch int) {
+func (e *byokEnv) index(t testing.TB, in *index.Instance, from, to, batch int) {
 	t.Helper()
 	for i := from; i < to; i += batch {
 		e.stable(t, in, fmt.Sprintf("index %d..%d", i, min(i+batch, to)), func() error {
@@ -516,7 +519,7 @@ func (e *byokEnv) index(t testing.TB, in *Instance, from, to, batch int) {
 }
 
 // results is byokResults made stable.
-func (e *byokEnv) results(t testing.TB, in *Instance) [][]byokHit {
+func (e *byokEnv) results(t testing.TB, in *index.Instance) [][]byokHit {
 	t.Helper()
 	out := make([][]byokHit, len(byokQueries))
 	for qi, q := range byokQueries {
@@ -529,7 +532,7 @@ func (e *byokEnv) results(t testing.TB, in *Instance) [][]byokHit {
 	return out
 }
 
-func (e *byokEnv) docCount(t testing.TB, in *Instance) uint64 {
+func (e *byokEnv) docCount(t testing.TB, in *index.Instance) uint64 {
 	t.Helper()
 	var n uint64
 	e.stable(t, in, "doc count", func() error {
@@ -540,9 +543,9 @@ func (e *byokEnv) docCount(t testing.TB, in *Instance) uint64 {
 	return n
 }
 
-func (e *byokEnv) check(t testing.TB, in *Instance) *CheckReport {
+func (e *byokEnv) check(t testing.TB, in *index.Instance) *index.CheckReport {
 	t.Helper()
-	var rep *CheckReport
+	var rep *index.CheckReport
 	e.stable(t, in, "check", func() error {
 		var err error
 		rep, err = in.Check(context.Background())
@@ -554,7 +557,7 @@ func (e *byokEnv) check(t testing.TB, in *Instance) *CheckReport {
 	return rep
 }
 
-func (e *byokEnv) get(t testing.TB, in *Instance, id string) []byte {
+func (e *byokEnv) get(t testing.TB, in *index.Instance, id string) []byte {
 	t.Helper()
 	var b []byte
 	e.stable(t, in, "get "+id, func() error {
@@ -632,19 +635,19 @@ func byokWaitFor(t testing.TB, timeout, step time.Duration, what string, cond fu
 
 // byokRequireLocked checks that every operation on in fails with
 // ErrKeyRevoked and that the catalog reports it locked.
-func byokRequireLocked(t testing.TB, c *Catalog, in *Instance) {
+func byokRequireLocked(t testing.TB, c *Catalog, in *index.Instance) {
 	t.Helper()
-	byokRequireLockedBy(t, c, in, ErrKeyRevoked)
+	byokRequireLockedBy(t, c, in, index.ErrKeyRevoked)
 }
 
 // byokRequireLockedBy is byokRequireLocked for a lock whose every refusal
 // wraps want: ErrKeyRevoked for a revocation, keys.ErrKeyUnavailable for a
 // lease that ran out during an outage (which must not say revoked).
-func byokRequireLockedBy(t testing.TB, c *Catalog, in *Instance, want error) {
+func byokRequireLockedBy(t testing.TB, c *Catalog, in *index.Instance, want error) {
 	t.Helper()
 	ctx := context.Background()
-	if want != ErrKeyRevoked {
-		if _, err := byokSearch(ctx, in, byokQueries[0].q); errors.Is(err, ErrKeyRevoked) {
+	if want != index.ErrKeyRevoked {
+		if _, err := byokSearch(ctx, in, byokQueries[0].q); errors.Is(err, index.ErrKeyRevoked) {
 			t.Fatalf("search on an instance locked by an outage: %v, must not say revoked", err)
 		}
 	}
@@ -675,12 +678,12 @@ func byokRequireLockedBy(t testing.TB, c *Catalog, in *Instance, want error) {
 
 // byokFirstRefusal searches in until a search is refused and returns how
 // long after start that was; any other error fails t.
-func byokFirstRefusal(t testing.TB, in *Instance, start time.Time, timeout time.Duration) time.Duration {
+func byokFirstRefusal(t testing.TB, in *index.Instance, start time.Time, timeout time.Duration) time.Duration {
 	t.Helper()
 	for {
 		_, err := byokSearch(context.Background(), in, byokQueries[0].q)
 		if err != nil {
-			if !errors.Is(err, ErrKeyRevoked) {
+			if !errors.Is(err, index.ErrKeyRevoked) {
 				t.Fatalf("search while the key is being revoked: %v, want success or ErrKeyRevoked", err)
 			}
 			return time.Since(start)
@@ -694,14 +697,14 @@ func byokFirstRefusal(t testing.TB, in *Instance, start time.Time, timeout time.
 
 // byokFirstServed searches in until a search succeeds (without any Restore
 // call) and returns how long after start that was.
-func byokFirstServed(t testing.TB, in *Instance, start time.Time, timeout time.Duration) time.Duration {
+func byokFirstServed(t testing.TB, in *index.Instance, start time.Time, timeout time.Duration) time.Duration {
 	t.Helper()
 	for {
 		_, err := byokSearch(context.Background(), in, byokQueries[0].q)
 		if err == nil {
 			return time.Since(start)
 		}
-		if !errors.Is(err, ErrKeyRevoked) && !errors.Is(err, keys.ErrKeyUnavailable) {
+		if !errors.Is(err, index.ErrKeyRevoked) && !errors.Is(err, keys.ErrKeyUnavailable) {
 			t.Fatalf("search while the key comes back: %v", err)
 		}
 		if time.Since(start) > timeout {
@@ -802,7 +805,7 @@ func TestBYOKScheduleKeyDeletion(t *testing.T) {
 		t.Errorf("with a 1 s lease, access stopped %v after ScheduleKeyDeletion; the bound is 2 s", all)
 	}
 	// An administrator's Restore cannot unlock a key pending deletion.
-	if err := c.Restore(ctx, name); !errors.Is(err, ErrKeyRevoked) {
+	if err := c.Restore(ctx, name); !errors.Is(err, index.ErrKeyRevoked) {
 		t.Fatalf("Restore while the key is pending deletion: %v, want ErrKeyRevoked", err)
 	}
 	byokRequireLocked(t, c, in)
@@ -821,14 +824,14 @@ func TestBYOKScheduleKeyDeletion(t *testing.T) {
 			t.Errorf("status of a revoked instance before it is opened: %+v %v; want locked (or at least not ok)", s, err)
 		}
 	})
-	if _, err := c.Instance(ctx, name); !errors.Is(err, ErrKeyRevoked) {
+	if _, err := c.Instance(ctx, name); !errors.Is(err, index.ErrKeyRevoked) {
 		t.Fatalf("opening an instance whose key is pending deletion: %v, want ErrKeyRevoked", err)
 	}
 	if s, err := c.Status(ctx, name); err != nil || s.State != "locked" {
 		t.Fatalf("status after a refused open: %+v %v", s, err)
 	}
 	t.Run("restore without an open lease", func(t *testing.T) {
-		if err := c.Restore(ctx, name); !errors.Is(err, ErrKeyRevoked) {
+		if err := c.Restore(ctx, name); !errors.Is(err, index.ErrKeyRevoked) {
 			t.Errorf("Restore after a refused open, key still pending deletion: %v, want ErrKeyRevoked", err)
 		}
 		if s, err := c.Status(ctx, name); err != nil || s.State != "locked" {
@@ -927,7 +930,7 @@ func TestBYOKOutageIsNotRevocation(t *testing.T) {
 				case err == nil:
 					served++
 					lastServed = el
-				case !errors.Is(err, keys.ErrKeyUnavailable) || errors.Is(err, ErrKeyRevoked):
+				case !errors.Is(err, keys.ErrKeyUnavailable) || errors.Is(err, index.ErrKeyRevoked):
 					t.Fatalf("search during the outage at %v: %v (want success, or ErrKeyUnavailable, not ErrKeyRevoked, once the lease ran out)", el, err)
 				case firstRefusal < 0:
 					firstRefusal = elEnd
@@ -1004,8 +1007,8 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 	a2 := e.create(t, c, "org-a", arnA, "a-wiki", "wiki")
 	b1 := e.create(t, c, "org-b", arnB, "b-issues", "software")
 	const n = 150
-	before := map[*Instance][][]byokHit{}
-	for _, in := range []*Instance{a1, a2, b1} {
+	before := map[*index.Instance][][]byokHit{}
+	for _, in := range []*index.Instance{a1, a2, b1} {
 		e.index(t, in, 0, n, 75)
 		before[in] = e.results(t, in)
 	}
@@ -1016,12 +1019,12 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 	bServed, bStalled := 0, 0
 	for {
 		el := time.Since(t0)
-		for i, in := range []*Instance{a1, a2} {
+		for i, in := range []*index.Instance{a1, a2} {
 			_, err := byokSearch(ctx, in, byokQueries[0].q)
 			switch {
 			case err == nil && lockedAt[i] > 0:
 				t.Fatalf("%s served again while org A's key is disabled", in.Name())
-			case err != nil && !errors.Is(err, ErrKeyRevoked):
+			case err != nil && !errors.Is(err, index.ErrKeyRevoked):
 				t.Fatalf("%s: %v", in.Name(), err)
 			case err != nil && lockedAt[i] == 0:
 				lockedAt[i] = el
@@ -1030,7 +1033,7 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 		switch _, err := byokSearch(ctx, b1, byokQueries[0].q); {
 		case err == nil:
 			bServed++
-		case errors.Is(err, ErrKeyRevoked) && e.lastLockClass(t, b1.Name()) == "unavailable":
+		case errors.Is(err, index.ErrKeyRevoked) && e.lastLockClass(t, b1.Name()) == "unavailable":
 			// Its own lease ran out in a scheduling stall of the loaded
 			// machine (see byokCalmLease): not a revocation; it unlocks
 			// by itself. What must never happen is checked below.
@@ -1078,7 +1081,7 @@ func TestBYOKRevocationIsPerConfiguration(t *testing.T) {
 	}
 
 	byokAdmin(t, e, "enable", arnA)
-	for _, in := range []*Instance{a1, a2} {
+	for _, in := range []*index.Instance{a1, a2} {
 		byokFirstServed(t, in, time.Now(), 10*time.Second)
 		byokRequireSame(t, in.Name()+" after EnableKey", e.results(t, in), before[in])
 		e.check(t, in)
@@ -1231,8 +1234,8 @@ func TestBYOKRotateReencryptOnline(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // let the writer and the searcher start
 	reencOn.Store(true)
 	runCtx, cancel := context.WithCancel(ctx)
-	var first, firstTotal ReencryptProgress
-	err = in.Reencrypt(runCtx, func(p ReencryptProgress) {
+	var first, firstTotal index.ReencryptProgress
+	err = in.Reencrypt(runCtx, func(p index.ReencryptProgress) {
 		if firstTotal.Total == 0 {
 			firstTotal = p
 		}
@@ -1258,8 +1261,8 @@ func TestBYOKRotateReencryptOnline(t *testing.T) {
 	}
 	t.Logf("interrupted re-encryption after %d of %d records; records by generation: %v", first.Done, first.Total, gMid)
 	time.Sleep(30 * time.Millisecond) // writes and searches run between the two runs
-	var last, resumed ReencryptProgress
-	if err := in.Reencrypt(ctx, func(p ReencryptProgress) {
+	var last, resumed index.ReencryptProgress
+	if err := in.Reencrypt(ctx, func(p index.ReencryptProgress) {
 		if resumed.Total == 0 && p.Done == 0 {
 			resumed = p
 		}
@@ -1338,7 +1341,7 @@ func byokReference(t testing.TB, m *tokenize.Mapping, n0, batch, batches int) []
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := Create(context.Background(), st, "reference", m, Meta{}, Options{Keyring: kr, NoSync: true})
+	ref, err := index.Create(context.Background(), st, "reference", m, index.Meta{}, index.Options{Keyring: kr, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1380,7 +1383,7 @@ func TestBYOKAuditAndCallVolume(t *testing.T) {
 	for k := 0; k < nsearch; k++ {
 		qi := k % len(byokQueries)
 		e.stable(t, in, "search", func() error {
-			res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery(byokQueries[qi].q)))
+			res, err := query.Search(ctx, in, bleve.NewSearchRequest(bleve.NewQueryStringQuery(byokQueries[qi].q)))
 			if err == nil {
 				if want := len(byokModel(qi, docs)); res.Total != uint64(want) || len(res.Hits) != min(10, want) {
 					t.Fatalf("query %q: total %d, %d hits; the model says %d", byokQueries[qi].q, res.Total, len(res.Hits), want)
@@ -1478,7 +1481,7 @@ func TestBYOKAuditAndCallVolume(t *testing.T) {
 	// returns it, and as the engine derives it with the instance secret),
 	// the attachment-metadata key, the instance secret, and the wrapped
 	// forms too.
-	man, err := ReadManifest(c.Store(), name)
+	man, err := index.ReadManifest(c.Store(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1556,11 +1559,11 @@ func TestBYOKInFlightWriteDuringRevoke(t *testing.T) {
 		}
 		// "Revoke now" locks at once (the keyring's next probe, which would
 		// unlock a key KMS still accepts, is a retry interval away).
-		if _, err := byokSearch(ctx, in, byokQueries[0].q); !errors.Is(err, ErrKeyRevoked) {
+		if _, err := byokSearch(ctx, in, byokQueries[0].q); !errors.Is(err, index.ErrKeyRevoked) {
 			t.Fatalf("round %d: search right after RevokeNow: %v, want ErrKeyRevoked", r, err)
 		}
 		err := <-done
-		if err != nil && !errors.Is(err, ErrKeyRevoked) {
+		if err != nil && !errors.Is(err, index.ErrKeyRevoked) {
 			t.Fatalf("round %d: the batch failed with %v, want nil or ErrKeyRevoked", r, err)
 		}
 		if err := c.Restore(ctx, in.Name()); err != nil {
@@ -1574,7 +1577,7 @@ func TestBYOKInFlightWriteDuringRevoke(t *testing.T) {
 				present++
 			case gerr == nil:
 				t.Fatalf("round %d: %s has another body", r, d.ID)
-			case !errors.Is(gerr, ErrNotFound):
+			case !errors.Is(gerr, index.ErrNotFound):
 				t.Fatalf("round %d: get %s: %v", r, d.ID, gerr)
 			}
 		}
@@ -1670,10 +1673,10 @@ func TestBYOKCryptoShred(t *testing.T) {
 	if err := c.Delete(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Instance(ctx, name); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Instance(ctx, name); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("deleted instance opens: %v", err)
 	}
-	if _, err := c.Manifest(name); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Manifest(name); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("deleted instance's manifest: %v", err)
 	}
 	if recs, _ := openable(st, root); recs != 0 {
@@ -1693,7 +1696,7 @@ func TestBYOKCryptoShred(t *testing.T) {
 	if !bytes.Equal(bplain, plain) {
 		t.Fatal("KMS returned another key for the backup's wrapped key")
 	}
-	if _, err := cb.Instance(ctx, name); !errors.Is(err, ErrNotFound) {
+	if _, err := cb.Instance(ctx, name); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("opening the instance from a backup taken before the delete: %v, want ErrNotFound (its secret is destroyed)", err)
 	}
 	// Not even the KMS key alone opens any of its records.

@@ -1,4 +1,16 @@
-package index
+// Package tenancy runs the instances of one store for many tenants: the
+// organisations' BYOK configurations and plans, the policy that decides who
+// may use BYOK for which product, one keyring per configuration (so that
+// revoking a customer's key locks all of their instances and nobody
+// else's), explicit locks (revoke-now), lazily opened instances sharing one
+// page cache, and crypto-shredding deletes.
+//
+// Start with [NewCatalog]; [Catalog.CreateInstance] and [Catalog.Instance]
+// return the engine's instances (package index), which package query
+// searches. Every control record the catalog reads or writes is
+// authenticated (package store/control). The package uses the engine's
+// exported API only: tenancy → index, never the reverse.
+package tenancy
 
 import (
 	"context"
@@ -13,6 +25,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/blindex/blindex/index"
+
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/policy"
 	"github.com/blindex/blindex/store"
@@ -23,10 +37,10 @@ import (
 var (
 	// ErrBYOKImmutable reports an attempt to change an instance's BYOK
 	// setting after creation.
-	ErrBYOKImmutable = errors.New("index: BYOK is chosen when an instance is created and never changes; create a new BYOK instance and re-index into it")
+	ErrBYOKImmutable = errors.New("tenancy: BYOK is chosen when an instance is created and never changes; create a new BYOK instance and re-index into it")
 	// ErrPolicy reports a request the BYOK rules refuse (a second
 	// configuration, a region mismatch, a product family that disagrees).
-	ErrPolicy = errors.New("index: refused by the encryption policy")
+	ErrPolicy = errors.New("tenancy: refused by the encryption policy")
 )
 
 // EncryptionConfig is an organisation's BYOK configuration: the customer's
@@ -46,8 +60,8 @@ type OrgPlan struct {
 	Updated time.Time `json:"updated"`
 }
 
-// CatalogOptions configures a Catalog. Zero values mean the defaults.
-type CatalogOptions struct {
+// Options configures a Catalog. Zero values mean the defaults.
+type Options struct {
 	// Home is where the local provider key and the instance secrets live,
 	// never inside the data directory. Default $BLINDEX_HOME, else
 	// ~/.blindex.
@@ -69,7 +83,7 @@ type CatalogOptions struct {
 	// Instance is the template for every instance's Options (Keyring and
 	// Secrets are set by the catalog). Its MemtableBytes defaults to 2 MiB
 	// (instead of an instance's 8 MiB): a server holds many instances open.
-	Instance Options
+	Instance index.Options
 	// MaxOpen is how many instances stay open at once; the least recently
 	// used is closed beyond it (its keys zeroed). Default 1000.
 	MaxOpen int
@@ -89,8 +103,8 @@ type CatalogOptions struct {
 // instances, and crypto-shredding deletes. It is safe for concurrent use.
 type Catalog struct {
 	st      *control.Store
-	opts    CatalogOptions
-	secrets SecretStore
+	opts    Options
+	secrets index.SecretStore
 
 	mu       sync.Mutex
 	keyrings map[string]*keys.Keyring // "" → local; org → BYOK
@@ -101,7 +115,7 @@ type Catalog struct {
 }
 
 type openInstance struct {
-	in   *Instance
+	in   *index.Instance
 	used uint64
 }
 
@@ -113,7 +127,7 @@ type openInstance struct {
 // control.Store, unless it already is one, which is then used as it is.
 // Store returns the wrapped store, through which every other user of the
 // store (tokens, listings) must go.
-func NewCatalog(st store.Store, opts CatalogOptions) (*Catalog, error) {
+func NewCatalog(st store.Store, opts Options) (*Catalog, error) {
 	if opts.Home == "" {
 		h, err := keys.DefaultHome()
 		if err != nil {
@@ -134,7 +148,7 @@ func NewCatalog(st store.Store, opts CatalogOptions) (*Catalog, error) {
 		opts.Instance.MemtableBytes = 2 << 20
 	}
 	if opts.Instance.Cache == nil {
-		opts.Instance.Cache = NewCache(opts.CacheBytes)
+		opts.Instance.Cache = index.NewCache(opts.CacheBytes)
 	}
 	if opts.Local == nil {
 		p, err := keys.NewLocalProvider(opts.Home)
@@ -158,16 +172,17 @@ func NewCatalog(st store.Store, opts CatalogOptions) (*Catalog, error) {
 			return nil, err
 		}
 	}
-	sec, err := NewFileSecrets(filepath.Join(opts.Home, "instances"))
+	sec, err := index.NewFileSecrets(filepath.Join(opts.Home, "instances"))
 	if err != nil {
 		return nil, err
 	}
 	return &Catalog{st: ctl, opts: opts, secrets: sec, keyrings: map[string]*keys.Keyring{}, open: map[string]*openInstance{}}, nil
 }
 
-func configKey(org string) []byte { return append([]byte{nsManifest, 'C'}, org...) }
+// Control record keys of configurations and plans (see control.Describe).
+func configKey(org string) []byte { return append([]byte{control.Namespace, 'C'}, org...) }
 
-func planKey(org string) []byte { return append([]byte{nsManifest, 'P'}, org...) }
+func planKey(org string) []byte { return append([]byte{control.Namespace, 'P'}, org...) }
 
 // Store returns the catalog's store, which authenticates control records.
 func (c *Catalog) Store() *control.Store { return c.st }
@@ -180,10 +195,10 @@ func (c *Catalog) Policy() *policy.Policy { return c.opts.Policy }
 // existing instance: BYOK is fixed at creation.
 func (c *Catalog) SetPlan(org, plan string) (OrgPlan, error) {
 	if org == "" || len(org) > 200 || !utf8.ValidString(org) {
-		return OrgPlan{}, fmt.Errorf("%w: an organisation name must be 1 to 200 bytes of UTF-8", ErrInvalidArgument)
+		return OrgPlan{}, fmt.Errorf("%w: an organisation name must be 1 to 200 bytes of UTF-8", index.ErrInvalidArgument)
 	}
 	if err := c.opts.Policy.CheckPlan(plan); err != nil {
-		return OrgPlan{}, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+		return OrgPlan{}, fmt.Errorf("%w: %w", index.ErrInvalidArgument, err)
 	}
 	op := OrgPlan{Org: org, Plan: plan, Updated: time.Now().UTC().Truncate(time.Second)}
 	b, err := json.Marshal(op)
@@ -202,14 +217,14 @@ func (c *Catalog) SetPlan(org, plan string) (OrgPlan, error) {
 func (c *Catalog) Plan(org string) (OrgPlan, error) {
 	b, err := c.st.Get(planKey(org))
 	if errors.Is(err, store.ErrNotFound) {
-		return OrgPlan{}, fmt.Errorf("%w: organisation %q has no plan; set one with 'blindex org set'", ErrNotFound, org)
+		return OrgPlan{}, fmt.Errorf("%w: organisation %q has no plan; set one with 'blindex org set'", index.ErrNotFound, org)
 	}
 	if err != nil {
 		return OrgPlan{}, err
 	}
 	var op OrgPlan
 	if err := json.Unmarshal(b, &op); err != nil || op.Org != org {
-		return OrgPlan{}, &CorruptError{Kind: "plan", Label: []byte(org), Err: orIdentity(err)}
+		return OrgPlan{}, &index.CorruptError{Kind: "plan", Label: []byte(org), Err: orIdentity(err)}
 	}
 	return op, nil
 }
@@ -217,10 +232,10 @@ func (c *Catalog) Plan(org string) (OrgPlan, error) {
 // Plans lists every organisation's plan.
 func (c *Catalog) Plans() ([]OrgPlan, error) {
 	var out []OrgPlan
-	err := c.st.Iterate([]byte{nsManifest, 'P'}, func(k, v []byte) error {
+	err := c.st.Iterate([]byte{control.Namespace, 'P'}, func(k, v []byte) error {
 		var op OrgPlan
 		if err := json.Unmarshal(v, &op); err != nil || op.Org != string(k[2:]) {
-			return &CorruptError{Kind: "plan", Label: k[2:], Err: orIdentity(err)}
+			return &index.CorruptError{Kind: "plan", Label: k[2:], Err: orIdentity(err)}
 		}
 		out = append(out, op)
 		return nil
@@ -228,8 +243,11 @@ func (c *Catalog) Plans() ([]OrgPlan, error) {
 	return out, err
 }
 
-// orIdentity returns err, or errIdentity when err is nil: a control record
-// that decodes but names another organisation.
+// errIdentity reports a control record that decodes but names another
+// organisation than its key.
+var errIdentity = errors.New("tenancy: record identity does not match its key")
+
+// orIdentity returns err, or errIdentity when err is nil.
 func orIdentity(err error) error {
 	if err != nil {
 		return err
@@ -240,7 +258,7 @@ func orIdentity(err error) error {
 // planOf returns an organisation's plan name, "" when it has none.
 func (c *Catalog) planOf(org string) (string, error) {
 	op, err := c.Plan(org)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, index.ErrNotFound) {
 		return "", nil
 	}
 	return op.Plan, err
@@ -249,14 +267,14 @@ func (c *Catalog) planOf(org string) (string, error) {
 // SLA says whether an instance is covered by the service level agreement
 // under the policy in effect: a BYOK instance of an early-access product is
 // excluded, every other instance covered.
-func (c *Catalog) SLA(meta Meta) policy.SLA { return c.opts.Policy.SLA(meta.Product, meta.BYOK) }
+func (c *Catalog) SLA(meta index.Meta) policy.SLA { return c.opts.Policy.SLA(meta.Product, meta.BYOK) }
 
 // CreateConfig records an organisation's BYOK configuration. A second one
 // for the same organisation is refused, as is one for an organisation
 // whose plan does not offer BYOK (or that has no plan).
 func (c *Catalog) CreateConfig(cfg EncryptionConfig) error {
 	if cfg.Org == "" || cfg.KeyARN == "" || cfg.Region == "" {
-		return fmt.Errorf("%w: a configuration needs an organisation, a KMS key ARN and a region", ErrInvalidArgument)
+		return fmt.Errorf("%w: a configuration needs an organisation, a KMS key ARN and a region", index.ErrInvalidArgument)
 	}
 	plan, err := c.planOf(cfg.Org)
 	if err != nil {
@@ -286,14 +304,14 @@ func (c *Catalog) CreateConfig(cfg EncryptionConfig) error {
 func (c *Catalog) Config(org string) (EncryptionConfig, error) {
 	b, err := c.st.Get(configKey(org))
 	if errors.Is(err, store.ErrNotFound) {
-		return EncryptionConfig{}, fmt.Errorf("%w: organisation %q has no encryption configuration; create one first", ErrNotFound, org)
+		return EncryptionConfig{}, fmt.Errorf("%w: organisation %q has no encryption configuration; create one first", index.ErrNotFound, org)
 	}
 	if err != nil {
 		return EncryptionConfig{}, err
 	}
 	var cfg EncryptionConfig
 	if err := json.Unmarshal(b, &cfg); err != nil || cfg.Org != org {
-		return EncryptionConfig{}, &CorruptError{Kind: "configuration", Label: []byte(org), Err: orIdentity(err)}
+		return EncryptionConfig{}, &index.CorruptError{Kind: "configuration", Label: []byte(org), Err: orIdentity(err)}
 	}
 	return cfg, nil
 }
@@ -301,10 +319,10 @@ func (c *Catalog) Config(org string) (EncryptionConfig, error) {
 // Configs lists every configuration.
 func (c *Catalog) Configs() ([]EncryptionConfig, error) {
 	var out []EncryptionConfig
-	err := c.st.Iterate([]byte{nsManifest, 'C'}, func(_, v []byte) error {
+	err := c.st.Iterate([]byte{control.Namespace, 'C'}, func(_, v []byte) error {
 		var cfg EncryptionConfig
 		if err := json.Unmarshal(v, &cfg); err != nil {
-			return &CorruptError{Kind: "configuration", Err: err}
+			return &index.CorruptError{Kind: "configuration", Err: err}
 		}
 		out = append(out, cfg)
 		return nil
@@ -321,7 +339,7 @@ func arnRegion(arn string) string {
 }
 
 // keyring returns the keyring for an instance's metadata. Caller holds mu.
-func (c *Catalog) keyring(ctx context.Context, meta Meta) (*keys.Keyring, error) {
+func (c *Catalog) keyring(ctx context.Context, meta index.Meta) (*keys.Keyring, error) {
 	id := ""
 	p := c.opts.Local
 	if meta.BYOK {
@@ -334,7 +352,7 @@ func (c *Catalog) keyring(ctx context.Context, meta Meta) (*keys.Keyring, error)
 			return nil, err
 		}
 		if c.opts.KMS == nil {
-			return nil, fmt.Errorf("%w: BYOK instances need a KMS provider (CatalogOptions.KMS)", ErrInvalidArgument)
+			return nil, fmt.Errorf("%w: BYOK instances need a KMS provider (Options.KMS)", index.ErrInvalidArgument)
 		}
 		if p, err = c.opts.KMS(ctx, cfg); err != nil {
 			return nil, err
@@ -352,7 +370,7 @@ func (c *Catalog) keyring(ctx context.Context, meta Meta) (*keys.Keyring, error)
 	return kr, nil
 }
 
-func (c *Catalog) instanceOptions(kr *keys.Keyring) Options {
+func (c *Catalog) instanceOptions(kr *keys.Keyring) index.Options {
 	o := c.opts.Instance
 	o.Keyring = kr
 	o.Secrets = c.secrets
@@ -371,33 +389,33 @@ func (c *Catalog) instanceOptions(kr *keys.Keyring) Options {
 // its organisation's plan (see policy.CheckBYOK), its organisation's
 // configuration and the configuration's region; linked products on one site
 // must agree on BYOK; an existing instance's BYOK setting cannot change.
-func (c *Catalog) CreateInstance(ctx context.Context, name string, meta Meta, m *tokenize.Mapping) (*Instance, error) {
-	if err := validName(name); err != nil {
+func (c *Catalog) CreateInstance(ctx context.Context, name string, meta index.Meta, m *tokenize.Mapping) (*index.Instance, error) {
+	if err := index.CheckName(name); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, ErrClosed
+		return nil, index.ErrClosed
 	}
-	if old, err := ReadManifest(c.st, name); err == nil {
+	if old, err := index.ReadManifest(c.st, name); err == nil {
 		if old.Meta.BYOK != meta.BYOK {
 			return nil, fmt.Errorf("instance %q: %w", name, ErrBYOKImmutable)
 		}
-		return nil, fmt.Errorf("%w: instance %q", ErrExists, name)
+		return nil, fmt.Errorf("%w: instance %q", index.ErrExists, name)
 	}
 	pol := c.opts.Policy
 	if meta.Product != "" {
 		if _, err := pol.Product(meta.Product); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+			return nil, fmt.Errorf("%w: %w", index.ErrInvalidArgument, err)
 		}
 	}
 	if meta.BYOK {
 		if meta.Org == "" {
-			return nil, fmt.Errorf("%w: a BYOK instance needs an organisation", ErrInvalidArgument)
+			return nil, fmt.Errorf("%w: a BYOK instance needs an organisation", index.ErrInvalidArgument)
 		}
 		if meta.Product == "" {
-			return nil, fmt.Errorf("%w: a BYOK instance needs a product (the policy names %s)", ErrInvalidArgument, strings.Join(pol.Products(), ", "))
+			return nil, fmt.Errorf("%w: a BYOK instance needs a product (the policy names %s)", index.ErrInvalidArgument, strings.Join(pol.Products(), ", "))
 		}
 		plan, err := c.planOf(meta.Org)
 		if err != nil {
@@ -418,12 +436,12 @@ func (c *Catalog) CreateInstance(ctx context.Context, name string, meta Meta, m 
 		}
 	}
 	if fam := pol.Family(meta.Product); fam != "" && meta.Site != "" {
-		names, err := ListInstances(c.st)
+		names, err := index.ListInstances(c.st)
 		if err != nil {
 			return nil, err
 		}
 		for _, n := range names {
-			other, err := ReadManifest(c.st, n)
+			other, err := index.ReadManifest(c.st, n)
 			if err != nil {
 				return nil, err
 			}
@@ -440,7 +458,7 @@ func (c *Catalog) CreateInstance(ctx context.Context, name string, meta Meta, m 
 	if err != nil {
 		return nil, err
 	}
-	in, err := Create(ctx, c.st, name, m, meta, c.instanceOptions(kr))
+	in, err := index.Create(ctx, c.st, name, m, meta, c.instanceOptions(kr))
 	if err != nil {
 		return nil, err
 	}
@@ -450,7 +468,7 @@ func (c *Catalog) CreateInstance(ctx context.Context, name string, meta Meta, m 
 
 // remember caches an open instance and closes the least recently used
 // beyond MaxOpen. Caller holds mu.
-func (c *Catalog) remember(name string, in *Instance) {
+func (c *Catalog) remember(name string, in *index.Instance) {
 	c.tick++
 	c.open[name] = &openInstance{in: in, used: c.tick}
 	for len(c.open) > c.opts.MaxOpen {
@@ -468,18 +486,18 @@ func (c *Catalog) remember(name string, in *Instance) {
 
 // Instance returns an open instance, opening it (and unwrapping its keys)
 // on first use.
-func (c *Catalog) Instance(ctx context.Context, name string) (*Instance, error) {
+func (c *Catalog) Instance(ctx context.Context, name string) (*index.Instance, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, ErrClosed
+		return nil, index.ErrClosed
 	}
 	if o := c.open[name]; o != nil {
 		c.tick++
 		o.used = c.tick
 		return o.in, nil
 	}
-	man, err := ReadManifest(c.st, name)
+	man, err := index.ReadManifest(c.st, name)
 	if err != nil {
 		return nil, err
 	}
@@ -487,22 +505,22 @@ func (c *Catalog) Instance(ctx context.Context, name string) (*Instance, error) 
 	if err != nil {
 		return nil, err
 	}
-	io := c.instanceOptions(kr)
-	o, err := io.withDefaults()
-	if err != nil {
-		return nil, err
-	}
 	// Unwrapping calls the provider (KMS): do it without holding the
 	// catalog's lock, so that a slow KMS does not stall other instances.
 	c.mu.Unlock()
-	in, err := open(ctx, c.st, man, o)
+	in, err := index.Open(ctx, c.st, name, c.instanceOptions(kr))
 	c.mu.Lock()
 	if err != nil {
 		return nil, err
 	}
+	if m := in.Manifest().Meta; m.BYOK != man.Meta.BYOK || m.Org != man.Meta.Org {
+		// Deleted and created again meanwhile, under another keyring.
+		in.Close()
+		return nil, fmt.Errorf("%w: instance %q was replaced while it was being opened; try again", index.ErrExists, name)
+	}
 	if c.closed {
 		in.Close()
-		return nil, ErrClosed
+		return nil, index.ErrClosed
 	}
 	if other := c.open[name]; other != nil {
 		in.Close() // opened concurrently by another caller
@@ -517,7 +535,7 @@ func (c *Catalog) Instance(ctx context.Context, name string) (*Instance, error) 
 // Drop closes instance name if in is its open instance (one that another
 // process deleted: see Instance.Refresh), so that the next Instance call
 // opens what the store holds now.
-func (c *Catalog) Drop(name string, in *Instance) {
+func (c *Catalog) Drop(name string, in *index.Instance) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if o := c.open[name]; o != nil && o.in == in {
@@ -543,18 +561,20 @@ func (c *Catalog) KeyringMetrics() map[string]keys.KeyringMetrics {
 }
 
 // Manifest reads an instance's manifest (no key needed).
-func (c *Catalog) Manifest(name string) (*Manifest, error) { return ReadManifest(c.st, name) }
+func (c *Catalog) Manifest(name string) (*index.Manifest, error) {
+	return index.ReadManifest(c.st, name)
+}
 
 // Instances lists the instance names.
 func (c *Catalog) Instances() ([]string, error) {
-	names, err := ListInstances(c.st)
+	names, err := index.ListInstances(c.st)
 	sort.Strings(names)
 	return names, err
 }
 
 // EnableBYOK always fails: BYOK is fixed at creation.
 func (c *Catalog) EnableBYOK(name string) error {
-	if _, err := ReadManifest(c.st, name); err != nil {
+	if _, err := index.ReadManifest(c.st, name); err != nil {
 		return err
 	}
 	return fmt.Errorf("instance %q: %w", name, ErrBYOKImmutable)
@@ -563,7 +583,7 @@ func (c *Catalog) EnableBYOK(name string) error {
 // keyringFor returns the keyring that an instance uses, creating it if
 // needed.
 func (c *Catalog) keyringFor(ctx context.Context, name string) (*keys.Keyring, error) {
-	man, err := ReadManifest(c.st, name)
+	man, err := index.ReadManifest(c.st, name)
 	if err != nil {
 		return nil, err
 	}
@@ -582,7 +602,7 @@ type InstanceStatus struct {
 // It opens the instance if needed (one unwrap), so that the status reflects
 // what the provider says now rather than what an idle keyring remembers.
 func (c *Catalog) Status(ctx context.Context, name string) (InstanceStatus, error) {
-	man, err := ReadManifest(c.st, name)
+	man, err := index.ReadManifest(c.st, name)
 	if err != nil {
 		return InstanceStatus{}, err
 	}
@@ -624,26 +644,16 @@ func (c *Catalog) Status(ctx context.Context, name string) (InstanceStatus, erro
 func (c *Catalog) Delete(ctx context.Context, name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	man, err := ReadManifest(c.st, name)
-	if err != nil {
+	if _, err := index.ReadManifest(c.st, name); err != nil {
 		return err
 	}
 	if o := c.open[name]; o != nil {
 		o.in.Close()
 		delete(c.open, name)
 	}
-	var b store.Batch
-	b.Delete(manifestKey(name))
-	b.Delete(lockKey(lockScopeInstance, name))
-	if err := c.st.Apply(&b, true); err != nil {
-		return err
-	}
-	if man.Shred {
-		if err := c.secrets.Destroy(secretID(name, man.Prefix)); err != nil {
-			return err
-		}
-	}
-	return c.st.DeletePrefix(append([]byte{nsRecord}, man.Prefix...))
+	var locks store.Batch
+	locks.Delete(lockKey(lockScopeInstance, name))
+	return index.Destroy(c.st, name, c.secrets, &locks)
 }
 
 // Close closes every open instance and keyring.

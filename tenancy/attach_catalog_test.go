@@ -1,4 +1,4 @@
-package index
+package tenancy
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/blindex/blindex/index"
+
+	"github.com/blindex/blindex/attach"
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
 )
@@ -37,7 +40,7 @@ func TestAttachCatalogListsWhileRevoked(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := NewCatalog(st, CatalogOptions{
+		c, err := NewCatalog(st, Options{
 			Home: home,
 			KMS: func(ctx context.Context, cfg EncryptionConfig) (keys.Provider, error) {
 				p, err := keys.NewLocalProvider(filepath.Join(home, "kms-"+cfg.Org))
@@ -46,7 +49,7 @@ func TestAttachCatalogListsWhileRevoked(t *testing.T) {
 				}
 				return attachRevokedProvider{p}, nil
 			},
-			Instance: Options{NoSync: true},
+			Instance: index.Options{NoSync: true},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -60,7 +63,7 @@ func TestAttachCatalogListsWhileRevoked(t *testing.T) {
 	if err := c.CreateConfig(EncryptionConfig{Org: "acme", KeyARN: "arn:aws:kms:eu-west-1:111122223333:key/k", Region: "eu-west-1"}); err != nil {
 		t.Fatal(err)
 	}
-	in, err := c.CreateInstance(ctx, "acme-issues", Meta{Org: "acme", BYOK: true, Product: "software", Site: "acme.example"}, nil)
+	in, err := c.CreateInstance(ctx, "acme-issues", index.Meta{Org: "acme", BYOK: true, Product: "software", Site: "acme.example"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,10 +71,10 @@ func TestAttachCatalogListsWhileRevoked(t *testing.T) {
 	if man.Attach == nil || man.Attach.KeyID == man.KeyID || !strings.HasPrefix(man.Attach.KeyID, "local:") {
 		t.Fatalf("metadata key must be wrapped by the local provider, not the customer's key: %+v", man.Attach)
 	}
-	if err := in.Index(ctx, Document{ID: "ACME-1", Body: []byte(`{"summary":"x"}`)}); err != nil {
+	if err := in.Index(ctx, index.Document{ID: "ACME-1", Body: []byte(`{"summary":"x"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	info, err := in.AddAttachment(ctx, "ACME-1", AttachmentMeta{Name: "invoice.pdf", ContentType: "application/pdf", Uploader: "carol"}, strings.NewReader("%PDF-1.7 ..."))
+	info, err := in.AddAttachment(ctx, "ACME-1", attach.Meta{Name: "invoice.pdf", ContentType: "application/pdf", Uploader: "carol"}, strings.NewReader("%PDF-1.7 ..."))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,14 +94,14 @@ func TestAttachCatalogListsWhileRevoked(t *testing.T) {
 	if list, err := c.ListAttachments(ctx, "acme-issues", "ACME-2"); err != nil || len(list) != 0 {
 		t.Fatalf("list of a document without attachments: %v %+v", err, list)
 	}
-	if _, err := c.ListAttachments(ctx, "nope", "ACME-1"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.ListAttachments(ctx, "nope", "ACME-1"); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("unknown instance: %v", err)
 	}
 	// Crypto-shredding destroys the metadata too.
 	if err := c.Delete(ctx, "acme-issues"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.ListAttachments(ctx, "acme-issues", "ACME-1"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.ListAttachments(ctx, "acme-issues", "ACME-1"); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("after delete: %v", err)
 	}
 }

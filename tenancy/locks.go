@@ -1,4 +1,4 @@
-package index
+package tenancy
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/blindex/blindex/index"
 
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/store"
@@ -41,14 +43,14 @@ import (
 // lockRecordPurpose is the MAC purpose of explicit-lock records.
 const lockRecordPurpose = "blindex/v1/explicit-lock"
 
-// Lock record scopes (the byte after nsManifest 'L').
+// Lock record scopes (the byte after control.Namespace 'L').
 const (
 	lockScopeConfig   byte = 'c'
 	lockScopeInstance byte = 'i'
 )
 
 func lockKey(scope byte, name string) []byte {
-	return append([]byte{nsManifest, 'L', scope}, name...)
+	return append([]byte{control.Namespace, 'L', scope}, name...)
 }
 
 // lockRecord is the JSON part of an explicit-lock record.
@@ -65,7 +67,7 @@ type controlMAC interface {
 }
 
 // lockScope returns the scope of an instance's explicit lock.
-func lockScope(name string, m Meta) (byte, string) {
+func lockScope(name string, m index.Meta) (byte, string) {
 	if m.BYOK {
 		return lockScopeConfig, m.Org
 	}
@@ -133,12 +135,12 @@ func (c *Catalog) lockHeld(scope byte, name string) (bool, error) {
 		return false, nil
 	case errors.Is(err, control.ErrForged), errors.Is(err, control.ErrUnauthenticated):
 		// The catalog's store authenticates control records itself.
-		return false, &CorruptError{Kind: "explicit-lock", Label: key[2:], Err: err}
+		return false, &index.CorruptError{Kind: "explicit-lock", Label: key[2:], Err: err}
 	case err != nil:
 		return false, err
 	}
 	bad := func(why string) error {
-		return &CorruptError{Kind: "explicit-lock", Label: key[2:], Err: errors.New(why)}
+		return &index.CorruptError{Kind: "explicit-lock", Label: key[2:], Err: errors.New(why)}
 	}
 	const macSize = 32
 	if len(v) <= macSize {
@@ -185,7 +187,7 @@ type ctlState struct {
 // lockTarget returns the keyring of instance name and the scope of the
 // explicit lock that covers it.
 func (c *Catalog) lockTarget(ctx context.Context, name string) (*keys.Keyring, byte, string, error) {
-	man, err := ReadManifest(c.st, name)
+	man, err := index.ReadManifest(c.st, name)
 	if err != nil {
 		return nil, 0, "", err
 	}
@@ -210,7 +212,7 @@ func (c *Catalog) RevokeNow(ctx context.Context, name string) error {
 		return err
 	}
 	if err := c.writeLock(scope, sname); err != nil {
-		return fmt.Errorf("index: revoke-now: recording the lock: %w", err)
+		return fmt.Errorf("tenancy: revoke-now: recording the lock: %w", err)
 	}
 	if scope == lockScopeConfig {
 		kr.RevokeNow()
@@ -232,7 +234,7 @@ func (c *Catalog) Restore(ctx context.Context, name string) error {
 	var b store.Batch
 	b.Delete(lockKey(scope, sname))
 	if err := c.st.Apply(&b, true); err != nil {
-		return fmt.Errorf("index: restore: removing the lock: %w", err)
+		return fmt.Errorf("tenancy: restore: removing the lock: %w", err)
 	}
 	if scope == lockScopeConfig {
 		err = kr.Restore(ctx)
@@ -254,7 +256,7 @@ func (c *Catalog) Restore(ctx context.Context, name string) error {
 
 // explicitStatus reports an instance's explicit lock, if any, without a
 // provider call.
-func (c *Catalog) explicitStatus(name string, m Meta) (InstanceStatus, bool, error) {
+func (c *Catalog) explicitStatus(name string, m index.Meta) (InstanceStatus, bool, error) {
 	scope, sname := lockScope(name, m)
 	held, err := c.lockHeld(scope, sname)
 	switch {

@@ -1,4 +1,4 @@
-package index
+package tenancy
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/blindex/blindex/index"
 
 	"github.com/blindex/blindex/keys"
 	"github.com/blindex/blindex/policy"
@@ -34,12 +36,12 @@ func wikiEarlyAccess(t testing.TB, orgs ...string) *policy.Policy {
 
 func newPolicyCatalog(t *testing.T, st store.Store, home string, p *policy.Policy) *Catalog {
 	t.Helper()
-	c, err := NewCatalog(st, CatalogOptions{
+	c, err := NewCatalog(st, Options{
 		Home: home,
 		KMS: func(ctx context.Context, cfg EncryptionConfig) (keys.Provider, error) {
 			return keys.NewLocalProvider(filepath.Join(home, "kms-"+cfg.Org))
 		},
-		Instance: Options{NoSync: true},
+		Instance: index.Options{NoSync: true},
 		Policy:   p,
 	})
 	if err != nil {
@@ -73,7 +75,7 @@ func TestCatalogBYOKPolicyRows(t *testing.T) {
 	if err := c.CreateConfig(EncryptionConfig{Org: "acme", KeyARN: arn + "a", Region: "eu-west-1"}); !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "organisation acme has no plan") {
 		t.Fatalf("configuration without a plan: %v", err)
 	}
-	if _, err := c.SetPlan("acme", "gold"); !errors.Is(err, policy.ErrUnknownPlan) || !errors.Is(err, ErrInvalidArgument) {
+	if _, err := c.SetPlan("acme", "gold"); !errors.Is(err, policy.ErrUnknownPlan) || !errors.Is(err, index.ErrInvalidArgument) {
 		t.Fatalf("unknown plan: %v", err)
 	}
 	for org, plan := range map[string]string{"acme": "enterprise", "globex": "enterprise-trial", "initech": "standard", "hooli": "premium"} {
@@ -97,31 +99,31 @@ func TestCatalogBYOKPolicyRows(t *testing.T) {
 
 	rows := []struct {
 		name string
-		meta Meta
+		meta index.Meta
 		want error  // nil: created
 		msg  string // in the error
 		sla  policy.SLA
 	}{
-		{"acme-sw", Meta{Org: "acme", Site: "acme.example", Product: "software", BYOK: true}, nil, "", policy.Covered},
-		{"globex-sw", Meta{Org: "globex", Site: "globex.example", Product: "software", BYOK: true}, nil, "", policy.Covered},
-		{"acme-wiki", Meta{Org: "acme", Site: "acme.example", Product: "wiki", BYOK: true}, nil, "", policy.Excluded},
-		{"globex-wiki", Meta{Org: "globex", Site: "globex.example", Product: "wiki", BYOK: true}, ErrPolicy,
+		{"acme-sw", index.Meta{Org: "acme", Site: "acme.example", Product: "software", BYOK: true}, nil, "", policy.Covered},
+		{"globex-sw", index.Meta{Org: "globex", Site: "globex.example", Product: "software", BYOK: true}, nil, "", policy.Covered},
+		{"acme-wiki", index.Meta{Org: "acme", Site: "acme.example", Product: "wiki", BYOK: true}, nil, "", policy.Excluded},
+		{"globex-wiki", index.Meta{Org: "globex", Site: "globex.example", Product: "wiki", BYOK: true}, ErrPolicy,
 			"product wiki offers BYOK through early access only; organisation globex is not on its list", ""},
-		{"globex-wiki-plain", Meta{Org: "globex", Site: "globex.example", Product: "wiki"}, nil, "", policy.Covered},
-		{"initech-sw", Meta{Org: "initech", Site: "initech.example", Product: "software", BYOK: true}, ErrPolicy,
+		{"globex-wiki-plain", index.Meta{Org: "globex", Site: "globex.example", Product: "wiki"}, nil, "", policy.Covered},
+		{"initech-sw", index.Meta{Org: "initech", Site: "initech.example", Product: "software", BYOK: true}, ErrPolicy,
 			"organisation initech is on plan standard, which does not offer BYOK (plans that do: enterprise, enterprise-trial)", ""},
-		{"nobody-sw", Meta{Org: "nobody", Site: "nobody.example", Product: "software", BYOK: true}, ErrPolicy, "organisation nobody has no plan", ""},
+		{"nobody-sw", index.Meta{Org: "nobody", Site: "nobody.example", Product: "software", BYOK: true}, ErrPolicy, "organisation nobody has no plan", ""},
 		// Linked products on one site follow the first one's BYOK setting.
-		{"acme-sm", Meta{Org: "acme", Site: "acme.example", Product: "service-management"}, ErrPolicy, "issue-tracker family on site acme.example must all have the same BYOK setting", ""},
-		{"acme-wm", Meta{Org: "acme", Site: "acme.example", Product: "work-management", BYOK: true}, nil, "", policy.Covered},
-		{"globex-sm", Meta{Org: "globex", Site: "globex.example", Product: "service-management"}, ErrPolicy, "same BYOK setting", ""},
+		{"acme-sm", index.Meta{Org: "acme", Site: "acme.example", Product: "service-management"}, ErrPolicy, "issue-tracker family on site acme.example must all have the same BYOK setting", ""},
+		{"acme-wm", index.Meta{Org: "acme", Site: "acme.example", Product: "work-management", BYOK: true}, nil, "", policy.Covered},
+		{"globex-sm", index.Meta{Org: "globex", Site: "globex.example", Product: "service-management"}, ErrPolicy, "same BYOK setting", ""},
 		// A product is not BYOK unless created so: a plain instance on a
 		// site with no BYOK instance is fine.
-		{"initech-sm", Meta{Org: "initech", Site: "initech.example", Product: "service-management"}, nil, "", policy.Covered},
+		{"initech-sm", index.Meta{Org: "initech", Site: "initech.example", Product: "service-management"}, nil, "", policy.Covered},
 		// Unknown products are errors, BYOK or not; a BYOK instance needs a product.
-		{"acme-chat", Meta{Org: "acme", Site: "acme.example", Product: "chat", BYOK: true}, policy.ErrUnknownProduct, `unknown product "chat"`, ""},
-		{"acme-chat2", Meta{Org: "acme", Site: "acme.example", Product: "chat"}, policy.ErrUnknownProduct, `unknown product "chat"`, ""},
-		{"acme-none", Meta{Org: "acme", Site: "acme.example", BYOK: true}, ErrInvalidArgument, "a BYOK instance needs a product", ""},
+		{"acme-chat", index.Meta{Org: "acme", Site: "acme.example", Product: "chat", BYOK: true}, policy.ErrUnknownProduct, `unknown product "chat"`, ""},
+		{"acme-chat2", index.Meta{Org: "acme", Site: "acme.example", Product: "chat"}, policy.ErrUnknownProduct, `unknown product "chat"`, ""},
+		{"acme-none", index.Meta{Org: "acme", Site: "acme.example", BYOK: true}, index.ErrInvalidArgument, "a BYOK instance needs a product", ""},
 	}
 	for _, r := range rows {
 		in, err := c.CreateInstance(ctx, r.name, r.meta, m)
@@ -137,7 +139,7 @@ func TestCatalogBYOKPolicyRows(t *testing.T) {
 		if !errors.Is(err, r.want) || !strings.Contains(err.Error(), r.msg) {
 			t.Fatalf("%s: err = %v\nwant %v containing %q", r.name, err, r.want, r.msg)
 		}
-		if _, err := c.Manifest(r.name); !errors.Is(err, ErrNotFound) {
+		if _, err := c.Manifest(r.name); !errors.Is(err, index.ErrNotFound) {
 			t.Fatalf("%s: a refused instance left a manifest: %v", r.name, err)
 		}
 	}
@@ -151,7 +153,7 @@ func TestCatalogBYOKPolicyRows(t *testing.T) {
 	if _, err := c.Instance(ctx, "acme-sw"); err != nil {
 		t.Fatalf("existing BYOK instance after a downgrade: %v", err)
 	}
-	if _, err := c.CreateInstance(ctx, "acme-sw2", Meta{Org: "acme", Site: "acme2.example", Product: "software", BYOK: true}, m); !errors.Is(err, ErrPolicy) {
+	if _, err := c.CreateInstance(ctx, "acme-sw2", index.Meta{Org: "acme", Site: "acme2.example", Product: "software", BYOK: true}, m); !errors.Is(err, ErrPolicy) {
 		t.Fatalf("new BYOK instance after a downgrade: %v", err)
 	}
 }
@@ -209,11 +211,11 @@ func TestControlRecordsForgeryRefused(t *testing.T) {
 	if err := c.CreateConfig(EncryptionConfig{Org: "acme", KeyARN: arn, Region: "eu-west-1"}); err != nil {
 		t.Fatal(err)
 	}
-	in, err := c.CreateInstance(ctx, "plain", Meta{Org: "acme", Product: "wiki"}, m)
+	in, err := c.CreateInstance(ctx, "plain", index.Meta{Org: "acme", Product: "wiki"}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Index(ctx, Document{ID: "d", Body: []byte(`{"summary":"hello"}`)}); err != nil {
+	if err := in.Index(ctx, index.Document{ID: "d", Body: []byte(`{"summary":"hello"}`)}); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
@@ -230,10 +232,10 @@ func TestControlRecordsForgeryRefused(t *testing.T) {
 	if _, err := c.Config("acme"); !errors.Is(err, control.ErrForged) || !strings.Contains(err.Error(), `configuration "acme"`) {
 		t.Fatalf("edited key ARN: %v", err)
 	}
-	if _, err := c.CreateInstance(ctx, "byok", Meta{Org: "acme", Product: "software", BYOK: true}, m); !errors.Is(err, control.ErrForged) {
+	if _, err := c.CreateInstance(ctx, "byok", index.Meta{Org: "acme", Product: "software", BYOK: true}, m); !errors.Is(err, control.ErrForged) {
 		t.Fatalf("BYOK instance under a forged configuration: %v", err)
 	}
-	if _, err := c.Manifest("byok"); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Manifest("byok"); !errors.Is(err, index.ErrNotFound) {
 		t.Fatalf("an instance was created under a forged configuration: %v", err)
 	}
 	if _, err := c.Configs(); !errors.Is(err, control.ErrForged) {
