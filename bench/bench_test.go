@@ -1,5 +1,9 @@
 package bench
 
+// This file is long on purpose: the harness's tests and the Go benchmarks
+// share one fixture cache and corpus loader; split, each half would need
+// the other's.
+
 import (
 	"bytes"
 	"context"

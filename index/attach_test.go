@@ -1,5 +1,9 @@
 package index
 
+// This file is long on purpose: the attachment tests (upload, read,
+// delete, re-encryption, tampering, crash points) share one set of helpers
+// and check one record layout.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,9 @@
 package index
 
+// This file is long on purpose: one differential harness against bleve's
+// scorch (generated corpus, request generator, hit and score comparison)
+// and the cases that drive it; split, the cases lose sight of the harness.
+
 import (
 	"context"
 	"encoding/json"

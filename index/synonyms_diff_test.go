@@ -1,5 +1,9 @@
 package index
 
+// This file is long on purpose: one differential harness against bleve's scorch
+// for synonyms (generated documents and definitions, every query kind, the
+// thesaurus comparison) and the rounds that drive it, read together.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,5 +1,9 @@
 package keys
 
+// This file is long on purpose: the keyring's lease, re-validation,
+// backoff and lock tests share one scripted provider and clock, and read as
+// one state machine.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,8 @@
 package server
 
+// This file is long on purpose: the attachment endpoints' tests share one
+// server fixture and streaming helpers.
+
 import (
 	"bytes"
 	"crypto/sha256"
