@@ -209,6 +209,7 @@ func (in *Instance) assembleCompaction(st *state, old head, oldK, k *seal.Keys, 
 		}
 	}
 	for _, r := range dropped {
+		in.dropped += r.bytes
 		rk, err := in.keysFor(r.gen)
 		if err != nil {
 			return b, head{}, stateMeta{}, err

@@ -2,6 +2,8 @@ package index
 
 import (
 	"time"
+
+	"github.com/blindex/blindex/store"
 )
 
 // Idle merging. Size tiers keep an instance at O(log n) runs while it is
@@ -38,16 +40,62 @@ func (in *Instance) armIdle() {
 // within Options.IdleMerge (a write that outlasted the timer; the timer
 // is armed again when it commits).
 func (in *Instance) idleMerge() {
+	if in.idleMergeLocked() {
+		in.reclaim()
+	}
+}
+
+// idleMergeLocked is idleMerge under writeMu; it returns whether to
+// reclaim.
+func (in *Instance) idleMergeLocked() bool {
 	in.writeMu.Lock()
 	defer in.writeMu.Unlock()
 	in.idleMu.Lock()
 	recent := time.Since(in.lastWrite) < in.opts.IdleMerge
 	in.idleMu.Unlock()
 	if recent {
-		return
+		return false
 	}
 	if err := in.settleLocked(); err != nil {
 		in.log.Warn("idle merge failed; it is tried again after the next write", "instance", in.name, "error", err)
+		return false
+	}
+	return in.reclaimLocked()
+}
+
+// reclaimBytes is the least an instance's merges must have dropped before
+// it asks the store to reclaim their space; reclaiming also waits until
+// they dropped half of what the instance's runs now hold. A variable for
+// tests.
+var reclaimBytes uint64 = 16 << 20
+
+// reclaimLocked returns whether the runs merged away since the last
+// reclaim are worth a compaction of the instance's key range, and resets
+// the count when they are. Caller holds writeMu.
+func (in *Instance) reclaimLocked() bool {
+	in.mu.RLock()
+	var live uint64
+	if in.state != nil {
+		for _, r := range in.state.meta.runs {
+			live += r.bytes
+		}
+	}
+	in.mu.RUnlock()
+	if in.dropped < reclaimBytes || in.dropped < live/2 {
+		return false
+	}
+	in.dropped = 0
+	return true
+}
+
+// reclaim asks the store to drop the deleted records under the instance's
+// prefix (store.Compacter): after an idle merge has rewritten most of an
+// instance, its old runs' pages would otherwise stay on disk until the
+// store's own compactions reach them, which an idle instance never
+// triggers. It runs without the instance's locks (writes go on beside it).
+func (in *Instance) reclaim() {
+	if err := store.CompactPrefix(in.st, in.prefix); err != nil {
+		in.log.Warn("reclaiming the space of merged runs failed", "instance", in.name, "error", err)
 	}
 }
 
@@ -78,12 +126,19 @@ func idleMergeCount(runs []runDesc) int {
 
 // Settle runs now the merge the instance runs by itself once it has gone
 // Options.IdleMerge without a write: the memtable is flushed and the
-// newest runs (up to 256 MiB of them) are merged into one. It returns when
-// the merge is done. A locked or closed instance is left as it is.
+// newest runs (up to 256 MiB of them) are merged into one; when merges
+// have dropped at least half of what the instance holds, the store is then
+// asked to reclaim their space (store.Compacter). It returns when both are
+// done. A locked or closed instance is left as it is.
 func (in *Instance) Settle() error {
 	in.writeMu.Lock()
-	defer in.writeMu.Unlock()
-	return in.settleLocked()
+	err := in.settleLocked()
+	reclaim := err == nil && in.reclaimLocked()
+	in.writeMu.Unlock()
+	if reclaim {
+		in.reclaim()
+	}
+	return err
 }
 
 // settleLocked is Settle. Caller holds writeMu.

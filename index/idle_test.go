@@ -1,12 +1,17 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/blevesearch/bleve/v2"
+
+	"github.com/blindex/blindex/store"
 )
 
 // TestIdleMergeFoldsRuns checks that an instance left without writes merges
@@ -67,6 +72,82 @@ func TestIdleMergeFoldsRuns(t *testing.T) {
 			rep, err := in.Check(ctx)
 			if err != nil || !rep.OK() {
 				t.Fatalf("check: %v %+v", err, rep)
+			}
+		})
+	}
+}
+
+// compactCounter counts the store.Compacter calls that reach the store.
+type compactCounter struct {
+	store.Store
+	mu       sync.Mutex
+	prefixes [][]byte
+}
+
+func (c *compactCounter) CompactPrefix(prefix []byte) error {
+	c.mu.Lock()
+	c.prefixes = append(c.prefixes, slices.Clone(prefix))
+	c.mu.Unlock()
+	return store.CompactPrefix(c.Store, prefix)
+}
+
+func (c *compactCounter) calls() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.prefixes)
+}
+
+// TestSettleReclaims: once merges have dropped at least reclaimBytes and
+// half of what the instance holds, Settle asks the store to compact the
+// instance's key range (its prefix, nothing wider) once; a Settle with
+// nothing merged, or merges below the threshold, asks nothing.
+func TestSettleReclaims(t *testing.T) {
+	for _, tc := range []struct {
+		threshold uint64
+		want      int
+	}{{1, 1}, {1 << 40, 0}} {
+		t.Run(fmt.Sprint(tc.threshold), func(t *testing.T) {
+			old := reclaimBytes
+			reclaimBytes = tc.threshold
+			defer func() { reclaimBytes = old }()
+			e := newEnv(t)
+			e.opts.CompactEvery = 1 // a run per batch
+			cc := &compactCounter{Store: e.st}
+			ctx := context.Background()
+			in, err := Create(ctx, cc, "reclaim", mustMapping(t, testMapping), Meta{}, e.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			for i := range 3 {
+				if err := in.Index(ctx, Document{ID: fmt.Sprintf("R-%d", i), Body: fmt.Appendf(nil, `{"summary":"alpha %d"}`, i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := in.Runs(); n < 2 {
+				t.Fatalf("%d runs before Settle; the test needs several", n)
+			}
+			if err := in.Settle(); err != nil {
+				t.Fatal(err)
+			}
+			if n := in.Runs(); n != 1 {
+				t.Fatalf("%d runs after Settle, want 1", n)
+			}
+			if err := in.Settle(); err != nil { // nothing left to merge
+				t.Fatal(err)
+			}
+			calls := cc.calls()
+			if len(calls) != tc.want {
+				t.Fatalf("%d reclaims with a threshold of %d bytes, want %d", len(calls), tc.threshold, tc.want)
+			}
+			for _, p := range calls {
+				if !bytes.Equal(p, in.prefix) {
+					t.Fatalf("reclaimed prefix %x, want the instance's %x", p, in.prefix)
+				}
+			}
+			res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery("summary:alpha")))
+			if err != nil || res.Total != 3 {
+				t.Fatalf("after Settle: %v %+v", err, res)
 			}
 		})
 	}

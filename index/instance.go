@@ -162,6 +162,9 @@ type Instance struct {
 	secret []byte // shredding secret, nil when the instance has none
 
 	writeMu sync.Mutex // one writer at a time (batches, merges, rotation)
+	// dropped is the bytes of the runs merged away since the store last
+	// reclaimed their space (idle.go). Guarded by writeMu.
+	dropped uint64
 
 	idleMu      sync.Mutex // guards idleTimer, idleStopped, lastWrite (idle.go)
 	idleTimer   *time.Timer

@@ -154,7 +154,15 @@ func (s *sharedStore) GetMany(keys [][]byte) ([][]byte, error) {
 	return store.GetMany(s.Store, keys)
 }
 
+// CompactPrefix forwards store.Compacter (compaction.go).
+func (s *sealStore) CompactPrefix(prefix []byte) error { return store.CompactPrefix(s.Store, prefix) }
+
+// CompactPrefix forwards store.Compacter.
+func (s *sharedStore) CompactPrefix(prefix []byte) error { return store.CompactPrefix(s.Store, prefix) }
+
 var (
 	_ store.MultiGetter = (*sealStore)(nil)
 	_ store.MultiGetter = (*sharedStore)(nil)
+	_ store.Compacter   = (*sealStore)(nil)
+	_ store.Compacter   = (*sharedStore)(nil)
 )

@@ -324,6 +324,36 @@ func (p *Pebble) DeletePrefix(prefix []byte) (err error) {
 	return nil
 }
 
+// CompactPrefix implements Compacter: a manual compaction of the key range
+// of prefix. A read-only store has nothing to reclaim.
+func (p *Pebble) CompactPrefix(prefix []byte) (err error) {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if p.readOnly {
+		return nil
+	}
+	if err := p.writable(); err != nil {
+		return err
+	}
+	defer p.guard(&err)
+	if len(prefix) == 0 {
+		return fmt.Errorf("store: refusing to compact the whole key space")
+	}
+	end := prefixEnd(prefix)
+	if end == nil {
+		last, err := p.lastKey(prefix)
+		if err != nil || last == nil {
+			return err
+		}
+		end = append(last, 0)
+	}
+	if err := p.await(func() error { return p.db.Compact(context.Background(), prefix, end, false) }); err != nil {
+		return fmt.Errorf("store: compact: %w", err)
+	}
+	return nil
+}
+
 // lastKey returns the greatest key with prefix, or nil when there is none.
 func (p *Pebble) lastKey(prefix []byte) ([]byte, error) {
 	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})

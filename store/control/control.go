@@ -133,6 +133,7 @@ type Store struct {
 var (
 	_ store.Store       = (*Store)(nil)
 	_ store.MultiGetter = (*Store)(nil)
+	_ store.Compacter   = (*Store)(nil)
 )
 
 // New wraps st with the 32-byte MAC key (derive it with
@@ -221,6 +222,9 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 	}
 	return s.open(key, v)
 }
+
+// CompactPrefix forwards store.Compacter to the wrapped store.
+func (s *Store) CompactPrefix(prefix []byte) error { return store.CompactPrefix(s.st, prefix) }
 
 // GetMany implements store.MultiGetter: the values of keys in one read of
 // the wrapped store when it reads many keys at once, each control record
