@@ -313,8 +313,13 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// benchDocs is the number of documents the Go benchmarks use.
+// benchDocs is the number of documents the Go benchmarks use:
+// $BLINDEX_BENCH_DOCS when set (at most the corpus), else 10,000 (1,000
+// with -short).
 func benchDocs() int {
+	if n, err := strconv.Atoi(os.Getenv("BLINDEX_BENCH_DOCS")); err == nil && n > 0 {
+		return n
+	}
 	if testing.Short() {
 		return 1000
 	}

@@ -64,7 +64,7 @@ func TestIdleMergeFoldsRuns(t *testing.T) {
 				t.Fatalf("after the idle merge: %v %+v", err, res)
 			}
 			in.mu.RLock()
-			frags, err := in.state.termFragments("summary", []byte("alpha"))
+			frags, err := in.state.termFragments("summary", []byte("alpha"), true)
 			in.mu.RUnlock()
 			if err != nil || len(frags) != 1 || len(frags[0].docs) != 2 {
 				t.Fatalf("after the idle merge, %d fragments (%v), want one of the 2 live documents", len(frags), err)

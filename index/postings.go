@@ -53,14 +53,15 @@ func encodeTermValue(field string, term []byte, pl *postingList) []byte {
 }
 
 // termValue decodes a term value of a run (present or overflow) into its
-// postings, checking that they belong to field/term.
-func (in *Instance) termValue(field string, term []byte, v []byte) (*postingList, error) {
+// postings, checking that they belong to field/term; without locs it
+// leaves their locations out (decodePostings).
+func (in *Instance) termValue(field string, term []byte, v []byte, locs bool) (*postingList, error) {
 	count, body, err := in.termBody(v)
 	if err != nil {
 		return nil, err
 	}
 	bd := dec{b: body}
-	pl := decodePostingBody(&bd, field)
+	pl := decodePostings(&bd, field, locs)
 	err = bd.done()
 	if err == nil && uint64(len(pl.docs)) != count {
 		err = fmt.Errorf("%w: a term value holds %d postings, its count says %d", errShort, len(pl.docs), count)

@@ -41,18 +41,25 @@ func (r *reader) Close() error {
 }
 
 // postings returns a term's postings (its fragments concatenated), from
-// the cache or the state. Caller holds in.mu shared.
-func (in *Instance) postings(st *state, field string, term []byte) (*postingList, error) {
+// the cache or the state; without locs, possibly without their locations
+// (postingList.noLocs), which most searches do not need and which take
+// most of a decoded list's memory: the cache then holds several times
+// more lists. One entry per term: a list with locations serves both.
+// Caller holds in.mu shared.
+func (in *Instance) postings(st *state, field string, term []byte, locs bool) (*postingList, error) {
 	ck := cacheKey(field, term)
-	if pl := in.cache.getPostings(in.cacheNS + ck); pl != nil {
+	if pl := in.cache.getPostings(in.cacheNS + ck); pl != nil && (!locs || !pl.noLocs) {
 		in.m.cacheHits.Add(1)
 		return pl, nil
 	}
-	frags, err := st.termFragments(field, term)
+	frags, err := st.termFragments(field, term, locs)
 	if err != nil {
 		return nil, err
 	}
 	pl := concatFragments(frags)
+	if !locs {
+		pl = pl.withoutLocs() // a single fragment is returned as it is
+	}
 	in.cache.put(in.cacheNS+ck, pl, pl.size())
 	return pl, nil
 }

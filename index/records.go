@@ -54,6 +54,18 @@ type postingList struct {
 	lens   []uint32
 	locOff []uint32 // len(docs)+1 offsets into locs; nil without vectors
 	locs   []bindex.TermFieldVector
+	// noLocs is set when the locations were left out (decoded or copied
+	// without them, for a search that needs no term vectors): locOff is nil
+	// whether or not the field keeps vectors.
+	noLocs bool
+}
+
+// withoutLocs returns p without its locations (p itself when it has none).
+func (p *postingList) withoutLocs() *postingList {
+	if p.locOff == nil && p.noLocs {
+		return p
+	}
+	return &postingList{docs: p.docs, freqs: p.freqs, lens: p.lens, noLocs: true}
 }
 
 func (p *postingList) hasVectors() bool { return p.locOff != nil }
@@ -177,6 +189,14 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 
 // decodePostingBody decodes what encodePostingBody wrote.
 func decodePostingBody(d *dec, field string) *postingList {
+	return decodePostings(d, field, true)
+}
+
+// decodePostings is decodePostingBody; without locs it reads the postings
+// and leaves out their locations (the rest of the body is consumed
+// unread: the record it came from is authenticated, and check decodes it
+// whole).
+func decodePostings(d *dec, field string, locs bool) *postingList {
 	flags := d.byte1()
 	n := d.count(3)
 	p := &postingList{docs: make([]uint64, n), freqs: make([]uint32, n), lens: make([]uint32, n)}
@@ -189,6 +209,13 @@ func decodePostingBody(d *dec, field string) *postingList {
 		p.docs[i] = prev
 		p.freqs[i] = uint32(d.uvarint())
 		p.lens[i] = uint32(d.uvarint())
+	}
+	if !locs {
+		p.noLocs = true
+		if d.err == nil {
+			d.b = d.b[len(d.b):]
+		}
+		return p
 	}
 	if flags&1 != 0 {
 		nn := d.count(1)

@@ -144,7 +144,7 @@ func TestMergeKeepsHotTermCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.mu.RLock()
-	frags, err := in.state.termFragments("summary", []byte("hot"))
+	frags, err := in.state.termFragments("summary", []byte("hot"), true)
 	in.mu.RUnlock()
 	if err != nil || len(frags) != 1 || len(frags[0].docs) != 1+min(100, 26*4) {
 		t.Fatalf("after a full merge: %d fragments, %v", len(frags), err)

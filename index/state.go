@@ -150,8 +150,9 @@ func (s *state) corruptValue(what string) error {
 }
 
 // termFragments returns a term's postings fragments, oldest first: one
-// per run holding the term, then the memtable's.
-func (s *state) termFragments(field string, term []byte) ([]*postingList, error) {
+// per run holding the term, then the memtable's; without locs, without
+// their locations (postingList.noLocs).
+func (s *state) termFragments(field string, term []byte, locs bool) ([]*postingList, error) {
 	key := fieldTermKey(field, string(term))
 	var out []*postingList
 	for i := len(s.meta.runs) - 1; i >= 0; i-- {
@@ -162,13 +163,19 @@ func (s *state) termFragments(field string, term []byte) ([]*postingList, error)
 		if !ok {
 			continue
 		}
-		pl, err := s.in.termValue(field, term, v)
+		pl, err := s.in.termValue(field, term, v, locs)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, pl)
 	}
-	return append(out, s.mem.terms[key]...), nil
+	for _, pl := range s.mem.terms[key] {
+		if !locs {
+			pl = pl.withoutLocs()
+		}
+		out = append(out, pl)
+	}
+	return out, nil
 }
 
 // hasTerm reports whether a field's dictionary has a term.
@@ -429,7 +436,7 @@ func (t *termIter) fragments() ([]*postingList, error) {
 	}
 	var out []*postingList
 	for i := len(runVals) - 1; i >= 0; i-- {
-		pl, err := t.s.in.termValue(t.field, term, runVals[i])
+		pl, err := t.s.in.termValue(t.field, term, runVals[i], true)
 		if err != nil {
 			return nil, err
 		}

@@ -106,9 +106,9 @@ func (s *snapshot) HasTerm(field string, term []byte) (bool, error) {
 	return ok, view.Wrap(err)
 }
 
-func (s *snapshot) Postings(field string, term []byte) (*view.Postings, error) {
+func (s *snapshot) Postings(field string, term []byte, locations bool) (*view.Postings, error) {
 	s.r.in.m.termReads.Add(1)
-	pl, err := s.r.in.postings(s.r.st, field, term)
+	pl, err := s.r.in.postings(s.r.st, field, term, locations)
 	if err != nil {
 		return nil, view.Wrap(err)
 	}

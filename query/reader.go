@@ -57,7 +57,7 @@ func (r *reader) TermFieldReader(ctx context.Context, term []byte, field string,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	pl, err := r.snap.Postings(field, term)
+	pl, err := r.snap.Postings(field, term, includeTermVectors)
 	if err != nil {
 		noteError(ctx, err)
 		return nil, err

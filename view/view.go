@@ -97,8 +97,10 @@ type Snapshot interface {
 	// HasTerm says whether a field has a term.
 	HasTerm(field string, term []byte) (bool, error)
 	// Postings returns a term's postings, live or not: filter them with a
-	// live set. The caller must not modify them.
-	Postings(field string, term []byte) (*Postings, error)
+	// live set. Without locations, LocOffsets and Locations may be nil
+	// even for a field that keeps term vectors (a search that needs none
+	// reads, decodes and caches less). The caller must not modify them.
+	Postings(field string, term []byte, locations bool) (*Postings, error)
 
 	// Live returns a live set of the snapshot.
 	Live() Live
