@@ -94,7 +94,7 @@ func (in *Instance) reclaimLocked() bool {
 // store's own compactions reach them, which an idle instance never
 // triggers. It runs without the instance's locks (writes go on beside it).
 func (in *Instance) reclaim() {
-	if err := store.CompactPrefix(in.st, in.prefix); err != nil {
+	if err := store.CompactPrefix(in.st, recordKeyPrefix(in.prefix)); err != nil {
 		in.log.Warn("reclaiming the space of merged runs failed", "instance", in.name, "error", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/blevesearch/bleve/v2"
 
+	"github.com/blindex/blindex/internal/seal"
 	"github.com/blindex/blindex/store"
 )
 
@@ -140,9 +141,12 @@ func TestSettleReclaims(t *testing.T) {
 			if len(calls) != tc.want {
 				t.Fatalf("%d reclaims with a threshold of %d bytes, want %d", len(calls), tc.threshold, tc.want)
 			}
+			// The prefix is the instance's key range: every record key of
+			// the instance, and nothing shorter.
+			key := in.key([seal.LabelSize]byte{}) // any label
 			for _, p := range calls {
-				if !bytes.Equal(p, in.prefix) {
-					t.Fatalf("reclaimed prefix %x, want the instance's %x", p, in.prefix)
+				if !bytes.HasPrefix(key, p) || len(p) != len(key)-seal.LabelSize {
+					t.Fatalf("reclaimed prefix %x, want the instance's key prefix %x", p, key[:len(key)-seal.LabelSize])
 				}
 			}
 			res, err := in.Search(ctx, bleve.NewSearchRequest(bleve.NewQueryStringQuery("summary:alpha")))

@@ -447,6 +447,10 @@ func (in *Instance) unlock() error {
 	return nil
 }
 
+// recordKeyPrefix is what every record key of the instance with prefix
+// starts with.
+func recordKeyPrefix(prefix []byte) []byte { return append([]byte{nsRecord}, prefix...) }
+
 func recordKey(prefix []byte, label [seal.LabelSize]byte) []byte {
 	k := make([]byte, 0, 1+prefixSize+seal.LabelSize)
 	k = append(k, nsRecord)
