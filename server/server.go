@@ -30,10 +30,6 @@ import (
 // that is sent on every request.
 const MinAdminTokenLength = 16
 
-// DefaultInstanceCacheBytes is the server's default bound on each open
-// instance's cache of decrypted posting lists (Config.Instance.CacheBytes).
-const DefaultInstanceCacheBytes = 32 << 20
-
 // Config configures a [Server]. Zero values mean the documented defaults;
 // [Open] validates everything at once and reports every problem.
 type Config struct {
@@ -95,12 +91,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Limits bound what one request may ask. See [Limits].
 	Limits Limits
-	// Instance is the template of every instance's options (cache size,
-	// analysis workers, NoSync for tests, …). Keyring, Secrets and Logger
-	// are set by the catalog. Default: index's defaults, except CacheBytes,
-	// which defaults to DefaultInstanceCacheBytes: up to MaxOpen instances
-	// are open at once, each with its own cache.
+	// Instance is the template of every instance's options (analysis
+	// workers, memtable, idle merge, NoSync for tests, …). Keyring,
+	// Secrets, Logger and the cache are set by the catalog. Default:
+	// index's defaults, except a 2 MiB memtable (tenancy.Options).
 	Instance index.Options
+	// CacheBytes is the budget of the one cache of decrypted state pages
+	// and posting lists that every instance of the server shares: the
+	// server's memory for what instances read, whatever their number.
+	// Default 256 MiB.
+	CacheBytes int64
 	// ShutdownTimeout bounds how long [Server.ListenAndServe] waits for
 	// in-flight requests when its context ends. Default 30s.
 	ShutdownTimeout time.Duration
@@ -347,6 +347,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.MaxOpen < 0 {
 		errs = append(errs, errors.New("Config.MaxOpen is negative"))
 	}
+	if cfg.CacheBytes < 0 {
+		errs = append(errs, errors.New("Config.CacheBytes is negative"))
+	}
 	if cfg.Nodes.OwnerTTL != 0 && cfg.Nodes.OwnerTTL < time.Second {
 		errs = append(errs, errors.New("Config.Nodes.OwnerTTL must be at least 1s"))
 	}
@@ -392,9 +395,6 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	s.local.SetAudit(cfg.Audit)
 	kmsTemplate := cfg.KMS
 	inst := cfg.Instance
-	if inst.CacheBytes == 0 {
-		inst.CacheBytes = DefaultInstanceCacheBytes
-	}
 	inst.MaxExpansionEntries = lim.MaxExpansionEntries
 	if s.nodes != nil {
 		inst.Sharing = s.nodes.writer
@@ -417,6 +417,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		Logger:        log,
 		Instance:      inst,
 		MaxOpen:       cfg.MaxOpen,
+		CacheBytes:    cfg.CacheBytes,
 		Policy:        cfg.Policy,
 	})
 	if err != nil {

@@ -190,6 +190,10 @@ func (c *Catalog) Store() *control.Store { return c.st }
 // Policy returns the BYOK policy in effect.
 func (c *Catalog) Policy() *policy.Policy { return c.opts.Policy }
 
+// Cache returns the cache the catalog's instances share (Options.CacheBytes,
+// or Options.Instance.Cache when given).
+func (c *Catalog) Cache() *index.Cache { return c.opts.Instance.Cache }
+
 // SetPlan records an organisation's plan (replacing any earlier one). The
 // plan must be one the policy names. Changing the plan never changes an
 // existing instance: BYOK is fixed at creation.

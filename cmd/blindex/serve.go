@@ -65,6 +65,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		kmsTimeout   = fs.Duration("kms-timeout", 0, "timeout of one KMS request attempt (default 5s)")
 		auditPath    = fs.String("audit-log", "-", "where key provider calls are audited, one JSON line each: a file, or - for standard error")
 		maxOpen      = fs.Int("max-open", 1000, "instances open at once (keys unwrapped); the least recently used is closed beyond it")
+		cacheMiB     = fs.Int64("cache-mib", 256, "MiB of decrypted pages and posting lists cached, shared by every instance")
 		reqTimeout   = fs.Duration("request-timeout", 30*time.Second, "time limit of one request")
 		maxBody      = fs.Int64("max-body-bytes", 1<<20, "largest JSON request body (administrator and search requests)")
 		maxDoc       = fs.Int64("max-document-bytes", 1<<20, "largest document")
@@ -158,6 +159,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		Lease:         *lease,
 		RetryInterval: *retry,
 		MaxOpen:       *maxOpen,
+		CacheBytes:    *cacheMiB << 20,
 		KMS:           awskms.Options{Endpoint: *kmsEndpoint, Timeout: *kmsTimeout},
 		Audit:         audit,
 		Logger:        log,
