@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/blindex/blindex/internal/seal"
 )
@@ -59,7 +60,15 @@ type runDesc struct {
 	// (filter.go); 0 blocks: none.
 	filterBlocks uint32
 	filterChunks uint32
+	// docLo and docHi bound the document numbers of the document-table
+	// keys the run holds (docLo > docHi: none), so that looking a
+	// document up skips the runs that cannot hold it. A head written
+	// before they were recorded gives every run the full range.
+	docLo, docHi uint64
 }
+
+// mayHoldDoc reports whether r can hold document n's document-table key.
+func (r *runDesc) mayHoldDoc(n uint64) bool { return r.docLo <= n && n <= r.docHi }
 
 // pageNos returns every page number of the run.
 func (r *runDesc) pageNos() []uint32 {
@@ -179,6 +188,27 @@ func decodePage(b []byte, run uint64, no uint32) (*page, error) {
 	} else {
 		p.kids = make([]uint32, n)
 	}
+	// The keys share one allocation: a first pass sums their lengths, the
+	// second writes them into the arena, which is never written again
+	// (the keys are strings over it).
+	total, prevLen, body := 0, 0, d
+	for i := 0; i < n && body.err == nil; i++ {
+		shared := body.uvarint()
+		if shared > uint64(prevLen) {
+			return nil, errShort
+		}
+		prevLen = int(shared) + len(body.bytes())
+		total += prevLen
+		if p.level == 0 {
+			body.bytes()
+		} else {
+			body.uvarint()
+		}
+	}
+	if body.err != nil {
+		return nil, body.err
+	}
+	arena := make([]byte, 0, total)
 	prev := ""
 	for i := 0; i < n && d.err == nil; i++ {
 		shared := d.uvarint()
@@ -187,7 +217,10 @@ func decodePage(b []byte, run uint64, no uint32) (*page, error) {
 			d.fail()
 			break
 		}
-		k := prev[:shared] + string(suffix)
+		start := len(arena)
+		arena = append(arena, prev[:shared]...)
+		arena = append(arena, suffix...)
+		k := unsafe.String(unsafe.SliceData(arena[start:]), len(arena)-start)
 		if i > 0 && k <= prev {
 			d.fail()
 			break
@@ -238,7 +271,7 @@ type levelBuf struct {
 }
 
 func newRunBuilder(k *seal.Keys, id uint64, put func([seal.LabelSize]byte, []byte) error) *runBuilder {
-	return &runBuilder{desc: runDesc{id: id, gen: k.Generation()}, k: k, put: put}
+	return &runBuilder{desc: runDesc{id: id, gen: k.Generation(), docLo: 1, docHi: 0}, k: k, put: put}
 }
 
 func (b *runBuilder) add(key string, val []byte) error {
@@ -250,6 +283,12 @@ func (b *runBuilder) add(key string, val []byte) error {
 	b.desc.bytes += uint64(len(key) + len(val))
 	if isTermKey(key) {
 		b.hashes = append(b.hashes, filterHash(key))
+	} else if isDocKey(key) {
+		n := keyNum(key)
+		if b.desc.docLo > b.desc.docHi {
+			b.desc.docLo = n
+		}
+		b.desc.docHi = n
 	}
 	if len(val) > maxInlineValue && len(val) > 0 && val[0] == valPresent && isTermKey(key) {
 		ref, err := b.spill(val)

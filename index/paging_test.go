@@ -134,6 +134,57 @@ func TestOpenReadsNoStatePages(t *testing.T) {
 	}
 }
 
+// TestDocumentLookupsSkipRuns checks that a run records the range of
+// document numbers it holds, and that looking a document up reads only the
+// pages of the run whose range holds it (a search looks up the id of every
+// hit).
+func TestDocumentLookupsSkipRuns(t *testing.T) {
+	e := newEnv(t)
+	e.opts.MemtableBytes = 64 << 10 // many runs from a small corpus
+	in := e.create(t, "docs", mustMapping(t, testMapping))
+	ctx := context.Background()
+	const n = 3000
+	for b := 0; b < n; b += 100 {
+		var docs []Document
+		for i := b; i < b+100; i++ {
+			docs = append(docs, Document{ID: fmt.Sprintf("K-%d", i), Body: []byte(fmt.Sprintf(`{"summary":"node%d connection refused word%d","project":"P%d","votes":%d}`, i, i%97, i%7, i))})
+		}
+		if err := in.Index(ctx, docs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in = e.open(t, "docs")
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	runs := in.state.meta.runs
+	if len(runs) < 3 {
+		t.Fatalf("%d runs; the test needs several", len(runs))
+	}
+	for num := uint64(0); num < n; num++ {
+		holders := 0
+		for i := range runs {
+			if runs[i].mayHoldDoc(num) {
+				holders++
+			}
+		}
+		if holders != 1 {
+			t.Fatalf("document %d is in the range of %d runs, want 1 (documents are never rewritten here)", num, holders)
+		}
+	}
+	oldest := runs[len(runs)-1]
+	before := in.Metrics().PageReads
+	info, ok, err := in.state.doc(oldest.docLo)
+	if err != nil || !ok || info.id == "" {
+		t.Fatalf("doc(%d) = %+v, %v, %v", oldest.docLo, info, ok, err)
+	}
+	if got := in.Metrics().PageReads - before; got == 0 || got > 4 {
+		t.Fatalf("looking up a document of the oldest of %d runs read %d pages, want its path in that run only", len(runs), got)
+	}
+}
+
 // TestRunsStayFewAndDeletesApply checks the size-tiered run merging and
 // that tombstones of deleted documents and ids hide older runs' entries.
 func TestRunsStayFewAndDeletesApply(t *testing.T) {

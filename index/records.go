@@ -3,6 +3,7 @@ package index
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"slices"
 
 	bindex "github.com/blevesearch/bleve_index_api"
@@ -389,8 +390,18 @@ func encodeHead(h head) []byte {
 		e.uvarint(uint64(r.filterBlocks))
 		e.uvarint(uint64(r.filterChunks))
 	}
+	// Trailer (absent in heads written before it): each run's range of
+	// document numbers.
+	e.byte1(headDocRanges)
+	for _, r := range m.runs {
+		e.uvarint(r.docLo)
+		e.uvarint(r.docHi)
+	}
 	return e.b
 }
+
+// headDocRanges marks the head's trailer of document ranges.
+const headDocRanges byte = 1
 
 func decodeHead(b []byte) (head, error) {
 	d := dec{b: b}
@@ -417,6 +428,18 @@ func decodeHead(b []byte) (head, error) {
 		r.filterBlocks, r.filterChunks = uint32(d.uvarint()), uint32(d.uvarint())
 		if checkFilterGeometry(r) != nil || r.overflow >= filterBase-overflowBase || r.leaves >= overflowBase || r.leaves == 0 || r.id >= m.nextRun || (r.root < innerBase && r.root >= r.leaves) || (r.root >= innerBase && r.root-innerBase >= r.inners) {
 			d.fail()
+		}
+	}
+	if len(d.b) > 0 && d.err == nil {
+		if d.byte1() != headDocRanges {
+			d.fail()
+		}
+		for i := range m.runs {
+			m.runs[i].docLo, m.runs[i].docHi = d.uvarint(), d.uvarint()
+		}
+	} else {
+		for i := range m.runs {
+			m.runs[i].docLo, m.runs[i].docHi = 0, math.MaxUint64
 		}
 	}
 	if h.logStart > h.logEnd || m.liveCount > m.nextDoc {

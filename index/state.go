@@ -127,7 +127,14 @@ type state struct {
 // treeGet returns the newest value of key in the runs (a tombstone is
 // returned as such).
 func (s *state) treeGet(key string) ([]byte, bool, error) {
+	doc, n := isDocKey(key), uint64(0)
+	if doc {
+		n = keyNum(key)
+	}
 	for i := range s.meta.runs {
+		if doc && !s.meta.runs[i].mayHoldDoc(n) {
+			continue
+		}
 		v, ok, err := s.in.runGet(&s.meta.runs[i], key)
 		if err != nil || ok {
 			return v, ok, err
