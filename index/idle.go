@@ -65,7 +65,7 @@ func (in *Instance) idleMergeLocked() bool {
 
 // reclaimBytes is the least an instance's merges must have dropped before
 // it asks the store to reclaim their space; reclaiming also waits until
-// they dropped half of what the instance's runs now hold. A variable for
+// they dropped a quarter of what the instance's runs now hold. A variable for
 // tests.
 var reclaimBytes uint64 = 16 << 20
 
@@ -81,7 +81,7 @@ func (in *Instance) reclaimLocked() bool {
 		}
 	}
 	in.mu.RUnlock()
-	if in.dropped < reclaimBytes || in.dropped < live/2 {
+	if in.dropped < reclaimBytes || in.dropped < live/4 {
 		return false
 	}
 	in.dropped = 0
@@ -127,7 +127,7 @@ func idleMergeCount(runs []runDesc) int {
 // Settle runs now the merge the instance runs by itself once it has gone
 // Options.IdleMerge without a write: the memtable is flushed and the
 // newest runs (up to 256 MiB of them) are merged into one; when merges
-// have dropped at least half of what the instance holds, the store is then
+// have dropped at least a quarter of what the instance holds, the store is then
 // asked to reclaim their space (store.Compacter). It returns when both are
 // done. A locked or closed instance is left as it is.
 func (in *Instance) Settle() error {

@@ -99,7 +99,7 @@ func (c *compactCounter) calls() [][]byte {
 }
 
 // TestSettleReclaims: once merges have dropped at least reclaimBytes and
-// half of what the instance holds, Settle asks the store to compact the
+// a quarter of what the instance holds, Settle asks the store to compact the
 // instance's key range (its prefix, nothing wider) once; a Settle with
 // nothing merged, or merges below the threshold, asks nothing.
 func TestSettleReclaims(t *testing.T) {
