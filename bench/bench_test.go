@@ -317,6 +317,9 @@ func TestConfigErrors(t *testing.T) {
 // $BLINDEX_BENCH_DOCS when set (at most the corpus), else 10,000 (1,000
 // with -short).
 func benchDocs() int {
+	if mib, err := strconv.Atoi(os.Getenv("BLINDEX_BENCH_CACHE_MIB")); err == nil && mib > 0 {
+		blindexCacheBytes = int64(mib) << 20
+	}
 	if n, err := strconv.Atoi(os.Getenv("BLINDEX_BENCH_DOCS")); err == nil && n > 0 {
 		return n
 	}

@@ -68,7 +68,7 @@ func openEngine(ctx context.Context, name, dir string, durable, readOnly bool) (
 			e.local.Close()
 			return nil, err
 		}
-		e.opts = index.Options{Keyring: e.kr, NoSync: !durable}
+		e.opts = index.Options{Keyring: e.kr, NoSync: !durable, CacheBytes: blindexCacheBytes}
 		if err := e.reopen(ctx); err != nil {
 			e.release()
 			return nil, err
@@ -122,6 +122,11 @@ type blindexEngine struct {
 	readOnly  bool // the store is opened read-only, as blindex search opens it
 }
 
+// blindexCacheBytes is blindex's cache (index.Options.CacheBytes; 0: the
+// index's default). The Go benchmarks set it from $BLINDEX_BENCH_CACHE_MIB
+// to see how the query classes depend on it; the harness leaves it.
+var blindexCacheBytes int64
+
 const benchInstance = "bench"
 
 func newBlindexEngine(ctx context.Context, dir string, m *tokenize.Mapping, durable bool) (*blindexEngine, error) {
@@ -138,7 +143,7 @@ func newBlindexEngine(ctx context.Context, dir string, m *tokenize.Mapping, dura
 		e.local.Close()
 		return nil, err
 	}
-	e.opts = index.Options{Keyring: e.kr, NoSync: !durable}
+	e.opts = index.Options{Keyring: e.kr, NoSync: !durable, CacheBytes: blindexCacheBytes}
 	if e.storeKey, err = keys.StoreKey(e.home); err != nil {
 		e.release()
 		return nil, err
