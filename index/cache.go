@@ -3,6 +3,8 @@ package index
 import (
 	"container/list"
 	"encoding/binary"
+	"hash/maphash"
+	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,12 +15,21 @@ import (
 // serve many instances (Options.Cache), giving a process one memory budget;
 // each instance's entries live under its own namespace and are dropped when
 // it locks or closes.
+//
+// When full, it admits a new entry only if the entry was asked for more
+// often than the entries it would evict (TinyLFU admission: a count-min
+// sketch of recent requests, halved as they accumulate). A query mix
+// whose pages and posting lists span more than the cache, each read once
+// per round, would otherwise evict every entry before its next use; with
+// admission the cache keeps the entries asked for most and a stable share
+// of the rest.
 type Cache struct {
 	mu    sync.Mutex
 	max   int64
 	size  int64
 	ll    *list.List
 	items map[string]*list.Element
+	freq  sketch
 }
 
 type cacheItem struct {
@@ -29,7 +40,59 @@ type cacheItem struct {
 
 // NewCache returns a cache holding at most maxBytes of decrypted data.
 func NewCache(maxBytes int64) *Cache {
-	return &Cache{max: maxBytes, ll: list.New(), items: map[string]*list.Element{}}
+	c := &Cache{max: maxBytes, ll: list.New(), items: map[string]*list.Element{}}
+	// About two counters per 4 KiB the cache holds.
+	c.freq.init(int(min(max(maxBytes>>11, 1<<10), 1<<22)))
+	return c
+}
+
+// sketch is a count-min sketch of how often keys were asked for: four
+// rows of 4-bit counters (in bytes, saturating at 15), all halved every
+// 10 × width increments, so that it counts recent requests.
+type sketch struct {
+	rows  [4][]uint8
+	mask  uint64
+	adds  int
+	reset int
+	seed  maphash.Seed
+}
+
+func (s *sketch) init(width int) {
+	width = 1 << bits.Len(uint(width-1))
+	for i := range s.rows {
+		s.rows[i] = make([]uint8, width)
+	}
+	s.mask, s.reset, s.seed = uint64(width-1), 10*width, maphash.MakeSeed()
+}
+
+func (s *sketch) index(h uint64, row int) uint64 {
+	return ((h >> (16 * row)) ^ (h * uint64(2*row+1))) & s.mask
+}
+
+func (s *sketch) add(key string) {
+	h := maphash.String(s.seed, key)
+	for r := range s.rows {
+		if i := s.index(h, r); s.rows[r][i] < 15 {
+			s.rows[r][i]++
+		}
+	}
+	if s.adds++; s.adds >= s.reset {
+		s.adds = 0
+		for r := range s.rows {
+			for i := range s.rows[r] {
+				s.rows[r][i] >>= 1
+			}
+		}
+	}
+}
+
+func (s *sketch) estimate(key string) uint8 {
+	h := maphash.String(s.seed, key)
+	m := uint8(15)
+	for r := range s.rows {
+		m = min(m, s.rows[r][s.index(h, r)])
+	}
+	return m
 }
 
 var cacheNSCounter atomic.Uint64
@@ -66,6 +129,7 @@ func fieldTermKey(field, term string) string {
 func (c *Cache) get(key string) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.freq.add(key)
 	if e, ok := c.items[key]; ok {
 		c.ll.MoveToFront(e)
 		return e.Value.(*cacheItem).val
@@ -89,6 +153,17 @@ func (c *Cache) put(key string, val any, size int) {
 	if e, ok := c.items[key]; ok {
 		c.size -= e.Value.(*cacheItem).size
 		c.ll.Remove(e)
+		delete(c.items, key)
+	}
+	// Admission: the entries this one would evict, least recently used
+	// first, must all have been asked for less often.
+	need, f := c.size+sz-c.max, c.freq.estimate(key)
+	for e := c.ll.Back(); need > 0 && e != nil; e = e.Prev() {
+		it := e.Value.(*cacheItem)
+		if c.freq.estimate(it.key) >= f {
+			return
+		}
+		need -= it.size
 	}
 	c.items[key] = c.ll.PushFront(&cacheItem{key: key, val: val, size: sz})
 	c.size += sz
