@@ -442,7 +442,7 @@ func (in *Instance) mergeTermValues(key string, m *mergeIter, live *liveSet) ([]
 	}
 	frags := make([]*postingList, 0, len(vals))
 	for i := len(vals) - 1; i >= 0; i-- {
-		pl, err := in.termValue(field, []byte(term), vals[i], true)
+		pl, err := in.termValue(field, []byte(term), vals[i], locsDecoded)
 		if err != nil {
 			return nil, "", err
 		}

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -55,7 +56,7 @@ func encodeTermValue(field string, term []byte, pl *postingList) []byte {
 // termValue decodes a term value of a run (present or overflow) into its
 // postings, checking that they belong to field/term; without locs it
 // leaves their locations out (decodePostings).
-func (in *Instance) termValue(field string, term []byte, v []byte, locs bool) (*postingList, error) {
+func (in *Instance) termValue(field string, term []byte, v []byte, locs locMode) (*postingList, error) {
 	count, body, err := in.termBody(v)
 	if err != nil {
 		return nil, err
@@ -317,6 +318,80 @@ func concatFragments(frags []*postingList) *postingList {
 	case 1:
 		return frags[0]
 	}
+	order := fragmentOrder(frags)
+	out := &postingList{docs: make([]uint64, 0, len(order)), freqs: make([]uint32, 0, len(order)), lens: make([]uint32, 0, len(order))}
+	for _, r := range order {
+		out.appendFrom(frags[r.f], r.j)
+	}
+	return out
+}
+
+// concatEncoded is concatFragments for a search that needs locations: the
+// fragments' locations are (or are made) encoded (postingList.vectors) and
+// joined under one table of field names.
+func concatEncoded(field string, frags []*postingList) *postingList {
+	vectors := false
+	for i, f := range frags {
+		if f.locOff != nil {
+			frags[i] = f.withEncodedVectors(field)
+		}
+		vectors = vectors || frags[i].vectors != nil
+	}
+	if len(frags) == 1 || !vectors {
+		return concatFragments(frags)
+	}
+	// Each fragment's field references, remapped into the joined table.
+	var names []string
+	remaps := make([][]uint64, len(frags))
+	identity := make([]bool, len(frags))
+	for i, f := range frags {
+		if f.vectors == nil {
+			continue
+		}
+		remap := make([]uint64, len(f.vectors.names)+1)
+		identity[i] = true
+		for k, name := range f.vectors.names {
+			j := slices.Index(names, name)
+			if j < 0 {
+				names = append(names, name)
+				j = len(names) - 1
+			}
+			remap[k+1] = uint64(j + 1)
+			identity[i] = identity[i] && j == k
+		}
+		remaps[i] = remap
+	}
+	order := fragmentOrder(frags)
+	out := &postingList{docs: make([]uint64, 0, len(order)), freqs: make([]uint32, 0, len(order)), lens: make([]uint32, 0, len(order))}
+	v := &encodedVectors{field: field, names: names, off: make([]uint32, 1, len(order)+1)}
+	e := enc{}
+	for _, r := range order {
+		f := frags[r.f]
+		out.docs = append(out.docs, f.docs[r.j])
+		out.freqs = append(out.freqs, f.freqs[r.j])
+		out.lens = append(out.lens, f.lens[r.j])
+		switch fv := f.vectors; {
+		case fv == nil:
+			e.uvarint(0)
+		case identity[r.f]:
+			e.b = append(e.b, fv.data[fv.off[r.j]:fv.off[r.j+1]]...)
+		default:
+			rewriteLocRefs(&e, fv.data[fv.off[r.j]:fv.off[r.j+1]], 1, remaps[r.f]) // scanned: parses
+		}
+		v.off = append(v.off, uint32(len(e.b)))
+	}
+	v.data = slices.Clip(e.b)
+	out.vectors = v
+	return out
+}
+
+// fragRef is a posting of a fragment: fragment f's j-th.
+type fragRef struct{ f, j int }
+
+// fragmentOrder returns the postings of frags in document order (the
+// order of the fragments when they do not overlap, as they do not unless
+// a document was written twice).
+func fragmentOrder(frags []*postingList) []fragRef {
 	n, sorted := 0, true
 	var last uint64
 	for i, f := range frags {
@@ -329,38 +404,18 @@ func concatFragments(frags []*postingList) *postingList {
 		n += len(f.docs)
 		last = f.docs[len(f.docs)-1]
 	}
-	out := &postingList{docs: make([]uint64, 0, n), freqs: make([]uint32, 0, n), lens: make([]uint32, 0, n)}
-	if sorted {
-		for _, f := range frags {
-			for j := range f.docs {
-				out.appendFrom(f, j)
-			}
-		}
-		return out
-	}
-	type ref struct {
-		f *postingList
-		j int
-	}
-	refs := make([]ref, 0, n)
-	for _, f := range frags {
+	refs := make([]fragRef, 0, n)
+	for i, f := range frags {
 		for j := range f.docs {
-			refs = append(refs, ref{f, j})
+			refs = append(refs, fragRef{i, j})
 		}
 	}
-	slices.SortStableFunc(refs, func(a, b ref) int {
-		switch {
-		case a.f.docs[a.j] < b.f.docs[b.j]:
-			return -1
-		case a.f.docs[a.j] > b.f.docs[b.j]:
-			return 1
-		}
-		return 0
-	})
-	for _, r := range refs {
-		out.appendFrom(r.f, r.j)
+	if !sorted {
+		slices.SortStableFunc(refs, func(a, b fragRef) int {
+			return cmp.Compare(frags[a.f].docs[a.j], frags[b.f].docs[b.j])
+		})
 	}
-	return out
+	return refs
 }
 
 // liveOnly returns pl without the postings of documents that are not

@@ -56,9 +56,11 @@ func (in *Instance) postings(st *state, field string, term []byte, locs bool) (*
 	if err != nil {
 		return nil, err
 	}
-	pl := concatFragments(frags)
-	if !locs {
-		pl = pl.withoutLocs() // a single fragment is returned as it is
+	var pl *postingList
+	if locs {
+		pl = concatEncoded(field, frags)
+	} else {
+		pl = concatFragments(frags).withoutLocs() // a single fragment is returned as it is
 	}
 	in.cache.put(in.cacheNS+ck, pl, pl.size())
 	return pl, nil

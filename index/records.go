@@ -59,6 +59,117 @@ type postingList struct {
 	// without them, for a search that needs no term vectors): locOff is nil
 	// whether or not the field keeps vectors.
 	noLocs bool
+	// vectors holds the locations encoded instead of locOff and locs, in
+	// the posting lists searches read (withEncodedVectors).
+	vectors *encodedVectors
+}
+
+// withEncodedVectors returns p with its locations encoded (encodedVectors)
+// instead of decoded: a decoded location takes 64 bytes and more, an
+// encoded one about 5, so that the cache holds the posting lists of a
+// phrase query's terms. p itself when it has no locations.
+func (p *postingList) withEncodedVectors(field string) *postingList {
+	if p.locOff == nil {
+		return p
+	}
+	v := &encodedVectors{field: field, off: make([]uint32, 1, len(p.docs)+1)}
+	e := enc{b: make([]byte, 0, 5*len(p.locs))}
+	for i := range p.docs {
+		locs := p.locs[p.locOff[i]:p.locOff[i+1]]
+		e.uvarint(uint64(len(locs)))
+		var prevPos, prevStart uint64
+		for _, l := range locs {
+			ref := 0
+			if l.Field != field {
+				if ref = slices.Index(v.names, l.Field) + 1; ref == 0 {
+					v.names = append(v.names, l.Field)
+					ref = len(v.names)
+				}
+			}
+			e.uvarint(uint64(ref))
+			e.uvarint(zigzag(l.Pos - prevPos))
+			e.uvarint(zigzag(l.Start - prevStart))
+			e.uvarint(l.End - l.Start)
+			prevPos, prevStart = l.Pos, l.Start
+			e.uvarint(uint64(len(l.ArrayPositions)))
+			for _, a := range l.ArrayPositions {
+				e.uvarint(a)
+			}
+		}
+		v.off = append(v.off, uint32(len(e.b)))
+	}
+	v.data = slices.Clip(e.b)
+	return &postingList{docs: p.docs, freqs: p.freqs, lens: p.lens, vectors: v}
+}
+
+// scanVectors reads the location section of a posting body of n
+// postings (after its field name table) without decoding it: the
+// encodedVectors of the postings, over a copy of the section.
+func scanVectors(d *dec, field string, n int) *encodedVectors {
+	v := &encodedVectors{field: field, names: make([]string, d.count(1))}
+	for i := range v.names {
+		v.names[i] = d.str()
+	}
+	start := d.b
+	v.off = make([]uint32, 1, n+1)
+	for i := 0; i < n && d.err == nil; i++ {
+		nl := d.count(5)
+		for j := 0; j < nl && d.err == nil; j++ {
+			if ref := d.uvarint(); ref > uint64(len(v.names)) {
+				d.fail()
+			}
+			d.uvarint() // position
+			d.uvarint() // start
+			d.uvarint() // length
+			for na := d.count(1); na > 0; na-- {
+				d.uvarint()
+			}
+		}
+		v.off = append(v.off, uint32(len(start)-len(d.b)))
+	}
+	if d.err != nil {
+		return nil
+	}
+	v.data = slices.Clone(start[:len(start)-len(d.b)])
+	return v
+}
+
+// encodedVectors are a posting list's locations, encoded as in a posting
+// body (encodePostingBody) with a count before each posting's, and decoded
+// one posting at a time (view.Vectors). Built in memory, never stored.
+type encodedVectors struct {
+	field string
+	names []string // location field names other than field: ref index+1
+	data  []byte
+	off   []uint32 // len(docs)+1 offsets into data
+}
+
+// At decodes the locations of posting i.
+func (v *encodedVectors) At(i int) []bindex.TermFieldVector {
+	d := dec{b: v.data[v.off[i]:v.off[i+1]]}
+	n := d.count(5)
+	locs := make([]bindex.TermFieldVector, n)
+	var prevPos, prevStart uint64
+	for j := range locs {
+		l := &locs[j]
+		switch ref := d.uvarint(); {
+		case ref == 0:
+			l.Field = v.field
+		case ref <= uint64(len(v.names)):
+			l.Field = v.names[ref-1]
+		}
+		l.Pos = prevPos + unzigzag(d.uvarint())
+		l.Start = prevStart + unzigzag(d.uvarint())
+		l.End = l.Start + d.uvarint()
+		prevPos, prevStart = l.Pos, l.Start
+		if na := d.count(1); na > 0 {
+			l.ArrayPositions = make([]uint64, na)
+			for k := range l.ArrayPositions {
+				l.ArrayPositions[k] = d.uvarint()
+			}
+		}
+	}
+	return locs
 }
 
 // withoutLocs returns p without its locations (p itself when it has none).
@@ -77,6 +188,9 @@ func (p *postingList) encodedSize() int { return 2 + 4*len(p.docs) + 5*len(p.loc
 
 func (p *postingList) size() int {
 	n := 64 + len(p.docs)*20 + len(p.locOff)*4
+	if p.vectors != nil {
+		n += 64 + len(p.vectors.data) + len(p.vectors.off)*4
+	}
 	for i := range p.locs {
 		n += 64 + len(p.locs[i].ArrayPositions)*8
 	}
@@ -190,14 +304,24 @@ func decodePosting(b []byte, field string, term []byte) (*postingList, error) {
 
 // decodePostingBody decodes what encodePostingBody wrote.
 func decodePostingBody(d *dec, field string) *postingList {
-	return decodePostings(d, field, true)
+	return decodePostings(d, field, locsDecoded)
 }
 
-// decodePostings is decodePostingBody; without locs it reads the postings
+// locMode says what decodePostings makes of a body's locations.
+type locMode int
+
+const (
+	locsNone    locMode = iota // leave them out (postingList.noLocs)
+	locsDecoded                // decode them (locOff and locs)
+	locsEncoded                // keep them encoded (vectors)
+)
+
+// decodePostings is decodePostingBody; with locsNone it reads the postings
 // and leaves out their locations (the rest of the body is consumed
 // unread: the record it came from is authenticated, and check decodes it
-// whole).
-func decodePostings(d *dec, field string, locs bool) *postingList {
+// whole); with locsEncoded it keeps them encoded, finding where each
+// posting's start.
+func decodePostings(d *dec, field string, mode locMode) *postingList {
 	flags := d.byte1()
 	n := d.count(3)
 	p := &postingList{docs: make([]uint64, n), freqs: make([]uint32, n), lens: make([]uint32, n)}
@@ -211,10 +335,18 @@ func decodePostings(d *dec, field string, locs bool) *postingList {
 		p.freqs[i] = uint32(d.uvarint())
 		p.lens[i] = uint32(d.uvarint())
 	}
-	if !locs {
+	switch mode {
+	case locsNone:
 		p.noLocs = true
 		if d.err == nil {
 			d.b = d.b[len(d.b):]
+		}
+		return p
+	case locsEncoded:
+		if flags&1 != 0 {
+			p.vectors = scanVectors(d, field, n)
+		} else if flags != 0 {
+			d.fail()
 		}
 		return p
 	}

@@ -158,7 +158,8 @@ func (s *state) corruptValue(what string) error {
 
 // termFragments returns a term's postings fragments, oldest first: one
 // per run holding the term, then the memtable's; without locs, without
-// their locations (postingList.noLocs).
+// their locations (postingList.noLocs); with them, the runs' encoded
+// (postingList.vectors), the memtable's decoded.
 func (s *state) termFragments(field string, term []byte, locs bool) ([]*postingList, error) {
 	key := fieldTermKey(field, string(term))
 	var out []*postingList
@@ -170,7 +171,11 @@ func (s *state) termFragments(field string, term []byte, locs bool) ([]*postingL
 		if !ok {
 			continue
 		}
-		pl, err := s.in.termValue(field, term, v, locs)
+		mode := locsNone
+		if locs {
+			mode = locsEncoded
+		}
+		pl, err := s.in.termValue(field, term, v, mode)
 		if err != nil {
 			return nil, err
 		}
@@ -443,7 +448,7 @@ func (t *termIter) fragments() ([]*postingList, error) {
 	}
 	var out []*postingList
 	for i := len(runVals) - 1; i >= 0; i-- {
-		pl, err := t.s.in.termValue(t.field, term, runVals[i], true)
+		pl, err := t.s.in.termValue(t.field, term, runVals[i], locsDecoded)
 		if err != nil {
 			return nil, err
 		}

@@ -112,7 +112,11 @@ func (s *snapshot) Postings(field string, term []byte, locations bool) (*view.Po
 	if err != nil {
 		return nil, view.Wrap(err)
 	}
-	return &view.Postings{Docs: pl.docs, Freqs: pl.freqs, Lengths: pl.lens, LocOffsets: pl.locOff, Locations: pl.locs}, nil
+	vp := &view.Postings{Docs: pl.docs, Freqs: pl.freqs, Lengths: pl.lens}
+	if pl.vectors != nil {
+		vp.Vectors = pl.vectors
+	}
+	return vp, nil
 }
 
 func (s *snapshot) Live() view.Live { return viewLive{s.r.st.liveSet()} }

@@ -62,7 +62,7 @@ func (r *reader) TermFieldReader(ctx context.Context, term []byte, field string,
 		noteError(ctx, err)
 		return nil, err
 	}
-	tr := &termReader{live: r.snap.Live(), pl: pl, term: string(term), vectors: includeTermVectors && pl.LocOffsets != nil}
+	tr := &termReader{live: r.snap.Live(), pl: pl, term: string(term), vectors: includeTermVectors && pl.Vectors != nil}
 	for _, d := range pl.Docs {
 		live, err := tr.live.IsLive(d)
 		if err != nil {
@@ -115,7 +115,7 @@ func (t *termReader) fill(i int, pre *index.TermFieldDoc) *index.TermFieldDoc {
 	// back into a length, so the rounding must be the same.
 	pre.Norm = float64(float32(1.0 / math.Sqrt(float64(t.pl.Lengths[i]))))
 	if t.vectors {
-		locs := t.pl.Locations[t.pl.LocOffsets[i]:t.pl.LocOffsets[i+1]]
+		locs := t.pl.Vectors.At(i)
 		for j := range locs {
 			pre.Vectors = append(pre.Vectors, &locs[j])
 		}

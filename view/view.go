@@ -97,9 +97,9 @@ type Snapshot interface {
 	// HasTerm says whether a field has a term.
 	HasTerm(field string, term []byte) (bool, error)
 	// Postings returns a term's postings, live or not: filter them with a
-	// live set. Without locations, LocOffsets and Locations may be nil
-	// even for a field that keeps term vectors (a search that needs none
-	// reads, decodes and caches less). The caller must not modify them.
+	// live set. Without locations, Vectors may be nil even for a field
+	// that keeps term vectors (a search that needs none reads, decodes and
+	// caches less). The caller must not modify them.
 	Postings(field string, term []byte, locations bool) (*Postings, error)
 
 	// Live returns a live set of the snapshot.
@@ -151,10 +151,16 @@ type Postings struct {
 	Docs    []uint64 // document numbers
 	Freqs   []uint32 // the term's frequency in each document
 	Lengths []uint32 // each document's field length, in tokens
-	// LocOffsets are len(Docs)+1 offsets into Locations; nil when the
-	// field keeps no term vectors.
-	LocOffsets []uint32
-	Locations  []index.TermFieldVector
+	// Vectors gives each posting's locations; nil when the field keeps no
+	// term vectors.
+	Vectors Vectors
+}
+
+// Vectors are the locations (term vectors) of a term's postings, kept
+// encoded and decoded one posting at a time, as a search reaches it.
+type Vectors interface {
+	// At returns the locations of the i-th posting in a new slice.
+	At(i int) []index.TermFieldVector
 }
 
 // ErrCorrupt reports a record that failed authentication or does not agree
