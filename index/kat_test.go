@@ -144,11 +144,11 @@ func TestKnownAnswerCodecs(t *testing.T) {
 	h := head{gen: 2, logStart: 64, logEnd: 70, seals: 123456, building: 0, meta: stateMeta{
 		nextDoc: 12, liveCount: 10, nextRun: 4,
 		fields: []fieldCount{{name: "_all", terms: 300}, {name: "summary", terms: 7}},
-		runs:   []runDesc{{id: 3, gen: 2, leaves: 1, root: 0, entries: 20, bytes: 900, docLo: 5, docHi: 9}, {id: 1, gen: 1, leaves: 300, inners: 2, root: innerBase + 1, entries: 90000, bytes: 4 << 20, docLo: 1, docHi: 0}},
+		runs:   []runDesc{{id: 3, gen: 2, leaves: 1, root: 0, entries: 20, bytes: 900, docLo: 5, docHi: 9, idsInFilter: true}, {id: 1, gen: 1, leaves: 300, inners: 2, root: innerBase + 1, entries: 90000, bytes: 4 << 20, docLo: 1, docHi: 0}},
 	}}
 	enc = encodeHead(h)
 	const headBeforeDocRanges = "05000000024046c0c407000c0a0402045f616c6cac020773756d6d617279070203000000020100001484070000000100000001ac0202818080800890bf0580808002000000"
-	hexEq("head", enc, headBeforeDocRanges+"0105090100")
+	hexEq("head", enc, headBeforeDocRanges+"02050901010000")
 	if got, err := decodeHead(enc); err != nil || !reflect.DeepEqual(got, h) {
 		t.Errorf("decodeHead = %+v, %v", got, err)
 	}
@@ -158,8 +158,16 @@ func TestKnownAnswerCodecs(t *testing.T) {
 	if got, err := decodeHead(old); err != nil || got.meta.runs[0].docLo != 0 || got.meta.runs[1].docHi != math.MaxUint64 || !got.meta.runs[0].mayHoldDoc(1<<40) {
 		t.Errorf("decodeHead of a head without document ranges = %+v, %v", got.meta.runs, err)
 	}
-	if _, err := decodeHead(append(bytes.Clone(enc[:len(enc)-5]), 2, 5, 9, 1, 0)); err == nil {
+	// The first trailer: document ranges without flags.
+	first, _ := hex.DecodeString(headBeforeDocRanges + "0105090100")
+	if got, err := decodeHead(first); err != nil || got.meta.runs[0].docHi != 9 || got.meta.runs[0].idsInFilter {
+		t.Errorf("decodeHead of a head with document ranges only = %+v, %v", got.meta.runs, err)
+	}
+	if _, err := decodeHead(append(bytes.Clone(enc[:len(enc)-7]), 3, 5, 9, 1, 1, 0, 0)); err == nil {
 		t.Error("a head with an unknown trailer decodes")
+	}
+	if _, err := decodeHead(append(bytes.Clone(enc[:len(enc)-7]), 2, 5, 9, 4, 1, 0, 0)); err == nil {
+		t.Error("a head with an unknown run flag decodes")
 	}
 
 	// State page: a leaf of three entries and an inner page.

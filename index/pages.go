@@ -65,6 +65,10 @@ type runDesc struct {
 	// document up skips the runs that cannot hold it. A head written
 	// before they were recorded gives every run the full range.
 	docLo, docHi uint64
+	// idsInFilter: the run's filter holds its id-map keys too, so that
+	// looking up an id new to the instance (every document a batch adds)
+	// skips the run. Runs written before it was recorded lack it.
+	idsInFilter bool
 }
 
 // mayHoldDoc reports whether r can hold document n's document-table key.
@@ -133,6 +137,9 @@ func (p *page) lookup(key string) ([]byte, bool) {
 	}
 	return nil, false
 }
+
+// isIDKey reports whether a state key is an id-map key (idKey).
+func isIDKey(k string) bool { return len(k) > 0 && k[0] == 'i' }
 
 // isDocKey reports whether a state key is a document-table key.
 func isDocKey(k string) bool { return len(k) == 9 && k[0] == 'n' }
@@ -271,7 +278,7 @@ type levelBuf struct {
 }
 
 func newRunBuilder(k *seal.Keys, id uint64, put func([seal.LabelSize]byte, []byte) error) *runBuilder {
-	return &runBuilder{desc: runDesc{id: id, gen: k.Generation(), docLo: 1, docHi: 0}, k: k, put: put}
+	return &runBuilder{desc: runDesc{id: id, gen: k.Generation(), docLo: 1, docHi: 0, idsInFilter: true}, k: k, put: put}
 }
 
 func (b *runBuilder) add(key string, val []byte) error {
@@ -281,7 +288,7 @@ func (b *runBuilder) add(key string, val []byte) error {
 	b.last = key
 	b.desc.entries++
 	b.desc.bytes += uint64(len(key) + len(val))
-	if isTermKey(key) {
+	if isTermKey(key) || isIDKey(key) {
 		b.hashes = append(b.hashes, filterHash(key))
 	} else if isDocKey(key) {
 		n := keyNum(key)

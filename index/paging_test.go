@@ -137,7 +137,7 @@ func TestOpenReadsNoStatePages(t *testing.T) {
 // TestDocumentLookupsSkipRuns checks that a run records the range of
 // document numbers it holds, and that looking a document up reads only the
 // pages of the run whose range holds it (a search looks up the id of every
-// hit).
+// hit); and that the runs' filters rule out ids they do not hold.
 func TestDocumentLookupsSkipRuns(t *testing.T) {
 	e := newEnv(t)
 	e.opts.MemtableBytes = 64 << 10 // many runs from a small corpus
@@ -182,6 +182,23 @@ func TestDocumentLookupsSkipRuns(t *testing.T) {
 	}
 	if got := in.Metrics().PageReads - before; got == 0 || got > 4 {
 		t.Fatalf("looking up a document of the oldest of %d runs read %d pages, want its path in that run only", len(runs), got)
+	}
+	// An id the instance does not have (every document a batch adds) is
+	// ruled out by the runs' filters, without reading their pages; one it
+	// has reads the path of the run holding it, about.
+	before = in.Metrics().PageReads
+	if _, ok, err := in.state.lookupID("K-new"); err != nil || ok {
+		t.Fatalf("lookupID of a new id: %v, %v", ok, err)
+	}
+	if got := in.Metrics().PageReads - before; got > 1 {
+		t.Fatalf("looking up a new id read %d pages of %d runs, want none but a false positive's", got, len(runs))
+	}
+	before = in.Metrics().PageReads
+	if num, ok, err := in.state.lookupID(info.id); err != nil || !ok || num != oldest.docLo {
+		t.Fatalf("lookupID(%q) = %d, %v, %v; want %d", info.id, num, ok, err, oldest.docLo)
+	}
+	if got := in.Metrics().PageReads - before; got == 0 || got > 8 {
+		t.Fatalf("looking up an id of the oldest of %d runs read %d pages", len(runs), got)
 	}
 }
 

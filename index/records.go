@@ -523,17 +523,29 @@ func encodeHead(h head) []byte {
 		e.uvarint(uint64(r.filterChunks))
 	}
 	// Trailer (absent in heads written before it): each run's range of
-	// document numbers.
-	e.byte1(headDocRanges)
+	// document numbers and flags.
+	e.byte1(headRunFlags)
 	for _, r := range m.runs {
 		e.uvarint(r.docLo)
 		e.uvarint(r.docHi)
+		flags := uint64(0)
+		if r.idsInFilter {
+			flags |= runIDsInFilter
+		}
+		e.uvarint(flags)
 	}
 	return e.b
 }
 
-// headDocRanges marks the head's trailer of document ranges.
-const headDocRanges byte = 1
+// The head's trailer: headDocRanges, each run's range of document numbers
+// (heads of the release that introduced it); headRunFlags, the range and
+// the run's flags.
+const (
+	headDocRanges byte = 1
+	headRunFlags  byte = 2
+
+	runIDsInFilter = 1 // runDesc.idsInFilter
+)
 
 func decodeHead(b []byte) (head, error) {
 	d := dec{b: b}
@@ -563,11 +575,19 @@ func decodeHead(b []byte) (head, error) {
 		}
 	}
 	if len(d.b) > 0 && d.err == nil {
-		if d.byte1() != headDocRanges {
+		trailer := d.byte1()
+		if trailer != headDocRanges && trailer != headRunFlags {
 			d.fail()
 		}
 		for i := range m.runs {
 			m.runs[i].docLo, m.runs[i].docHi = d.uvarint(), d.uvarint()
+			if trailer == headRunFlags {
+				flags := d.uvarint()
+				if flags&^runIDsInFilter != 0 {
+					d.fail()
+				}
+				m.runs[i].idsInFilter = flags&runIDsInFilter != 0
+			}
 		}
 	} else {
 		for i := range m.runs {

@@ -131,9 +131,21 @@ func (s *state) treeGet(key string) ([]byte, bool, error) {
 	if doc {
 		n = keyNum(key)
 	}
+	id, h := isIDKey(key), uint64(0)
+	if id {
+		h = filterHash(key)
+	}
 	for i := range s.meta.runs {
-		if doc && !s.meta.runs[i].mayHoldDoc(n) {
+		r := &s.meta.runs[i]
+		if doc && !r.mayHoldDoc(n) {
 			continue
+		}
+		if id && r.idsInFilter {
+			if ok, err := s.in.mayHoldHash(r, h, nil); err != nil {
+				return nil, false, err
+			} else if !ok {
+				continue
+			}
 		}
 		v, ok, err := s.in.runGet(&s.meta.runs[i], key)
 		if err != nil || ok {
