@@ -113,6 +113,9 @@ func TestShortRun(t *testing.T) {
 	finite("indexing MB/s", s.Indexing.MBPerSec)
 	finite("size", s.SizeMB)
 	finite("open seconds", s.OpenSeconds)
+	if s.DocsHeld.Blindex != 1000 || s.DocsHeld.Bleve != 1000 {
+		t.Errorf("documents held after the reopen = %+v, want 1000 each", s.DocsHeld)
+	}
 	for _, m := range s.Mismatches {
 		t.Errorf("engines disagree on [%s] %q: blindex %d hits, bleve %d %s", m.Class, m.Query, m.Blindex, m.Bleve, m.Error)
 	}
@@ -803,5 +806,24 @@ func TestSettleAfterReopen(t *testing.T) {
 	_, reached, segs := e.settle(ctx, time.Minute)
 	if !reached || segs == 0 {
 		t.Fatalf("bleve reopened did not settle within a minute (%d segments)", segs)
+	}
+}
+
+// TestNoteDocsHeld checks that the report says so when an engine holds
+// fewer documents after the reopen than it indexed.
+func TestNoteDocsHeld(t *testing.T) {
+	rep := &Report{Stages: []Stage{{Docs: 40702, DocsHeld: pair(40702, 40600)}, {Docs: 10000, DocsHeld: pair(10000, 10000)}}}
+	rep.notes()
+	found := 0
+	for _, n := range rep.Notes {
+		if strings.Contains(n, "holds") {
+			found++
+			if !strings.HasPrefix(n, "bleve holds 40600 of the 40702 documents") {
+				t.Errorf("note %q", n)
+			}
+		}
+	}
+	if found != 1 {
+		t.Fatalf("%d notes about documents held, want 1: %q", found, rep.Notes)
 	}
 }

@@ -33,6 +33,8 @@ type engine interface {
 	// close flushes and closes the index; reopen opens it again.
 	close() error
 	reopen(ctx context.Context) error
+	// docCount is how many documents the index holds.
+	docCount() (uint64, error)
 	// dataDir is the directory whose files make up the index.
 	dataDir() string
 	// release frees everything (after close).
@@ -211,6 +213,8 @@ func (e *blindexEngine) release() {
 }
 
 // metrics returns the instance's counters, or zero when it is closed.
+func (e *blindexEngine) docCount() (uint64, error) { return e.in.DocCount() }
+
 func (e *blindexEngine) metrics() index.Metrics {
 	if e.in == nil {
 		return index.Metrics{}
@@ -276,6 +280,8 @@ func (e *bleveEngine) reopen(ctx context.Context) error {
 	e.idx = idx
 	return nil
 }
+
+func (e *bleveEngine) docCount() (uint64, error) { return e.idx.DocCount() }
 
 func (e *bleveEngine) release() {
 	if e.idx != nil {

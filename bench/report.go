@@ -73,6 +73,9 @@ type Stage struct {
 	SizeMB Pair `json:"size_mb"`
 	// Files is the number of files in each index directory.
 	Files Pair `json:"files"`
+	// DocsHeld is how many documents each index holds after the close
+	// and reopen: Docs unless an engine lost some.
+	DocsHeld Pair `json:"docs_held"`
 	// Classes holds query latency per class, in classOrder.
 	Classes []ClassFigures `json:"classes"`
 	// Relevance is duplicate retrieval.
@@ -414,6 +417,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row("open s", "%.3f", s.OpenSeconds)
 		row("size on disk MB", "%.1f", s.SizeMB)
 		row("files", "%.0f", s.Files)
+		if s.DocsHeld.Blindex != 0 || s.DocsHeld.Bleve != 0 {
+			row("documents held", "%.0f", s.DocsHeld)
+		}
 		if s.Relevance.Queries > 0 {
 			row(fmt.Sprintf("recall@10 (%d queries)", s.Relevance.Queries), "%.3f", s.Relevance.RecallAt10)
 			row("MRR@10", "%.3f", s.Relevance.MRR)
@@ -605,6 +611,16 @@ func (rep *Report) notes() {
 	add := func(format string, args ...any) { rep.Notes = append(rep.Notes, fmt.Sprintf(format, args...)) }
 	if !rep.Config.Durable {
 		add("main run: neither engine syncs per batch (blindex NoSync, scorch unsafe_batch); both flush in the close that ends each size, which is counted as indexing time")
+	}
+	for _, s := range rep.Stages {
+		for _, h := range []struct {
+			name string
+			held float64
+		}{{EngineBlindex, s.DocsHeld.Blindex}, {EngineBleve, s.DocsHeld.Bleve}} {
+			if (s.DocsHeld.Blindex != 0 || s.DocsHeld.Bleve != 0) && h.held != float64(s.Docs) {
+				add("%s holds %.0f of the %d documents it indexed after the close and reopen at that size: its hit counts, size and relevance there are those of the documents it kept", h.name, h.held, s.Docs)
+			}
+		}
 	}
 	if rep.CorpusDocs > 0 {
 		add("the corpus holds %d documents; the rest of each size are synthesized copies of it (new ids, a few words swapped between issues, dates and counts shifted; seed %d), so relevance counts only the original issues", rep.CorpusDocs, rep.Config.Seed)

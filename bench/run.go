@@ -252,6 +252,15 @@ func (r *runner) mainRun(ctx context.Context, dir string, rep *Report) error {
 		st.OpenSeconds = secs(open)
 		st.SizeMB = pair(sizes[0], sizes[1])
 		st.Files = pair(files[0], files[1])
+		var held [2]float64
+		for i, e := range engines {
+			c, err := e.docCount()
+			if err != nil {
+				return fmt.Errorf("bench: %s: document count: %w", e.name(), err)
+			}
+			held[i] = float64(c)
+		}
+		st.DocsHeld = pair(held[0], held[1])
 		r.logf("%d documents: blindex %.0f docs/s, bleve %.0f docs/s (ratio %.2f); size %.1f MB vs %.1f MB",
 			n, st.Indexing.DocsPerSec.Blindex, st.Indexing.DocsPerSec.Bleve, st.Indexing.DocsPerSec.Ratio, sizes[0], sizes[1])
 
