@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/index/scorch"
@@ -266,7 +267,25 @@ func (e *bleveEngine) search(ctx context.Context, q query.Query, size int) (*ble
 	return e.idx.SearchInContext(ctx, searchRequest(q, size))
 }
 
+// close waits until scorch has persisted every segment it introduced, then
+// closes the index. With unsafe_batch a batch returns before its segment is
+// persisted, and scorch's Close stops the persister without persisting
+// what remains: a close right after the last batch lost documents (a run
+// at 40,702 documents reopened without 0.1-0.5% of them). Waiting makes
+// bleve's close flush what it holds, as blindex's does, inside the time.
 func (e *bleveEngine) close() error {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		st, _ := e.idx.StatsMap()["index"].(map[string]interface{})
+		mem, ok := st["num_root_memorysegments"].(uint64)
+		if !ok || mem == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: bleve: %d in-memory segments still unpersisted after %v", mem, settleTimeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	err := e.idx.Close()
 	e.idx = nil
 	return err
