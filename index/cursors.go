@@ -27,12 +27,13 @@ func (s *state) cursors() *runCursors {
 // get returns the newest value of key in the runs, through the cursors
 // (term keys go through the runs' filters: inRuns, state.termFragments).
 func (c *runCursors) get(key string) ([]byte, bool, error) {
-	doc, n := isDocKey(key), uint64(0)
-	if doc {
-		n = keyNum(key)
-	}
+	p := probeFor(key)
 	for i := range c.s.meta.runs {
-		if doc && !c.s.meta.runs[i].mayHoldDoc(n) {
+		may, err := c.s.in.mayHoldKey(&c.s.meta.runs[i], p, c.chunks)
+		if err != nil {
+			return nil, false, err
+		}
+		if !may {
 			continue
 		}
 		v, ok, err := c.lookup(i, key)

@@ -65,17 +65,18 @@ func TestPackIDsWithManyWorkers(t *testing.T) {
 	}
 }
 
-// TestOpenReadsNoStatePages checks that opening an instance reads the head
-// and nothing proportional to its size: no state page is read until a
-// query needs one, and an exact-term query reads only the pages on its
-// terms' paths.
-func TestOpenReadsNoStatePages(t *testing.T) {
-	e := newEnv(t)
-	e.opts.MemtableBytes = 64 << 10 // many runs from a small corpus
-	in := e.create(t, "big", mustMapping(t, testMapping))
+// manyRunsDocs is how many documents createManyRuns indexes.
+const manyRunsDocs = 3000
+
+// createManyRuns creates instance name with a small memtable (many runs
+// from a small corpus), indexes manyRunsDocs documents K-0, K-1, ... in
+// batches of 100 and closes it.
+func createManyRuns(t *testing.T, e *testEnv, name string) {
+	t.Helper()
+	e.opts.MemtableBytes = 64 << 10
+	in := e.create(t, name, mustMapping(t, testMapping))
 	ctx := context.Background()
-	const n = 3000
-	for b := 0; b < n; b += 100 {
+	for b := 0; b < manyRunsDocs; b += 100 {
 		var docs []Document
 		for i := b; i < b+100; i++ {
 			docs = append(docs, Document{ID: fmt.Sprintf("K-%d", i), Body: []byte(fmt.Sprintf(
@@ -88,7 +89,18 @@ func TestOpenReadsNoStatePages(t *testing.T) {
 	if err := in.Close(); err != nil {
 		t.Fatal(err)
 	}
-	in = e.open(t, "big")
+}
+
+// TestOpenReadsNoStatePages checks that opening an instance reads the head
+// and nothing proportional to its size: no state page is read until a
+// query needs one, and an exact-term query reads only the pages on its
+// terms' paths.
+func TestOpenReadsNoStatePages(t *testing.T) {
+	e := newEnv(t)
+	const n = manyRunsDocs
+	createManyRuns(t, e, "big")
+	ctx := context.Background()
+	in := e.open(t, "big")
 	in.mu.RLock()
 	runs := len(in.state.meta.runs)
 	mem := in.state.mem.len()
@@ -140,23 +152,9 @@ func TestOpenReadsNoStatePages(t *testing.T) {
 // hit); and that the runs' filters rule out ids they do not hold.
 func TestDocumentLookupsSkipRuns(t *testing.T) {
 	e := newEnv(t)
-	e.opts.MemtableBytes = 64 << 10 // many runs from a small corpus
-	in := e.create(t, "docs", mustMapping(t, testMapping))
-	ctx := context.Background()
-	const n = 3000
-	for b := 0; b < n; b += 100 {
-		var docs []Document
-		for i := b; i < b+100; i++ {
-			docs = append(docs, Document{ID: fmt.Sprintf("K-%d", i), Body: []byte(fmt.Sprintf(`{"summary":"node%d connection refused word%d","project":"P%d","votes":%d}`, i, i%97, i%7, i))})
-		}
-		if err := in.Index(ctx, docs...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := in.Close(); err != nil {
-		t.Fatal(err)
-	}
-	in = e.open(t, "docs")
+	const n = manyRunsDocs
+	createManyRuns(t, e, "docs")
+	in := e.open(t, "docs")
 	in.mu.RLock()
 	defer in.mu.RUnlock()
 	runs := in.state.meta.runs

@@ -74,28 +74,19 @@ func (p *postingList) withEncodedVectors(field string) *postingList {
 	}
 	v := &encodedVectors{field: field, off: make([]uint32, 1, len(p.docs)+1)}
 	e := enc{b: make([]byte, 0, 5*len(p.locs))}
-	for i := range p.docs {
-		locs := p.locs[p.locOff[i]:p.locOff[i+1]]
-		e.uvarint(uint64(len(locs)))
-		var prevPos, prevStart uint64
-		for _, l := range locs {
-			ref := 0
-			if l.Field != field {
-				if ref = slices.Index(v.names, l.Field) + 1; ref == 0 {
-					v.names = append(v.names, l.Field)
-					ref = len(v.names)
-				}
-			}
-			e.uvarint(uint64(ref))
-			e.uvarint(zigzag(l.Pos - prevPos))
-			e.uvarint(zigzag(l.Start - prevStart))
-			e.uvarint(l.End - l.Start)
-			prevPos, prevStart = l.Pos, l.Start
-			e.uvarint(uint64(len(l.ArrayPositions)))
-			for _, a := range l.ArrayPositions {
-				e.uvarint(a)
-			}
+	ref := func(f string) uint64 {
+		if f == "" || f == field {
+			return 0
 		}
+		i := slices.Index(v.names, f)
+		if i < 0 {
+			v.names = append(v.names, f)
+			i = len(v.names) - 1
+		}
+		return uint64(i + 1)
+	}
+	for i := range p.docs {
+		appendLocs(&e, p.locs[p.locOff[i]:p.locOff[i+1]], ref)
 		v.off = append(v.off, uint32(len(e.b)))
 	}
 	v.data = slices.Clip(e.b)
@@ -147,16 +138,48 @@ type encodedVectors struct {
 // At decodes the locations of posting i.
 func (v *encodedVectors) At(i int) []bindex.TermFieldVector {
 	d := dec{b: v.data[v.off[i]:v.off[i+1]]}
-	n := d.count(5)
-	locs := make([]bindex.TermFieldVector, n)
+	return decodeLocs(&d, v.field, v.names, nil)
+}
+
+// appendLocs encodes one posting's locations as a posting body holds them:
+// their count, then for each its field reference (ref: 0 for the posting's
+// own field, k for the k-th name of the body's table), its position and
+// start delta-coded (zigzag) from the previous location's, its length and
+// its array positions.
+func appendLocs(e *enc, locs []bindex.TermFieldVector, ref func(field string) uint64) {
+	e.uvarint(uint64(len(locs)))
 	var prevPos, prevStart uint64
-	for j := range locs {
-		l := &locs[j]
+	for _, l := range locs {
+		e.uvarint(ref(l.Field))
+		e.uvarint(zigzag(l.Pos - prevPos))
+		e.uvarint(zigzag(l.Start - prevStart))
+		e.uvarint(l.End - l.Start)
+		prevPos, prevStart = l.Pos, l.Start
+		e.uvarint(uint64(len(l.ArrayPositions)))
+		for _, a := range l.ArrayPositions {
+			e.uvarint(a)
+		}
+	}
+}
+
+// decodeLocs appends to dst one posting's locations as appendLocs wrote
+// them, with field names from field and names; a reference outside names
+// fails d.
+func decodeLocs(d *dec, field string, names []string, dst []bindex.TermFieldVector) []bindex.TermFieldVector {
+	nl := d.count(5)
+	if dst == nil {
+		dst = make([]bindex.TermFieldVector, 0, nl)
+	}
+	var prevPos, prevStart uint64
+	for j := 0; j < nl && d.err == nil; j++ {
+		var l bindex.TermFieldVector
 		switch ref := d.uvarint(); {
 		case ref == 0:
-			l.Field = v.field
-		case ref <= uint64(len(v.names)):
-			l.Field = v.names[ref-1]
+			l.Field = field
+		case ref <= uint64(len(names)):
+			l.Field = names[ref-1]
+		default:
+			d.fail()
 		}
 		l.Pos = prevPos + unzigzag(d.uvarint())
 		l.Start = prevStart + unzigzag(d.uvarint())
@@ -168,8 +191,9 @@ func (v *encodedVectors) At(i int) []bindex.TermFieldVector {
 				l.ArrayPositions[k] = d.uvarint()
 			}
 		}
+		dst = append(dst, l)
 	}
-	return locs
+	return dst
 }
 
 // withoutLocs returns p without its locations (p itself when it has none).
@@ -251,25 +275,14 @@ func encodePostingBody(e *enc, field string, p *postingList) {
 		for _, n := range names {
 			e.str(n)
 		}
-		for i := range p.docs {
-			locs := p.locs[p.locOff[i]:p.locOff[i+1]]
-			e.uvarint(uint64(len(locs)))
-			var prevPos, prevStart uint64
-			for _, l := range locs {
-				ref := 0
-				if l.Field != "" && l.Field != field {
-					ref = slices.Index(names, l.Field) + 1
-				}
-				e.uvarint(uint64(ref))
-				e.uvarint(zigzag(l.Pos - prevPos))
-				e.uvarint(zigzag(l.Start - prevStart))
-				e.uvarint(l.End - l.Start)
-				prevPos, prevStart = l.Pos, l.Start
-				e.uvarint(uint64(len(l.ArrayPositions)))
-				for _, a := range l.ArrayPositions {
-					e.uvarint(a)
-				}
+		ref := func(f string) uint64 {
+			if f == "" || f == field {
+				return 0
 			}
+			return uint64(slices.Index(names, f) + 1)
+		}
+		for i := range p.docs {
+			appendLocs(e, p.locs[p.locOff[i]:p.locOff[i+1]], ref)
 		}
 	}
 }
@@ -358,32 +371,7 @@ func decodePostings(d *dec, field string, mode locMode) *postingList {
 		}
 		p.locOff = make([]uint32, 1, n+1)
 		for i := 0; i < n && d.err == nil; i++ {
-			nl := d.count(5)
-			var prevPos, prevStart uint64
-			for j := 0; j < nl && d.err == nil; j++ {
-				var l bindex.TermFieldVector
-				ref := d.uvarint()
-				switch {
-				case ref == 0:
-					l.Field = field
-				case ref <= uint64(len(names)):
-					l.Field = names[ref-1]
-				default:
-					d.fail()
-				}
-				l.Pos = prevPos + unzigzag(d.uvarint())
-				l.Start = prevStart + unzigzag(d.uvarint())
-				l.End = l.Start + d.uvarint()
-				prevPos, prevStart = l.Pos, l.Start
-				na := d.count(1)
-				if na > 0 {
-					l.ArrayPositions = make([]uint64, na)
-					for k := range l.ArrayPositions {
-						l.ArrayPositions[k] = d.uvarint()
-					}
-				}
-				p.locs = append(p.locs, l)
-			}
+			p.locs = decodeLocs(d, field, names, p.locs)
 			p.locOff = append(p.locOff, uint32(len(p.locs)))
 		}
 	} else if flags != 0 {

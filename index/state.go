@@ -127,25 +127,14 @@ type state struct {
 // treeGet returns the newest value of key in the runs (a tombstone is
 // returned as such).
 func (s *state) treeGet(key string) ([]byte, bool, error) {
-	doc, n := isDocKey(key), uint64(0)
-	if doc {
-		n = keyNum(key)
-	}
-	id, h := isIDKey(key), uint64(0)
-	if id {
-		h = filterHash(key)
-	}
+	p := probeFor(key)
 	for i := range s.meta.runs {
-		r := &s.meta.runs[i]
-		if doc && !r.mayHoldDoc(n) {
-			continue
+		may, err := s.in.mayHoldKey(&s.meta.runs[i], p, nil)
+		if err != nil {
+			return nil, false, err
 		}
-		if id && r.idsInFilter {
-			if ok, err := s.in.mayHoldHash(r, h, nil); err != nil {
-				return nil, false, err
-			} else if !ok {
-				continue
-			}
+		if !may {
+			continue
 		}
 		v, ok, err := s.in.runGet(&s.meta.runs[i], key)
 		if err != nil || ok {
@@ -153,6 +142,36 @@ func (s *state) treeGet(key string) ([]byte, bool, error) {
 		}
 	}
 	return nil, false, nil
+}
+
+// runProbe is what lets a lookup of a key skip the runs that cannot hold
+// it without reading their pages: a document-table key's number (the
+// runs' document ranges), an id-map key's filter hash (their filters).
+type runProbe struct {
+	doc, id bool
+	n, h    uint64
+}
+
+func probeFor(key string) runProbe {
+	switch {
+	case isDocKey(key):
+		return runProbe{doc: true, n: keyNum(key)}
+	case isIDKey(key):
+		return runProbe{id: true, h: filterHash(key)}
+	}
+	return runProbe{}
+}
+
+// mayHoldKey reports whether run r may hold the key probed: false means
+// it does not. chunks is as for mayHoldHash. Caller holds in.mu shared.
+func (in *Instance) mayHoldKey(r *runDesc, p runProbe, chunks map[filterChunkRef][]byte) (bool, error) {
+	switch {
+	case p.doc:
+		return r.mayHoldDoc(p.n), nil
+	case p.id && r.idsInFilter:
+		return in.mayHoldHash(r, p.h, chunks)
+	}
+	return true, nil
 }
 
 func (s *state) treeLive(key string) ([]byte, bool, error) {
