@@ -190,16 +190,17 @@ func FuzzDecodePage(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if len(p.keys) == 0 || (p.level == 0) != (p.vals != nil) {
+			keys, vals := p.allKeys(), p.allVals()
+			if len(keys) == 0 || (p.level == 0) != (p.valOff != nil) || (p.level == 0) != (p.kids == nil) {
 				t.Fatalf("decoded page is malformed: %+v", p)
 			}
-			for i := 1; i < len(p.keys); i++ {
-				if p.keys[i] <= p.keys[i-1] {
+			for i := 1; i < len(keys); i++ {
+				if keys[i] <= keys[i-1] {
 					t.Fatalf("decoded page keys out of order")
 				}
 			}
-			again, err := decodePage(encodePage(3, no, p.level, p.keys, p.vals, p.kids), 3, no)
-			if err != nil || !reflect.DeepEqual(again.keys, p.keys) {
+			again, err := decodePage(encodePage(3, no, p.level, keys, vals, p.kids), 3, no)
+			if err != nil || !reflect.DeepEqual(again.allKeys(), keys) || !reflect.DeepEqual(again.allVals(), vals) {
 				t.Fatalf("a decoded page does not round-trip: %v", err)
 			}
 		}

@@ -107,3 +107,24 @@ func copyDir(t testing.TB, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// allKeys returns a page's keys.
+func (p *page) allKeys() []string {
+	keys := make([]string, p.n)
+	for i := range keys {
+		keys[i] = p.key(i)
+	}
+	return keys
+}
+
+// allVals returns a leaf's values, nil for an inner page.
+func (p *page) allVals() [][]byte {
+	if p.level != 0 {
+		return nil
+	}
+	vals := make([][]byte, p.n)
+	for i := range vals {
+		vals[i] = p.val(i)
+	}
+	return vals
+}

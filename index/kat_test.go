@@ -174,7 +174,7 @@ func TestKnownAnswerCodecs(t *testing.T) {
 	leaf := encodePage(3, 0, 0, []string{"i" + "A-1", "i" + "A-2", "n" + "\x00"}, [][]byte{{1, 0}, {1, 1}, tombVal}, nil)
 	hexEq("leaf page", leaf, "0903000003000469412d3102010003013202010100026e000100")
 	lp, err := decodePage(leaf, 3, 0)
-	if err != nil || !reflect.DeepEqual(lp.keys, []string{"iA-1", "iA-2", "n\x00"}) || !bytes.Equal(lp.vals[1], []byte{1, 1}) {
+	if err != nil || !reflect.DeepEqual(lp.allKeys(), []string{"iA-1", "iA-2", "n\x00"}) || !bytes.Equal(lp.val(1), []byte{1, 1}) {
 		t.Errorf("decodePage = %+v, %v", lp, err)
 	}
 	if _, err := decodePage(leaf, 3, 1); err == nil {

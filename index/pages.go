@@ -3,6 +3,7 @@ package index
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"unsafe"
@@ -97,13 +98,20 @@ func pageLabel(k *seal.Keys, run uint64, no uint32) [seal.LabelSize]byte {
 }
 
 // page is a decoded page: sorted keys with values (a leaf, level 0) or
-// with the page numbers of the children whose first key they are.
+// with the page numbers of the children whose first key they are. It holds
+// no pointer per entry: its keys are rebuilt (the encoding shares their
+// prefixes) into one arena and found by offsets, and its values are
+// offsets into the page's plaintext, so that decoding writes no pointers
+// and a cached page costs its plaintext, its keys and 12 bytes an entry.
 type page struct {
-	level byte
-	keys  []string
-	vals  [][]byte
-	kids  []uint32
-	size  int
+	level  byte
+	n      int      // entries
+	arena  []byte   // the keys, concatenated
+	keyEnd []uint32 // key i is arena[keyEnd[i-1]:keyEnd[i]] (keyEnd[-1] is 0)
+	body   []byte   // the plaintext, which holds the values
+	valOff []uint32 // a leaf's value i is body[valOff[2i]:valOff[2i+1]]
+	kids   []uint32
+	size   int
 
 	// A leaf's document-table keys: the index of the first, -1 for none,
 	// its document number, and how many there are. docDense: their
@@ -114,13 +122,34 @@ type page struct {
 	docDense bool
 }
 
+// key returns key i.
+func (p *page) key(i int) string {
+	start := uint32(0)
+	if i > 0 {
+		start = p.keyEnd[i-1]
+	}
+	if p.keyEnd[i] == start {
+		return ""
+	}
+	return unsafe.String(&p.arena[start], int(p.keyEnd[i]-start))
+}
+
+// val returns a leaf's value i.
+func (p *page) val(i int) []byte { return p.body[p.valOff[2*i]:p.valOff[2*i+1]:p.valOff[2*i+1]] }
+
+// search returns the index of the first key at or after key, from index
+// from on.
+func (p *page) search(from int, key string) int {
+	return from + sort.Search(p.n-from, func(i int) bool { return p.key(from+i) >= key })
+}
+
 // lookup returns the value of key in the page's keys (a leaf's). Keys out
 // of the page's range are answered without a search; so are the
 // document-table keys ("n" ‖ 8-byte number) of a leaf whose document
 // numbers are consecutive, by their offset from the first.
 func (p *page) lookup(key string) ([]byte, bool) {
-	n := len(p.keys)
-	if n == 0 || key < p.keys[0] || key > p.keys[n-1] {
+	n := p.n
+	if n == 0 || key < p.key(0) || key > p.key(n-1) {
 		return nil, false
 	}
 	if p.docDense && isDocKey(key) {
@@ -128,12 +157,11 @@ func (p *page) lookup(key string) ([]byte, bool) {
 		if want < p.docBase || want-p.docBase >= uint64(p.docCount) {
 			return nil, false
 		}
-		j := p.docFirst + int(want-p.docBase)
-		return p.vals[j], true
+		return p.val(p.docFirst + int(want-p.docBase)), true
 	}
-	j := sort.SearchStrings(p.keys, key)
-	if j < n && p.keys[j] == key {
-		return p.vals[j], true
+	j := p.search(0, key)
+	if j < n && p.key(j) == key {
+		return p.val(j), true
 	}
 	return nil, false
 }
@@ -179,6 +207,9 @@ func encodePage(run uint64, no uint32, level byte, keys []string, vals [][]byte,
 }
 
 func decodePage(b []byte, run uint64, no uint32) (*page, error) {
+	if len(b) > math.MaxUint32 {
+		return nil, errShort
+	}
 	d := dec{b: b}
 	if d.byte1() != kindPage {
 		return nil, errShort
@@ -187,75 +218,113 @@ func decodePage(b []byte, run uint64, no uint32) (*page, error) {
 	if d.err == nil && (gotRun != run || gotNo != uint64(no)) {
 		return nil, errIdentity
 	}
-	p := &page{level: d.byte1(), size: len(b) + 128}
+	p := &page{level: d.byte1(), body: b}
 	n := d.count(3)
-	p.keys = make([]string, n)
-	if p.level == 0 {
-		p.vals = make([][]byte, n)
+	if d.err != nil {
+		return nil, d.err
+	}
+	p.n = n
+	// A first pass sums the keys' lengths, so that the arena is allocated
+	// once; the second rebuilds the keys into it and notes the offsets.
+	// Both parse b directly (pageUvarint), as this is the cost of every
+	// page read.
+	leaf := p.level == 0
+	body := len(b) - len(d.b)
+	total, prevLen, off := 0, 0, body
+	for range n {
+		var shared, sl uint64
+		shared, off = pageUvarint(b, off)
+		sl, off = pageUvarint(b, off)
+		if off < 0 || shared > uint64(prevLen) || sl > uint64(len(b)-off) {
+			return nil, errShort
+		}
+		off += int(sl)
+		prevLen = int(shared) + int(sl)
+		total += prevLen
+		var vl uint64
+		vl, off = pageUvarint(b, off)
+		if off < 0 {
+			return nil, errShort
+		}
+		if leaf {
+			if vl > uint64(len(b)-off) {
+				return nil, errShort
+			}
+			off += int(vl)
+		}
+	}
+	if off != len(b) || total > math.MaxUint32 {
+		return nil, errShort
+	}
+	p.arena = make([]byte, 0, total)
+	offs := 1
+	if leaf {
+		offs = 3
+	}
+	buf := make([]uint32, n*offs)
+	p.keyEnd = buf[:n]
+	if leaf {
+		p.valOff = buf[n:]
 	} else {
 		p.kids = make([]uint32, n)
 	}
-	// The keys share one allocation: a first pass sums their lengths, the
-	// second writes them into the arena, which is never written again
-	// (the keys are strings over it).
-	total, prevLen, body := 0, 0, d
-	for i := 0; i < n && body.err == nil; i++ {
-		shared := body.uvarint()
-		if shared > uint64(prevLen) {
+	// The first pass checked every length and bound.
+	prevStart := 0
+	off = body
+	for i := range n {
+		var shared, sl, v uint64
+		shared, off = pageUvarint(b, off)
+		sl, off = pageUvarint(b, off)
+		start := len(p.arena)
+		p.arena = append(p.arena, p.arena[prevStart:prevStart+int(shared)]...)
+		p.arena = append(p.arena, b[off:off+int(sl)]...)
+		off += int(sl)
+		if i > 0 && string(p.arena[start:]) <= string(p.arena[prevStart:start]) {
 			return nil, errShort
 		}
-		prevLen = int(shared) + len(body.bytes())
-		total += prevLen
-		if p.level == 0 {
-			body.bytes()
+		p.keyEnd[i] = uint32(len(p.arena))
+		v, off = pageUvarint(b, off)
+		if leaf {
+			p.valOff[2*i], p.valOff[2*i+1] = uint32(off), uint32(off+int(v))
+			off += int(v)
 		} else {
-			body.uvarint()
+			p.kids[i] = uint32(v)
 		}
-	}
-	if body.err != nil {
-		return nil, body.err
-	}
-	arena := make([]byte, 0, total)
-	prev := ""
-	for i := 0; i < n && d.err == nil; i++ {
-		shared := d.uvarint()
-		suffix := d.bytes()
-		if shared > uint64(len(prev)) {
-			d.fail()
-			break
-		}
-		start := len(arena)
-		arena = append(arena, prev[:shared]...)
-		arena = append(arena, suffix...)
-		k := unsafe.String(unsafe.SliceData(arena[start:]), len(arena)-start)
-		if i > 0 && k <= prev {
-			d.fail()
-			break
-		}
-		p.keys[i] = k
-		if p.level == 0 {
-			p.vals[i] = d.bytes()
-		} else {
-			p.kids[i] = uint32(d.uvarint())
-		}
-		p.size += len(k) + 40
-		prev = k
-	}
-	if err := d.done(); err != nil {
-		return nil, err
+		prevStart = start
 	}
 	if n == 0 {
 		return nil, errShort
 	}
+	p.size = len(b) + cap(p.arena) + 4*cap(buf) + 4*cap(p.kids) + 256
 	p.docFirst = -1
 	if p.level == 0 {
-		if f := sort.SearchStrings(p.keys, "n"); f < n && isDocKey(p.keys[f]) {
-			c := sort.SearchStrings(p.keys[f:], "o")
-			p.docFirst, p.docBase, p.docCount = f, keyNum(p.keys[f]), c
-			p.docDense = isDocKey(p.keys[f+c-1]) && keyNum(p.keys[f+c-1])-p.docBase == uint64(c-1)
+		if f := p.search(0, "n"); f < n && isDocKey(p.key(f)) {
+			c := p.search(f, "o") - f
+			p.docFirst, p.docBase, p.docCount = f, keyNum(p.key(f)), c
+			p.docDense = isDocKey(p.key(f+c-1)) && keyNum(p.key(f+c-1))-p.docBase == uint64(c-1)
 		}
 	}
 	return p, nil
+}
+
+// pageUvarint reads the uvarint at b[off:], returning it and the offset
+// after it; the offset is -1 when there is none (off may already be -1).
+func pageUvarint(b []byte, off int) (uint64, int) {
+	if uint(off) < uint(len(b)) && b[off] < 0x80 {
+		return uint64(b[off]), off + 1
+	}
+	return pageUvarintSlow(b, off)
+}
+
+func pageUvarintSlow(b []byte, off int) (uint64, int) {
+	if off < 0 || off > len(b) {
+		return 0, -1
+	}
+	v, n := binary.Uvarint(b[off:])
+	if n <= 0 {
+		return 0, -1
+	}
+	return v, off + n
 }
 
 // runBuilder writes a run's pages from entries added in key order. Memory
@@ -464,21 +533,20 @@ func (in *Instance) runLeafBounds(r *runDesc, key string) (*page, uint32, int, l
 			return nil, 0, 0, b, err
 		}
 		if p.level == 0 {
-			i := sort.SearchStrings(p.keys, key)
-			return p, no, i, b, nil
+			return p, no, p.search(0, key), b, nil
 		}
 		if depth > 16 {
 			return nil, 0, 0, b, fmt.Errorf("%w: a state run is deeper than possible", ErrCorrupt)
 		}
-		i := sort.Search(len(p.keys), func(i int) bool { return p.keys[i] > key }) - 1
+		i := sort.Search(p.n, func(i int) bool { return p.key(i) > key }) - 1
 		if i < 0 {
 			i = 0
 		}
 		if i > 0 {
-			b.lo, b.hasLo = p.keys[i], true
+			b.lo, b.hasLo = p.key(i), true
 		}
-		if i+1 < len(p.keys) {
-			b.hi, b.hasHi = p.keys[i+1], true
+		if i+1 < p.n {
+			b.hi, b.hasHi = p.key(i+1), true
 		}
 		no = p.kids[i]
 	}
@@ -490,8 +558,8 @@ func (in *Instance) runGet(r *runDesc, key string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if i < len(p.keys) && p.keys[i] == key {
-		return p.vals[i], true, nil
+	if i < p.n && p.key(i) == key {
+		return p.val(i), true, nil
 	}
 	return nil, false, nil
 }
@@ -515,11 +583,11 @@ type runIter struct {
 	ra   readAhead // leaves read ahead (readahead.go)
 }
 
-func (it *runIter) valid() bool { return it.leaf != nil && it.i < len(it.leaf.keys) }
-func (it *runIter) key() string { return it.leaf.keys[it.i] }
-func (it *runIter) val() []byte { return it.leaf.vals[it.i] }
+func (it *runIter) valid() bool { return it.leaf != nil && it.i < it.leaf.n }
+func (it *runIter) key() string { return it.leaf.key(it.i) }
+func (it *runIter) val() []byte { return it.leaf.val(it.i) }
 func (it *runIter) settle() error {
-	for it.leaf != nil && it.i >= len(it.leaf.keys) {
+	for it.leaf != nil && it.i >= it.leaf.n {
 		if it.no+1 >= it.r.leaves {
 			it.leaf = nil
 			return nil
@@ -547,8 +615,8 @@ func (it *runIter) seek(key string) error {
 	if it.valid() && it.key() >= key {
 		return nil
 	}
-	if it.valid() && it.leaf.keys[len(it.leaf.keys)-1] >= key {
-		it.i += sort.SearchStrings(it.leaf.keys[it.i:], key)
+	if it.valid() && it.leaf.key(it.leaf.n-1) >= key {
+		it.i = it.leaf.search(it.i, key)
 		return nil
 	}
 	p, no, i, err := it.in.runLeaf(it.r, key)
