@@ -189,7 +189,8 @@ var registerOnce sync.Once
 // Writes never come through it: they go through the instance (index.Instance.Apply).
 type adapter struct {
 	src    view.Source
-	budget *budget // of the search running over it, or nil
+	budget *budget    // of the search running over it, or nil
+	ids    *topIDSort // the "_id" sort of that search, or nil (idsort.go)
 }
 
 var _ index.Index = (*adapter)(nil)
@@ -212,6 +213,9 @@ func (a *adapter) Reader() (index.IndexReader, error) {
 		// bleve flattens a reader's opening error with %v: the search's
 		// budget keeps it for searchError (a lock must stay ErrKeyRevoked).
 		return nil, a.budget.fail(err)
+	}
+	if a.ids != nil {
+		a.ids.lookup = r.ExternalID
 	}
 	return geoReader{r}, nil
 }
@@ -294,7 +298,22 @@ func boundSearch(ctx context.Context, src view.Source, req *bleve.SearchRequest,
 		return nil, err
 	}
 	defer put()
-	return bi.idx.SearchInContext(withTermSearcherLimit(ctx, src.Limits().MaxTermSearchers), req)
+	ids := useTopIDSort(req)
+	if ids == nil {
+		return bi.idx.SearchInContext(withTermSearcherLimit(ctx, src.Limits().MaxTermSearchers), req)
+	}
+	// The request's "_id" is swapped for the one that looks up only the
+	// ids that can decide the results, then put back (the result echoes
+	// the request).
+	sortBy := req.Sort
+	req.Sort = search.SortOrder{sortBy[0], ids}
+	bi.ad.ids = ids
+	res, err := bi.idx.SearchInContext(withTermSearcherLimit(ctx, src.Limits().MaxTermSearchers), req)
+	req.Sort = sortBy
+	if err == nil && ids.err != nil {
+		return nil, ids.err
+	}
+	return res, err
 }
 
 // takeIndex takes a bleve index of src from its pool, or makes one, bound
@@ -314,7 +333,7 @@ func takeIndex(src view.Source, b *budget) (bi *boundIndex, put func(), err erro
 	}
 	bi.ad.budget = b
 	return bi, func() {
-		bi.ad.budget = nil
+		bi.ad.budget, bi.ad.ids = nil, nil
 		si.pool.Put(bi)
 	}, nil
 }
