@@ -143,7 +143,13 @@ func (c *Cache) getPostings(key string) *postingList {
 	return pl
 }
 
-func (c *Cache) put(key string, val any, size int) {
+func (c *Cache) put(key string, val any, size int) { c.insert(key, val, size, false) }
+
+// putAlways is put without admission: for small entries that are asked for
+// often by nature (run filters), which a scan must not keep out.
+func (c *Cache) putAlways(key string, val any, size int) { c.insert(key, val, size, true) }
+
+func (c *Cache) insert(key string, val any, size int, always bool) {
 	sz := int64(size + len(key))
 	if sz > c.max/4 {
 		return
@@ -158,7 +164,7 @@ func (c *Cache) put(key string, val any, size int) {
 	// Admission: the entries this one would evict, least recently used
 	// first, must all have been asked for less often.
 	need, f := c.size+sz-c.max, c.freq.estimate(key)
-	for e := c.ll.Back(); need > 0 && e != nil; e = e.Prev() {
+	for e := c.ll.Back(); need > 0 && e != nil && !always; e = e.Prev() {
 		it := e.Value.(*cacheItem)
 		if c.freq.estimate(it.key) >= f {
 			return

@@ -42,6 +42,12 @@ func TestCacheAdmission(t *testing.T) {
 			t.Errorf("%s, asked for 5 times, was evicted by a walk of entries asked for twice", k)
 		}
 	}
+	// A run filter's chunk is admitted when first read, however often the
+	// entries it evicts were asked for.
+	c.putAlways("filter", 1, 4<<10)
+	if c.get("filter") == nil {
+		t.Error("an entry put without admission was not kept")
+	}
 	// An entry asked for more often than the least recently used hot
 	// entries is admitted.
 	for range 10 {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/blindex/blindex/internal/seal"
 	"github.com/blindex/blindex/store"
@@ -253,9 +255,13 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 	var dropped []runDesc
 	// write merges srcs (newest first) into a new run and puts it in place
 	// of the n runs it replaces.
-	live := st.liveSet()
 	droppedTerms := map[string]uint64{}
 	var exact map[string]uint64 // by field, the terms a merge of every run wrote
+	workers := max(1, in.opts.AnalysisWorkers)
+	lives := make([]*liveSet, workers) // one each: a liveSet caches pages
+	for i := range lives {
+		lives[i] = st.liveSet()
+	}
 	write := func(srcs []source, n int) error {
 		m := newMergeIter(srcs, "", n < len(runs))
 		var counts map[string]uint64
@@ -264,39 +270,57 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 		}
 		rb := newRunBuilder(k, nextRun, w.put)
 		nextRun++
+		// Entries are taken from the sources a chunk at a time; the term
+		// values of a chunk are merged in parallel, then added in order.
+		chunk := make([]mergeItem, 0, mergeChunk)
+		addChunk := func() error {
+			mergeChunkValues(in, chunk, lives)
+			for i := range chunk {
+				it := &chunk[i]
+				if it.err != nil {
+					return it.err
+				}
+				if !it.term || it.val != nil {
+					if err := rb.add(it.key, it.val); err != nil {
+						return err
+					}
+					if it.term && counts != nil {
+						counts[it.field]++
+					}
+					continue
+				}
+				// Every posting was of a deleted document: the term
+				// leaves the dictionary unless an older run still has it.
+				elsewhere, err := in.runsHold(runs[n:], it.key)
+				if err != nil {
+					return err
+				}
+				if !elsewhere {
+					droppedTerms[it.field]++
+				}
+			}
+			clear(chunk)
+			chunk = chunk[:0]
+			return nil
+		}
 		for ; m.valid(); m.next() {
 			key := m.key()
-			if !isTermKey(key) {
-				if err := rb.add(key, m.val()); err != nil {
+			if isTermKey(key) {
+				chunk = append(chunk, mergeItem{key: key, term: true, vals: m.vals()})
+			} else {
+				chunk = append(chunk, mergeItem{key: key, val: m.val()})
+			}
+			if len(chunk) == mergeChunk {
+				if err := addChunk(); err != nil {
 					return err
 				}
-				continue
-			}
-			v, field, err := in.mergeTermValues(key, m, live)
-			if err != nil {
-				return err
-			}
-			if v != nil {
-				if err := rb.add(key, v); err != nil {
-					return err
-				}
-				if counts != nil {
-					counts[field]++
-				}
-				continue
-			}
-			// Every posting was of a deleted document: the term leaves
-			// the dictionary unless an older run still has it.
-			elsewhere, err := in.runsHold(runs[n:], key)
-			if err != nil {
-				return err
-			}
-			if !elsewhere {
-				droppedTerms[field]++
 			}
 		}
 		if m.err != nil {
 			return m.err
+		}
+		if err := addChunk(); err != nil {
+			return err
 		}
 		if counts != nil {
 			exact = counts
@@ -326,7 +350,7 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 	}
 	if st.mem.len() > 0 {
 		keys, value, size := st.mem.entries(true)
-		mem := &sliceSource{keys: keys, get: value}
+		mem := &sliceSource{keys: keys, get: value, workers: workers}
 		// The memtable counts as the newest run when choosing a merge.
 		n := mergeCount(append([]runDesc{{gen: k.Generation(), bytes: size}}, runs...), all, k.Generation()) - 1
 		n = max(n, 0)
@@ -417,16 +441,62 @@ func (in *Instance) cleanBuilding() error {
 	return nil
 }
 
-// mergeTermValues returns the merged value of a term key that the sources
-// of m hold (newest first): their postings concatenated, oldest first,
+// mergeChunk is how many entries a merge takes from its sources before
+// merging their term values in parallel.
+const mergeChunk = 256
+
+// mergeItem is one entry of a merge: a term key with the values of every
+// source holding it (newest first), merged into val; or another key with
+// its value.
+type mergeItem struct {
+	key   string
+	term  bool
+	vals  [][]byte
+	val   []byte // nil for a term: every posting was of a deleted document
+	field string
+	err   error
+}
+
+// mergeChunkValues merges the term values of items, with one goroutine
+// per liveSet.
+func mergeChunkValues(in *Instance, items []mergeItem, lives []*liveSet) {
+	var next atomic.Int64
+	work := func(live *liveSet) {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(items) {
+				return
+			}
+			if it := &items[i]; it.term {
+				it.val, it.field, it.err = in.mergeTermValues(it.key, it.vals, live)
+			}
+		}
+	}
+	if len(lives) == 1 || len(items) < 2*len(lives) {
+		work(lives[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for _, live := range lives[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(live)
+		}()
+	}
+	work(lives[0])
+	wg.Wait()
+}
+
+// mergeTermValues returns the merged value of a term key whose values
+// vals are (newest first): their postings concatenated, oldest first,
 // without those of documents no longer live; nil when none is left. It
 // also returns the term's field.
-func (in *Instance) mergeTermValues(key string, m *mergeIter, live *liveSet) ([]byte, string, error) {
+func (in *Instance) mergeTermValues(key string, vals [][]byte, live *liveSet) ([]byte, string, error) {
 	field, term, ok := splitFieldTermKey(key)
 	if !ok {
 		return nil, "", in.corruptTermValue(errShort)
 	}
-	vals := m.vals()
 	if len(vals) == 1 && len(vals[0]) > 0 && vals[0][0] == valPresent {
 		// One source, inline: kept as it is when all its documents are
 		// live (reading the document numbers only).

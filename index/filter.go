@@ -174,7 +174,7 @@ func (in *Instance) filterChunk(r *runDesc, no uint32) ([]byte, error) {
 	if err != nil {
 		return nil, in.corrupt(kindFilter, label, err)
 	}
-	in.cache.put(ck, filterBytes(data), len(data)+64)
+	in.cache.putAlways(ck, filterBytes(data), len(data)+64)
 	return data, nil
 }
 

@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/blindex/blindex/internal/seal"
@@ -640,15 +643,56 @@ type sliceSource struct {
 	// encode it
 	last  []byte
 	lastI int
+	// workers > 1: values are got ahead, sliceWindow keys at a time by
+	// that many goroutines (get must be safe to call concurrently);
+	// window holds those of the keys from windowAt on.
+	workers  int
+	window   [][]byte
+	windowAt int
 }
+
+// sliceWindow is how many values a sliceSource with workers gets at once.
+const sliceWindow = 256
 
 func (s *sliceSource) valid() bool { return s.i < len(s.keys) }
 func (s *sliceSource) key() string { return s.keys[s.i] }
 func (s *sliceSource) val() []byte {
-	if s.lastI != s.i+1 {
-		s.last, s.lastI = s.get(s.keys[s.i]), s.i+1
+	if s.lastI == s.i+1 {
+		return s.last
 	}
+	if s.workers > 1 {
+		if s.i < s.windowAt || s.i >= s.windowAt+len(s.window) {
+			s.fill()
+		}
+		s.last, s.lastI = s.window[s.i-s.windowAt], s.i+1
+		return s.last
+	}
+	s.last, s.lastI = s.get(s.keys[s.i]), s.i+1
 	return s.last
+}
+
+// fill gets the values of the window of keys from the current one on, in
+// parallel.
+func (s *sliceSource) fill() {
+	n := min(sliceWindow, len(s.keys)-s.i)
+	clear(s.window)
+	s.window, s.windowAt = slices.Grow(s.window[:0], n)[:n], s.i
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range s.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j := int(next.Add(1)) - 1
+				if j >= n {
+					return
+				}
+				s.window[j] = s.get(s.keys[s.windowAt+j])
+			}
+		}()
+	}
+	wg.Wait()
 }
 func (s *sliceSource) next() error { s.i++; return nil }
 func (s *sliceSource) seek(key string) error {

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"reflect"
 	"slices"
@@ -70,10 +71,10 @@ func TestPostingsWithoutLocations(t *testing.T) {
 	if both, _ := in.postings(st, "summary", []byte("alpha"), false); both != full {
 		t.Fatal("the cached list with locations did not serve a search without them")
 	}
-	// The memtable's fragment keeps its own locations.
+	// The memtable's fragment keeps its own locations, encoded.
 	for _, f := range st.mem.terms[fieldTermKey("summary", "alpha")] {
-		if f.locOff == nil {
-			t.Fatal("leaving locations out stripped the memtable's fragment")
+		if f.vectors == nil || f.locOff != nil || f.locs != nil {
+			t.Fatalf("the memtable's fragment: %+v, want its locations encoded (vectors)", f)
 		}
 	}
 }
@@ -113,6 +114,11 @@ func TestEncodedVectors(t *testing.T) {
 	body := enc2(func(e *enc) { encodePostingBody(e, "_all", pl) })
 	scanned := decodePostings(&dec{b: body}, "_all", locsEncoded)
 	check("scanned", scanned, pl)
+	// Encoded in memory, the locations write the very body the decoded
+	// ones do (a batch's log entry and a memtable flush write them so).
+	if fromEncoded := enc2(func(e *enc) { encodePostingBody(e, "_all", encoded) }); !bytes.Equal(fromEncoded, body) {
+		t.Errorf("the body written from encoded locations differs:\n%x\n%x", fromEncoded, body)
+	}
 	// Two fragments whose name tables differ, and a memtable's decoded one.
 	other := &postingList{docs: []uint64{20, 21}, freqs: []uint32{1, 1}, lens: []uint32{3, 3}, locOff: []uint32{0, 1, 2}, locs: []bindex.TermFieldVector{
 		{Field: "summary", Pos: 2, Start: 3, End: 4},

@@ -204,11 +204,17 @@ func (p *postingList) withoutLocs() *postingList {
 	return &postingList{docs: p.docs, freqs: p.freqs, lens: p.lens, noLocs: true}
 }
 
-func (p *postingList) hasVectors() bool { return p.locOff != nil }
+func (p *postingList) hasVectors() bool { return p.locOff != nil || p.vectors != nil }
 
 // encodedSize is about the size of p's postings encoded
 // (encodePostingBody): a few bytes per posting and per location.
-func (p *postingList) encodedSize() int { return 2 + 4*len(p.docs) + 5*len(p.locs) + len(p.locOff) }
+func (p *postingList) encodedSize() int {
+	n := 2 + 4*len(p.docs) + 5*len(p.locs) + len(p.locOff)
+	if p.vectors != nil {
+		n += len(p.vectors.data) + 8*len(p.vectors.names)
+	}
+	return n
+}
 
 func (p *postingList) size() int {
 	n := 64 + len(p.docs)*20 + len(p.locOff)*4
@@ -261,6 +267,15 @@ func encodePostingBody(e *enc, field string, p *postingList) {
 		prev = d
 		e.uvarint(uint64(p.freqs[i]))
 		e.uvarint(uint64(p.lens[i]))
+	}
+	if v := p.vectors; v != nil {
+		// Encoded already, as this section holds them.
+		e.uvarint(uint64(len(v.names)))
+		for _, n := range v.names {
+			e.str(n)
+		}
+		e.b = append(e.b, v.data[v.off[0]:v.off[len(p.docs)]]...)
+		return
 	}
 	if flags&1 != 0 {
 		// Location field names: a small table, referenced by index+1

@@ -616,7 +616,9 @@ func (s *state) diff(l *logEntry) (*stateDiff, error) {
 				meta.fields[fi].terms++
 			}
 		}
-		ov.terms[key] = append(ov.terms[key], t.pl)
+		// The memtable keeps locations encoded (about 5 bytes each
+		// instead of 64 and more, and no pointers for the collector).
+		ov.terms[key] = append(ov.terms[key], t.pl.withEncodedVectors(t.field))
 	}
 	if l.nextDoc > meta.nextDoc {
 		meta.nextDoc = l.nextDoc
@@ -726,7 +728,7 @@ func (m *memtable) entries(keepTombs bool) (keys []string, value func(key string
 			return v
 		}
 		field, term, _ := splitFieldTermKey(k)
-		return encodeTermValue(field, []byte(term), concatFragments(m.terms[k]))
+		return encodeTermValue(field, []byte(term), concatEncoded(field, slices.Clone(m.terms[k])))
 	}
 	return keys, value, size
 }

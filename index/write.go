@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sort"
 	"strings"
@@ -145,6 +146,8 @@ type docPostings struct {
 type termPosting struct {
 	field   string
 	term    string
+	key     string // fieldTermKey(field, term)
+	shard   uint32 // a hash of key, which picks the shard inverting it (invert)
 	freq    uint32
 	length  uint32
 	vectors bool
@@ -256,7 +259,8 @@ func collectPostings(doc *document.Document) *docPostings {
 			if a.docValues {
 				ff.terms = append(ff.terms, []byte(term))
 			}
-			tp := termPosting{field: name, term: term, freq: uint32(tf.Frequency()), length: uint32(a.length), vectors: a.vectors}
+			key := fieldTermKey(name, term)
+			tp := termPosting{field: name, term: term, key: key, shard: uint32(maphash.String(shardSeed, key)), freq: uint32(tf.Frequency()), length: uint32(a.length), vectors: a.vectors}
 			if a.vectors {
 				tp.locs = make([]bindex.TermFieldVector, len(tf.Locations))
 				for j, l := range tf.Locations {
@@ -278,8 +282,87 @@ func collectPostings(doc *document.Document) *docPostings {
 	return dp
 }
 
-// ftKey names a term of a field.
-type ftKey struct{ field, term string }
+// shardSeed seeds the hash that shards a batch's terms (invert).
+var shardSeed = maphash.MakeSeed()
+
+// invert returns the postings of the documents docs that were given a
+// number (nums[i] is it plus one; 0 for none) by term, in key order, their
+// locations encoded (postingList.vectors). The terms are split in
+// shards by hash, inverted by one goroutine each, and the shards' sorted
+// terms merged.
+func invert(docs []*docPostings, nums []uint64, workers int) []*pbuild {
+	shards := make([][]*pbuild, max(1, workers))
+	one := func(s int) {
+		builds := map[string]*pbuild{}
+		var order []*pbuild
+		for i, d := range docs {
+			if nums[i] == 0 {
+				continue
+			}
+			for j := range d.terms {
+				tp := &d.terms[j]
+				if len(shards) > 1 && int(tp.shard%uint32(len(shards))) != s {
+					continue
+				}
+				b := builds[tp.key]
+				if b == nil {
+					b = &pbuild{field: tp.field, term: []byte(tp.term), key: tp.key}
+					if tp.vectors {
+						b.pl.locOff = []uint32{0}
+					}
+					builds[tp.key] = b
+					order = append(order, b)
+				}
+				p := &b.pl
+				p.docs = append(p.docs, nums[i]-1)
+				p.freqs = append(p.freqs, tp.freq)
+				p.lens = append(p.lens, tp.length)
+				if p.locOff != nil {
+					p.locs = append(p.locs, tp.locs...)
+					p.locOff = append(p.locOff, uint32(len(p.locs)))
+				}
+			}
+		}
+		slices.SortFunc(order, func(a, b *pbuild) int { return strings.Compare(a.key, b.key) })
+		// Locations are encoded once, here: the log entry copies them
+		// and the memtable keeps them so (state.diff).
+		for _, b := range order {
+			if b.pl.locOff != nil {
+				b.pl = *b.pl.withEncodedVectors(b.field)
+			}
+		}
+		shards[s] = order
+	}
+	var wg sync.WaitGroup
+	for s := 1; s < len(shards); s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			one(s)
+		}()
+	}
+	one(0)
+	wg.Wait()
+	if len(shards) == 1 {
+		return shards[0]
+	}
+	n := 0
+	for _, sh := range shards {
+		n += len(sh)
+	}
+	out := make([]*pbuild, 0, n)
+	for len(out) < n {
+		best := -1
+		for s, sh := range shards {
+			if len(sh) > 0 && (best < 0 || sh[0].key < shards[best][0].key) {
+				best = s
+			}
+		}
+		out = append(out, shards[best][0])
+		shards[best] = shards[best][1:]
+	}
+	return out
+}
 
 // pbuild collects one term's postings in a batch.
 type pbuild struct {
@@ -326,8 +409,7 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 	gen := w.k.Generation()
 	w.deleted = map[uint64]bool{}
 	next := st.meta.nextDoc
-	builds := map[ftKey]*pbuild{}
-	var order []*pbuild
+	nums := make([]uint64, len(ops)) // the number given to each document indexed plus one, else 0
 	for i, op := range ops {
 		if last[op.ID] != i {
 			continue
@@ -371,29 +453,10 @@ func (w *batchWriter) prepare(ops []Op, last map[string]int, docs []*docPostings
 		if err := w.addSynonyms(num, docs[i].syn); err != nil {
 			return err
 		}
-		for _, tp := range docs[i].terms {
-			key := ftKey{tp.field, tp.term}
-			b := builds[key]
-			if b == nil {
-				b = &pbuild{field: tp.field, term: []byte(tp.term), key: fieldTermKey(tp.field, tp.term)}
-				if tp.vectors {
-					b.pl.locOff = []uint32{0}
-				}
-				builds[key] = b
-				order = append(order, b)
-			}
-			p := &b.pl
-			p.docs = append(p.docs, num)
-			p.freqs = append(p.freqs, tp.freq)
-			p.lens = append(p.lens, tp.length)
-			if p.locOff != nil {
-				p.locs = append(p.locs, tp.locs...)
-				p.locOff = append(p.locOff, uint32(len(p.locs)))
-			}
-		}
+		nums[i] = num + 1
 	}
+	order := invert(docs, nums, w.in.opts.AnalysisWorkers)
 	w.entry.nextDoc = next
-	slices.SortFunc(order, func(a, b *pbuild) int { return strings.Compare(a.key, b.key) })
 	w.entry.terms = make([]termPostings, len(order))
 	w.touched = make([]string, len(order))
 	for i, b := range order {
@@ -418,12 +481,16 @@ const logPiece = 256 << 10
 func (w *batchWriter) finish() error {
 	hd := w.in.hd
 	w.entry.seq = hd.logEnd
+	// The log entry is encoded while the diff is computed: both only
+	// read the entry.
+	logBody := make(chan []byte, 1)
+	go func() { logBody <- encodeLog(&w.entry) }()
 	d, err := w.st.diff(&w.entry)
+	body := <-logBody
 	if err != nil {
 		return err
 	}
 	w.diff = d
-	body := encodeLog(&w.entry)
 	pieces := max(1, (len(body)+logPiece-1)/logPiece)
 	d.ov.logPieces[hd.logEnd] = uint32(pieces)
 	recs := w.pending
