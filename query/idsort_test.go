@@ -3,7 +3,6 @@ package query
 import (
 	"context"
 	"fmt"
-	"os"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -12,8 +11,6 @@ import (
 	"github.com/blevesearch/bleve/v2"
 
 	"github.com/blindex/blindex/index"
-	"github.com/blindex/blindex/keys"
-	"github.com/blindex/blindex/store"
 	"github.com/blindex/blindex/view"
 )
 
@@ -46,30 +43,8 @@ func (s *idCountingSnapshot) ExternalID(num uint64) (string, error) {
 // pages at the start, in the middle and past the end, with many hits tied
 // on score; and it looks up far fewer ids than there are hits.
 func TestTopIDSort(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.OpenPebble(dir+"/data", store.PebbleOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := os.Mkdir(dir+"/home", 0o700); err != nil {
-		t.Fatal(err)
-	}
-	prov, err := keys.NewLocalProvider(dir + "/home")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := keys.NewKeyring(prov, keys.KeyringOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kr.Close()
+	in := newTestInstance(t, "topid")
 	ctx := context.Background()
-	in, err := index.Create(ctx, st, "topid", nil, index.Meta{}, index.Options{Keyring: kr, NoSync: true, IdleMerge: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
 	// 400 documents that all hold "alpha", in 35 groups tied on score;
 	// ids in an order unrelated to the document numbers.
 	const docs = 400

@@ -60,29 +60,8 @@ func TestSourceErrorKept(t *testing.T) {
 // TestIndexesDroppedOnClose: the bleve indexes kept for an instance go when
 // it closes, so that a closed instance is not held in memory.
 func TestIndexesDroppedOnClose(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.OpenPebble(dir+"/data", store.PebbleOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := os.Mkdir(dir+"/home", 0o700); err != nil {
-		t.Fatal(err)
-	}
-	prov, err := keys.NewLocalProvider(dir + "/home")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := keys.NewKeyring(prov, keys.KeyringOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kr.Close()
+	in := newTestInstance(t, "dropped")
 	ctx := context.Background()
-	in, err := index.Create(ctx, st, "dropped", nil, index.Meta{}, index.Options{Keyring: kr, NoSync: true, IdleMerge: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := in.Apply(ctx, []index.Op{{ID: "a", Body: []byte(`{"f":"alpha"}`)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,4 +83,35 @@ func TestIndexesDroppedOnClose(t *testing.T) {
 	if _, ok := indexes.Load(view.Source(in)); ok {
 		t.Fatal("a search after Close left bleve indexes kept")
 	}
+}
+
+// newTestInstance creates an instance with the default mapping in a new
+// Pebble store under a local key provider, all removed when t ends (the
+// instance is closed then unless the test closed it).
+func newTestInstance(t *testing.T, name string) *index.Instance {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.OpenPebble(dir+"/data", store.PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := os.Mkdir(dir+"/home", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	prov, err := keys.NewLocalProvider(dir + "/home")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keys.NewKeyring(prov, keys.KeyringOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kr.Close() })
+	in, err := index.Create(context.Background(), st, name, nil, index.Meta{}, index.Options{Keyring: kr, NoSync: true, IdleMerge: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close() })
+	return in
 }
