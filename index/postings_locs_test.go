@@ -58,7 +58,7 @@ func TestPostingsWithoutLocations(t *testing.T) {
 	// of L-1, 2 of L-2.
 	var got [][2]uint64
 	for i := range full.docs {
-		for _, l := range full.vectors.At(i) {
+		for _, l := range full.vectors.AppendAt(nil, i) {
 			if l.Field != "summary" || l.ArrayPositions != nil {
 				t.Fatalf("posting %d: location %+v", i, l)
 			}
@@ -100,7 +100,7 @@ func TestEncodedVectors(t *testing.T) {
 		}
 		for i := range want.docs {
 			w := want.locs[want.locOff[i]:want.locOff[i+1]]
-			g := got.vectors.At(i)
+			g := got.vectors.AppendAt(nil, i)
 			if (len(w) != 0 || len(g) != 0) && !reflect.DeepEqual(g, w) {
 				t.Errorf("%s: posting %d: %+v, want %+v", name, i, g, w)
 			}

@@ -135,10 +135,10 @@ type encodedVectors struct {
 	off   []uint32 // len(docs)+1 offsets into data
 }
 
-// At decodes the locations of posting i.
-func (v *encodedVectors) At(i int) []bindex.TermFieldVector {
+// AppendAt decodes the locations of posting i, appending them to dst.
+func (v *encodedVectors) AppendAt(dst []bindex.TermFieldVector, i int) []bindex.TermFieldVector {
 	d := dec{b: v.data[v.off[i]:v.off[i+1]]}
-	return decodeLocs(&d, v.field, v.names, nil)
+	return decodeLocs(&d, v.field, v.names, dst)
 }
 
 // appendLocs encodes one posting's locations as a posting body holds them:

@@ -84,6 +84,9 @@ type termReader struct {
 	vectors bool
 	i       int
 	count   uint64
+	// locs holds the locations of the posting read last: bleve copies
+	// them out of the TermFieldDoc before it asks for the next one.
+	locs []index.TermFieldVector
 }
 
 func (t *termReader) Next(pre *index.TermFieldDoc) (*index.TermFieldDoc, error) {
@@ -115,9 +118,9 @@ func (t *termReader) fill(i int, pre *index.TermFieldDoc) *index.TermFieldDoc {
 	// back into a length, so the rounding must be the same.
 	pre.Norm = float64(float32(1.0 / math.Sqrt(float64(t.pl.Lengths[i]))))
 	if t.vectors {
-		locs := t.pl.Vectors.At(i)
-		for j := range locs {
-			pre.Vectors = append(pre.Vectors, &locs[j])
+		t.locs = t.pl.Vectors.AppendAt(t.locs[:0], i)
+		for j := range t.locs {
+			pre.Vectors = append(pre.Vectors, &t.locs[j])
 		}
 	}
 	return pre

@@ -159,8 +159,10 @@ type Postings struct {
 // Vectors are the locations (term vectors) of a term's postings, kept
 // encoded and decoded one posting at a time, as a search reaches it.
 type Vectors interface {
-	// At returns the locations of the i-th posting in a new slice.
-	At(i int) []index.TermFieldVector
+	// AppendAt appends the locations of the i-th posting to dst and
+	// returns the result, so that a reader can reuse one buffer (each
+	// location's ArrayPositions are new).
+	AppendAt(dst []index.TermFieldVector, i int) []index.TermFieldVector
 }
 
 // ErrCorrupt reports a record that failed authentication or does not agree
