@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/blevesearch/bleve/v2/document"
 	"github.com/blevesearch/bleve/v2/geo"
@@ -251,6 +252,12 @@ func compareFields(a, b document.Field) int {
 	return slices.Compare(a.ArrayPositions(), b.ArrayPositions())
 }
 
+// geoShapeMu serializes the analysis of geoshape fields: bleve's s2 plugin
+// indexes every shape through one shared s2.RegionTermIndexer, which is not
+// safe for concurrent use, and documents are analyzed in parallel (go test
+// -race ./index -run TestDiffBleveGeo reported it).
+var geoShapeMu sync.Mutex
+
 // analyzeDocument is bleve's scorch analyze (index/scorch/scorch.go), minus
 // what the supported subset cannot produce: the spatial analyzer plugin
 // (bleve's default s2 plugin is used, as scorch does without one) and
@@ -262,7 +269,13 @@ func analyzeDocument(doc *document.Document) {
 		if !f.Options().IsIndexed() {
 			continue
 		}
-		f.Analyze()
+		if _, ok := f.(bindex.GeoShapeField); ok {
+			geoShapeMu.Lock()
+			f.Analyze()
+			geoShapeMu.Unlock()
+		} else {
+			f.Analyze()
+		}
 		if hasComposite && f.Name() != "_id" {
 			for _, cf := range doc.CompositeFields {
 				cf.Compose(f.Name(), f.AnalyzedLength(), f.AnalyzedTokenFrequencies())
