@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
-	"sync"
-	"sync/atomic"
 
 	"github.com/blindex/blindex/internal/seal"
 	"github.com/blindex/blindex/store"
@@ -280,11 +278,12 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 				if it.err != nil {
 					return it.err
 				}
-				if !it.term || it.val != nil {
+				term := isTermKey(it.key)
+				if !term || it.val != nil {
 					if err := rb.add(it.key, it.val); err != nil {
 						return err
 					}
-					if it.term && counts != nil {
+					if term && counts != nil {
 						counts[it.field]++
 					}
 					continue
@@ -306,7 +305,7 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 		for ; m.valid(); m.next() {
 			key := m.key()
 			if isTermKey(key) {
-				chunk = append(chunk, mergeItem{key: key, term: true, vals: m.vals()})
+				chunk = append(chunk, mergeItem{key: key, vals: m.vals()})
 			} else {
 				chunk = append(chunk, mergeItem{key: key, val: m.val()})
 			}
@@ -450,7 +449,6 @@ const mergeChunk = 256
 // its value.
 type mergeItem struct {
 	key   string
-	term  bool
 	vals  [][]byte
 	val   []byte // nil for a term: every posting was of a deleted document
 	field string
@@ -460,32 +458,11 @@ type mergeItem struct {
 // mergeChunkValues merges the term values of items, with one goroutine
 // per liveSet.
 func mergeChunkValues(in *Instance, items []mergeItem, lives []*liveSet) {
-	var next atomic.Int64
-	work := func(live *liveSet) {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= len(items) {
-				return
-			}
-			if it := &items[i]; it.term {
-				it.val, it.field, it.err = in.mergeTermValues(it.key, it.vals, live)
-			}
+	forEach(len(items), len(lives), func(w, i int) {
+		if it := &items[i]; isTermKey(it.key) {
+			it.val, it.field, it.err = in.mergeTermValues(it.key, it.vals, lives[w])
 		}
-	}
-	if len(lives) == 1 || len(items) < 2*len(lives) {
-		work(lives[0])
-		return
-	}
-	var wg sync.WaitGroup
-	for _, live := range lives[1:] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work(live)
-		}()
-	}
-	work(lives[0])
-	wg.Wait()
+	})
 }
 
 // mergeTermValues returns the merged value of a term key whose values

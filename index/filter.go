@@ -118,12 +118,17 @@ func (in *Instance) mayHoldHash(r *runDesc, h uint64, chunks map[filterChunkRef]
 	if base+filterBlockBits/8 > len(chunk) {
 		return false, in.corrupt(kindFilter, [16]byte{}, errors.New("a term filter chunk is shorter than its run says"))
 	}
+	return blockHolds(chunk[base:base+filterBlockBits/8], bits), nil
+}
+
+// blockHolds reports whether a filter block has every one of bits set.
+func blockHolds(block []byte, bits [filterHashes]uint16) bool {
 	for _, bit := range bits {
-		if chunk[base+int(bit/8)]&(1<<(bit%8)) == 0 {
-			return false, nil
+		if block[bit/8]&(1<<(bit%8)) == 0 {
+			return false
 		}
 	}
-	return true, nil
+	return true
 }
 
 // filterChunkRef names a filter chunk: its run and page number.

@@ -85,12 +85,7 @@ func TestFilterFalsePositiveRate(t *testing.T) {
 	has := func(h uint64) bool {
 		blk, bits := filterBits(h, blocks)
 		base := int(blk) * filterBlockBits / 8
-		for _, bit := range bits {
-			if data[base+int(bit/8)]&(1<<(bit%8)) == 0 {
-				return false
-			}
-		}
-		return true
+		return blockHolds(data[base:base+filterBlockBits/8], bits)
 	}
 	for _, h := range hashes[:1000] {
 		if !has(h) {

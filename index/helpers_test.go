@@ -110,7 +110,7 @@ func copyDir(t testing.TB, from, to string) {
 
 // allKeys returns a page's keys.
 func (p *page) allKeys() []string {
-	keys := make([]string, p.n)
+	keys := make([]string, p.len())
 	for i := range keys {
 		keys[i] = p.key(i)
 	}
@@ -122,7 +122,7 @@ func (p *page) allVals() [][]byte {
 	if p.level != 0 {
 		return nil
 	}
-	vals := make([][]byte, p.n)
+	vals := make([][]byte, p.len())
 	for i := range vals {
 		vals[i] = p.val(i)
 	}

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/blindex/blindex/internal/seal"
@@ -108,7 +106,6 @@ func pageLabel(k *seal.Keys, run uint64, no uint32) [seal.LabelSize]byte {
 // and a cached page costs its plaintext, its keys and 12 bytes an entry.
 type page struct {
 	level  byte
-	n      int      // entries
 	arena  []byte   // the keys, concatenated
 	keyEnd []uint32 // key i is arena[keyEnd[i-1]:keyEnd[i]] (keyEnd[-1] is 0)
 	body   []byte   // the plaintext, which holds the values
@@ -124,6 +121,9 @@ type page struct {
 	docCount int
 	docDense bool
 }
+
+// len returns the number of entries.
+func (p *page) len() int { return len(p.keyEnd) }
 
 // key returns key i.
 func (p *page) key(i int) string {
@@ -143,7 +143,7 @@ func (p *page) val(i int) []byte { return p.body[p.valOff[2*i]:p.valOff[2*i+1]:p
 // search returns the index of the first key at or after key, from index
 // from on.
 func (p *page) search(from int, key string) int {
-	return from + sort.Search(p.n-from, func(i int) bool { return p.key(from+i) >= key })
+	return from + sort.Search(p.len()-from, func(i int) bool { return p.key(from+i) >= key })
 }
 
 // lookup returns the value of key in the page's keys (a leaf's). Keys out
@@ -151,7 +151,7 @@ func (p *page) search(from int, key string) int {
 // document-table keys ("n" ‖ 8-byte number) of a leaf whose document
 // numbers are consecutive, by their offset from the first.
 func (p *page) lookup(key string) ([]byte, bool) {
-	n := p.n
+	n := p.len()
 	if n == 0 || key < p.key(0) || key > p.key(n-1) {
 		return nil, false
 	}
@@ -226,7 +226,6 @@ func decodePage(b []byte, run uint64, no uint32) (*page, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	p.n = n
 	// A first pass sums the keys' lengths, so that the arena is allocated
 	// once; the second rebuilds the keys into it and notes the offsets.
 	// Both parse b directly (pageUvarint), as this is the cost of every
@@ -541,14 +540,14 @@ func (in *Instance) runLeafBounds(r *runDesc, key string) (*page, uint32, int, l
 		if depth > 16 {
 			return nil, 0, 0, b, fmt.Errorf("%w: a state run is deeper than possible", ErrCorrupt)
 		}
-		i := sort.Search(p.n, func(i int) bool { return p.key(i) > key }) - 1
+		i := sort.Search(p.len(), func(i int) bool { return p.key(i) > key }) - 1
 		if i < 0 {
 			i = 0
 		}
 		if i > 0 {
 			b.lo, b.hasLo = p.key(i), true
 		}
-		if i+1 < p.n {
+		if i+1 < p.len() {
 			b.hi, b.hasHi = p.key(i+1), true
 		}
 		no = p.kids[i]
@@ -561,7 +560,7 @@ func (in *Instance) runGet(r *runDesc, key string) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if i < p.n && p.key(i) == key {
+	if i < p.len() && p.key(i) == key {
 		return p.val(i), true, nil
 	}
 	return nil, false, nil
@@ -586,11 +585,11 @@ type runIter struct {
 	ra   readAhead // leaves read ahead (readahead.go)
 }
 
-func (it *runIter) valid() bool { return it.leaf != nil && it.i < it.leaf.n }
+func (it *runIter) valid() bool { return it.leaf != nil && it.i < it.leaf.len() }
 func (it *runIter) key() string { return it.leaf.key(it.i) }
 func (it *runIter) val() []byte { return it.leaf.val(it.i) }
 func (it *runIter) settle() error {
-	for it.leaf != nil && it.i >= it.leaf.n {
+	for it.leaf != nil && it.i >= it.leaf.len() {
 		if it.no+1 >= it.r.leaves {
 			it.leaf = nil
 			return nil
@@ -618,7 +617,7 @@ func (it *runIter) seek(key string) error {
 	if it.valid() && it.key() >= key {
 		return nil
 	}
-	if it.valid() && it.leaf.key(it.leaf.n-1) >= key {
+	if it.valid() && it.leaf.key(it.leaf.len()-1) >= key {
 		it.i = it.leaf.search(it.i, key)
 		return nil
 	}
@@ -677,22 +676,7 @@ func (s *sliceSource) fill() {
 	n := min(sliceWindow, len(s.keys)-s.i)
 	clear(s.window)
 	s.window, s.windowAt = slices.Grow(s.window[:0], n)[:n], s.i
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range s.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				j := int(next.Add(1)) - 1
-				if j >= n {
-					return
-				}
-				s.window[j] = s.get(s.keys[s.windowAt+j])
-			}
-		}()
-	}
-	wg.Wait()
+	forEach(n, s.workers, func(_, j int) { s.window[j] = s.get(s.keys[s.windowAt+j]) })
 }
 func (s *sliceSource) next() error { s.i++; return nil }
 func (s *sliceSource) seek(key string) error {

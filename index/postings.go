@@ -331,10 +331,9 @@ func concatFragments(frags []*postingList) *postingList {
 // joined under one table of field names.
 func concatEncoded(field string, frags []*postingList) *postingList {
 	vectors := false
+	frags = slices.Clone(frags) // made encoded in place of the caller's
 	for i, f := range frags {
-		if f.locOff != nil {
-			frags[i] = f.withEncodedVectors(field)
-		}
+		frags[i] = f.withEncodedVectors(field)
 		vectors = vectors || frags[i].vectors != nil
 	}
 	if len(frags) == 1 || !vectors {

@@ -93,7 +93,7 @@ func TestReadAhead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if first, last := p.key(0), p.key(p.n-1); strings.HasPrefix(first, pre) || strings.HasPrefix(last, pre) || (first < pre && last > pre) {
+			if first, last := p.key(0), p.key(p.len()-1); strings.HasPrefix(first, pre) || strings.HasPrefix(last, pre) || (first < pre && last > pre) {
 				if last >= pre+from {
 					n++
 				}

@@ -255,6 +255,9 @@ func encodePosting(field string, term []byte, p *postingList) []byte {
 // then, with term vectors, each document's locations, positions and
 // offsets delta-coded (zigzag) from the previous location's.
 func encodePostingBody(e *enc, field string, p *postingList) {
+	// Locations are written as withEncodedVectors encodes them (a batch's
+	// and the memtable's are encoded already).
+	p = p.withEncodedVectors(field)
 	flags := byte(0)
 	if p.hasVectors() {
 		flags = 1
@@ -269,36 +272,13 @@ func encodePostingBody(e *enc, field string, p *postingList) {
 		e.uvarint(uint64(p.lens[i]))
 	}
 	if v := p.vectors; v != nil {
-		// Encoded already, as this section holds them.
+		// Location field names: a small table, referenced by index+1
+		// (0 means the posting's own field); then each posting's.
 		e.uvarint(uint64(len(v.names)))
 		for _, n := range v.names {
 			e.str(n)
 		}
 		e.b = append(e.b, v.data[v.off[0]:v.off[len(p.docs)]]...)
-		return
-	}
-	if flags&1 != 0 {
-		// Location field names: a small table, referenced by index+1
-		// (0 means the posting's own field).
-		var names []string
-		for i := range p.locs {
-			if f := p.locs[i].Field; f != "" && f != field && !slices.Contains(names, f) {
-				names = append(names, f)
-			}
-		}
-		e.uvarint(uint64(len(names)))
-		for _, n := range names {
-			e.str(n)
-		}
-		ref := func(f string) uint64 {
-			if f == "" || f == field {
-				return 0
-			}
-			return uint64(slices.Index(names, f) + 1)
-		}
-		for i := range p.docs {
-			appendLocs(e, p.locs[p.locOff[i]:p.locOff[i+1]], ref)
-		}
 	}
 }
 

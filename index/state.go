@@ -189,8 +189,8 @@ func (s *state) corruptValue(what string) error {
 
 // termFragments returns a term's postings fragments, oldest first: one
 // per run holding the term, then the memtable's; without locs, without
-// their locations (postingList.noLocs); with them, the runs' encoded
-// (postingList.vectors), the memtable's decoded.
+// their locations (postingList.noLocs); with them, encoded
+// (postingList.vectors) as the memtable keeps them.
 func (s *state) termFragments(field string, term []byte, locs bool) ([]*postingList, error) {
 	key := fieldTermKey(field, string(term))
 	var out []*postingList
@@ -617,7 +617,8 @@ func (s *state) diff(l *logEntry) (*stateDiff, error) {
 			}
 		}
 		// The memtable keeps locations encoded (about 5 bytes each
-		// instead of 64 and more, and no pointers for the collector).
+		// instead of 64 and more, and no pointers for the collector): a
+		// batch's are already (invert); a replayed log entry's are not.
 		ov.terms[key] = append(ov.terms[key], t.pl.withEncodedVectors(t.field))
 	}
 	if l.nextDoc > meta.nextDoc {
@@ -728,7 +729,7 @@ func (m *memtable) entries(keepTombs bool) (keys []string, value func(key string
 			return v
 		}
 		field, term, _ := splitFieldTermKey(k)
-		return encodeTermValue(field, []byte(term), concatEncoded(field, slices.Clone(m.terms[k])))
+		return encodeTermValue(field, []byte(term), concatEncoded(field, m.terms[k]))
 	}
 	return keys, value, size
 }

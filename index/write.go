@@ -333,16 +333,7 @@ func invert(docs []*docPostings, nums []uint64, workers int) []*pbuild {
 		}
 		shards[s] = order
 	}
-	var wg sync.WaitGroup
-	for s := 1; s < len(shards); s++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			one(s)
-		}()
-	}
-	one(0)
-	wg.Wait()
+	forEach(len(shards), len(shards), func(_, s int) { one(s) })
 	if len(shards) == 1 {
 		return shards[0]
 	}
@@ -526,18 +517,10 @@ func (w *batchWriter) sealAll(recs []pendingRecord) {
 	}
 	sealed := make([][]byte, len(recs))
 	keys := make([][]byte, len(recs))
-	var wg sync.WaitGroup
-	for p := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := p; i < len(recs); i += workers {
-				keys[i] = w.in.key(recs[i].label)
-				sealed[i] = w.k.Seal(nil, keys[i], recs[i].payload)
-			}
-		}()
-	}
-	wg.Wait()
+	forEach(len(recs), workers, func(_, i int) {
+		keys[i] = w.in.key(recs[i].label)
+		sealed[i] = w.k.Seal(nil, keys[i], recs[i].payload)
+	})
 	for i := range recs {
 		w.batch.Set(keys[i], sealed[i])
 	}

@@ -298,9 +298,10 @@ func boundSearch(ctx context.Context, src view.Source, req *bleve.SearchRequest,
 		return nil, err
 	}
 	defer put()
+	ctx = withTermSearcherLimit(ctx, src.Limits().MaxTermSearchers)
 	ids := useTopIDSort(req)
 	if ids == nil {
-		return bi.idx.SearchInContext(withTermSearcherLimit(ctx, src.Limits().MaxTermSearchers), req)
+		return bi.idx.SearchInContext(ctx, req)
 	}
 	// The request's "_id" is swapped for the one that looks up only the
 	// ids that can decide the results, then put back (the result echoes
@@ -308,7 +309,7 @@ func boundSearch(ctx context.Context, src view.Source, req *bleve.SearchRequest,
 	sortBy := req.Sort
 	req.Sort = search.SortOrder{sortBy[0], ids}
 	bi.ad.ids = ids
-	res, err := bi.idx.SearchInContext(withTermSearcherLimit(ctx, src.Limits().MaxTermSearchers), req)
+	res, err := bi.idx.SearchInContext(ctx, req)
 	req.Sort = sortBy
 	if err == nil && ids.err != nil {
 		return nil, ids.err
