@@ -343,7 +343,7 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 	runSources := func(n int) []source {
 		srcs := make([]source, n)
 		for i := range n {
-			srcs[i] = &runIter{in: in, r: &runs[i]}
+			srcs[i] = &runIter{in: in, r: &runs[i], ra: readAhead{uncached: true}}
 		}
 		return srcs
 	}

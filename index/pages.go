@@ -479,7 +479,11 @@ func (b *runBuilder) finish() (runDesc, bool, error) {
 
 // page returns a decoded page of a run, through the cache. Caller holds
 // in.mu shared.
-func (in *Instance) page(r *runDesc, no uint32) (*page, error) {
+func (in *Instance) page(r *runDesc, no uint32) (*page, error) { return in.readPage(r, no, true) }
+
+// readPage is page; a page read from the store is put in the cache when
+// keep is set.
+func (in *Instance) readPage(r *runDesc, no uint32, keep bool) (*page, error) {
 	if p, ok := in.cache.get(in.pageCacheKey(r, no)).(*page); ok {
 		return p, nil
 	}
@@ -498,6 +502,9 @@ func (in *Instance) page(r *runDesc, no uint32) (*page, error) {
 	p, err := in.decodeRunPage(r, no, pt)
 	if err != nil {
 		return nil, in.corrupt(kindPage, label, err)
+	}
+	if keep {
+		in.cache.put(in.pageCacheKey(r, no), p, p.size)
 	}
 	return p, nil
 }
@@ -629,7 +636,7 @@ func (it *runIter) seek(key string) error {
 	if it.leaf != nil && no < it.no {
 		return nil // never backwards
 	}
-	it.leaf, it.no, it.i, it.ra = p, no, i, readAhead{}
+	it.leaf, it.no, it.i, it.ra = p, no, i, readAhead{uncached: it.ra.uncached}
 	return it.settle()
 }
 

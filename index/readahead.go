@@ -33,6 +33,11 @@ type readAhead struct {
 	seq   int     // steps to the next leaf since the last seek
 	first uint32  // leaf number of pages[0]
 	pages []*page // leaves first, first+1, ...
+	// uncached: the leaves read from the store are not put in the cache.
+	// A merge reads each leaf of its runs once, then deletes them: cached,
+	// they would only evict what searches and batches read again (and,
+	// while an instance is written, fill the cache, hence memory).
+	uncached bool
 }
 
 // window returns how many leaves to read from the seq-th step in order
@@ -56,7 +61,7 @@ func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
 		if p != nil {
 			return p, nil
 		}
-		return in.page(r, no)
+		return in.readPage(r, no, !ra.uncached)
 	}
 	ra.pages = nil
 	if p, ok := in.cache.get(in.pageCacheKey(r, no)).(*page); ok {
@@ -64,7 +69,7 @@ func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
 	}
 	end := min(uint64(no)+uint64(ra.window()), uint64(r.leaves))
 	if end <= uint64(no)+1 {
-		return in.page(r, no)
+		return in.readPage(r, no, !ra.uncached)
 	}
 	k, err := in.keysFor(r.gen)
 	if err != nil {
@@ -85,6 +90,9 @@ func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
 		p, err := in.decodeRunPage(r, n, pts[i])
 		if err != nil {
 			return nil, in.corrupt(kindPage, labels[i], err)
+		}
+		if !ra.uncached {
+			in.cache.put(in.pageCacheKey(r, n), p, p.size)
 		}
 		ahead[n-no] = p
 	}
@@ -128,8 +136,8 @@ func (in *Instance) pageCacheKey(r *runDesc, no uint32) string {
 	return string(kb[:])
 }
 
-// decodeRunPage decodes the plaintext of page no of r, checks that it is
-// the page it should be, and caches it.
+// decodeRunPage decodes the plaintext of page no of r and checks that it
+// is the page it should be.
 func (in *Instance) decodeRunPage(r *runDesc, no uint32, pt []byte) (*page, error) {
 	in.m.pageReads.Add(1)
 	p, err := decodePage(pt, r.id, no)
@@ -139,7 +147,6 @@ func (in *Instance) decodeRunPage(r *runDesc, no uint32, pt []byte) (*page, erro
 	if err != nil {
 		return nil, err
 	}
-	in.cache.put(in.pageCacheKey(r, no), p, p.size)
 	return p, nil
 }
 
