@@ -143,7 +143,7 @@ func (in *Instance) compactWith(o compactOpts) error {
 	// The batch is assembled while in.mu is held shared: locking (which
 	// zeroes the keys) waits for it, and the commit below checks that it
 	// did not happen in between.
-	b, hd, meta, err := in.assembleCompaction(st, old, oldK, k, o)
+	b, hd, meta, dropped, err := in.assembleCompaction(st, old, oldK, k, o)
 	in.mu.RUnlock()
 	if err != nil {
 		return err
@@ -165,17 +165,18 @@ func (in *Instance) compactWith(o compactOpts) error {
 	st.mem = newMemtable()
 	st.meta.runs, st.meta.nextRun, st.meta.fields = meta.runs, meta.nextRun, meta.fields
 	in.hd = hd
+	in.forgetRuns(dropped)
 	return nil
 }
 
 // assembleCompaction builds the runs and the batch that commits them: the
 // new head, the deletion of the folded log entries and of the runs merged
 // away. Caller holds in.mu shared and writeMu.
-func (in *Instance) assembleCompaction(st *state, old head, oldK, k *seal.Keys, o compactOpts) (store.Batch, head, stateMeta, error) {
+func (in *Instance) assembleCompaction(st *state, old head, oldK, k *seal.Keys, o compactOpts) (store.Batch, head, stateMeta, []runDesc, error) {
 	var b store.Batch
 	final, dropped, err := in.buildRuns(st, old, k, o.all, o.idle)
 	if err != nil {
-		return b, head{}, stateMeta{}, err
+		return b, head{}, stateMeta{}, nil, err
 	}
 	meta := st.meta.clone()
 	meta.runs, meta.nextRun = final.meta.runs, final.meta.nextRun
@@ -212,7 +213,7 @@ func (in *Instance) assembleCompaction(st *state, old head, oldK, k *seal.Keys, 
 		in.dropped += r.bytes
 		rk, err := in.keysFor(r.gen)
 		if err != nil {
-			return b, head{}, stateMeta{}, err
+			return b, head{}, stateMeta{}, nil, err
 		}
 		for _, no := range r.pageNos() {
 			b.Delete(in.key(pageLabel(rk, r.id, no)))
@@ -221,11 +222,11 @@ func (in *Instance) assembleCompaction(st *state, old head, oldK, k *seal.Keys, 
 	if o.man != nil {
 		mb, err := marshalManifest(o.man)
 		if err != nil {
-			return b, head{}, stateMeta{}, err
+			return b, head{}, stateMeta{}, nil, err
 		}
 		b.Set(manifestKey(in.name), mb)
 	}
-	return b, hd, meta, nil
+	return b, hd, meta, dropped, nil
 }
 
 // builtRuns is what buildRuns wrote: the batch still to commit and the

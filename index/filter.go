@@ -154,12 +154,7 @@ func (in *Instance) runTerm(r *runDesc, key string) ([]byte, bool, error) {
 type filterBytes []byte
 
 func (in *Instance) filterChunk(r *runDesc, no uint32) ([]byte, error) {
-	var kb [8 + 1 + 8 + 4]byte
-	copy(kb[:8], in.cacheNS)
-	kb[8] = 3
-	putU64(kb[9:17], r.id)
-	putU32(kb[17:], no)
-	ck := string(kb[:])
+	ck := in.runCacheKey(cacheFilter, r.id, no)
 	if f, ok := in.cache.get(ck).(filterBytes); ok {
 		return f, nil
 	}

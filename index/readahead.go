@@ -126,14 +126,42 @@ func (in *Instance) openPages(k *seal.Keys, run uint64, nos []uint32, kind byte)
 	return pts, labels, nil
 }
 
-// pageCacheKey is the cache key of page no of run r.
-func (in *Instance) pageCacheKey(r *runDesc, no uint32) string {
+// Kinds of a run's cache entries (runCacheKey).
+const (
+	cachePage   byte = 2 // a decoded page
+	cacheFilter byte = 3 // a filter chunk
+)
+
+// runCacheKey is the cache key of the entry of kind for page (or chunk)
+// no of run id.
+func (in *Instance) runCacheKey(kind byte, id uint64, no uint32) string {
 	var kb [8 + 1 + 8 + 4]byte
 	copy(kb[:8], in.cacheNS)
-	kb[8] = 2
-	putU64(kb[9:17], r.id)
+	kb[8] = kind
+	putU64(kb[9:17], id)
 	putU32(kb[17:], no)
 	return string(kb[:])
+}
+
+// pageCacheKey is the cache key of page no of run r.
+func (in *Instance) pageCacheKey(r *runDesc, no uint32) string {
+	return in.runCacheKey(cachePage, r.id, no)
+}
+
+// forgetRuns removes the cache entries of runs a merge deleted: nothing
+// reads them again, and a filter chunk, cached whatever its use, would
+// otherwise stay until evicted (a written instance's merges would fill
+// the cache with them).
+func (in *Instance) forgetRuns(runs []runDesc) {
+	for _, r := range runs {
+		for _, no := range r.pageNos() {
+			kind := cachePage
+			if no >= filterBase && no < innerBase {
+				kind = cacheFilter
+			}
+			in.cache.remove(in.runCacheKey(kind, r.id, no))
+		}
+	}
 }
 
 // decodeRunPage decodes the plaintext of page no of r and checks that it
