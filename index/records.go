@@ -74,19 +74,8 @@ func (p *postingList) withEncodedVectors(field string) *postingList {
 	}
 	v := &encodedVectors{field: field, off: make([]uint32, 1, len(p.docs)+1)}
 	e := enc{b: make([]byte, 0, 5*len(p.locs))}
-	ref := func(f string) uint64 {
-		if f == "" || f == field {
-			return 0
-		}
-		i := slices.Index(v.names, f)
-		if i < 0 {
-			v.names = append(v.names, f)
-			i = len(v.names) - 1
-		}
-		return uint64(i + 1)
-	}
 	for i := range p.docs {
-		appendLocs(&e, p.locs[p.locOff[i]:p.locOff[i+1]], ref)
+		appendLocs(&e, p.locs[p.locOff[i]:p.locOff[i+1]], v.ref)
 		v.off = append(v.off, uint32(len(e.b)))
 	}
 	v.data = slices.Clip(e.b)
@@ -160,6 +149,52 @@ func appendLocs(e *enc, locs []bindex.TermFieldVector, ref func(field string) ui
 			e.uvarint(a)
 		}
 	}
+}
+
+// appendPosting appends the locations of one more posting, as
+// withEncodedVectors encodes them, from the analysis' locations.
+func (v *encodedVectors) appendPosting(fls []fieldLocs) {
+	n := 0
+	for _, fl := range fls {
+		n += len(fl.locs)
+	}
+	e := enc{b: v.data}
+	e.uvarint(uint64(n))
+	var prevPos, prevStart uint64
+	for _, fl := range fls {
+		for _, l := range fl.locs {
+			f := l.Field
+			if f == "" {
+				f = fl.field
+			}
+			e.uvarint(v.ref(f))
+			pos, start, end := uint64(l.Position), uint64(l.Start), uint64(l.End)
+			e.uvarint(zigzag(pos - prevPos))
+			e.uvarint(zigzag(start - prevStart))
+			e.uvarint(end - start)
+			prevPos, prevStart = pos, start
+			e.uvarint(uint64(len(l.ArrayPositions)))
+			for _, a := range l.ArrayPositions {
+				e.uvarint(a)
+			}
+		}
+	}
+	v.data = e.b
+	v.off = append(v.off, uint32(len(v.data)))
+}
+
+// ref returns the reference of a location's field name: 0 for the posting
+// list's own field, else its index in names plus one (added when new).
+func (v *encodedVectors) ref(f string) uint64 {
+	if f == "" || f == v.field {
+		return 0
+	}
+	i := slices.Index(v.names, f)
+	if i < 0 {
+		v.names = append(v.names, f)
+		i = len(v.names) - 1
+	}
+	return uint64(i + 1)
 }
 
 // decodeLocs appends to dst one posting's locations as appendLocs wrote

@@ -151,7 +151,15 @@ type termPosting struct {
 	freq    uint32
 	length  uint32
 	vectors bool
-	locs    []bindex.TermFieldVector
+	locs    []fieldLocs // when vectors: the locations, in order
+}
+
+// fieldLocs are the locations of a term in one field of a document, as
+// the analysis left them (not copied: invert encodes them). A location
+// without a field is the field's own.
+type fieldLocs struct {
+	field string
+	locs  []*bindex.TokenLocation
 }
 
 // analyze validates and analyzes the documents of a batch in parallel and
@@ -206,9 +214,13 @@ func (in *Instance) analyze(ctx context.Context, ops []Op, last map[string]int, 
 // index. Fields of the same name (array elements) are merged as bleve's
 // segment builder does: lengths add up and term frequencies merge.
 func collectPostings(doc *document.Document) *docPostings {
+	type termAcc struct {
+		freq int
+		locs []fieldLocs
+	}
 	type acc struct {
 		length    int
-		tfs       bindex.TokenFrequencies
+		terms     map[string]*termAcc
 		vectors   bool
 		docValues bool
 	}
@@ -221,7 +233,7 @@ func collectPostings(doc *document.Document) *docPostings {
 		name := f.Name()
 		a := fields[name]
 		if a == nil {
-			a = &acc{tfs: bindex.TokenFrequencies{}, vectors: f.Options().IncludeTermVectors(), docValues: f.Options().IncludeDocValues()}
+			a = &acc{terms: map[string]*termAcc{}, vectors: f.Options().IncludeTermVectors(), docValues: f.Options().IncludeDocValues()}
 			fields[name] = a
 			names = append(names, name)
 		}
@@ -230,21 +242,17 @@ func collectPostings(doc *document.Document) *docPostings {
 		// incoming locations in place, and a field's locations are shared
 		// with the composite (_all) built from it, so merging _all would
 		// relabel the field's own locations as "_all" (and _all's as
-		// "_all" instead of their source field). A location without a
-		// field is the field's own.
+		// "_all" instead of their source field). The locations are
+		// only referred to, with the field they are the own of.
 		for term, tf := range f.AnalyzedTokenFrequencies() {
-			acc := a.tfs[term]
-			if acc == nil {
-				acc = &bindex.TokenFreq{Term: tf.Term}
-				a.tfs[term] = acc
+			ta := a.terms[term]
+			if ta == nil {
+				ta = &termAcc{}
+				a.terms[term] = ta
 			}
-			acc.SetFrequency(acc.Frequency() + tf.Frequency())
-			for _, l := range tf.Locations {
-				lc := *l
-				if lc.Field == "" {
-					lc.Field = name
-				}
-				acc.Locations = append(acc.Locations, &lc)
+			ta.freq += tf.Frequency()
+			if a.vectors && len(tf.Locations) > 0 {
+				ta.locs = append(ta.locs, fieldLocs{field: name, locs: tf.Locations})
 			}
 		}
 	}
@@ -254,27 +262,14 @@ func collectPostings(doc *document.Document) *docPostings {
 	dp := &docPostings{fwd: make([]forwardField, 0, len(names))}
 	for _, name := range names {
 		a := fields[name]
-		ff := forwardField{name: name, docValues: a.docValues, count: len(a.tfs)}
-		for term, tf := range a.tfs {
+		ff := forwardField{name: name, docValues: a.docValues, count: len(a.terms)}
+		for term, ta := range a.terms {
 			if a.docValues {
 				ff.terms = append(ff.terms, []byte(term))
 			}
 			key := fieldTermKey(name, term)
-			tp := termPosting{field: name, term: term, key: key, shard: uint32(maphash.String(shardSeed, key)), freq: uint32(tf.Frequency()), length: uint32(a.length), vectors: a.vectors}
-			if a.vectors {
-				tp.locs = make([]bindex.TermFieldVector, len(tf.Locations))
-				for j, l := range tf.Locations {
-					field := l.Field
-					if field == "" {
-						field = name
-					}
-					tp.locs[j] = bindex.TermFieldVector{
-						Field: field, ArrayPositions: l.ArrayPositions,
-						Pos: uint64(l.Position), Start: uint64(l.Start), End: uint64(l.End),
-					}
-				}
-			}
-			dp.terms = append(dp.terms, tp)
+			dp.terms = append(dp.terms, termPosting{field: name, term: term, key: key, shard: uint32(maphash.String(shardSeed, key)),
+				freq: uint32(ta.freq), length: uint32(a.length), vectors: a.vectors, locs: ta.locs})
 		}
 		sort.Slice(ff.terms, func(i, j int) bool { return string(ff.terms[i]) < string(ff.terms[j]) })
 		dp.fwd = append(dp.fwd, ff)
@@ -287,9 +282,9 @@ var shardSeed = maphash.MakeSeed()
 
 // invert returns the postings of the documents docs that were given a
 // number (nums[i] is it plus one; 0 for none) by term, in key order, their
-// locations encoded (postingList.vectors). The terms are split in
-// shards by hash, inverted by one goroutine each, and the shards' sorted
-// terms merged.
+// locations encoded (postingList.vectors) straight from the analysis'. The
+// terms are split in shards by hash, inverted by one goroutine each, and
+// the shards' sorted terms merged.
 func invert(docs []*docPostings, nums []uint64, workers int) []*pbuild {
 	shards := make([][]*pbuild, max(1, workers))
 	one := func(s int) {
@@ -308,7 +303,7 @@ func invert(docs []*docPostings, nums []uint64, workers int) []*pbuild {
 				if b == nil {
 					b = &pbuild{field: tp.field, term: []byte(tp.term), key: tp.key}
 					if tp.vectors {
-						b.pl.locOff = []uint32{0}
+						b.pl.vectors = &encodedVectors{field: tp.field, off: []uint32{0}}
 					}
 					builds[tp.key] = b
 					order = append(order, b)
@@ -317,9 +312,8 @@ func invert(docs []*docPostings, nums []uint64, workers int) []*pbuild {
 				p.docs = append(p.docs, nums[i]-1)
 				p.freqs = append(p.freqs, tp.freq)
 				p.lens = append(p.lens, tp.length)
-				if p.locOff != nil {
-					p.locs = append(p.locs, tp.locs...)
-					p.locOff = append(p.locOff, uint32(len(p.locs)))
+				if v := p.vectors; v != nil {
+					v.appendPosting(tp.locs)
 				}
 			}
 		}
@@ -327,8 +321,8 @@ func invert(docs []*docPostings, nums []uint64, workers int) []*pbuild {
 		// Locations are encoded once, here: the log entry copies them
 		// and the memtable keeps them so (state.diff).
 		for _, b := range order {
-			if b.pl.locOff != nil {
-				b.pl = *b.pl.withEncodedVectors(b.field)
+			if v := b.pl.vectors; v != nil {
+				v.data = slices.Clip(v.data)
 			}
 		}
 		shards[s] = order
