@@ -137,17 +137,29 @@ func (v *encodedVectors) AppendAt(dst []bindex.TermFieldVector, i int) []bindex.
 // its array positions.
 func appendLocs(e *enc, locs []bindex.TermFieldVector, ref func(field string) uint64) {
 	e.uvarint(uint64(len(locs)))
-	var prevPos, prevStart uint64
+	w := locWriter{e: e}
 	for _, l := range locs {
-		e.uvarint(ref(l.Field))
-		e.uvarint(zigzag(l.Pos - prevPos))
-		e.uvarint(zigzag(l.Start - prevStart))
-		e.uvarint(l.End - l.Start)
-		prevPos, prevStart = l.Pos, l.Start
-		e.uvarint(uint64(len(l.ArrayPositions)))
-		for _, a := range l.ArrayPositions {
-			e.uvarint(a)
-		}
+		w.add(ref(l.Field), l.Pos, l.Start, l.End, l.ArrayPositions)
+	}
+}
+
+// locWriter writes the locations of one posting after their count, each
+// position and start relative to the location before.
+type locWriter struct {
+	e                  *enc
+	prevPos, prevStart uint64
+}
+
+func (w *locWriter) add(ref, pos, start, end uint64, arrayPositions []uint64) {
+	e := w.e
+	e.uvarint(ref)
+	e.uvarint(zigzag(pos - w.prevPos))
+	e.uvarint(zigzag(start - w.prevStart))
+	e.uvarint(end - start)
+	w.prevPos, w.prevStart = pos, start
+	e.uvarint(uint64(len(arrayPositions)))
+	for _, a := range arrayPositions {
+		e.uvarint(a)
 	}
 }
 
@@ -160,23 +172,14 @@ func (v *encodedVectors) appendPosting(fls []fieldLocs) {
 	}
 	e := enc{b: v.data}
 	e.uvarint(uint64(n))
-	var prevPos, prevStart uint64
+	w := locWriter{e: &e}
 	for _, fl := range fls {
 		for _, l := range fl.locs {
 			f := l.Field
 			if f == "" {
 				f = fl.field
 			}
-			e.uvarint(v.ref(f))
-			pos, start, end := uint64(l.Position), uint64(l.Start), uint64(l.End)
-			e.uvarint(zigzag(pos - prevPos))
-			e.uvarint(zigzag(start - prevStart))
-			e.uvarint(end - start)
-			prevPos, prevStart = pos, start
-			e.uvarint(uint64(len(l.ArrayPositions)))
-			for _, a := range l.ArrayPositions {
-				e.uvarint(a)
-			}
+			w.add(v.ref(f), uint64(l.Position), uint64(l.Start), uint64(l.End), l.ArrayPositions)
 		}
 	}
 	v.data = e.b
