@@ -156,6 +156,9 @@ type runner struct {
 	lastQueries []Query
 }
 
+// progressEvery is how often a long indexing stage logs its progress.
+const progressEvery = time.Minute
+
 // mainRun is the alternating run over every size.
 func (r *runner) mainRun(ctx context.Context, dir string, rep *Report) error {
 	bx, err := newBlindexEngine(ctx, dir, r.m, r.cfg.Durable)
@@ -188,7 +191,13 @@ func (r *runner) mainRun(ctx context.Context, dir string, rep *Report) error {
 		m0 := bx.metrics()
 		var stageDur [2]time.Duration
 		var batchLat [2]latencies
+		lastProgress := time.Now()
 		for start := prev; start < n; start += r.cfg.BatchSize {
+			if time.Since(lastProgress) >= progressEvery {
+				lastProgress = time.Now()
+				r.logf("%d documents: %d indexed; so far %s %.0f docs/s, %s %.0f docs/s", n, start,
+					engines[0].name(), float64(start-prev)/stageDur[0].Seconds(), engines[1].name(), float64(start-prev)/stageDur[1].Seconds())
+			}
 			batch := r.docs[start:min(start+r.cfg.BatchSize, n)]
 			for _, d := range batch {
 				docBytes += int64(len(d.body))
