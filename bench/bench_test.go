@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -825,5 +826,31 @@ func TestNoteDocsHeld(t *testing.T) {
 	}
 	if found != 1 {
 		t.Fatalf("%d notes about documents held, want 1: %q", found, rep.Notes)
+	}
+}
+
+// TestSettledSize: the size of a settled index is read once two readings
+// agree (a store deletes obsolete files after it settled), and the last
+// reading is returned when they never do within the timeout.
+func TestSettledSize(t *testing.T) {
+	readings := func(vals ...int64) func() (int64, error) {
+		i := 0
+		return func() (int64, error) {
+			v := vals[min(i, len(vals)-1)]
+			i++
+			return v, nil
+		}
+	}
+	if got, err := settledSize(readings(386, 179, 179, 120), time.Millisecond, time.Minute); err != nil || got != 179 {
+		t.Fatalf("settledSize = %d, %v; want 179, the first value read twice in a row", got, err)
+	}
+	n := int64(0)
+	growing := func() (int64, error) { n++; return n, nil }
+	if got, err := settledSize(growing, time.Millisecond, 20*time.Millisecond); err != nil || got != n || got < 2 {
+		t.Fatalf("settledSize of a growing directory = %d, %v; want its last reading %d", got, err, n)
+	}
+	boom := errors.New("boom")
+	if _, err := settledSize(func() (int64, error) { return 0, boom }, time.Millisecond, time.Minute); !errors.Is(err, boom) {
+		t.Fatalf("settledSize with a failing measure: %v", err)
 	}
 }

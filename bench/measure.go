@@ -204,3 +204,22 @@ func versionFromGoMod(mod string) string {
 		dir = parent
 	}
 }
+
+// settledSize returns the size measure gives once two readings poll apart
+// agree, or its last reading after timeout. A store deletes the files a
+// merge or compaction made obsolete in the background (Pebble's cleanup,
+// scorch's persister), after the call that settled it returned: read at
+// once, the size of a settled index counts them.
+func settledSize(measure func() (int64, error), poll, timeout time.Duration) (int64, error) {
+	deadline := time.Now().Add(timeout)
+	last, err := measure()
+	for err == nil && time.Now().Before(deadline) {
+		time.Sleep(poll)
+		var cur int64
+		if cur, err = measure(); err == nil && cur == last {
+			return cur, nil
+		}
+		last = cur
+	}
+	return last, err
+}

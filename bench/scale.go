@@ -262,7 +262,10 @@ func (r *runner) steady(ctx context.Context, engines [2]engine, qs []Query, rng 
 	r.logf("%d documents: bleve steady after %.1fs (%v, %d segments); warm queries again", st.Docs, secs, reached, segs)
 	var sizes [2]float64
 	for i, e := range engines {
-		b, _, err := dirSize(e.dataDir())
+		b, err := settledSize(func() (int64, error) {
+			b, _, err := dirSize(e.dataDir())
+			return b, err
+		}, 500*time.Millisecond, 10*time.Second)
 		if err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
