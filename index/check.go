@@ -89,7 +89,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 			return nil, err
 		}
 		for _, no := range r.pageNos() {
-			if no >= filterBase && no < innerBase {
+			if isFilterChunk(no) {
 				expect(pageLabel(rk, r.id, no), kindFilter)
 				if _, err := in.filterChunk(r, no); err != nil {
 					var ce *CorruptError

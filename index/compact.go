@@ -285,7 +285,8 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 						return err
 					}
 					if term && counts != nil {
-						counts[it.field]++
+						field, _, _ := splitFieldTermKey(it.key)
+						counts[field]++
 					}
 					continue
 				}
@@ -296,7 +297,8 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 					return err
 				}
 				if !elsewhere {
-					droppedTerms[it.field]++
+					field, _, _ := splitFieldTermKey(it.key)
+					droppedTerms[field]++
 				}
 			}
 			clear(chunk)
@@ -449,11 +451,10 @@ const mergeChunk = 256
 // source holding it (newest first), merged into val; or another key with
 // its value.
 type mergeItem struct {
-	key   string
-	vals  [][]byte
-	val   []byte // nil for a term: every posting was of a deleted document
-	field string
-	err   error
+	key  string
+	vals [][]byte
+	val  []byte // nil for a term: every posting was of a deleted document
+	err  error
 }
 
 // mergeChunkValues merges the term values of items, with one goroutine
@@ -461,46 +462,45 @@ type mergeItem struct {
 func mergeChunkValues(in *Instance, items []mergeItem, lives []*liveSet) {
 	forEach(len(items), len(lives), func(w, i int) {
 		if it := &items[i]; isTermKey(it.key) {
-			it.val, it.field, it.err = in.mergeTermValues(it.key, it.vals, lives[w])
+			it.val, it.err = in.mergeTermValues(it.key, it.vals, lives[w])
 		}
 	})
 }
 
 // mergeTermValues returns the merged value of a term key whose values
 // vals are (newest first): their postings concatenated, oldest first,
-// without those of documents no longer live; nil when none is left. It
-// also returns the term's field.
-func (in *Instance) mergeTermValues(key string, vals [][]byte, live *liveSet) ([]byte, string, error) {
+// without those of documents no longer live; nil when none is left.
+func (in *Instance) mergeTermValues(key string, vals [][]byte, live *liveSet) ([]byte, error) {
 	field, term, ok := splitFieldTermKey(key)
 	if !ok {
-		return nil, "", in.corruptTermValue(errShort)
+		return nil, in.corruptTermValue(errShort)
 	}
 	if len(vals) == 1 && len(vals[0]) > 0 && vals[0][0] == valPresent {
 		// One source, inline: kept as it is when all its documents are
 		// live (reading the document numbers only).
 		ok, err := allLive(vals[0], live)
 		if err != nil {
-			return nil, "", in.corruptTermValue(err)
+			return nil, in.corruptTermValue(err)
 		}
 		if ok {
-			return vals[0], field, nil
+			return vals[0], nil
 		}
 	} else if v, ok, err := in.spliceTermValues(vals, live); err != nil || ok {
-		return v, field, err
+		return v, err
 	}
 	frags := make([]*postingList, 0, len(vals))
 	for i := len(vals) - 1; i >= 0; i-- {
 		pl, err := in.termValue(field, []byte(term), vals[i], locsDecoded)
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		frags = append(frags, pl)
 	}
 	pl, err := liveOnly(concatFragments(frags), live)
 	if err != nil || len(pl.docs) == 0 {
-		return nil, field, err
+		return nil, err
 	}
-	return encodeTermValue(field, []byte(term), pl), field, nil
+	return encodeTermValue(field, []byte(term), pl), nil
 }
 
 // spliceTermValues joins the term values of several sources (newest

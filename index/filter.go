@@ -26,6 +26,10 @@ const (
 	blocksPerChunk  = filterChunk * 8 / filterBlockBits // 256
 )
 
+// isFilterChunk reports whether page number no of a run is a filter
+// chunk's.
+func isFilterChunk(no uint32) bool { return no >= filterBase && no < innerBase }
+
 // filterHash returns the hash of a key the filter uses.
 func filterHash(key string) uint64 {
 	// FNV-1a, inline (hash/fnv would copy the key).

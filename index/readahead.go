@@ -156,7 +156,7 @@ func (in *Instance) forgetRuns(runs []runDesc) {
 	for _, r := range runs {
 		for _, no := range r.pageNos() {
 			kind := cachePage
-			if no >= filterBase && no < innerBase {
+			if isFilterChunk(no) {
 				kind = cacheFilter
 			}
 			in.cache.remove(in.runCacheKey(kind, r.id, no))

@@ -243,7 +243,8 @@ func collectPostings(doc *document.Document) *docPostings {
 		// with the composite (_all) built from it, so merging _all would
 		// relabel the field's own locations as "_all" (and _all's as
 		// "_all" instead of their source field). The locations are
-		// only referred to, with the field they are the own of.
+		// referred to, not copied, with the field a location without
+		// one belongs to.
 		for term, tf := range f.AnalyzedTokenFrequencies() {
 			ta := a.terms[term]
 			if ta == nil {
@@ -318,13 +319,6 @@ func invert(docs []*docPostings, nums []uint64, workers int) []*pbuild {
 			}
 		}
 		slices.SortFunc(order, func(a, b *pbuild) int { return strings.Compare(a.key, b.key) })
-		// Locations are encoded once, here: the log entry copies them
-		// and the memtable keeps them so (state.diff).
-		for _, b := range order {
-			if v := b.pl.vectors; v != nil {
-				v.data = slices.Clip(v.data)
-			}
-		}
 		shards[s] = order
 	}
 	forEach(len(shards), len(shards), func(_, s int) { one(s) })
