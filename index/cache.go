@@ -23,24 +23,49 @@ import (
 // per round, would otherwise evict every entry before its next use; with
 // admission the cache keeps the entries asked for most and a stable share
 // of the rest.
+//
+// Pages read by a dictionary walk (a wildcard, regexp, fuzzy or range
+// expansion: putScan) go to a segment of their own, which holds what the
+// main segment (posting lists, the pages and filters of lookups) leaves,
+// and at least 1/scanFloor of the cache: a walk over more leaves than the
+// cache holds (a fuzzy term's automaton touches most of a large field's
+// dictionary) evicts only other walks' pages, never the posting lists
+// and pages that term and phrase lookups read again, while an entry of
+// the main segment evicts pages of walks first.
 type Cache struct {
 	mu    sync.Mutex
 	max   int64
-	size  int64
-	ll    *list.List
+	main  segment
+	scan  segment
 	items map[string]*list.Element
 	freq  sketch
 }
+
+// segment is one part of the cache, in least-recently-used order.
+type segment struct {
+	size int64
+	ll   *list.List
+}
+
+// scanFloor: pages of dictionary walks may always hold 1/scanFloor of the
+// cache.
+const scanFloor = 8
 
 type cacheItem struct {
 	key  string
 	val  any
 	size int64
+	seg  *segment
 }
 
 // NewCache returns a cache holding at most maxBytes of decrypted data.
 func NewCache(maxBytes int64) *Cache {
-	c := &Cache{max: maxBytes, ll: list.New(), items: map[string]*list.Element{}}
+	c := &Cache{
+		max:   maxBytes,
+		main:  segment{ll: list.New()},
+		scan:  segment{ll: list.New()},
+		items: map[string]*list.Element{},
+	}
 	// About two counters per 4 KiB the cache holds.
 	c.freq.init(int(min(max(maxBytes>>11, 1<<10), 1<<22)))
 	return c
@@ -108,7 +133,7 @@ func newCacheNS() string {
 func (c *Cache) Size() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.size
+	return c.main.size + c.scan.size
 }
 
 // cacheKey identifies a term of a field in the cache, in a batch's
@@ -131,8 +156,9 @@ func (c *Cache) get(key string) any {
 	defer c.mu.Unlock()
 	c.freq.add(key)
 	if e, ok := c.items[key]; ok {
-		c.ll.MoveToFront(e)
-		return e.Value.(*cacheItem).val
+		it := e.Value.(*cacheItem)
+		it.seg.ll.MoveToFront(e)
+		return it.val
 	}
 	return nil
 }
@@ -143,51 +169,67 @@ func (c *Cache) getPostings(key string) *postingList {
 	return pl
 }
 
-func (c *Cache) put(key string, val any, size int) { c.insert(key, val, size, false) }
+func (c *Cache) put(key string, val any, size int) { c.insert(&c.main, key, val, size, false) }
 
 // putAlways is put without admission: for small entries that are asked for
 // often by nature (run filters), which a scan must not keep out.
-func (c *Cache) putAlways(key string, val any, size int) { c.insert(key, val, size, true) }
+func (c *Cache) putAlways(key string, val any, size int) { c.insert(&c.main, key, val, size, true) }
 
-func (c *Cache) insert(key string, val any, size int, always bool) {
+// putScan is put for a page read by a dictionary walk: into the scan
+// segment.
+func (c *Cache) putScan(key string, val any, size int) { c.insert(&c.scan, key, val, size, false) }
+
+func (c *Cache) insert(seg *segment, key string, val any, size int, always bool) {
 	sz := int64(size + len(key))
 	if sz > c.max/4 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.items[key]; ok {
-		c.size -= e.Value.(*cacheItem).size
-		c.ll.Remove(e)
-		delete(c.items, key)
+	c.removeLocked(key)
+	// The bytes seg must free: beyond the cache, after an entry of the
+	// main segment has evicted pages of walks; beyond what the main
+	// segment leaves to walks.
+	var need int64
+	if seg == &c.main {
+		for c.scan.size > 0 && c.main.size+c.scan.size+sz > c.max {
+			c.removeLocked(c.scan.ll.Back().Value.(*cacheItem).key)
+		}
+		need = max(c.main.size+c.scan.size+sz-c.max, c.main.size+sz-(c.max-c.max/scanFloor))
+	} else {
+		need = c.scan.size + sz - max(c.max-c.main.size, c.max/scanFloor)
 	}
 	// Admission: the entries this one would evict, least recently used
 	// first, must all have been asked for less often.
-	need, f := c.size+sz-c.max, c.freq.estimate(key)
-	for e := c.ll.Back(); need > 0 && e != nil && !always; e = e.Prev() {
+	f := c.freq.estimate(key)
+	left := need
+	for e := seg.ll.Back(); left > 0 && e != nil && !always; e = e.Prev() {
 		it := e.Value.(*cacheItem)
 		if c.freq.estimate(it.key) >= f {
 			return
 		}
+		left -= it.size
+	}
+	for need > 0 && seg.ll.Len() > 0 {
+		it := seg.ll.Back().Value.(*cacheItem)
+		c.removeLocked(it.key)
 		need -= it.size
 	}
-	c.items[key] = c.ll.PushFront(&cacheItem{key: key, val: val, size: sz})
-	c.size += sz
-	for c.size > c.max {
-		e := c.ll.Back()
-		it := e.Value.(*cacheItem)
-		c.ll.Remove(e)
-		delete(c.items, it.key)
-		c.size -= it.size
-	}
+	c.items[key] = seg.ll.PushFront(&cacheItem{key: key, val: val, size: sz, seg: seg})
+	seg.size += sz
 }
 
 func (c *Cache) remove(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.removeLocked(key)
+}
+
+func (c *Cache) removeLocked(key string) {
 	if e, ok := c.items[key]; ok {
-		c.size -= e.Value.(*cacheItem).size
-		c.ll.Remove(e)
+		it := e.Value.(*cacheItem)
+		it.seg.size -= it.size
+		it.seg.ll.Remove(e)
 		delete(c.items, key)
 	}
 }
@@ -198,8 +240,9 @@ func (c *Cache) clearNS(ns string) {
 	defer c.mu.Unlock()
 	for k, e := range c.items {
 		if strings.HasPrefix(k, ns) {
-			c.size -= e.Value.(*cacheItem).size
-			c.ll.Remove(e)
+			it := e.Value.(*cacheItem)
+			it.seg.size -= it.size
+			it.seg.ll.Remove(e)
 			delete(c.items, k)
 		}
 	}

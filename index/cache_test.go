@@ -12,7 +12,7 @@ import (
 func TestCacheAdmission(t *testing.T) {
 	const max = 64 << 10
 	c := NewCache(max)
-	hot := make([]string, 12)
+	hot := make([]string, 10) // 40 KiB of the 48 the main segment holds
 	for i := range hot {
 		hot[i] = fmt.Sprintf("hot-%d", i)
 		c.get(hot[i]) // a miss counts as a request
@@ -59,5 +59,65 @@ func TestCacheAdmission(t *testing.T) {
 	}
 	if got := c.Size(); got > max {
 		t.Fatalf("the cache holds %d bytes, budget %d", got, max)
+	}
+}
+
+// TestCacheScanSegment checks that pages of dictionary walks (putScan)
+// evict only each other: a walk larger than the whole cache leaves the
+// entries of the main segment, even ones asked for less often, holds what
+// they leave, and gives way to new entries of the main segment.
+func TestCacheScanSegment(t *testing.T) {
+	const max = 64 << 10
+	c := NewCache(max)
+	for i := range 8 {
+		c.put(fmt.Sprintf("posting-%d", i), i, 4<<10)
+	}
+	walk := func() {
+		for i := range 100 {
+			k := fmt.Sprintf("leaf-%d", i)
+			for range 5 { // asked for more often than the postings
+				c.get(k)
+			}
+			c.putScan(k, i, 1<<10)
+			if got := c.Size(); got > max {
+				t.Fatalf("the cache holds %d bytes, budget %d", got, max)
+			}
+		}
+	}
+	walk()
+	for i := range 8 {
+		if c.get(fmt.Sprintf("posting-%d", i)) == nil {
+			t.Errorf("posting-%d was evicted by a walk's pages", i)
+		}
+	}
+	if free := max - c.main.size; c.scan.size < free/2 || c.scan.size > free {
+		t.Errorf("the walk's pages hold %d bytes of the %d the main segment leaves", c.scan.size, free)
+	}
+	// New entries of the main segment take the walk's room.
+	before := c.scan.size
+	for i := 8; i < 12; i++ {
+		k := fmt.Sprintf("posting-%d", i)
+		c.put(k, i, 4<<10)
+		if c.get(k) == nil {
+			t.Errorf("%s was kept out by a walk's pages", k)
+		}
+	}
+	if c.scan.size >= before {
+		t.Errorf("the walk's pages hold %d bytes after the main segment grew, %d before", c.scan.size, before)
+	}
+	// However large the main segment, walks keep their floor.
+	for i := 12; i < 40; i++ {
+		k := fmt.Sprintf("posting-%d", i)
+		for range 10 {
+			c.get(k)
+		}
+		c.put(k, i, 4<<10)
+	}
+	walk()
+	if c.scan.size < max/scanFloor/2 {
+		t.Errorf("the walk's pages hold %d bytes, want about %d", c.scan.size, max/scanFloor)
+	}
+	if got := c.Size(); got > max {
+		t.Errorf("the cache holds %d bytes, budget %d", got, max)
 	}
 }

@@ -346,7 +346,7 @@ func (in *Instance) buildRuns(st *state, hd head, k *seal.Keys, all, idle bool) 
 	runSources := func(n int) []source {
 		srcs := make([]source, n)
 		for i := range n {
-			srcs[i] = &runIter{in: in, r: &runs[i], ra: readAhead{uncached: true}}
+			srcs[i] = &runIter{in: in, r: &runs[i], ra: readAhead{mode: cacheNone}}
 		}
 		return srcs
 	}

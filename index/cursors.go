@@ -49,7 +49,7 @@ func (c *runCursors) get(key string) ([]byte, bool, error) {
 func (c *runCursors) lookup(i int, key string) ([]byte, bool, error) {
 	cur := &c.leaves[i]
 	if cur.leaf == nil || !cur.bounds.contains(key) {
-		p, _, _, b, err := c.s.in.runLeafBounds(&c.s.meta.runs[i], key)
+		p, _, _, b, err := c.s.in.runLeafBounds(&c.s.meta.runs[i], key, cacheMain)
 		if err != nil {
 			return nil, false, err
 		}

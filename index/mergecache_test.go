@@ -43,13 +43,13 @@ func TestMergeLeavesCacheAlone(t *testing.T) {
 	}
 
 	// Walking a run as a merge does caches at most its seek's descent;
-	// as a search does, every leaf.
-	walk := func(uncached bool) int {
+	// as a search does, every leaf (in the cache's scan segment).
+	walk := func(mode cacheMode) int {
 		in.cache.clearNS(in.cacheNS)
 		in.mu.RLock()
 		defer in.mu.RUnlock()
 		r := &in.state.meta.runs[0]
-		m := newMergeIter([]source{&runIter{in: in, r: r, ra: readAhead{uncached: uncached}}}, "", true)
+		m := newMergeIter([]source{&runIter{in: in, r: r, ra: readAhead{mode: mode}}}, "", true)
 		n := 0
 		for ; m.valid(); m.next() {
 			n++
@@ -59,10 +59,10 @@ func TestMergeLeavesCacheAlone(t *testing.T) {
 		}
 		return cachedEntries(in, cachePage, map[uint64]bool{r.id: true})
 	}
-	if got := walk(true); got > 2 {
+	if got := walk(cacheNone); got > 2 {
 		t.Fatalf("an uncached walk of a run of %d leaves cached %d of its pages, want its descent (at most 2)", runs[0].leaves, got)
 	}
-	if got := walk(false); got < int(runs[0].leaves) {
+	if got := walk(cacheScan); got < int(runs[0].leaves) {
 		t.Fatalf("a cached walk of a run of %d leaves cached %d of its pages", runs[0].leaves, got)
 	}
 

@@ -479,11 +479,29 @@ func (b *runBuilder) finish() (runDesc, bool, error) {
 
 // page returns a decoded page of a run, through the cache. Caller holds
 // in.mu shared.
-func (in *Instance) page(r *runDesc, no uint32) (*page, error) { return in.readPage(r, no, true) }
+func (in *Instance) page(r *runDesc, no uint32) (*page, error) { return in.readPage(r, no, cacheMain) }
 
-// readPage is page; a page read from the store is put in the cache when
-// keep is set.
-func (in *Instance) readPage(r *runDesc, no uint32, keep bool) (*page, error) {
+// cacheMode is where a page read from the store is kept.
+type cacheMode uint8
+
+const (
+	cacheMain cacheMode = iota // in the cache (Cache.put)
+	cacheScan                  // in the cache's scan segment (Cache.putScan)
+	cacheNone                  // not at all
+)
+
+// keepPage puts a page read from the store in the cache as mode says.
+func (in *Instance) keepPage(key string, p *page, mode cacheMode) {
+	switch mode {
+	case cacheMain:
+		in.cache.put(key, p, p.size)
+	case cacheScan:
+		in.cache.putScan(key, p, p.size)
+	}
+}
+
+// readPage is page; a page read from the store is kept as mode says.
+func (in *Instance) readPage(r *runDesc, no uint32, mode cacheMode) (*page, error) {
 	if p, ok := in.cache.get(in.pageCacheKey(r, no)).(*page); ok {
 		return p, nil
 	}
@@ -503,9 +521,7 @@ func (in *Instance) readPage(r *runDesc, no uint32, keep bool) (*page, error) {
 	if err != nil {
 		return nil, in.corrupt(kindPage, label, err)
 	}
-	if keep {
-		in.cache.put(in.pageCacheKey(r, no), p, p.size)
-	}
+	in.keepPage(in.pageCacheKey(r, no), p, mode)
 	return p, nil
 }
 
@@ -515,7 +531,7 @@ func putU64b(v uint64) []byte { var b [8]byte; putU64(b[:], v); return b[:] }
 // index of the first key ≥ key in it (possibly len: the next leaf's
 // first).
 func (in *Instance) runLeaf(r *runDesc, key string) (*page, uint32, int, error) {
-	p, no, i, _, err := in.runLeafBounds(r, key)
+	p, no, i, _, err := in.runLeafBounds(r, key, cacheMain)
 	return p, no, i, err
 }
 
@@ -532,12 +548,17 @@ func (b *leafBounds) contains(key string) bool {
 }
 
 // runLeafBounds is runLeaf that also returns the range of keys the leaf
-// is responsible for.
-func (in *Instance) runLeafBounds(r *runDesc, key string) (*page, uint32, int, leafBounds, error) {
+// is responsible for. A leaf read from the store is kept as leafMode
+// says; the inner pages are always cached.
+func (in *Instance) runLeafBounds(r *runDesc, key string, leafMode cacheMode) (*page, uint32, int, leafBounds, error) {
 	var b leafBounds
 	no := r.root
 	for depth := 0; ; depth++ {
-		p, err := in.page(r, no)
+		mode := leafMode
+		if no >= innerBase {
+			mode = cacheMain
+		}
+		p, err := in.readPage(r, no, mode)
 		if err != nil {
 			return nil, 0, 0, b, err
 		}
@@ -563,7 +584,13 @@ func (in *Instance) runLeafBounds(r *runDesc, key string) (*page, uint32, int, l
 
 // runGet returns the value of key in r.
 func (in *Instance) runGet(r *runDesc, key string) ([]byte, bool, error) {
-	p, _, i, err := in.runLeaf(r, key)
+	return in.runGetMode(r, key, cacheMain)
+}
+
+// runGetMode is runGet; a leaf read from the store is kept as leafMode
+// says.
+func (in *Instance) runGetMode(r *runDesc, key string, leafMode cacheMode) ([]byte, bool, error) {
+	p, _, i, _, err := in.runLeafBounds(r, key, leafMode)
 	if err != nil {
 		return nil, false, err
 	}
@@ -628,7 +655,7 @@ func (it *runIter) seek(key string) error {
 		it.i = it.leaf.search(it.i, key)
 		return nil
 	}
-	p, no, i, err := it.in.runLeaf(it.r, key)
+	p, no, i, _, err := it.in.runLeafBounds(it.r, key, it.ra.mode)
 	if err != nil {
 		it.leaf = nil
 		return err
@@ -636,7 +663,7 @@ func (it *runIter) seek(key string) error {
 	if it.leaf != nil && no < it.no {
 		return nil // never backwards
 	}
-	it.leaf, it.no, it.i, it.ra = p, no, i, readAhead{uncached: it.ra.uncached}
+	it.leaf, it.no, it.i, it.ra = p, no, i, readAhead{mode: it.ra.mode}
 	return it.settle()
 }
 

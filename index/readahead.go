@@ -33,11 +33,13 @@ type readAhead struct {
 	seq   int     // steps to the next leaf since the last seek
 	first uint32  // leaf number of pages[0]
 	pages []*page // leaves first, first+1, ...
-	// uncached: the leaves read from the store are not put in the cache.
-	// A merge reads each leaf of its runs once, then deletes them: cached,
-	// they would only evict what searches and batches read again (and,
-	// while an instance is written, fill the cache, hence memory).
-	uncached bool
+	// mode is where the leaves read from the store are cached: a merge
+	// reads each leaf of its runs once, then deletes them (cacheNone:
+	// cached, they would only evict what searches and batches read again,
+	// and, while an instance is written, fill the cache, hence memory); a
+	// search's dictionary walk keeps them in the cache's scan segment
+	// (cacheScan).
+	mode cacheMode
 }
 
 // window returns how many leaves to read from the seq-th step in order
@@ -61,7 +63,7 @@ func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
 		if p != nil {
 			return p, nil
 		}
-		return in.readPage(r, no, !ra.uncached)
+		return in.readPage(r, no, ra.mode)
 	}
 	ra.pages = nil
 	if p, ok := in.cache.get(in.pageCacheKey(r, no)).(*page); ok {
@@ -69,7 +71,7 @@ func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
 	}
 	end := min(uint64(no)+uint64(ra.window()), uint64(r.leaves))
 	if end <= uint64(no)+1 {
-		return in.readPage(r, no, !ra.uncached)
+		return in.readPage(r, no, ra.mode)
 	}
 	k, err := in.keysFor(r.gen)
 	if err != nil {
@@ -91,9 +93,7 @@ func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
 		if err != nil {
 			return nil, in.corrupt(kindPage, labels[i], err)
 		}
-		if !ra.uncached {
-			in.cache.put(in.pageCacheKey(r, n), p, p.size)
-		}
+		in.keepPage(in.pageCacheKey(r, n), p, ra.mode)
 		ahead[n-no] = p
 	}
 	ra.first, ra.pages = no+1, ahead[1:]

@@ -418,7 +418,7 @@ func (s *state) sources(memKeys []string, memVal func(string) []byte) []source {
 	srcs := make([]source, 0, 1+len(s.meta.runs))
 	srcs = append(srcs, &sliceSource{keys: memKeys, get: memVal})
 	for i := range s.meta.runs {
-		srcs = append(srcs, &runIter{in: s.in, r: &s.meta.runs[i]})
+		srcs = append(srcs, &runIter{in: s.in, r: &s.meta.runs[i], ra: readAhead{mode: cacheScan}})
 	}
 	return srcs
 }
