@@ -49,7 +49,7 @@ type segment struct {
 
 // scanFloor: pages of dictionary walks may always hold 1/scanFloor of the
 // cache.
-const scanFloor = 8
+const scanFloor = 4
 
 type cacheItem struct {
 	key  string

@@ -32,7 +32,7 @@ func TestPostingsWithoutLocations(t *testing.T) {
 	if len(st.meta.runs) == 0 || len(st.mem.terms) == 0 {
 		t.Fatalf("%d runs, %d memtable terms: the test needs both", len(st.meta.runs), len(st.mem.terms))
 	}
-	bare, err := in.postings(st, "summary", []byte("alpha"), false)
+	bare, err := in.postings(st, "summary", []byte("alpha"), false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,10 +42,10 @@ func TestPostingsWithoutLocations(t *testing.T) {
 	if bare.locOff != nil || bare.locs != nil || !bare.noLocs {
 		t.Fatalf("without locations: %d location offsets, %d locations", len(bare.locOff), len(bare.locs))
 	}
-	if again, _ := in.postings(st, "summary", []byte("alpha"), false); again != bare {
+	if again, _ := in.postings(st, "summary", []byte("alpha"), false, nil); again != bare {
 		t.Fatal("the list without locations was not cached")
 	}
-	full, err := in.postings(st, "summary", []byte("alpha"), true)
+	full, err := in.postings(st, "summary", []byte("alpha"), true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestPostingsWithoutLocations(t *testing.T) {
 	if want := [][2]uint64{{1, 0}, {3, 11}, {2, 6}}; !slices.Equal(got, want) {
 		t.Fatalf("decoded (position, start) %v, want %v", got, want)
 	}
-	if both, _ := in.postings(st, "summary", []byte("alpha"), false); both != full {
+	if both, _ := in.postings(st, "summary", []byte("alpha"), false, nil); both != full {
 		t.Fatal("the cached list with locations did not serve a search without them")
 	}
 	// The memtable's fragment keeps its own locations, encoded.

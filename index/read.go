@@ -45,14 +45,22 @@ func (r *reader) Close() error {
 // (postingList.noLocs), which most searches do not need and which take
 // most of a decoded list's memory: the cache then holds several times
 // more lists. One entry per term: a list with locations serves both.
+// runVals, when not nil, are the term's values in the runs (a dictionary
+// walk kept them: snapshot.keep), which are then not looked up again.
 // Caller holds in.mu shared.
-func (in *Instance) postings(st *state, field string, term []byte, locs bool) (*postingList, error) {
+func (in *Instance) postings(st *state, field string, term []byte, locs bool, runVals [][]byte) (*postingList, error) {
 	ck := cacheKey(field, term)
 	if pl := in.cache.getPostings(in.cacheNS + ck); pl != nil && (!locs || !pl.noLocs) {
 		in.m.cacheHits.Add(1)
 		return pl, nil
 	}
-	frags, err := st.termFragments(field, term, locs)
+	var frags []*postingList
+	var err error
+	if runVals != nil {
+		frags, err = st.fragmentsOf(field, term, runVals, locs)
+	} else {
+		frags, err = st.termFragments(field, term, locs)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -193,26 +193,35 @@ func (s *state) corruptValue(what string) error {
 // (postingList.vectors) as the memtable keeps them.
 func (s *state) termFragments(field string, term []byte, locs bool) ([]*postingList, error) {
 	key := fieldTermKey(field, string(term))
-	var out []*postingList
+	var vals [][]byte
 	for i := len(s.meta.runs) - 1; i >= 0; i-- {
 		v, ok, err := s.in.runTerm(&s.meta.runs[i], key)
 		if err != nil {
 			return nil, err
 		}
-		if !ok {
-			continue
+		if ok {
+			vals = append(vals, v)
 		}
-		mode := locsNone
-		if locs {
-			mode = locsEncoded
-		}
+	}
+	return s.fragmentsOf(field, term, vals, locs)
+}
+
+// fragmentsOf is termFragments from the term's values in the runs that
+// hold it, oldest first.
+func (s *state) fragmentsOf(field string, term []byte, runVals [][]byte, locs bool) ([]*postingList, error) {
+	mode := locsNone
+	if locs {
+		mode = locsEncoded
+	}
+	var out []*postingList
+	for _, v := range runVals {
 		pl, err := s.in.termValue(field, term, v, mode)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, pl)
 	}
-	for _, pl := range s.mem.terms[key] {
+	for _, pl := range s.mem.terms[fieldTermKey(field, string(term))] {
 		if !locs {
 			pl = pl.withoutLocs()
 		}
@@ -462,6 +471,22 @@ func (t *termIter) df() uint64 {
 		n += termDF(t.m.srcs[i].val())
 	}
 	return n
+}
+
+// runVals returns the current term's values in the runs holding it (not
+// tombstones), copied, oldest first: what termFragments would look up.
+func (t *termIter) runVals() [][]byte {
+	var out [][]byte
+	for j := len(t.m.eq) - 1; j >= 0; j-- {
+		i := t.m.eq[j]
+		if i == 0 {
+			continue // the memtable (state.sources)
+		}
+		if v := t.m.srcs[i].val(); !isTomb(v) {
+			out = append(out, slices.Clone(v))
+		}
+	}
+	return out
 }
 
 // fragments returns the current term's postings fragments, oldest first.

@@ -90,6 +90,43 @@ type snapshot struct {
 
 	curMu sync.Mutex
 	cur   *runCursors // for ExternalID, asked of every hit in order
+
+	keptMu    sync.Mutex
+	kept      map[string][][]byte // field-term key → its run values, as a walk read them (keep)
+	keptBytes int
+}
+
+// maxKeptBytes bounds the run values a snapshot keeps from its walks.
+const maxKeptBytes = 16 << 20
+
+// keep notes the run values of a term a dictionary walk returned, whose
+// postings the search is about to ask for (a fuzzy, wildcard, regexp or
+// range expansion: bleve collects the terms, then makes a term searcher
+// of each), so that Postings does not look the term up again in every
+// run: the walk's pages may be gone from the cache by then, and the
+// lookup's filter checks and descents cost as much again.
+func (s *snapshot) keep(key string, vals [][]byte) {
+	n := len(key)
+	for _, v := range vals {
+		n += len(v)
+	}
+	s.keptMu.Lock()
+	defer s.keptMu.Unlock()
+	if s.keptBytes+n > maxKeptBytes {
+		return
+	}
+	if s.kept == nil {
+		s.kept = map[string][][]byte{}
+	}
+	s.kept[key] = vals
+	s.keptBytes += n
+}
+
+// keptVals returns the run values a walk kept of a term, or nil.
+func (s *snapshot) keptVals(key string) [][]byte {
+	s.keptMu.Lock()
+	defer s.keptMu.Unlock()
+	return s.kept[key]
 }
 
 func (s *snapshot) Close() error { return s.r.Close() }
@@ -98,7 +135,7 @@ func (s *snapshot) DocCount() uint64            { return s.r.st.meta.liveCount }
 func (s *snapshot) Fields() []string            { return s.r.st.fieldNames() }
 func (s *snapshot) FieldTerms(field string) int { return s.r.st.fieldTerms(field) }
 func (s *snapshot) Terms(field string) view.Terms {
-	return viewTerms{s.r.st.terms(field)}
+	return viewTerms{it: s.r.st.terms(field), s: s}
 }
 
 func (s *snapshot) HasTerm(field string, term []byte) (bool, error) {
@@ -108,7 +145,7 @@ func (s *snapshot) HasTerm(field string, term []byte) (bool, error) {
 
 func (s *snapshot) Postings(field string, term []byte, locations bool) (*view.Postings, error) {
 	s.r.in.m.termReads.Add(1)
-	pl, err := s.r.in.postings(s.r.st, field, term, locations)
+	pl, err := s.r.in.postings(s.r.st, field, term, locations, s.keptVals(fieldTermKey(field, string(term))))
 	if err != nil {
 		return nil, view.Wrap(err)
 	}
@@ -191,11 +228,22 @@ func (s *snapshot) Synonyms(source string, term []byte) ([]string, error) {
 }
 
 func (s *snapshot) ThesaurusTerms(source string) view.Terms {
-	return viewTerms{s.r.st.kvIter(thesaurusKey(source, ""))}
+	return viewTerms{it: s.r.st.kvIter(thesaurusKey(source, ""))}
 }
 
-// viewTerms is a term iterator seen through the view.
-type viewTerms struct{ it *termIter }
+// viewTerms is a term iterator seen through the view; s is the snapshot
+// of a field's dictionary walk (nil: a thesaurus', whose values are not
+// postings).
+type viewTerms struct {
+	it *termIter
+	s  *snapshot
+}
+
+func (t viewTerms) Keep() {
+	if t.s != nil && t.it.valid() {
+		t.s.keep(t.it.m.key(), t.it.runVals())
+	}
+}
 
 func (t viewTerms) Seek(term string) { t.it.seek(term) }
 func (t viewTerms) Valid() bool      { return t.it.valid() }

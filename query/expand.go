@@ -85,6 +85,7 @@ func (d *automatonDict) Next() (*index.DictEntry, error) {
 				dist = d.dist(t)
 			}
 			d.entry = index.DictEntry{Term: t, Count: d.it.DF(), EditDistance: dist}
+			d.it.Keep() // bleve asks for the postings of the terms it expands to
 			d.it.Next()
 			return &d.entry, nil
 		}

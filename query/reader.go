@@ -223,6 +223,7 @@ func (d *fieldDict) Next() (*index.DictEntry, error) {
 		return nil, d.it.Err()
 	}
 	d.entry = index.DictEntry{Term: d.it.Term(), Count: d.it.DF()}
+	d.it.Keep() // bleve asks for the postings of the terms it expands to
 	d.it.Next()
 	return &d.entry, nil
 }

@@ -133,6 +133,10 @@ type Terms interface {
 	// Term and DF are the current term and its document frequency.
 	Term() string
 	DF() uint64
+	// Keep says that the current term's postings will be asked for
+	// (Snapshot.Postings): the snapshot keeps what the walk read of them,
+	// so that the lookup does not read them again.
+	Keep()
 	// Next moves to the next term.
 	Next()
 	// Err returns the error that ended the iteration, if any.
