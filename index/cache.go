@@ -187,20 +187,17 @@ func (c *Cache) insert(seg *segment, key string, val any, size int, always bool)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.removeLocked(key)
-	// The bytes seg must free: beyond the cache, after an entry of the
-	// main segment has evicted pages of walks; beyond what the main
-	// segment leaves to walks.
+	// The bytes seg must free of its own entries: the main segment beyond
+	// what it leaves to walks; the scan segment beyond what the main one
+	// leaves it.
 	var need int64
 	if seg == &c.main {
-		for c.scan.size > 0 && c.main.size+c.scan.size+sz > c.max {
-			c.removeLocked(c.scan.ll.Back().Value.(*cacheItem).key)
-		}
-		need = max(c.main.size+c.scan.size+sz-c.max, c.main.size+sz-(c.max-c.max/scanFloor))
+		need = c.main.size + sz - (c.max - c.max/scanFloor)
 	} else {
 		need = c.scan.size + sz - max(c.max-c.main.size, c.max/scanFloor)
 	}
-	// Admission: the entries this one would evict, least recently used
-	// first, must all have been asked for less often.
+	// Admission: the entries of seg this one would evict, least recently
+	// used first, must all have been asked for less often.
 	f := c.freq.estimate(key)
 	left := need
 	for e := seg.ll.Back(); left > 0 && e != nil && !always; e = e.Prev() {
@@ -214,6 +211,10 @@ func (c *Cache) insert(seg *segment, key string, val any, size int, always bool)
 		it := seg.ll.Back().Value.(*cacheItem)
 		c.removeLocked(it.key)
 		need -= it.size
+	}
+	// An admitted entry of the main segment takes walks' pages' room.
+	for c.main.size+c.scan.size+sz > c.max && c.scan.ll.Len() > 0 {
+		c.removeLocked(c.scan.ll.Back().Value.(*cacheItem).key)
 	}
 	c.items[key] = seg.ll.PushFront(&cacheItem{key: key, val: val, size: sz, seg: seg})
 	seg.size += sz

@@ -117,6 +117,15 @@ func TestCacheScanSegment(t *testing.T) {
 	if c.scan.size < max/scanFloor/2 {
 		t.Errorf("the walk's pages hold %d bytes, want about %d", c.scan.size, max/scanFloor)
 	}
+	// An entry the main segment does not admit evicts nothing.
+	before = c.scan.size
+	c.put("cold", 0, 4<<10)
+	if c.get("cold") != nil {
+		t.Error("an entry asked for less often than the main segment's was admitted")
+	}
+	if c.scan.size != before {
+		t.Errorf("a refused entry evicted walks' pages: %d bytes, %d before", c.scan.size, before)
+	}
 	if got := c.Size(); got > max {
 		t.Errorf("the cache holds %d bytes, budget %d", got, max)
 	}
