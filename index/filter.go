@@ -147,7 +147,7 @@ func (in *Instance) runTerm(r *runDesc, key string) ([]byte, bool, error) {
 	if ok, err := in.mayHold(r, key); err != nil || !ok {
 		return nil, false, err
 	}
-	v, ok, err := in.runGetMode(r, key, cacheNone)
+	v, ok, err := in.runGet(r, key, cacheNone)
 	if err != nil || !ok || isTomb(v) {
 		return nil, false, err
 	}

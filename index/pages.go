@@ -527,14 +527,6 @@ func (in *Instance) readPage(r *runDesc, no uint32, mode cacheMode) (*page, erro
 
 func putU64b(v uint64) []byte { var b [8]byte; putU64(b[:], v); return b[:] }
 
-// runLeaf returns the leaf of r that holds key if any leaf does, and the
-// index of the first key ≥ key in it (possibly len: the next leaf's
-// first).
-func (in *Instance) runLeaf(r *runDesc, key string) (*page, uint32, int, error) {
-	p, no, i, _, err := in.runLeafBounds(r, key, cacheMain)
-	return p, no, i, err
-}
-
 // leafBounds is the key range a leaf is responsible for, from the
 // separators that led to it: lo ≤ key, and key < hi when hasHi. A key in
 // that range is in the run only if it is in that leaf.
@@ -547,9 +539,11 @@ func (b *leafBounds) contains(key string) bool {
 	return (!b.hasLo || key >= b.lo) && (!b.hasHi || key < b.hi)
 }
 
-// runLeafBounds is runLeaf that also returns the range of keys the leaf
-// is responsible for. A leaf read from the store is kept as leafMode
-// says; the inner pages are always cached.
+// runLeafBounds returns the leaf of r that holds key if any leaf does, its
+// number, the index of the first key ≥ key in it (possibly len: the next
+// leaf's first) and the range of keys the leaf is responsible for. A leaf
+// read from the store is kept as leafMode says; the inner pages are
+// always cached.
 func (in *Instance) runLeafBounds(r *runDesc, key string, leafMode cacheMode) (*page, uint32, int, leafBounds, error) {
 	var b leafBounds
 	no := r.root
@@ -582,14 +576,9 @@ func (in *Instance) runLeafBounds(r *runDesc, key string, leafMode cacheMode) (*
 	}
 }
 
-// runGet returns the value of key in r.
-func (in *Instance) runGet(r *runDesc, key string) ([]byte, bool, error) {
-	return in.runGetMode(r, key, cacheMain)
-}
-
-// runGetMode is runGet; a leaf read from the store is kept as leafMode
-// says.
-func (in *Instance) runGetMode(r *runDesc, key string, leafMode cacheMode) ([]byte, bool, error) {
+// runGet returns the value of key in r; a leaf read from the store is
+// kept as leafMode says.
+func (in *Instance) runGet(r *runDesc, key string, leafMode cacheMode) ([]byte, bool, error) {
 	p, _, i, _, err := in.runLeafBounds(r, key, leafMode)
 	if err != nil {
 		return nil, false, err

@@ -57,7 +57,7 @@ func (in *Instance) postings(st *state, field string, term []byte, locs bool, ru
 	var frags []*postingList
 	var err error
 	if runVals != nil {
-		frags, err = st.fragmentsOf(field, term, runVals, locs)
+		frags, err = st.fragmentsOf(ck, field, term, runVals, locs)
 	} else {
 		frags, err = st.termFragments(field, term, locs)
 	}

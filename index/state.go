@@ -136,7 +136,7 @@ func (s *state) treeGet(key string) ([]byte, bool, error) {
 		if !may {
 			continue
 		}
-		v, ok, err := s.in.runGet(&s.meta.runs[i], key)
+		v, ok, err := s.in.runGet(&s.meta.runs[i], key, cacheMain)
 		if err != nil || ok {
 			return v, ok, err
 		}
@@ -203,12 +203,12 @@ func (s *state) termFragments(field string, term []byte, locs bool) ([]*postingL
 			vals = append(vals, v)
 		}
 	}
-	return s.fragmentsOf(field, term, vals, locs)
+	return s.fragmentsOf(key, field, term, vals, locs)
 }
 
 // fragmentsOf is termFragments from the term's values in the runs that
-// hold it, oldest first.
-func (s *state) fragmentsOf(field string, term []byte, runVals [][]byte, locs bool) ([]*postingList, error) {
+// hold it, oldest first; key is the term's (fieldTermKey).
+func (s *state) fragmentsOf(key, field string, term []byte, runVals [][]byte, locs bool) ([]*postingList, error) {
 	mode := locsNone
 	if locs {
 		mode = locsEncoded
@@ -221,7 +221,7 @@ func (s *state) fragmentsOf(field string, term []byte, runVals [][]byte, locs bo
 		}
 		out = append(out, pl)
 	}
-	for _, pl := range s.mem.terms[fieldTermKey(field, string(term))] {
+	for _, pl := range s.mem.terms[key] {
 		if !locs {
 			pl = pl.withoutLocs()
 		}

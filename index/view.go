@@ -123,10 +123,13 @@ func (s *snapshot) keep(key string, vals [][]byte) {
 }
 
 // keptVals returns the run values a walk kept of a term, or nil.
-func (s *snapshot) keptVals(key string) [][]byte {
+func (s *snapshot) keptVals(field string, term []byte) [][]byte {
 	s.keptMu.Lock()
 	defer s.keptMu.Unlock()
-	return s.kept[key]
+	if s.kept == nil {
+		return nil // no walk kept any: no key to make
+	}
+	return s.kept[fieldTermKey(field, string(term))]
 }
 
 func (s *snapshot) Close() error { return s.r.Close() }
@@ -145,7 +148,7 @@ func (s *snapshot) HasTerm(field string, term []byte) (bool, error) {
 
 func (s *snapshot) Postings(field string, term []byte, locations bool) (*view.Postings, error) {
 	s.r.in.m.termReads.Add(1)
-	pl, err := s.r.in.postings(s.r.st, field, term, locations, s.keptVals(fieldTermKey(field, string(term))))
+	pl, err := s.r.in.postings(s.r.st, field, term, locations, s.keptVals(field, term))
 	if err != nil {
 		return nil, view.Wrap(err)
 	}
