@@ -146,6 +146,26 @@ func (p *page) search(from int, key string) int {
 	return from + sort.Search(p.len()-from, func(i int) bool { return p.key(from+i) >= key })
 }
 
+// gallop is search for a key expected close after from (an iterator's
+// seek): it probes from+1, from+3, from+7, … and searches only the span
+// the key fell in, so a short step costs a few comparisons instead of a
+// search of the rest of the page.
+func (p *page) gallop(from int, key string) int {
+	n := p.len()
+	lo, step := from, 1
+	for {
+		if lo >= n || p.key(lo) >= key {
+			return lo
+		}
+		hi := lo + step
+		if hi >= n || p.key(hi) >= key {
+			// key is after lo and at or before hi (or the end)
+			return lo + 1 + sort.Search(min(hi, n)-lo-1, func(i int) bool { return p.key(lo+1+i) >= key })
+		}
+		lo, step = hi+1, step*2
+	}
+}
+
 // lookup returns the value of key in the page's keys (a leaf's). Keys out
 // of the page's range are answered without a search; so are the
 // document-table keys ("n" ‖ 8-byte number) of a leaf whose document
@@ -545,7 +565,25 @@ func (b *leafBounds) contains(key string) bool {
 // read from the store is kept as leafMode says; the inner pages are
 // always cached.
 func (in *Instance) runLeafBounds(r *runDesc, key string, leafMode cacheMode) (*page, uint32, int, leafBounds, error) {
+	return in.runLeafPath(r, key, leafMode, nil)
+}
+
+// leafParent is the inner page above a leaf: an iterator that keeps it
+// finds the leaf of a key within the parent's range without descending
+// from the root.
+type leafParent struct {
+	p      *page      // nil: unknown (the root is a leaf, or not kept)
+	j      int        // the leaf is p.kids[j]
+	range_ leafBounds // the keys p is responsible for
+}
+
+// runLeafPath is runLeafBounds; when parent is not nil it is set to the
+// leaf's parent.
+func (in *Instance) runLeafPath(r *runDesc, key string, leafMode cacheMode, parent *leafParent) (*page, uint32, int, leafBounds, error) {
 	var b leafBounds
+	if parent != nil {
+		*parent = leafParent{}
+	}
 	no := r.root
 	for depth := 0; ; depth++ {
 		mode := leafMode
@@ -565,6 +603,9 @@ func (in *Instance) runLeafBounds(r *runDesc, key string, leafMode cacheMode) (*
 		i := sort.Search(p.len(), func(i int) bool { return p.key(i) > key }) - 1
 		if i < 0 {
 			i = 0
+		}
+		if parent != nil {
+			*parent = leafParent{p: p, j: i, range_: b}
 		}
 		if i > 0 {
 			b.lo, b.hasLo = p.key(i), true
@@ -600,12 +641,13 @@ type source interface {
 
 // runIter iterates a run's entries in key order.
 type runIter struct {
-	in   *Instance
-	r    *runDesc
-	leaf *page
-	no   uint32
-	i    int
-	ra   readAhead // leaves read ahead (readahead.go)
+	in     *Instance
+	r      *runDesc
+	leaf   *page
+	no     uint32
+	i      int
+	parent leafParent // the leaf's parent, when known
+	ra     readAhead  // leaves read ahead (readahead.go)
 }
 
 func (it *runIter) valid() bool { return it.leaf != nil && it.i < it.leaf.len() }
@@ -627,6 +669,13 @@ func (it *runIter) settle() error {
 			return fmt.Errorf("%w: a state run's leaf is not a leaf", ErrCorrupt)
 		}
 		it.leaf, it.no, it.i = p, it.no+1, 0
+		// The next leaf is the parent's next kid, unless it is under
+		// the next parent.
+		if pp := &it.parent; pp.p != nil && pp.j+1 < pp.p.len() && pp.p.kids[pp.j+1] == it.no {
+			pp.j++
+		} else {
+			it.parent = leafParent{}
+		}
 	}
 	return nil
 }
@@ -641,10 +690,38 @@ func (it *runIter) seek(key string) error {
 		return nil
 	}
 	if it.valid() && it.leaf.key(it.leaf.len()-1) >= key {
-		it.i = it.leaf.search(it.i, key)
+		it.i = it.leaf.gallop(it.i, key)
 		return nil
 	}
-	p, no, i, _, err := it.in.runLeafBounds(it.r, key, it.ra.mode)
+	if pp := &it.parent; it.valid() && pp.p != nil && pp.range_.contains(key) {
+		// key is past the leaf, under the same parent: its leaf is the
+		// parent's last kid whose separator is at or before key.
+		j := pp.p.gallop(pp.j+1, key)
+		if j < pp.p.len() && pp.p.key(j) == key {
+			j++
+		}
+		j--
+		if j == pp.j {
+			// past the leaf's last key, before the next leaf's first
+			it.i = it.leaf.len()
+			return it.settle()
+		}
+		no := pp.p.kids[j]
+		p, err := it.in.readPage(it.r, no, it.ra.mode)
+		if err != nil {
+			it.leaf = nil
+			return err
+		}
+		if p.level != 0 {
+			it.leaf = nil
+			return fmt.Errorf("%w: a state run's leaf is not a leaf", ErrCorrupt)
+		}
+		pp.j = j
+		it.leaf, it.no, it.i, it.ra = p, no, p.search(0, key), readAhead{mode: it.ra.mode}
+		return it.settle()
+	}
+	var parent leafParent
+	p, no, i, _, err := it.in.runLeafPath(it.r, key, it.ra.mode, &parent)
 	if err != nil {
 		it.leaf = nil
 		return err
@@ -652,7 +729,7 @@ func (it *runIter) seek(key string) error {
 	if it.leaf != nil && no < it.no {
 		return nil // never backwards
 	}
-	it.leaf, it.no, it.i, it.ra = p, no, i, readAhead{mode: it.ra.mode}
+	it.leaf, it.no, it.i, it.parent, it.ra = p, no, i, parent, readAhead{mode: it.ra.mode}
 	return it.settle()
 }
 

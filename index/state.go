@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // errIdentity reports a record whose payload names another record than the
@@ -422,30 +423,39 @@ func (s *state) fieldTerms(field string) int {
 
 // sources returns the memtable's and the runs' iterators over keys with
 // prefix, newest first. memKeys are the memtable's sorted keys with
-// prefix and memVal their encoded values.
-func (s *state) sources(memKeys []string, memVal func(string) []byte) []source {
-	srcs := make([]source, 0, 1+len(s.meta.runs))
-	srcs = append(srcs, &sliceSource{keys: memKeys, get: memVal})
+// prefix and memVal their encoded values; without any, the memtable is
+// left out (every step of a merged iteration visits each source) and
+// withMem is false.
+func (s *state) sources(memKeys []string, memVal func(string) []byte) (srcs []source, withMem bool) {
+	srcs = make([]source, 0, 1+len(s.meta.runs))
+	if len(memKeys) > 0 {
+		srcs, withMem = append(srcs, &sliceSource{keys: memKeys, get: memVal}), true
+	}
 	for i := range s.meta.runs {
 		srcs = append(srcs, &runIter{in: s.in, r: &s.meta.runs[i], ra: readAhead{mode: cacheScan}})
 	}
-	return srcs
+	return srcs, withMem
 }
 
 // termIter iterates a field's terms in order.
 type termIter struct {
-	m      *mergeIter
-	prefix string
-	field  string
-	s      *state
+	m       *mergeIter
+	withMem bool // m's first source is the memtable (state.sources)
+	prefix  string
+	field   string
+	s       *state
+	seekKey []byte // seek's key, reused
 }
 
 func (s *state) terms(field string) *termIter {
 	prefix := fieldPrefix(field)
 	memKeys := s.mem.fieldKeys(prefix)
-	srcs := s.sources(memKeys, func(k string) []byte { return memTermVal(s.mem.terms[k]) })
-	return &termIter{m: newMergeIter(srcs, prefix, false), prefix: prefix, field: field, s: s}
+	srcs, withMem := s.sources(memKeys, func(k string) []byte { return memTermVal(s.mem.terms[k]) })
+	return &termIter{m: newMergeIter(srcs, prefix, false), withMem: withMem, prefix: prefix, field: field, s: s}
 }
+
+// isMem returns whether source i of the iteration is the memtable.
+func (t *termIter) isMem(i int) bool { return i == 0 && t.withMem }
 
 // memTermVal is the value of a memtable term as a dictionary walk sees
 // it: its number of postings, without them.
@@ -457,11 +467,17 @@ func memTermVal(frags []*postingList) []byte {
 	return binary.AppendUvarint([]byte{valPresent}, uint64(n))
 }
 
-func (t *termIter) valid() bool      { return t.m.valid() }
-func (t *termIter) err() error       { return t.m.err }
-func (t *termIter) key() string      { return t.m.key()[len(t.prefix):] }
-func (t *termIter) next()            { t.m.next() }
-func (t *termIter) seek(term string) { t.m.seek(t.prefix + term) }
+func (t *termIter) valid() bool { return t.m.valid() }
+func (t *termIter) err() error  { return t.m.err }
+func (t *termIter) key() string { return t.m.key()[len(t.prefix):] }
+func (t *termIter) next()       { t.m.next() }
+
+// seek moves to the first term at or after term. (No source keeps the
+// key it seeks to, so one buffer serves every seek.)
+func (t *termIter) seek(term string) {
+	t.seekKey = append(append(t.seekKey[:0], t.prefix...), term...)
+	t.m.seek(unsafe.String(unsafe.SliceData(t.seekKey), len(t.seekKey)))
+}
 
 // df is the number of postings of the current term in every source,
 // deleted documents included (scorch's dictionary count).
@@ -479,8 +495,8 @@ func (t *termIter) runVals() [][]byte {
 	var out [][]byte
 	for j := len(t.m.eq) - 1; j >= 0; j-- {
 		i := t.m.eq[j]
-		if i == 0 {
-			continue // the memtable (state.sources)
+		if t.isMem(i) {
+			continue
 		}
 		if v := t.m.srcs[i].val(); !isTomb(v) {
 			out = append(out, slices.Clone(v))
@@ -496,7 +512,7 @@ func (t *termIter) fragments() ([]*postingList, error) {
 	var runVals [][]byte
 	fromMem := false
 	for _, i := range t.m.eq {
-		if i == 0 {
+		if t.isMem(i) {
 			fromMem = true
 			continue
 		}

@@ -281,13 +281,13 @@ func (s *state) kvIter(prefix string) *termIter {
 		}
 	}
 	sort.Strings(memKeys)
-	srcs := s.sources(memKeys, func(k string) []byte {
+	srcs, withMem := s.sources(memKeys, func(k string) []byte {
 		if v := s.mem.kv[k]; len(v) > 0 {
 			return append([]byte{valPresent}, v...)
 		}
 		return tombVal
 	})
-	return &termIter{m: newMergeIter(srcs, prefix, false), prefix: prefix}
+	return &termIter{m: newMergeIter(srcs, prefix, false), withMem: withMem, prefix: prefix}
 }
 
 // thesaurus returns a thesaurus term's entries (nil: none).

@@ -6,6 +6,7 @@ import (
 	"regexp/syntax"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/blevesearch/bleve_index_api"
 	"github.com/blevesearch/vellum"
@@ -63,7 +64,9 @@ type automatonDict struct {
 	card   int
 	a      vellum.Automaton
 	dist   func(string) uint8 // edit distance of an accepted term, or nil
-	states []int              // the automaton's states along a term (step)
+	states []int              // the automaton's states along last (step)
+	last   []byte             // the term step ran last
+	next   []byte             // the string step returned last
 	r      *reader            // spends every term examined, accepted or not
 	entry  index.DictEntry
 }
@@ -121,12 +124,26 @@ func (d *automatonDict) BytesRead() uint64 { return 0 }
 // above t[i] from which a can still match, or, when there is none, the
 // same one position up, and so on — the seek lands past every dead branch
 // at once, as an FST intersection would walk around it.
+//
+// Terms come in order, so a term shares a prefix with the one before it:
+// the automaton's states along that prefix are kept (states, for the bytes
+// of last) and only the rest of t is run.
 func (d *automatonDict) step(t string) (ok bool, next string, more bool) {
 	a := d.a
-	st := append(d.states[:0], a.Start())
+	st := d.states
+	if len(st) == 0 {
+		st = append(st, a.Start())
+	}
+	// st[i] is the state after last[:i]; keep those of the shared prefix.
+	keep := 0
+	for keep < len(t) && keep < len(d.last) && keep+1 < len(st) && t[keep] == d.last[keep] {
+		keep++
+	}
+	st = st[:keep+1]
+	d.last = append(d.last[:0], t...)
 	defer func() { d.states = st }()
 	failAt := -1
-	for i := 0; i < len(t); i++ {
+	for i := keep; i < len(t); i++ {
 		s := a.Accept(st[i], t[i])
 		if !a.CanMatch(s) {
 			failAt = i
@@ -140,7 +157,8 @@ func (d *automatonDict) step(t string) (ok bool, next string, more bool) {
 	for i := failAt; i >= 0; i-- {
 		for c := int(t[i]) + 1; c <= 0xff; c++ {
 			if a.CanMatch(a.Accept(st[i], byte(c))) {
-				return false, t[:i] + string([]byte{byte(c)}), true
+				d.next = append(append(d.next[:0], t[:i]...), byte(c))
+				return false, unsafe.String(unsafe.SliceData(d.next), len(d.next)), true
 			}
 		}
 	}

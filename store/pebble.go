@@ -166,8 +166,12 @@ func (p *Pebble) openDB() (*pebble.DB, error) {
 		Cache:        cache,
 		MemTableSize: o.MemTableSize,
 		ReadOnly:     o.ReadOnly,
-		Logger:       pebbleLogger{o.Logger, p},
-		FS:           o.FS,
+		// Table statistics only steer compactions, which a read-only
+		// database never runs; collecting them opens every table in the
+		// background right after Open, beside the first reads.
+		DisableTableStats: o.ReadOnly,
+		Logger:            pebbleLogger{o.Logger, p},
+		FS:                o.FS,
 		EventListener: &pebble.EventListener{
 			BackgroundError: p.backgroundError,
 			FlushEnd: func(fi pebble.FlushInfo) {

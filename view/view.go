@@ -126,7 +126,8 @@ type Snapshot interface {
 
 // Terms iterates terms in order. It starts at the first term.
 type Terms interface {
-	// Seek moves to the first term at or after t.
+	// Seek moves to the first term at or after t; it does not keep t (a
+	// caller may reuse its bytes).
 	Seek(t string)
 	// Valid says whether the iterator is at a term; once false, see Err.
 	Valid() bool
