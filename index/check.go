@@ -116,7 +116,7 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 	}
 	if hd.building != 0 {
 		for id := hd.building; id < hd.building+64; id++ {
-			for _, base := range []uint32{0, overflowBase, filterBase, innerBase} {
+			for _, base := range []uint32{0, overflowBase, filterBase, innerBase, termLeafBase, termInnerBase} {
 				for no := base; ; no++ {
 					label := pageLabel(k, id, no)
 					if _, err := in.st.Get(in.key(label)); err != nil {
@@ -234,6 +234,22 @@ func (in *Instance) Check(ctx context.Context) (*CheckReport, error) {
 			return nil, err
 		}
 		add(ce.Kind, ce.Label, "%v", ce.Err)
+	}
+	// Term trees: each lists its run's terms, with their postings counts.
+	for i := range st.meta.runs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		msg, err := st.checkTermTree(&st.meta.runs[i])
+		if err != nil {
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				return nil, err
+			}
+			add(ce.Kind, ce.Label, "%v", ce.Err)
+		} else if msg != "" {
+			add("dictionary", nil, "a run's term tree %s", msg)
+		}
 	}
 	for _, f := range st.meta.fields {
 		if fieldTerms[f.name] != int(f.terms) {

@@ -409,7 +409,7 @@ func (in *Instance) cleanBuilding() error {
 			continue
 		}
 		found := false
-		for _, base := range []uint32{0, overflowBase, filterBase, innerBase} {
+		for _, base := range []uint32{0, overflowBase, filterBase, innerBase, termLeafBase, termInnerBase} {
 			for no := base; ; no++ {
 				key := in.key(pageLabel(k, id, no))
 				if _, err := in.st.Get(key); err != nil {

@@ -37,6 +37,18 @@ const innerBase = 1 << 31
 // stay below it, inner pages above).
 const overflowBase = 1 << 30
 
+// A run's term tree (runDesc.termTree) numbers its leaves from
+// termLeafBase and its inner pages from termInnerBase.
+const (
+	termLeafBase  = 3 << 30
+	termInnerBase = 7 << 29
+)
+
+// isLeafNo reports whether page number no is a leaf's (of the run's tree
+// or of its term tree); isInnerNo whether it is an inner page's.
+func isLeafNo(no uint32) bool  { return no < overflowBase || (no >= termLeafBase && no < termInnerBase) }
+func isInnerNo(no uint32) bool { return no >= termInnerBase || (no >= innerBase && no < termLeafBase) }
+
 // A term value longer than maxInlineValue is written as overflow chunks of
 // overflowChunk bytes, so that a page holds many terms and a frequent
 // term's postings are read only by the queries that need them.
@@ -71,6 +83,24 @@ type runDesc struct {
 	// looking up an id new to the instance (every document a batch adds)
 	// skips the run. Runs written before it was recorded lack it.
 	idsInFilter bool
+	// The run's term tree: a second B+tree of its term keys alone, each
+	// with its number of postings (valPresent ‖ uvarint), which
+	// dictionary walks read instead of the leaves (whose values hold the
+	// postings): about a fifth of the pages. termLeaves 0: none (runs
+	// written before it).
+	termLeaves, termInners, termRoot uint32
+	// leafBase is the page number of the first leaf: 0, or termLeafBase
+	// in the description of a term tree (termTree).
+	leafBase uint32
+}
+
+// termTree returns the description of r's term tree, which iterates as a
+// run of its own; ok is false when r has none.
+func (r *runDesc) termTree() (runDesc, bool) {
+	if r.termLeaves == 0 {
+		return runDesc{}, false
+	}
+	return runDesc{id: r.id, gen: r.gen, leaves: r.termLeaves, inners: r.termInners, root: r.termRoot, leafBase: termLeafBase}, true
 }
 
 // mayHoldDoc reports whether r can hold document n's document-table key.
@@ -90,6 +120,12 @@ func (r *runDesc) pageNos() []uint32 {
 	}
 	for i := uint32(0); i < r.filterChunks; i++ {
 		out = append(out, filterBase+i)
+	}
+	for i := uint32(0); i < r.termLeaves; i++ {
+		out = append(out, termLeafBase+i)
+	}
+	for i := uint32(0); i < r.termInners; i++ {
+		out = append(out, termInnerBase+i)
 	}
 	return out
 }
@@ -358,6 +394,10 @@ type runBuilder struct {
 	levels []*levelBuf
 	last   string
 	hashes []uint64 // of the term keys, for the run's filter
+	// terms builds the run's term tree (nil in the term tree's own
+	// builder); innerBase is where the builder numbers inner pages.
+	terms     *runBuilder
+	innerBase uint32
 }
 
 type levelBuf struct {
@@ -369,7 +409,8 @@ type levelBuf struct {
 }
 
 func newRunBuilder(k *seal.Keys, id uint64, put func([seal.LabelSize]byte, []byte) error) *runBuilder {
-	return &runBuilder{desc: runDesc{id: id, gen: k.Generation(), docLo: 1, docHi: 0, idsInFilter: true}, k: k, put: put}
+	terms := &runBuilder{desc: runDesc{id: id, gen: k.Generation(), leafBase: termLeafBase}, k: k, put: put, innerBase: termInnerBase}
+	return &runBuilder{desc: runDesc{id: id, gen: k.Generation(), docLo: 1, docHi: 0, idsInFilter: true}, k: k, put: put, terms: terms, innerBase: innerBase}
 }
 
 func (b *runBuilder) add(key string, val []byte) error {
@@ -379,6 +420,15 @@ func (b *runBuilder) add(key string, val []byte) error {
 	b.last = key
 	b.desc.entries++
 	b.desc.bytes += uint64(len(key) + len(val))
+	if b.terms == nil {
+		return b.addAt(0, key, val, 0) // a term tree's entry
+	}
+	if isTermKey(key) && !isTomb(val) {
+		// (the level buffers keep the value until the page is written)
+		if err := b.terms.add(key, binary.AppendUvarint([]byte{valPresent}, termDF(val))); err != nil {
+			return err
+		}
+	}
 	if isTermKey(key) || isIDKey(key) {
 		b.hashes = append(b.hashes, filterHash(key))
 	} else if isDocKey(key) {
@@ -438,6 +488,15 @@ func (b *runBuilder) addAt(level int, key string, val []byte, kid uint32) error 
 	}
 	lv := b.levels[level]
 	sz := len(key) + len(val) + 8
+	if b.terms == nil && len(lv.keys) > 0 {
+		// A term tree's pages are cut at their encoded size (keys share
+		// their prefixes), so that a walk reads few of them.
+		prev, shared := lv.keys[len(lv.keys)-1], 0
+		for shared < len(prev) && shared < len(key) && prev[shared] == key[shared] {
+			shared++
+		}
+		sz = len(key) - shared + len(val) + 8
+	}
 	if len(lv.keys) > 0 && lv.size+sz > pageTarget {
 		if err := b.flush(level); err != nil {
 			return err
@@ -457,10 +516,10 @@ func (b *runBuilder) flush(level int) error {
 	lv := b.levels[level]
 	var no uint32
 	if level == 0 {
-		no = b.desc.leaves
+		no = b.desc.leafBase + b.desc.leaves
 		b.desc.leaves++
 	} else {
-		no = innerBase + b.desc.inners
+		no = b.innerBase + b.desc.inners
 		b.desc.inners++
 	}
 	payload := encodePage(b.desc.id, no, byte(level), lv.keys, lv.vals, lv.kids)
@@ -479,8 +538,17 @@ func (b *runBuilder) finish() (runDesc, bool, error) {
 	if b.desc.entries == 0 {
 		return runDesc{}, false, nil
 	}
-	if err := b.writeFilter(); err != nil {
-		return runDesc{}, false, err
+	if b.terms != nil {
+		if err := b.writeFilter(); err != nil {
+			return runDesc{}, false, err
+		}
+		t, ok, err := b.terms.finish()
+		if err != nil {
+			return runDesc{}, false, err
+		}
+		if ok {
+			b.desc.termLeaves, b.desc.termInners, b.desc.termRoot = t.leaves, t.inners, t.root
+		}
 	}
 	for l := 0; l < len(b.levels); l++ {
 		lv := b.levels[l]
@@ -587,7 +655,7 @@ func (in *Instance) runLeafPath(r *runDesc, key string, leafMode cacheMode, pare
 	no := r.root
 	for depth := 0; ; depth++ {
 		mode := leafMode
-		if no >= innerBase {
+		if isInnerNo(no) {
 			mode = cacheMain
 		}
 		p, err := in.readPage(r, no, mode)
@@ -655,7 +723,7 @@ func (it *runIter) key() string { return it.leaf.key(it.i) }
 func (it *runIter) val() []byte { return it.leaf.val(it.i) }
 func (it *runIter) settle() error {
 	for it.leaf != nil && it.i >= it.leaf.len() {
-		if it.no+1 >= it.r.leaves {
+		if it.no+1 >= it.r.leafBase+it.r.leaves {
 			it.leaf = nil
 			return nil
 		}
@@ -701,6 +769,8 @@ func (it *runIter) seek(key string) error {
 			j++
 		}
 		j--
+		// A seek starts read-ahead again (steps in order grow it).
+		it.ra = readAhead{mode: it.ra.mode}
 		if j == pp.j {
 			// past the leaf's last key, before the next leaf's first
 			it.i = it.leaf.len()
@@ -717,7 +787,7 @@ func (it *runIter) seek(key string) error {
 			return fmt.Errorf("%w: a state run's leaf is not a leaf", ErrCorrupt)
 		}
 		pp.j = j
-		it.leaf, it.no, it.i, it.ra = p, no, p.search(0, key), readAhead{mode: it.ra.mode}
+		it.leaf, it.no, it.i = p, no, p.search(0, key)
 		return it.settle()
 	}
 	var parent leafParent

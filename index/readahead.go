@@ -69,7 +69,7 @@ func (ra *readAhead) next(in *Instance, r *runDesc, no uint32) (*page, error) {
 	if p, ok := in.cache.get(in.pageCacheKey(r, no)).(*page); ok {
 		return p, nil
 	}
-	end := min(uint64(no)+uint64(ra.window()), uint64(r.leaves))
+	end := min(uint64(no)+uint64(ra.window()), uint64(r.leafBase)+uint64(r.leaves))
 	if end <= uint64(no)+1 {
 		return in.readPage(r, no, ra.mode)
 	}
@@ -169,7 +169,7 @@ func (in *Instance) forgetRuns(runs []runDesc) {
 func (in *Instance) decodeRunPage(r *runDesc, no uint32, pt []byte) (*page, error) {
 	in.m.pageReads.Add(1)
 	p, err := decodePage(pt, r.id, no)
-	if err == nil && ((no < innerBase) != (p.level == 0)) {
+	if err == nil && (isLeafNo(no) != (p.level == 0)) {
 		err = errIdentity
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,8 +37,11 @@ func (s *roundTripStore) reads() (roundTrips, keys int64) {
 }
 
 // TestReadAhead: a walk of a dictionary spanning many leaves of a run,
-// with no cache at all, reads those leaves in a few GetMany calls (round
-// trips: at most a third of the pages), reads no page twice (the
+// with no cache at all, reads the leaves of the run's term tree holding
+// its terms (under half as many as the run's own leaves holding them) and,
+// for the postings of the terms it returns, the run's, in a few GetMany
+// calls (round trips: for each, the descent, then one per window that
+// doubles), reads no page twice (the
 // iterator keeps the leaves it read ahead when the cache cannot), and
 // returns every term once, in order — also a prefix walk, which seeks
 // first.
@@ -82,13 +86,21 @@ func TestReadAhead(t *testing.T) {
 		t.Fatalf("the run has %d leaves; the test needs at least 64", leaves)
 	}
 
-	// The leaves holding terms of summary, from w00000 on or w10000 on.
-	fieldLeaves := func(from string) int64 {
+	// The leaves holding terms of summary, from w00000 on or w10000 on:
+	// of the run's term tree, which walks read, or of the run itself.
+	treeLeaves := func(from string, termTree bool) int64 {
 		in.mu.RLock()
 		defer in.mu.RUnlock()
 		r, pre := &in.state.meta.runs[0], fieldPrefix("summary")
+		if termTree {
+			tree, ok := r.termTree()
+			if !ok {
+				t.Fatal("the run has no term tree")
+			}
+			r = &tree
+		}
 		n := int64(0)
-		for no := range r.leaves {
+		for no := r.leafBase; no < r.leafBase+r.leaves; no++ {
 			p, err := in.page(r, no)
 			if err != nil {
 				t.Fatal(err)
@@ -138,8 +150,16 @@ func TestReadAhead(t *testing.T) {
 		pages := int64(in.Metrics().PageReads - p0)
 		r.Close()
 		rt, keys := rt1-rt0, k1-k0
-		walked := fieldLeaves(fmt.Sprintf("w%05d", from))
-		t.Logf("%s: terms in %d of the run's %d leaves; %d pages decoded, %d keys read in %d round trips", name, walked, leaves, pages, keys, rt)
+		// The term tree holds no postings: it has a fraction of the
+		// leaves that hold the terms with their postings. The walk reads
+		// both: the tree's, and the run's for the postings of the terms it
+		// returns (the search asks for them).
+		tree, run := treeLeaves(fmt.Sprintf("w%05d", from), true), treeLeaves(fmt.Sprintf("w%05d", from), false)
+		if tree*2 > run {
+			t.Fatalf("%s: the term tree has %d leaves for the terms of %d of the run's leaves", name, tree, run)
+		}
+		walked := tree + run
+		t.Logf("%s: terms in %d of the term tree's and %d of the run's leaves (it has %d); %d pages decoded, %d keys read in %d round trips", name, tree, run, leaves, pages, keys, rt)
 		if keys != pages {
 			t.Fatalf("%s: %d keys read for %d pages decoded: a page was read and dropped", name, keys, pages)
 		}
@@ -148,7 +168,9 @@ func TestReadAhead(t *testing.T) {
 		if pages < walked || pages > 2*walked+1 {
 			t.Fatalf("%s: %d pages read for a walk over %d leaves", name, pages, walked)
 		}
-		if rt*3 > pages {
+		// For the tree and for the run: the descent, then windows that
+		// double: a logarithmic number of round trips.
+		if rt > 2*(3+int64(bits.Len64(uint64(pages)))) {
 			t.Fatalf("%s: %d round trips for %d pages", name, rt, pages)
 		}
 	}

@@ -553,7 +553,15 @@ func encodeHead(h head) []byte {
 		if r.idsInFilter {
 			flags |= runIDsInFilter
 		}
+		if r.termLeaves > 0 {
+			flags |= runTermTree
+		}
 		e.uvarint(flags)
+		if r.termLeaves > 0 {
+			e.uvarint(uint64(r.termLeaves))
+			e.uvarint(uint64(r.termInners))
+			e.uvarint(uint64(r.termRoot))
+		}
 	}
 	return e.b
 }
@@ -566,6 +574,7 @@ const (
 	headRunFlags  byte = 2
 
 	runIDsInFilter = 1 // runDesc.idsInFilter
+	runTermTree    = 2 // the run has a term tree: its leaves, inners and root follow
 )
 
 func decodeHead(b []byte) (head, error) {
@@ -604,10 +613,19 @@ func decodeHead(b []byte) (head, error) {
 			m.runs[i].docLo, m.runs[i].docHi = d.uvarint(), d.uvarint()
 			if trailer == headRunFlags {
 				flags := d.uvarint()
-				if flags&^runIDsInFilter != 0 {
+				if flags&^(runIDsInFilter|runTermTree) != 0 {
 					d.fail()
 				}
-				m.runs[i].idsInFilter = flags&runIDsInFilter != 0
+				r := &m.runs[i]
+				r.idsInFilter = flags&runIDsInFilter != 0
+				if flags&runTermTree != 0 {
+					r.termLeaves, r.termInners, r.termRoot = uint32(d.uvarint()), uint32(d.uvarint()), uint32(d.uvarint())
+					leafRoot := r.termRoot >= termLeafBase && r.termRoot < termInnerBase && r.termRoot-termLeafBase < r.termLeaves
+					innerRoot := r.termRoot >= termInnerBase && r.termRoot-termInnerBase < r.termInners
+					if r.termLeaves == 0 || r.termLeaves >= termInnerBase-termLeafBase || r.termInners > math.MaxUint32-termInnerBase || !(leafRoot || innerRoot) {
+						d.fail()
+					}
+				}
 			}
 		}
 	} else {

@@ -3,6 +3,7 @@ package index
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/bits"
 	"slices"
 	"sort"
@@ -426,32 +427,58 @@ func (s *state) fieldTerms(field string) int {
 // prefix and memVal their encoded values; without any, the memtable is
 // left out (every step of a merged iteration visits each source) and
 // withMem is false.
-func (s *state) sources(memKeys []string, memVal func(string) []byte) (srcs []source, withMem bool) {
+//
+// With termTrees, a run that has a term tree is iterated through it: its
+// values are then postings counts (as the memtable's memVal gives) and
+// leaf numbers, not postings; trees[i] is then the run of source i
+// (nil: not a term tree; trees is nil when no source is one).
+func (s *state) sources(memKeys []string, memVal func(string) []byte, termTrees bool) (srcs []source, withMem bool, trees []*runDesc) {
 	srcs = make([]source, 0, 1+len(s.meta.runs))
 	if len(memKeys) > 0 {
 		srcs, withMem = append(srcs, &sliceSource{keys: memKeys, get: memVal}), true
 	}
 	for i := range s.meta.runs {
-		srcs = append(srcs, &runIter{in: s.in, r: &s.meta.runs[i], ra: readAhead{mode: cacheScan}})
+		r := &s.meta.runs[i]
+		if t, ok := r.termTree(); ok && termTrees {
+			if trees == nil {
+				trees = make([]*runDesc, len(srcs), 1+len(s.meta.runs))
+			}
+			trees = append(trees, r)
+			r = &t
+		} else if trees != nil {
+			trees = append(trees, nil)
+		}
+		srcs = append(srcs, &runIter{in: s.in, r: r, ra: readAhead{mode: cacheScan}})
 	}
-	return srcs, withMem
+	return srcs, withMem, trees
 }
 
 // termIter iterates a field's terms in order.
 type termIter struct {
 	m       *mergeIter
 	withMem bool // m's first source is the memtable (state.sources)
+	// trees[i]: source i is the term tree of that run, whose values are
+	// postings counts and leaf numbers, not postings (state.sources)
+	trees   []*runDesc
+	mains   []*runIter // trees[i]'s run, iterated by runVals
 	prefix  string
 	field   string
 	s       *state
 	seekKey []byte // seek's key, reused
 }
 
-func (s *state) terms(field string) *termIter {
+// terms iterates a field's terms with their postings (every run's leaves).
+func (s *state) terms(field string) *termIter { return s.fieldIter(field, false) }
+
+// walkTerms iterates a field's terms with their postings counts: through
+// the runs' term trees, where they have one (a dictionary walk).
+func (s *state) walkTerms(field string) *termIter { return s.fieldIter(field, true) }
+
+func (s *state) fieldIter(field string, termTrees bool) *termIter {
 	prefix := fieldPrefix(field)
 	memKeys := s.mem.fieldKeys(prefix)
-	srcs, withMem := s.sources(memKeys, func(k string) []byte { return memTermVal(s.mem.terms[k]) })
-	return &termIter{m: newMergeIter(srcs, prefix, false), withMem: withMem, prefix: prefix, field: field, s: s}
+	srcs, withMem, trees := s.sources(memKeys, func(k string) []byte { return memTermVal(s.mem.terms[k]) }, termTrees)
+	return &termIter{m: newMergeIter(srcs, prefix, false), withMem: withMem, trees: trees, prefix: prefix, field: field, s: s}
 }
 
 // isMem returns whether source i of the iteration is the memtable.
@@ -491,22 +518,56 @@ func (t *termIter) df() uint64 {
 
 // runVals returns the current term's values in the runs holding it (not
 // tombstones), copied, oldest first: what termFragments would look up.
-func (t *termIter) runVals() [][]byte {
+// Where a term tree gave the term, an iterator over the tree's run is
+// moved forward to it: the walk's terms come in order, so the run's
+// leaves are read in order too, with read-ahead, and no filter check or
+// descent is made per term.
+func (t *termIter) runVals() ([][]byte, error) {
 	var out [][]byte
 	for j := len(t.m.eq) - 1; j >= 0; j-- {
 		i := t.m.eq[j]
 		if t.isMem(i) {
 			continue
 		}
-		if v := t.m.srcs[i].val(); !isTomb(v) {
-			out = append(out, slices.Clone(v))
+		v := t.m.srcs[i].val()
+		if isTomb(v) {
+			continue
 		}
+		if t.trees == nil || t.trees[i] == nil {
+			out = append(out, slices.Clone(v))
+			continue
+		}
+		if t.mains == nil {
+			t.mains = make([]*runIter, len(t.trees))
+		}
+		if t.mains[i] == nil {
+			t.mains[i] = &runIter{in: t.s.in, r: t.trees[i], ra: readAhead{mode: cacheScan}}
+		}
+		key := t.m.key()
+		m := t.mains[i]
+		if m.valid() && m.key() < key {
+			// The run's next term is often the one (a walk returning
+			// every term of a stretch): a step, which reads ahead.
+			if err := m.next(); err != nil {
+				return nil, err
+			}
+		}
+		if err := m.seek(key); err != nil {
+			return nil, err
+		}
+		if !m.valid() || m.key() != key || isTomb(m.val()) {
+			return nil, t.s.corruptValue("term tree entry: its run lacks the term")
+		}
+		out = append(out, slices.Clone(m.val()))
 	}
-	return out
+	return out, nil
 }
 
 // fragments returns the current term's postings fragments, oldest first.
 func (t *termIter) fragments() ([]*postingList, error) {
+	if t.trees != nil {
+		return nil, fmt.Errorf("index: internal error: the postings of a walk through term trees")
+	}
 	key := t.m.key()
 	term := []byte(key[len(t.prefix):])
 	var runVals [][]byte
@@ -530,6 +591,36 @@ func (t *termIter) fragments() ([]*postingList, error) {
 		out = append(out, t.s.mem.terms[key]...)
 	}
 	return out, nil
+}
+
+// checkTermTree compares r's term tree with r's term keys: it returns
+// what differs ("" when nothing does; never a term).
+func (s *state) checkTermTree(r *runDesc) (string, error) {
+	tree, ok := r.termTree()
+	if !ok {
+		return "", nil
+	}
+	run := newMergeIter([]source{&runIter{in: s.in, r: r, ra: readAhead{mode: cacheNone}}}, "t", false)
+	terms := newMergeIter([]source{&runIter{in: s.in, r: &tree, ra: readAhead{mode: cacheNone}}}, "t", false)
+	for ; run.valid() && terms.valid(); run.next() {
+		if run.key() != terms.key() {
+			return "lacks a term of the run or holds one it lacks", nil
+		}
+		if termDF(run.val()) != termDF(terms.val()) {
+			return "has a wrong postings count", nil
+		}
+		terms.next()
+	}
+	if run.err != nil {
+		return "", run.err
+	}
+	if terms.err != nil {
+		return "", terms.err
+	}
+	if run.valid() || terms.valid() {
+		return "lacks a term of the run or holds one it lacks", nil
+	}
+	return "", nil
 }
 
 // allTerms calls fn for every term of every field with its postings

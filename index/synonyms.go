@@ -281,12 +281,12 @@ func (s *state) kvIter(prefix string) *termIter {
 		}
 	}
 	sort.Strings(memKeys)
-	srcs, withMem := s.sources(memKeys, func(k string) []byte {
+	srcs, withMem, _ := s.sources(memKeys, func(k string) []byte {
 		if v := s.mem.kv[k]; len(v) > 0 {
 			return append([]byte{valPresent}, v...)
 		}
 		return tombVal
-	})
+	}, false)
 	return &termIter{m: newMergeIter(srcs, prefix, false), withMem: withMem, prefix: prefix}
 }
 

@@ -122,6 +122,13 @@ func (s *snapshot) keep(key string, vals [][]byte) {
 	s.keptBytes += n
 }
 
+// keptFull reports whether the snapshot keeps no more values.
+func (s *snapshot) keptFull() bool {
+	s.keptMu.Lock()
+	defer s.keptMu.Unlock()
+	return s.keptBytes >= maxKeptBytes
+}
+
 // keptVals returns the run values a walk kept of a term, or nil.
 func (s *snapshot) keptVals(field string, term []byte) [][]byte {
 	s.keptMu.Lock()
@@ -138,7 +145,7 @@ func (s *snapshot) DocCount() uint64            { return s.r.st.meta.liveCount }
 func (s *snapshot) Fields() []string            { return s.r.st.fieldNames() }
 func (s *snapshot) FieldTerms(field string) int { return s.r.st.fieldTerms(field) }
 func (s *snapshot) Terms(field string) view.Terms {
-	return viewTerms{it: s.r.st.terms(field), s: s}
+	return viewTerms{it: s.r.st.walkTerms(field), s: s}
 }
 
 func (s *snapshot) HasTerm(field string, term []byte) (bool, error) {
@@ -243,8 +250,12 @@ type viewTerms struct {
 }
 
 func (t viewTerms) Keep() {
-	if t.s != nil && t.it.valid() {
-		t.s.keep(t.it.m.key(), t.it.runVals())
+	if t.s != nil && t.it.valid() && !t.s.keptFull() {
+		// A value that cannot be read is not kept: Postings then looks
+		// the term up, and reports it.
+		if vals, err := t.it.runVals(); err == nil {
+			t.s.keep(t.it.m.key(), vals)
+		}
 	}
 }
 
