@@ -86,8 +86,8 @@ type runDesc struct {
 	// The run's term tree: a second B+tree of its term keys alone, each
 	// with its number of postings (valPresent ‖ uvarint), which
 	// dictionary walks read instead of the leaves (whose values hold the
-	// postings): about a fifth of the pages. termLeaves 0: none (runs
-	// written before it).
+	// postings): 15 pages where the leaves take 50 in TestReadAhead.
+	// termLeaves 0: none (runs written before it).
 	termLeaves, termInners, termRoot uint32
 	// leafBase is the page number of the first leaf: 0, or termLeafBase
 	// in the description of a term tree (termTree).
@@ -642,7 +642,7 @@ func (in *Instance) runLeafBounds(r *runDesc, key string, leafMode cacheMode) (*
 type leafParent struct {
 	p      *page      // nil: unknown (the root is a leaf, or not kept)
 	j      int        // the leaf is p.kids[j]
-	range_ leafBounds // the keys p is responsible for
+	bounds leafBounds // the keys p is responsible for
 }
 
 // runLeafPath is runLeafBounds; when parent is not nil it is set to the
@@ -673,7 +673,7 @@ func (in *Instance) runLeafPath(r *runDesc, key string, leafMode cacheMode, pare
 			i = 0
 		}
 		if parent != nil {
-			*parent = leafParent{p: p, j: i, range_: b}
+			*parent = leafParent{p: p, j: i, bounds: b}
 		}
 		if i > 0 {
 			b.lo, b.hasLo = p.key(i), true
@@ -761,7 +761,7 @@ func (it *runIter) seek(key string) error {
 		it.i = it.leaf.gallop(it.i, key)
 		return nil
 	}
-	if pp := &it.parent; it.valid() && pp.p != nil && pp.range_.contains(key) {
+	if pp := &it.parent; it.valid() && pp.p != nil && pp.bounds.contains(key) {
 		// key is past the leaf, under the same parent: its leaf is the
 		// parent's last kid whose separator is at or before key.
 		j := pp.p.gallop(pp.j+1, key)
