@@ -13,7 +13,8 @@ import (
 
 // TestTermTree: a run's term tree lists the run's terms with their
 // postings counts, a dictionary walk reads its pages and none of the
-// run's leaves, and Check reports a term tree that lacks a term.
+// run's leaves, a run without one is walked through its leaves with the
+// same result, and Check reports a term tree that lacks a term.
 func TestTermTree(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -69,6 +70,43 @@ func TestTermTree(t *testing.T) {
 
 	if rep, err := in.Check(ctx); err != nil || !rep.OK() {
 		t.Fatalf("check: %v %+v", err, rep)
+	}
+
+	// A run without a term tree (written before them) is walked through
+	// its leaves: the same terms and counts, and the same postings.
+	walk := func() (terms []string, dfs []uint64, docs int) {
+		snap, err := in.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer snap.Close()
+		it := snap.Terms("summary")
+		for ; it.Valid(); it.Next() {
+			terms, dfs = append(terms, it.Term()), append(dfs, it.DF())
+			if it.Term() == "common" {
+				it.Keep()
+				pl, err := snap.Postings("summary", []byte("common"), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				docs = len(pl.Docs)
+			}
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return terms, dfs, docs
+	}
+	treeTerms, treeDFs, treeDocs := walk()
+	in.mu.Lock()
+	in.state.meta.runs[0].termLeaves = 0
+	in.mu.Unlock()
+	leafTerms, leafDFs, leafDocs := walk()
+	in.mu.Lock()
+	in.state.meta.runs[0].termLeaves = r.termLeaves
+	in.mu.Unlock()
+	if !slices.Equal(treeTerms, leafTerms) || !slices.Equal(treeDFs, leafDFs) || treeDocs != 400 || leafDocs != 400 {
+		t.Fatalf("through the tree: %d terms, common in %d documents; through the leaves: %d terms, %d", len(treeTerms), treeDocs, len(leafTerms), leafDocs)
 	}
 
 	// A term tree without w0007: Check says so.
