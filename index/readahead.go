@@ -130,7 +130,17 @@ func (in *Instance) openPages(k *seal.Keys, run uint64, nos []uint32, kind byte)
 const (
 	cachePage   byte = 2 // a decoded page
 	cacheFilter byte = 3 // a filter chunk
+	cacheDocID  byte = 4 // a document number's id (docIDCacheKey)
 )
+
+// docIDCacheKey is the cache key of document number num's id.
+func (in *Instance) docIDCacheKey(num uint64) string {
+	var kb [8 + 1 + 8]byte
+	copy(kb[:8], in.cacheNS)
+	kb[8] = cacheDocID
+	putU64(kb[9:], num)
+	return string(kb[:])
+}
 
 // runCacheKey is the cache key of the entry of kind for page (or chunk)
 // no of run id.

@@ -90,6 +90,7 @@ type snapshot struct {
 
 	curMu sync.Mutex
 	cur   *runCursors // for ExternalID, asked of every hit in order
+	live  *liveSet    // for ExternalID's cached ids
 
 	keptMu    sync.Mutex
 	kept      map[string][][]byte // field-term key → its run values, as a walk read them (keep)
@@ -173,21 +174,47 @@ func (s *snapshot) Lookup(id string) (uint64, bool, error) {
 	return n, ok, view.Wrap(err)
 }
 
+// A document number's id never changes (an update is a new number), so
+// the ids found are cached by number (in the instance's namespace of the
+// cache, dropped on lock like its pages): a search asks for the id of
+// every hit that may enter its results, and a hit's id is otherwise a
+// descent of the document table. A cached id is returned only while its
+// document is live.
 func (s *snapshot) ExternalID(num uint64) (string, error) {
+	in := s.r.in
+	ck := in.docIDCacheKey(num)
 	s.curMu.Lock()
+	defer s.curMu.Unlock()
+	if id, ok := in.cache.get(ck).(string); ok {
+		if s.live == nil {
+			s.live = s.r.st.liveSet()
+		}
+		live, err := s.live.isLive(num)
+		if err != nil {
+			return "", view.Wrap(err)
+		}
+		if live {
+			return id, nil
+		}
+		return "", view.Wrap(fmt.Errorf("%w: document number not live", ErrNotFound))
+	}
 	if s.cur == nil {
 		s.cur = s.r.st.cursors()
 	}
 	info, live, err := s.cur.doc(num)
-	s.curMu.Unlock()
 	if err != nil {
 		return "", view.Wrap(err)
 	}
 	if !live {
 		return "", view.Wrap(fmt.Errorf("%w: document number not live", ErrNotFound))
 	}
+	in.cache.put(ck, info.id, len(ck)+len(info.id)+docIDEntryBytes)
 	return info.id, nil
 }
+
+// docIDEntryBytes is what a cached id costs beyond its key and bytes (the
+// entry, the string header and the interface).
+const docIDEntryBytes = 64
 
 func (s *snapshot) Stored(num uint64) ([]byte, bool, error) {
 	d, err := s.r.in.storedDocument(s.r.st, num)
