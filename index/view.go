@@ -174,7 +174,8 @@ func (s *snapshot) Lookup(id string) (uint64, bool, error) {
 	return n, ok, view.Wrap(err)
 }
 
-// A document number's id never changes (an update is a new number), so
+// ExternalID returns the id of document number num. A document number's
+// id never changes (an update is a new number), so
 // the ids found are cached by number (in the instance's namespace of the
 // cache, dropped on lock like its pages): a search asks for the id of
 // every hit that may enter its results, and a hit's id is otherwise a
