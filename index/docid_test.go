@@ -18,12 +18,7 @@ func TestExternalIDCache(t *testing.T) {
 	for i := range 50 {
 		docs = append(docs, Document{ID: fmt.Sprintf("ID-%d", i), Body: fmt.Appendf(nil, `{"summary":"word%d"}`, i)})
 	}
-	if err := in.Index(ctx, docs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Settle(); err != nil {
-		t.Fatal(err)
-	}
+	indexSettled(t, in, docs)
 	in.mu.RLock()
 	num, ok, err := in.state.lookupID("ID-7")
 	in.mu.RUnlock()

@@ -63,6 +63,17 @@ func (e *testEnv) create(t testing.TB, name string, m *tokenize.Mapping) *Instan
 	return in
 }
 
+// indexSettled indexes docs into in in one batch and settles it (one run).
+func indexSettled(t testing.TB, in *Instance, docs []Document) {
+	t.Helper()
+	if err := in.Index(context.Background(), docs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Settle(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (e *testEnv) open(t testing.TB, name string) *Instance {
 	t.Helper()
 	in, err := Open(context.Background(), e.st, name, e.opts)

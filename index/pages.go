@@ -727,14 +727,9 @@ func (it *runIter) settle() error {
 			it.leaf = nil
 			return nil
 		}
-		p, err := it.ra.next(it.in, it.r, it.no+1)
+		p, err := it.leafRead(it.ra.next(it.in, it.r, it.no+1))
 		if err != nil {
-			it.leaf = nil
 			return err
-		}
-		if p.level != 0 {
-			it.leaf = nil
-			return fmt.Errorf("%w: a state run's leaf is not a leaf", ErrCorrupt)
 		}
 		it.leaf, it.no, it.i = p, it.no+1, 0
 		// The next leaf is the parent's next kid, unless it is under
@@ -746,6 +741,19 @@ func (it *runIter) settle() error {
 		}
 	}
 	return nil
+}
+
+// leafRead checks a page the iterator read as its next leaf; on an error
+// the iteration ends.
+func (it *runIter) leafRead(p *page, err error) (*page, error) {
+	if err == nil && p.level != 0 {
+		err = fmt.Errorf("%w: a state run's leaf is not a leaf", ErrCorrupt)
+	}
+	if err != nil {
+		it.leaf = nil
+		return nil, err
+	}
+	return p, nil
 }
 
 func (it *runIter) next() error {
@@ -777,14 +785,9 @@ func (it *runIter) seek(key string) error {
 			return it.settle()
 		}
 		no := pp.p.kids[j]
-		p, err := it.in.readPage(it.r, no, it.ra.mode)
+		p, err := it.leafRead(it.in.readPage(it.r, no, it.ra.mode))
 		if err != nil {
-			it.leaf = nil
 			return err
-		}
-		if p.level != 0 {
-			it.leaf = nil
-			return fmt.Errorf("%w: a state run's leaf is not a leaf", ErrCorrupt)
 		}
 		pp.j = j
 		it.leaf, it.no, it.i = p, no, p.search(0, key)

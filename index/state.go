@@ -429,24 +429,28 @@ func (s *state) fieldTerms(field string) int {
 // withMem is false.
 //
 // With termTrees, a run that has a term tree is iterated through it: its
-// values are then postings counts (as the memtable's memVal gives) and
-// leaf numbers, not postings; trees[i] is then the run of source i
-// (nil: not a term tree; trees is nil when no source is one).
+// values are then postings counts (as the memtable's memVal gives), not
+// postings; trees[i] is then the run of source i
+// when source i is its term tree, else nil (trees is nil without
+// termTrees).
 func (s *state) sources(memKeys []string, memVal func(string) []byte, termTrees bool) (srcs []source, withMem bool, trees []*runDesc) {
 	srcs = make([]source, 0, 1+len(s.meta.runs))
 	if len(memKeys) > 0 {
 		srcs, withMem = append(srcs, &sliceSource{keys: memKeys, get: memVal}), true
 	}
+	if termTrees {
+		trees = make([]*runDesc, len(srcs), cap(srcs))
+	}
 	for i := range s.meta.runs {
 		r := &s.meta.runs[i]
-		if t, ok := r.termTree(); ok && termTrees {
-			if trees == nil {
-				trees = make([]*runDesc, len(srcs), 1+len(s.meta.runs))
+		if termTrees {
+			run := r
+			if t, ok := r.termTree(); ok {
+				r = &t
+			} else {
+				run = nil
 			}
-			trees = append(trees, r)
-			r = &t
-		} else if trees != nil {
-			trees = append(trees, nil)
+			trees = append(trees, run)
 		}
 		srcs = append(srcs, &runIter{in: s.in, r: r, ra: readAhead{mode: cacheScan}})
 	}
@@ -458,7 +462,7 @@ type termIter struct {
 	m       *mergeIter
 	withMem bool // m's first source is the memtable (state.sources)
 	// trees[i]: source i is the term tree of that run, whose values are
-	// postings counts and leaf numbers, not postings (state.sources)
+	// postings counts, not postings (state.sources)
 	trees   []*runDesc
 	mains   []*runIter // trees[i]'s run, iterated by runVals
 	prefix  string
@@ -566,7 +570,7 @@ func (t *termIter) runVals() ([][]byte, error) {
 // fragments returns the current term's postings fragments, oldest first.
 func (t *termIter) fragments() ([]*postingList, error) {
 	if t.trees != nil {
-		return nil, fmt.Errorf("index: internal error: the postings of a walk through term trees")
+		return nil, fmt.Errorf("index: internal error: the postings of a walk (walkTerms)")
 	}
 	key := t.m.key()
 	term := []byte(key[len(t.prefix):])

@@ -23,12 +23,7 @@ func TestTermTree(t *testing.T) {
 	for i := range 400 {
 		docs = append(docs, Document{ID: fmt.Sprintf("T-%d", i), Body: fmt.Appendf(nil, `{"summary":"common w%04d %s"}`, i, strings.Repeat("filler ", i%7))})
 	}
-	if err := in.Index(ctx, docs...); err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Settle(); err != nil {
-		t.Fatal(err)
-	}
+	indexSettled(t, in, docs)
 	in.mu.RLock()
 	r := in.state.meta.runs[0]
 	in.mu.RUnlock()
